@@ -1,0 +1,140 @@
+//! The command bus: runs commands through cqrs-es with metadata, captures the position
+//! of what they wrote, and retries (bounded) when a concurrent writer won the race.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_domain::catalog::CatalogEntry;
+use berth_domain::server::Server;
+use berth_domain::upcasting::upcasters;
+use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
+
+use crate::error::AppError;
+use crate::metadata::CommandMetadata;
+use crate::ports::SecretCipher;
+use crate::receipt::{self, Receipt};
+
+/// How many times a command is tried when it keeps losing optimistic-concurrency races.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// How many times, since the process started, a command lost an optimistic-concurrency
+/// race and was tried again (exported as a metric).
+pub static CONFLICT_RETRIES: AtomicU64 = AtomicU64::new(0);
+
+type Store<R, A> = PersistedEventStore<R, A>;
+
+/// Executes commands on Berth's aggregates. Cheap to share behind an `Arc`.
+pub struct CommandBus<R: PersistedEventRepository + Clone> {
+    catalog: CqrsFramework<CatalogEntry, Store<R, CatalogEntry>>,
+    servers: CqrsFramework<Server, Store<R, Server>>,
+    catalog_store: Store<R, CatalogEntry>,
+    server_store: Store<R, Server>,
+    pub(crate) cipher: Arc<dyn SecretCipher>,
+}
+
+fn store<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
+    PersistedEventStore::new_event_store(repo.clone()).with_upcasters(upcasters())
+}
+
+impl<R: PersistedEventRepository + Clone> CommandBus<R> {
+    /// A bus writing through `repo`, sealing secrets with `cipher`.
+    ///
+    /// No queries are registered with the frameworks: cqrs-es would run them in-process
+    /// after the commit and drop their errors; read models follow the event feed instead.
+    pub fn new(repo: R, cipher: Arc<dyn SecretCipher>) -> Self {
+        Self {
+            catalog: CqrsFramework::new(store(&repo), vec![], ()),
+            servers: CqrsFramework::new(store(&repo), vec![], ()),
+            catalog_store: store(&repo),
+            server_store: store(&repo),
+            cipher,
+        }
+    }
+
+    /// Runs a catalog command.
+    pub async fn catalog(
+        &self,
+        id: &str,
+        command: <CatalogEntry as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        execute(&self.catalog, id, command, metadata).await
+    }
+
+    /// Runs a server command.
+    pub async fn server(
+        &self,
+        id: &str,
+        command: <Server as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        execute(&self.servers, id, command, metadata).await
+    }
+
+    /// The current state of a catalog entry, from its events.
+    pub async fn load_catalog_entry(&self, id: &str) -> Result<CatalogEntry, AppError> {
+        load(&self.catalog_store, id).await
+    }
+
+    /// The current state of a server, from its events.
+    pub async fn load_server(&self, id: &str) -> Result<Server, AppError> {
+        load(&self.server_store, id).await
+    }
+
+    /// The cipher secrets are sealed with.
+    pub fn cipher(&self) -> &dyn SecretCipher {
+        self.cipher.as_ref()
+    }
+}
+
+async fn load<A, ES>(store: &ES, id: &str) -> Result<A, AppError>
+where
+    A: Aggregate + Clone,
+    A::Error: Into<AppError>,
+    ES: EventStore<A>,
+{
+    let mut ctx = store
+        .load_aggregate(id)
+        .await
+        .map_err(AppError::from_aggregate)?;
+    Ok(ctx.aggregate().clone())
+}
+
+async fn execute<A, ES>(
+    framework: &CqrsFramework<A, ES>,
+    id: &str,
+    command: A::Command,
+    metadata: &CommandMetadata,
+) -> Result<Receipt, AppError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::Error: Into<AppError>,
+    ES: EventStore<A>,
+{
+    let map = metadata.to_map();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (result, position) =
+            receipt::capture(framework.execute_with_metadata(id, command.clone(), map.clone()))
+                .await;
+        match result {
+            Ok(()) => return Ok(Receipt { position }),
+            Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                CONFLICT_RETRIES.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(aggregate_id = id, attempt, "conflict, retrying");
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+            Err(e) => return Err(AppError::from_aggregate(e)),
+        }
+    }
+}
+
+/// Short randomised pause so racing writers spread out instead of colliding again.
+fn backoff(attempt: u32) -> Duration {
+    let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0]) % 5;
+    Duration::from_millis(u64::from(attempt) * 2 + jitter)
+}

@@ -1,0 +1,53 @@
+//! Errors of the use cases, one enum the HTTP edge maps to status codes.
+
+use berth_domain::catalog::CatalogError;
+use berth_domain::server::ServerError;
+use berth_domain::FieldError;
+use cqrs_es::AggregateError;
+
+use crate::ports::CipherError;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A catalog rule refused the command.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// A server rule refused the command.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// Input named something that does not exist or is otherwise invalid before it
+    /// reached an aggregate.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// Concurrent writers kept winning after every retry.
+    #[error("the resource was changed concurrently too many times; try again")]
+    Conflict,
+    /// The database could not be reached.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// A secret could not be sealed or opened.
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    /// Anything else; the cause is logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AppError {
+    /// Maps what cqrs-es reports for a command on an aggregate with errors `E`.
+    pub fn from_aggregate<E>(err: AggregateError<E>) -> Self
+    where
+        E: std::error::Error + Into<AppError>,
+    {
+        match err {
+            AggregateError::UserError(e) => e.into(),
+            AggregateError::AggregateConflict => Self::Conflict,
+            AggregateError::DatabaseConnectionError(e) => Self::Unavailable(e.to_string()),
+            AggregateError::DeserializationError(e) => {
+                Self::Internal(format!("stored event does not deserialize: {e}"))
+            }
+            AggregateError::UnexpectedError(e) => Self::Internal(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Berth's use cases: commands with metadata, bounded retry on conflicts, secret sealing,
+//! and the ports (traits) the infrastructure implements.
+
+pub mod catalog;
+pub mod commands;
+pub mod error;
+pub mod metadata;
+pub mod ports;
+pub mod receipt;
+pub mod servers;
+
+pub use commands::CommandBus;
+pub use error::AppError;
+pub use metadata::{Actor, CommandMetadata};
+pub use receipt::Receipt;

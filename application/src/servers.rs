@@ -1,0 +1,179 @@
+//! Server use cases: creation and config changes (which need the catalog entry's schema
+//! and sealed secrets), and lifecycle commands.
+
+use std::collections::BTreeMap;
+
+use berth_domain::catalog::CatalogEntry;
+use berth_domain::server::{ConfigChange, SealedSecret, ServerCommand};
+use berth_domain::FieldError;
+use cqrs_es::persist::PersistedEventRepository;
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::commands::CommandBus;
+use crate::error::AppError;
+use crate::metadata::CommandMetadata;
+use crate::receipt::Receipt;
+
+/// What a caller asks for when creating a server. Secrets arrive in plaintext and are
+/// sealed here, before anything is recorded.
+#[derive(Debug)]
+pub struct NewServer {
+    /// The catalog entry to instantiate.
+    pub catalog_id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Plain configuration.
+    pub config: BTreeMap<String, String>,
+    /// Secret configuration, in plaintext (never logged: `SecretString`).
+    pub secrets: BTreeMap<String, SecretString>,
+}
+
+/// A change of some config keys and secrets; `None` removes a key.
+#[derive(Debug, Default)]
+pub struct ServerConfigPatch {
+    /// Plain keys to set or remove.
+    pub config: BTreeMap<String, Option<String>>,
+    /// Secrets to set or remove.
+    pub secrets: BTreeMap<String, Option<SecretString>>,
+}
+
+/// A lifecycle request a person may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LifecycleAction {
+    /// Start.
+    Start,
+    /// Stop.
+    Stop,
+    /// Restart.
+    Restart,
+    /// Enable.
+    Enable,
+    /// Disable.
+    Disable,
+    /// Delete.
+    Delete,
+}
+
+impl LifecycleAction {
+    fn command(self) -> ServerCommand {
+        match self {
+            Self::Start => ServerCommand::Start,
+            Self::Stop => ServerCommand::Stop,
+            Self::Restart => ServerCommand::Restart,
+            Self::Enable => ServerCommand::Enable,
+            Self::Disable => ServerCommand::Disable,
+            Self::Delete => ServerCommand::Delete,
+        }
+    }
+
+    /// Parses the name used in paths and bulk requests.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "start" => Self::Start,
+            "stop" => Self::Stop,
+            "restart" => Self::Restart,
+            "enable" => Self::Enable,
+            "disable" => Self::Disable,
+            "delete" => Self::Delete,
+            _ => return None,
+        })
+    }
+}
+
+impl<R: PersistedEventRepository + Clone> CommandBus<R> {
+    /// Creates a server owned by the caller from a catalog entry.
+    #[tracing::instrument(skip_all, fields(catalog_id = %new.catalog_id))]
+    pub async fn create_server(
+        &self,
+        metadata: &CommandMetadata,
+        new: NewServer,
+    ) -> Result<(Uuid, Receipt), AppError> {
+        let entry = self.live_catalog_entry(new.catalog_id).await?;
+        let id = Uuid::now_v7();
+        let owner = metadata.actor.owner_id();
+        let secrets = new
+            .secrets
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), self.cipher.seal(&owner, id, k, v)?)))
+            .collect::<Result<BTreeMap<String, SealedSecret>, AppError>>()?;
+        let definition = entry.definition.unwrap_or_else(|| unreachable!("checked live"));
+        let command = ServerCommand::Create {
+            owner,
+            catalog_id: new.catalog_id,
+            catalog_version: entry.version,
+            schema: definition.config_schema,
+            name: new.name,
+            config: new.config,
+            secrets,
+        };
+        let receipt = self.server(&id.to_string(), command, metadata).await?;
+        Ok((id, receipt))
+    }
+
+    /// Changes some config keys and secrets of a server.
+    #[tracing::instrument(skip_all, fields(server_id = %id))]
+    pub async fn update_server_config(
+        &self,
+        metadata: &CommandMetadata,
+        id: Uuid,
+        patch: ServerConfigPatch,
+    ) -> Result<Receipt, AppError> {
+        let server = self.load_server(&id.to_string()).await?;
+        if !server.created || server.deleted {
+            return Err(berth_domain::server::ServerError::NotFound.into());
+        }
+        let catalog_id = server.catalog_id.unwrap_or_default();
+        let entry = self.load_catalog_entry(&catalog_id.to_string()).await?;
+        let Some(definition) = entry.definition.filter(|_| !entry.removed) else {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "catalog_id",
+                "the server's catalog entry was removed; its config can no longer be changed",
+            )]));
+        };
+        let config = patch
+            .config
+            .into_iter()
+            .map(|(k, v)| (k, v.map_or(ConfigChange::Remove, ConfigChange::Set)))
+            .collect();
+        let mut secrets = BTreeMap::new();
+        for (k, v) in patch.secrets {
+            let change = match v {
+                Some(plain) => {
+                    ConfigChange::Set(self.cipher.seal(&server.owner, id, &k, &plain)?)
+                }
+                None => ConfigChange::Remove,
+            };
+            secrets.insert(k, change);
+        }
+        let command = ServerCommand::UpdateConfig {
+            schema: definition.config_schema,
+            config,
+            secrets,
+        };
+        self.server(&id.to_string(), command, metadata).await
+    }
+
+    /// Asks a server to start, stop, restart, enable, disable or be deleted.
+    #[tracing::instrument(skip_all, fields(server_id = %id, action = ?action))]
+    pub async fn server_lifecycle(
+        &self,
+        metadata: &CommandMetadata,
+        id: Uuid,
+        action: LifecycleAction,
+    ) -> Result<Receipt, AppError> {
+        self.server(&id.to_string(), action.command(), metadata)
+            .await
+    }
+
+    async fn live_catalog_entry(&self, id: Uuid) -> Result<CatalogEntry, AppError> {
+        let entry = self.load_catalog_entry(&id.to_string()).await?;
+        if entry.definition.is_none() || entry.removed {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "catalog_id",
+                "no catalog entry has this id",
+            )]));
+        }
+        Ok(entry)
+    }
+}

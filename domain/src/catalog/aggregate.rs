@@ -1,0 +1,341 @@
+//! The `CatalogEntry` aggregate.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use super::definition::{CatalogDefinition, CatalogKind};
+use crate::FieldError;
+
+/// A kind of MCP server, predefined or custom, with a version bumped on every update.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// What the entry says now; `None` until registered.
+    pub definition: Option<CatalogDefinition>,
+    /// Predefined or custom.
+    pub kind: Option<CatalogKind>,
+    /// Who added a custom entry (`None` for predefined ones).
+    pub owner: Option<String>,
+    /// 1 at registration, +1 on every update.
+    pub version: u32,
+    /// Removed entries accept no further commands.
+    pub removed: bool,
+}
+
+/// What may be asked of a catalog entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CatalogCommand {
+    /// Add a custom entry.
+    Register {
+        /// The principal adding it.
+        owner: String,
+        /// What it says.
+        definition: CatalogDefinition,
+    },
+    /// Make a predefined entry say what the shipped catalog says: registers it the
+    /// first time, updates it when the shipped text changed, and does nothing otherwise.
+    SyncPredefined {
+        /// The shipped definition.
+        definition: CatalogDefinition,
+    },
+    /// Replace what the entry says.
+    Update {
+        /// The new definition.
+        definition: CatalogDefinition,
+    },
+    /// Remove a custom entry.
+    Remove,
+}
+
+/// What happened to a catalog entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CatalogEvent {
+    /// The entry exists from now on, at version 1.
+    Registered {
+        /// Predefined or custom.
+        kind: CatalogKind,
+        /// Who added it (custom entries).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        /// What it says.
+        definition: CatalogDefinition,
+    },
+    /// The entry says something new.
+    Updated {
+        /// The version it has from now on.
+        version: u32,
+        /// What it says now.
+        definition: CatalogDefinition,
+    },
+    /// The entry is gone.
+    Removed,
+}
+
+impl DomainEvent for CatalogEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::Registered { .. } => "CatalogEntryRegistered",
+            Self::Updated { .. } => "CatalogEntryUpdated",
+            Self::Removed => "CatalogEntryRemoved",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+/// Why a catalog command was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CatalogError {
+    /// The entry was registered before.
+    #[error("a catalog entry with this id already exists")]
+    AlreadyExists,
+    /// No such entry, or it was removed.
+    #[error("catalog entry not found")]
+    NotFound,
+    /// Predefined entries ship with Berth and cannot be removed.
+    #[error("predefined catalog entries cannot be removed")]
+    PredefinedCannotBeRemoved,
+    /// The entry was predefined but the command would treat it as custom, or the reverse.
+    #[error("catalog entry is {actual:?}, not {expected:?}")]
+    WrongKind {
+        /// What the command expected.
+        expected: CatalogKind,
+        /// What the entry is.
+        actual: CatalogKind,
+    },
+    /// The definition breaks a rule.
+    #[error("invalid catalog entry")]
+    Invalid(Vec<FieldError>),
+}
+
+impl CatalogEntry {
+    fn live(&self) -> Result<&CatalogDefinition, CatalogError> {
+        match &self.definition {
+            Some(d) if !self.removed => Ok(d),
+            _ => Err(CatalogError::NotFound),
+        }
+    }
+
+    /// Decides which events `command` produces, without changing anything.
+    pub fn decide(&self, command: CatalogCommand) -> Result<Vec<CatalogEvent>, CatalogError> {
+        match command {
+            CatalogCommand::Register { owner, definition } => {
+                if self.definition.is_some() {
+                    return Err(CatalogError::AlreadyExists);
+                }
+                definition.validate().map_err(CatalogError::Invalid)?;
+                Ok(vec![CatalogEvent::Registered {
+                    kind: CatalogKind::Custom,
+                    owner: Some(owner),
+                    definition,
+                }])
+            }
+            CatalogCommand::SyncPredefined { definition } => {
+                definition.validate().map_err(CatalogError::Invalid)?;
+                match (&self.definition, self.kind) {
+                    (None, _) => Ok(vec![CatalogEvent::Registered {
+                        kind: CatalogKind::Predefined,
+                        owner: None,
+                        definition,
+                    }]),
+                    (Some(_), Some(CatalogKind::Custom)) => Err(CatalogError::WrongKind {
+                        expected: CatalogKind::Predefined,
+                        actual: CatalogKind::Custom,
+                    }),
+                    (Some(current), _) if *current == definition => Ok(vec![]),
+                    (Some(_), _) => Ok(vec![CatalogEvent::Updated {
+                        version: self.version + 1,
+                        definition,
+                    }]),
+                }
+            }
+            CatalogCommand::Update { definition } => {
+                self.live()?;
+                definition.validate().map_err(CatalogError::Invalid)?;
+                Ok(vec![CatalogEvent::Updated {
+                    version: self.version + 1,
+                    definition,
+                }])
+            }
+            CatalogCommand::Remove => {
+                self.live()?;
+                if self.kind == Some(CatalogKind::Predefined) {
+                    return Err(CatalogError::PredefinedCannotBeRemoved);
+                }
+                Ok(vec![CatalogEvent::Removed])
+            }
+        }
+    }
+}
+
+impl Aggregate for CatalogEntry {
+    const TYPE: &'static str = "catalog_entry";
+    type Command = CatalogCommand;
+    type Event = CatalogEvent;
+    type Error = CatalogError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            CatalogEvent::Registered {
+                kind,
+                owner,
+                definition,
+            } => {
+                self.kind = Some(kind);
+                self.owner = owner;
+                self.definition = Some(definition);
+                self.version = 1;
+            }
+            CatalogEvent::Updated {
+                version,
+                definition,
+            } => {
+                self.version = version;
+                self.definition = Some(definition);
+            }
+            CatalogEvent::Removed => self.removed = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cqrs_es::test::TestFramework;
+
+    use super::*;
+    use crate::catalog::{Resources, RuntimeSpec, Transport};
+
+    type Given = TestFramework<CatalogEntry>;
+
+    fn definition(name: &str) -> CatalogDefinition {
+        CatalogDefinition {
+            name: name.into(),
+            description: "a test server".into(),
+            transport: Transport::Stdio,
+            runtime: RuntimeSpec::Docker {
+                image: "berth/fixture:latest".into(),
+                command: vec![],
+                port: None,
+            },
+            config_schema: vec![],
+            resources: Resources::default(),
+        }
+    }
+
+    fn registered_custom() -> CatalogEvent {
+        CatalogEvent::Registered {
+            kind: CatalogKind::Custom,
+            owner: Some("user:a".into()),
+            definition: definition("one"),
+        }
+    }
+
+    #[test]
+    fn register_then_update_bumps_the_version() {
+        Given::with(())
+            .given(vec![registered_custom()])
+            .when(CatalogCommand::Update {
+                definition: definition("two"),
+            })
+            .then_expect_events(vec![CatalogEvent::Updated {
+                version: 2,
+                definition: definition("two"),
+            }]);
+    }
+
+    #[test]
+    fn register_twice_is_refused() {
+        Given::with(())
+            .given(vec![registered_custom()])
+            .when(CatalogCommand::Register {
+                owner: "user:a".into(),
+                definition: definition("one"),
+            })
+            .then_expect_error(CatalogError::AlreadyExists);
+    }
+
+    #[test]
+    fn invalid_definitions_produce_no_events() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(CatalogCommand::Register {
+                owner: "user:a".into(),
+                definition: definition("bad name"),
+            })
+            .then_expect_error(CatalogError::Invalid(vec![FieldError::new(
+                "name",
+                "must start with a letter or digit and contain only letters, digits, '.', '_' or '-'",
+            )]));
+    }
+
+    #[test]
+    fn predefined_sync_is_idempotent_and_versions_changes() {
+        let shipped = CatalogEvent::Registered {
+            kind: CatalogKind::Predefined,
+            owner: None,
+            definition: definition("one"),
+        };
+        Given::with(())
+            .given_no_previous_events()
+            .when(CatalogCommand::SyncPredefined {
+                definition: definition("one"),
+            })
+            .then_expect_events(vec![shipped.clone()]);
+        Given::with(())
+            .given(vec![shipped.clone()])
+            .when(CatalogCommand::SyncPredefined {
+                definition: definition("one"),
+            })
+            .then_expect_events(vec![]);
+        let mut changed = definition("one");
+        changed.description = "now better".into();
+        Given::with(())
+            .given(vec![shipped])
+            .when(CatalogCommand::SyncPredefined {
+                definition: changed.clone(),
+            })
+            .then_expect_events(vec![CatalogEvent::Updated {
+                version: 2,
+                definition: changed,
+            }]);
+    }
+
+    #[test]
+    fn predefined_entries_cannot_be_removed_and_removed_ones_are_gone() {
+        Given::with(())
+            .given(vec![CatalogEvent::Registered {
+                kind: CatalogKind::Predefined,
+                owner: None,
+                definition: definition("one"),
+            }])
+            .when(CatalogCommand::Remove)
+            .then_expect_error(CatalogError::PredefinedCannotBeRemoved);
+        Given::with(())
+            .given(vec![registered_custom()])
+            .when(CatalogCommand::Remove)
+            .then_expect_events(vec![CatalogEvent::Removed]);
+        Given::with(())
+            .given(vec![registered_custom(), CatalogEvent::Removed])
+            .when(CatalogCommand::Update {
+                definition: definition("one"),
+            })
+            .then_expect_error(CatalogError::NotFound);
+    }
+}

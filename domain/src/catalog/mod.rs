@@ -1,0 +1,8 @@
+//! The catalog: kinds of MCP servers anyone may instantiate.
+
+mod aggregate;
+mod definition;
+
+pub use aggregate::{CatalogCommand, CatalogEntry, CatalogError, CatalogEvent};
+pub(crate) use definition::check_value;
+pub use definition::{CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeSpec, Transport};

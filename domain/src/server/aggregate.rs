@@ -1,0 +1,492 @@
+//! The `Server` aggregate: commands, the decisions they lead to, and how events change it.
+
+use std::collections::BTreeMap;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::config::{validate_config, ConfigChange, SealedSecret};
+use super::events::ServerEvent;
+use super::state::{Health, ServerState, Tool};
+use crate::catalog::ConfigKey;
+use crate::validation::{check_name, Violations};
+use crate::FieldError;
+
+/// One owner's instance of a catalog entry.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Server {
+    /// Set once `Created` is applied.
+    pub created: bool,
+    /// Set once `Deleted` is applied; a deleted server accepts no command.
+    pub deleted: bool,
+    /// Its owner.
+    pub owner: String,
+    /// The catalog entry it instantiates.
+    pub catalog_id: Option<Uuid>,
+    /// Its name.
+    pub name: String,
+    /// Plain configuration.
+    pub config: BTreeMap<String, String>,
+    /// Sealed secrets.
+    pub secrets: BTreeMap<String, SealedSecret>,
+    /// Lifecycle state.
+    pub state: ServerState,
+    /// Disabled servers refuse to start.
+    pub enabled: bool,
+    /// The runtime's id for its container or process.
+    pub container_id: Option<String>,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+    /// Start again once stopped.
+    pub restart_pending: bool,
+    /// Delete once stopped.
+    pub delete_pending: bool,
+    /// Last recorded health.
+    pub health: Health,
+    /// Last recorded tools.
+    pub tools: Vec<Tool>,
+}
+
+/// What may be asked of a server: by people (create … delete) and by the process
+/// manager reporting what the runtime did (`Begin…`, `Record…`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerCommand {
+    /// Create the server from a catalog entry; `schema` is that entry's config schema.
+    Create {
+        /// Its owner.
+        owner: String,
+        /// The catalog entry.
+        catalog_id: Uuid,
+        /// The entry's version now.
+        catalog_version: u32,
+        /// The entry's config schema, to validate against.
+        schema: Vec<ConfigKey>,
+        /// Its name.
+        name: String,
+        /// Plain configuration.
+        config: BTreeMap<String, String>,
+        /// Secrets, already sealed.
+        secrets: BTreeMap<String, SealedSecret>,
+    },
+    /// Change some config keys and secrets.
+    UpdateConfig {
+        /// The catalog entry's current config schema.
+        schema: Vec<ConfigKey>,
+        /// Changes to plain keys.
+        config: BTreeMap<String, ConfigChange<String>>,
+        /// Changes to secrets, already sealed.
+        secrets: BTreeMap<String, ConfigChange<SealedSecret>>,
+    },
+    /// Ask it to start.
+    Start,
+    /// Ask it to stop.
+    Stop,
+    /// Ask it to stop and start again.
+    Restart,
+    /// Allow it to start.
+    Enable,
+    /// Forbid it to start, stopping it when it runs.
+    Disable,
+    /// Delete it, stopping it first when it may run.
+    Delete,
+    /// The runtime began creating it.
+    BeginProvisioning,
+    /// The runtime created its container or process.
+    RecordContainerCreated {
+        /// The runtime's id for it.
+        container_id: String,
+    },
+    /// It is running.
+    RecordRunning,
+    /// It could not be started or kept running.
+    RecordFailed {
+        /// What went wrong.
+        reason: String,
+    },
+    /// It stopped by itself.
+    RecordExited {
+        /// Its exit code, when known.
+        exit_code: Option<i64>,
+        /// What went wrong.
+        reason: String,
+    },
+    /// It has stopped as asked.
+    RecordStopped,
+    /// A health check answered.
+    RecordHealth {
+        /// What it said.
+        health: Health,
+    },
+    /// `tools/list` answered.
+    RecordTools {
+        /// The tools it offers.
+        tools: Vec<Tool>,
+    },
+}
+
+impl ServerCommand {
+    /// The command's name as people say it, used in errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create",
+            Self::UpdateConfig { .. } => "update",
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Restart => "restart",
+            Self::Enable => "enable",
+            Self::Disable => "disable",
+            Self::Delete => "delete",
+            Self::BeginProvisioning => "begin provisioning",
+            Self::RecordContainerCreated { .. } => "record the container of",
+            Self::RecordRunning => "record as running",
+            Self::RecordFailed { .. } => "record a failure of",
+            Self::RecordExited { .. } => "record the exit of",
+            Self::RecordStopped => "record as stopped",
+            Self::RecordHealth { .. } => "record the health of",
+            Self::RecordTools { .. } => "record the tools of",
+        }
+    }
+}
+
+/// Why a server command was refused. None of these produce events.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ServerError {
+    /// The server was created before.
+    #[error("a server with this id already exists")]
+    AlreadyExists,
+    /// No such server, or it was deleted.
+    #[error("server not found")]
+    NotFound,
+    /// The command makes no sense in the current state.
+    #[error("cannot {command} a server that is {from}")]
+    InvalidTransition {
+        /// The current state.
+        from: ServerState,
+        /// The refused command.
+        command: &'static str,
+    },
+    /// Disabled servers refuse to start.
+    #[error("cannot {command} a server that is disabled; enable it first")]
+    Disabled {
+        /// The refused command.
+        command: &'static str,
+    },
+    /// Enable on an enabled server.
+    #[error("server is already enabled")]
+    AlreadyEnabled,
+    /// Disable on a disabled server.
+    #[error("server is already disabled")]
+    AlreadyDisabled,
+    /// The server is being deleted.
+    #[error("cannot {command} a server that is being deleted")]
+    BeingDeleted {
+        /// The refused command.
+        command: &'static str,
+    },
+    /// The command's data breaks a rule.
+    #[error("invalid server")]
+    Invalid(Vec<FieldError>),
+}
+
+impl Server {
+    /// Decides which events `command` produces, without changing anything.
+    pub fn decide(&self, command: ServerCommand) -> Result<Vec<ServerEvent>, ServerError> {
+        use ServerEvent as E;
+        use ServerState as S;
+        if let ServerCommand::Create { .. } = command {
+            return self.decide_create(command);
+        }
+        if !self.created || self.deleted {
+            return Err(ServerError::NotFound);
+        }
+        let name = command.name();
+        let refuse = || ServerError::InvalidTransition {
+            from: self.state,
+            command: name,
+        };
+        let refuse_deleting = || ServerError::BeingDeleted { command: name };
+        let events = match command {
+            ServerCommand::Create { .. } => unreachable!("handled above"),
+            ServerCommand::UpdateConfig {
+                schema,
+                config,
+                secrets,
+            } => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                self.decide_update(&schema, config, secrets)?
+            }
+            ServerCommand::Start => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                if !self.enabled {
+                    return Err(ServerError::Disabled { command: name });
+                }
+                match self.state {
+                    S::Stopped | S::Failed => vec![E::StartRequested],
+                    _ => return Err(refuse()),
+                }
+            }
+            ServerCommand::Stop => match self.state {
+                s if s.is_active() => vec![E::StopRequested],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::Restart => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                if !self.enabled {
+                    return Err(ServerError::Disabled { command: name });
+                }
+                match self.state {
+                    s if s.is_active() => vec![E::RestartRequested],
+                    S::Stopped | S::Failed => vec![E::StartRequested],
+                    S::Stopping => return Err(refuse()),
+                    _ => unreachable!("every state is covered above"),
+                }
+            }
+            ServerCommand::Enable => {
+                if self.enabled {
+                    return Err(ServerError::AlreadyEnabled);
+                }
+                vec![E::Enabled]
+            }
+            ServerCommand::Disable => {
+                if !self.enabled {
+                    return Err(ServerError::AlreadyDisabled);
+                }
+                if self.state.is_active() {
+                    vec![E::Disabled, E::StopRequested]
+                } else {
+                    vec![E::Disabled]
+                }
+            }
+            ServerCommand::Delete => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                match self.state {
+                    S::Stopped | S::Failed => vec![E::Deleted],
+                    _ => vec![E::DeletionRequested],
+                }
+            }
+            ServerCommand::BeginProvisioning => match self.state {
+                S::Pending => vec![E::ProvisioningBegan],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordContainerCreated { container_id } => match self.state {
+                S::Creating => vec![E::ContainerCreated { container_id }],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordRunning => match self.state {
+                S::Starting => vec![E::Running],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordFailed { reason } => match self.state {
+                S::Stopped | S::Failed => return Err(refuse()),
+                _ if self.delete_pending => vec![E::Failed { reason }, E::Deleted],
+                _ => vec![E::Failed { reason }],
+            },
+            ServerCommand::RecordExited { exit_code, reason } => match self.state {
+                S::Starting | S::Running => vec![E::Exited { exit_code, reason }],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordStopped => match self.state {
+                S::Stopping if self.delete_pending => vec![E::Stopped, E::Deleted],
+                S::Stopping if self.restart_pending && self.enabled => {
+                    vec![E::Stopped, E::StartRequested]
+                }
+                S::Stopping => vec![E::Stopped],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordHealth { health } => {
+                if health == self.health {
+                    vec![]
+                } else {
+                    vec![E::HealthChanged { health }]
+                }
+            }
+            ServerCommand::RecordTools { tools } => {
+                if tools == self.tools {
+                    vec![]
+                } else {
+                    vec![E::ToolsDiscovered { tools }]
+                }
+            }
+        };
+        Ok(events)
+    }
+
+    fn decide_create(&self, command: ServerCommand) -> Result<Vec<ServerEvent>, ServerError> {
+        let ServerCommand::Create {
+            owner,
+            catalog_id,
+            catalog_version,
+            schema,
+            name,
+            config,
+            secrets,
+        } = command
+        else {
+            unreachable!("decide_create takes only Create");
+        };
+        if self.created {
+            return Err(ServerError::AlreadyExists);
+        }
+        let mut v = Violations::default();
+        check_name(&mut v, "name", &name);
+        let mut errors = v.into_result().err().unwrap_or_default();
+        if let Err(more) = validate_config(&schema, &config, &secrets) {
+            errors.extend(more);
+        }
+        if !errors.is_empty() {
+            return Err(ServerError::Invalid(errors));
+        }
+        Ok(vec![ServerEvent::Created {
+            owner,
+            catalog_id,
+            catalog_version,
+            name,
+            config,
+            secrets,
+        }])
+    }
+
+    fn decide_update(
+        &self,
+        schema: &[ConfigKey],
+        config_changes: BTreeMap<String, ConfigChange<String>>,
+        secret_changes: BTreeMap<String, ConfigChange<SealedSecret>>,
+    ) -> Result<Vec<ServerEvent>, ServerError> {
+        let mut config = self.config.clone();
+        let mut secrets = self.secrets.clone();
+        let mut changed_keys = Vec::new();
+        for (key, change) in config_changes {
+            let before = config.get(&key).cloned();
+            match change {
+                ConfigChange::Set(value) => config.insert(key.clone(), value),
+                ConfigChange::Remove => config.remove(&key),
+            };
+            if config.get(&key) != before.as_ref() {
+                changed_keys.push(format!("config.{key}"));
+            }
+        }
+        for (key, change) in secret_changes {
+            // Sealed values differ on every seal, so setting a secret always counts as a change.
+            let changed = match change {
+                ConfigChange::Set(sealed) => {
+                    secrets.insert(key.clone(), sealed);
+                    true
+                }
+                ConfigChange::Remove => secrets.remove(&key).is_some(),
+            };
+            if changed {
+                changed_keys.push(format!("secrets.{key}"));
+            }
+        }
+        validate_config(schema, &config, &secrets).map_err(ServerError::Invalid)?;
+        if changed_keys.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(vec![ServerEvent::ConfigUpdated {
+            config,
+            secrets,
+            changed_keys,
+        }])
+    }
+}
+
+impl Aggregate for Server {
+    const TYPE: &'static str = "server";
+    type Command = ServerCommand;
+    type Event = ServerEvent;
+    type Error = ServerError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        use ServerEvent as E;
+        match event {
+            E::Created {
+                owner,
+                catalog_id,
+                name,
+                config,
+                secrets,
+                ..
+            } => {
+                self.created = true;
+                self.enabled = true;
+                self.owner = owner;
+                self.catalog_id = Some(catalog_id);
+                self.name = name;
+                self.config = config;
+                self.secrets = secrets;
+            }
+            E::ConfigUpdated {
+                config, secrets, ..
+            } => {
+                self.config = config;
+                self.secrets = secrets;
+            }
+            E::StartRequested => {
+                self.state = ServerState::Pending;
+                self.restart_pending = false;
+            }
+            E::ProvisioningBegan => self.state = ServerState::Creating,
+            E::ContainerCreated { container_id } => {
+                self.state = ServerState::Starting;
+                self.container_id = Some(container_id);
+            }
+            E::Running => {
+                self.state = ServerState::Running;
+                self.last_error = None;
+            }
+            E::Failed { reason } | E::Exited { reason, .. } => {
+                self.state = ServerState::Failed;
+                self.last_error = Some(reason);
+                self.container_id = None;
+                self.restart_pending = false;
+                self.health = Health::Unknown;
+            }
+            E::StopRequested => self.state = ServerState::Stopping,
+            E::RestartRequested => {
+                self.state = ServerState::Stopping;
+                self.restart_pending = true;
+            }
+            E::Stopped => {
+                self.state = ServerState::Stopped;
+                self.container_id = None;
+                self.health = Health::Unknown;
+            }
+            E::Enabled => self.enabled = true,
+            E::Disabled => {
+                self.enabled = false;
+                self.restart_pending = false;
+            }
+            E::DeletionRequested => {
+                self.state = ServerState::Stopping;
+                self.delete_pending = true;
+                self.restart_pending = false;
+            }
+            E::Deleted => self.deleted = true,
+            E::HealthChanged { health } => self.health = health,
+            E::ToolsDiscovered { tools } => self.tools = tools,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Servers: one owner's instance of a catalog entry, with config, sealed secrets and a lifecycle.
+
+mod aggregate;
+mod config;
+mod events;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use aggregate::{Server, ServerCommand, ServerError};
+pub use config::{validate_config, ConfigChange, SealedSecret};
+pub use events::ServerEvent;
+pub use state::{Health, ServerState, Tool};

@@ -1,0 +1,431 @@
+//! Given/when/then tests of the server lifecycle: every command in every state.
+
+use std::collections::BTreeMap;
+
+use cqrs_es::test::TestFramework;
+use uuid::Uuid;
+
+use super::*;
+use crate::catalog::ConfigKey;
+use crate::FieldError;
+
+type Given = TestFramework<Server>;
+use ServerEvent as E;
+use ServerState as S;
+
+fn key(key: &str, required: bool, secret: bool) -> ConfigKey {
+    ConfigKey {
+        key: key.into(),
+        description: String::new(),
+        required,
+        secret,
+        default: None,
+    }
+}
+
+fn sealed(tag: &str) -> SealedSecret {
+    SealedSecret {
+        key_id: "k1".into(),
+        nonce: tag.into(),
+        ciphertext: tag.into(),
+    }
+}
+
+fn created() -> ServerEvent {
+    E::Created {
+        owner: "user:a".into(),
+        catalog_id: Uuid::nil(),
+        catalog_version: 1,
+        name: "srv".into(),
+        config: BTreeMap::from([("REGION".into(), "eu".into())]),
+        secrets: BTreeMap::from([("TOKEN".into(), sealed("a"))]),
+    }
+}
+
+fn schema() -> Vec<ConfigKey> {
+    vec![key("REGION", true, false), key("TOKEN", true, true), key("DEBUG", false, false)]
+}
+
+/// The events that bring a fresh server into `state`.
+fn history(state: ServerState) -> Vec<ServerEvent> {
+    let mut h = vec![created()];
+    let path: &[ServerEvent] = match state {
+        S::Stopped => &[],
+        S::Pending => &[E::StartRequested],
+        S::Creating => &[E::StartRequested, E::ProvisioningBegan],
+        S::Starting => &[
+            E::StartRequested,
+            E::ProvisioningBegan,
+            E::ContainerCreated {
+                container_id: "c1".into(),
+            },
+        ],
+        S::Running => &[
+            E::StartRequested,
+            E::ProvisioningBegan,
+            E::ContainerCreated {
+                container_id: "c1".into(),
+            },
+            E::Running,
+        ],
+        S::Stopping => &[E::StartRequested, E::StopRequested],
+        S::Failed => &[E::StartRequested, E::Failed { reason: "x".into() }],
+    };
+    h.extend_from_slice(path);
+    h
+}
+
+fn outcome(state: ServerState, command: ServerCommand) -> Result<Vec<ServerEvent>, ServerError> {
+    Given::with(())
+        .given(history(state))
+        .when(command)
+        .inspect_result()
+}
+
+#[test]
+fn every_lifecycle_command_in_every_state() {
+    let failed = || E::Failed { reason: "boom".into() };
+    let exited = || E::Exited {
+        exit_code: Some(137),
+        reason: "boom".into(),
+    };
+    let commands: Vec<(&str, fn() -> ServerCommand)> = vec![
+        ("start", || ServerCommand::Start),
+        ("stop", || ServerCommand::Stop),
+        ("restart", || ServerCommand::Restart),
+        ("delete", || ServerCommand::Delete),
+        ("begin", || ServerCommand::BeginProvisioning),
+        ("created", || ServerCommand::RecordContainerCreated {
+            container_id: "c2".into(),
+        }),
+        ("running", || ServerCommand::RecordRunning),
+        ("failed", || ServerCommand::RecordFailed {
+            reason: "boom".into(),
+        }),
+        ("exited", || ServerCommand::RecordExited {
+            exit_code: Some(137),
+            reason: "boom".into(),
+        }),
+        ("stopped", || ServerCommand::RecordStopped),
+    ];
+    // One row per state, one column per command above; `None` means refused.
+    let table: Vec<(ServerState, Vec<Option<Vec<ServerEvent>>>)> = vec![
+        (
+            S::Stopped,
+            vec![
+                Some(vec![E::StartRequested]),
+                None,
+                Some(vec![E::StartRequested]),
+                Some(vec![E::Deleted]),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+        ),
+        (
+            S::Pending,
+            vec![
+                None,
+                Some(vec![E::StopRequested]),
+                Some(vec![E::RestartRequested]),
+                Some(vec![E::DeletionRequested]),
+                Some(vec![E::ProvisioningBegan]),
+                None,
+                None,
+                Some(vec![failed()]),
+                None,
+                None,
+            ],
+        ),
+        (
+            S::Creating,
+            vec![
+                None,
+                Some(vec![E::StopRequested]),
+                Some(vec![E::RestartRequested]),
+                Some(vec![E::DeletionRequested]),
+                None,
+                Some(vec![E::ContainerCreated {
+                    container_id: "c2".into(),
+                }]),
+                None,
+                Some(vec![failed()]),
+                None,
+                None,
+            ],
+        ),
+        (
+            S::Starting,
+            vec![
+                None,
+                Some(vec![E::StopRequested]),
+                Some(vec![E::RestartRequested]),
+                Some(vec![E::DeletionRequested]),
+                None,
+                None,
+                Some(vec![E::Running]),
+                Some(vec![failed()]),
+                Some(vec![exited()]),
+                None,
+            ],
+        ),
+        (
+            S::Running,
+            vec![
+                None,
+                Some(vec![E::StopRequested]),
+                Some(vec![E::RestartRequested]),
+                Some(vec![E::DeletionRequested]),
+                None,
+                None,
+                None,
+                Some(vec![failed()]),
+                Some(vec![exited()]),
+                None,
+            ],
+        ),
+        (
+            S::Stopping,
+            vec![
+                None,
+                None,
+                None,
+                Some(vec![E::DeletionRequested]),
+                None,
+                None,
+                None,
+                Some(vec![failed()]),
+                None,
+                Some(vec![E::Stopped]),
+            ],
+        ),
+        (
+            S::Failed,
+            vec![
+                Some(vec![E::StartRequested]),
+                None,
+                Some(vec![E::StartRequested]),
+                Some(vec![E::Deleted]),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+            ],
+        ),
+    ];
+    assert_eq!(table.len(), ServerState::ALL.len());
+    for (state, row) in table {
+        for ((name, command), expected) in commands.iter().zip(row) {
+            let got = outcome(state, command());
+            match expected {
+                Some(events) => assert_eq!(got, Ok(events), "{name} in {state}"),
+                None => match got {
+                    Err(ServerError::InvalidTransition { from, .. }) => {
+                        assert_eq!(from, state, "{name} in {state} names the state")
+                    }
+                    other => panic!("{name} in {state} should be refused, got {other:?}"),
+                },
+            }
+        }
+    }
+}
+
+#[test]
+fn refusals_name_the_state_and_the_command() {
+    let err = outcome(S::Running, ServerCommand::Start).unwrap_err();
+    assert_eq!(err.to_string(), "cannot start a server that is running");
+}
+
+#[test]
+fn disabled_servers_refuse_to_start_and_disabling_a_running_one_stops_it() {
+    let mut h = history(S::Stopped);
+    h.push(E::Disabled);
+    for command in [ServerCommand::Start, ServerCommand::Restart] {
+        Given::with(())
+            .given(h.clone())
+            .when(command.clone())
+            .then_expect_error(ServerError::Disabled {
+                command: command.name(),
+            });
+    }
+    Given::with(())
+        .given(h)
+        .when(ServerCommand::Disable)
+        .then_expect_error(ServerError::AlreadyDisabled);
+    Given::with(())
+        .given(history(S::Running))
+        .when(ServerCommand::Disable)
+        .then_expect_events(vec![E::Disabled, E::StopRequested]);
+    Given::with(())
+        .given(history(S::Stopped))
+        .when(ServerCommand::Enable)
+        .then_expect_error(ServerError::AlreadyEnabled);
+}
+
+#[test]
+fn restart_starts_again_once_stopped() {
+    let mut h = history(S::Running);
+    h.push(E::RestartRequested);
+    Given::with(())
+        .given(h)
+        .when(ServerCommand::RecordStopped)
+        .then_expect_events(vec![E::Stopped, E::StartRequested]);
+}
+
+#[test]
+fn deleting_a_running_server_finishes_once_stopped_and_then_it_is_gone() {
+    let mut h = history(S::Running);
+    h.push(E::DeletionRequested);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::Start)
+        .then_expect_error(ServerError::BeingDeleted { command: "start" });
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RecordStopped)
+        .then_expect_events(vec![E::Stopped, E::Deleted]);
+    h.extend([E::Stopped, E::Deleted]);
+    for command in [ServerCommand::Start, ServerCommand::Delete, ServerCommand::Stop] {
+        Given::with(())
+            .given(h.clone())
+            .when(command)
+            .then_expect_error(ServerError::NotFound);
+    }
+}
+
+#[test]
+fn commands_on_a_server_that_does_not_exist_are_not_found() {
+    Given::with(())
+        .given_no_previous_events()
+        .when(ServerCommand::Start)
+        .then_expect_error(ServerError::NotFound);
+}
+
+#[test]
+fn create_validates_name_and_config_against_the_schema() {
+    let err = Given::with(())
+        .given_no_previous_events()
+        .when(ServerCommand::Create {
+            owner: "user:a".into(),
+            catalog_id: Uuid::nil(),
+            catalog_version: 1,
+            schema: schema(),
+            name: "bad name".into(),
+            config: BTreeMap::from([
+                ("TOKEN".into(), "plain".into()),
+                ("NOPE".into(), "x".into()),
+            ]),
+            secrets: BTreeMap::from([("DEBUG".into(), sealed("b"))]),
+        })
+        .inspect_result()
+        .unwrap_err();
+    let ServerError::Invalid(errors) = err else {
+        panic!("expected validation errors, got {err:?}");
+    };
+    let fields: Vec<_> = errors.iter().map(|e: &FieldError| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["name", "config.NOPE", "config.TOKEN", "secrets.DEBUG", "config.REGION", "secrets.TOKEN"]
+    );
+}
+
+#[test]
+fn create_twice_is_refused() {
+    Given::with(())
+        .given(vec![created()])
+        .when(ServerCommand::Create {
+            owner: "user:a".into(),
+            catalog_id: Uuid::nil(),
+            catalog_version: 1,
+            schema: schema(),
+            name: "srv".into(),
+            config: BTreeMap::from([("REGION".into(), "eu".into())]),
+            secrets: BTreeMap::from([("TOKEN".into(), sealed("a"))]),
+        })
+        .then_expect_error(ServerError::AlreadyExists);
+}
+
+#[test]
+fn config_updates_record_the_whole_new_set_and_only_real_changes() {
+    Given::with(())
+        .given(vec![created()])
+        .when(ServerCommand::UpdateConfig {
+            schema: schema(),
+            config: BTreeMap::from([
+                ("REGION".into(), ConfigChange::Set("eu".into())),
+                ("DEBUG".into(), ConfigChange::Set("1".into())),
+            ]),
+            secrets: BTreeMap::from([("TOKEN".into(), ConfigChange::Set(sealed("c")))]),
+        })
+        .then_expect_events(vec![E::ConfigUpdated {
+            config: BTreeMap::from([
+                ("DEBUG".into(), "1".into()),
+                ("REGION".into(), "eu".into()),
+            ]),
+            secrets: BTreeMap::from([("TOKEN".into(), sealed("c"))]),
+            changed_keys: vec!["config.DEBUG".into(), "secrets.TOKEN".into()],
+        }]);
+    Given::with(())
+        .given(vec![created()])
+        .when(ServerCommand::UpdateConfig {
+            schema: schema(),
+            config: BTreeMap::from([("REGION".into(), ConfigChange::Remove)]),
+            secrets: BTreeMap::new(),
+        })
+        .then_expect_error(ServerError::Invalid(vec![FieldError::new(
+            "config.REGION",
+            "is required",
+        )]));
+    Given::with(())
+        .given(vec![created()])
+        .when(ServerCommand::UpdateConfig {
+            schema: schema(),
+            config: BTreeMap::from([("REGION".into(), ConfigChange::Set("eu".into()))]),
+            secrets: BTreeMap::new(),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn health_and_tools_are_recorded_only_when_they_change() {
+    let mut h = history(S::Running);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RecordHealth {
+            health: Health::Unknown,
+        })
+        .then_expect_events(vec![]);
+    h.push(E::HealthChanged {
+        health: Health::Healthy,
+    });
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RecordHealth {
+            health: Health::Unhealthy,
+        })
+        .then_expect_events(vec![E::HealthChanged {
+            health: Health::Unhealthy,
+        }]);
+    let tools = vec![Tool {
+        name: "echo".into(),
+        description: None,
+    }];
+    h.push(E::ToolsDiscovered {
+        tools: tools.clone(),
+    });
+    Given::with(())
+        .given(h)
+        .when(ServerCommand::RecordTools { tools })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn sealed_secrets_do_not_print_their_ciphertext() {
+    let shown = format!("{:?}", sealed("very-secret-bytes"));
+    assert!(!shown.contains("very-secret-bytes"));
+}

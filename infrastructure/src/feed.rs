@@ -1,0 +1,237 @@
+//! Reading the event log in feed order: `(transaction_id, global_position)`, and only
+//! below the oldest transaction still open (`pg_snapshot_xmin`), so an event whose
+//! transaction commits late can never be skipped by a reader that already moved on.
+
+use chrono::{DateTime, Utc};
+use cqrs_es::persist::{EventUpcaster, SerializedEvent};
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use deadpool_postgres::GenericClient;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// A point in the feed: every event at or before it has been seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The writing transaction's id (`xid8`).
+    pub transaction_id: u64,
+    /// The event's global position.
+    pub position: i64,
+}
+
+impl Checkpoint {
+    /// Before every event.
+    pub const START: Checkpoint = Checkpoint {
+        transaction_id: 0,
+        position: 0,
+    };
+}
+
+/// One stored event with everything the table holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// Global position (unique, increasing in insert order; may have holes).
+    pub position: i64,
+    /// The writing transaction.
+    pub transaction_id: u64,
+    /// Unique id, for idempotent consumers.
+    pub event_id: Uuid,
+    /// `server`, `catalog_entry`, ...
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// 1, 2, 3 ... within the aggregate.
+    pub sequence: i64,
+    /// E.g. `ServerStartRequested`.
+    pub event_type: String,
+    /// Payload shape version.
+    pub event_version: String,
+    /// The event itself.
+    pub payload: serde_json::Value,
+    /// actor, request_id, correlation_id, causation_id.
+    pub metadata: serde_json::Value,
+    /// Commit time as the database saw it.
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl StoredEvent {
+    /// The checkpoint just after this event.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            transaction_id: self.transaction_id,
+            position: self.position,
+        }
+    }
+
+    /// A metadata field as text (`actor`, `request_id`, ...).
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata.get(key).and_then(|v| v.as_str())
+    }
+
+    /// The payload as `A`'s event type, after upcasting older shapes.
+    pub fn decode<A: Aggregate>(
+        &self,
+        upcasters: &[Box<dyn EventUpcaster>],
+    ) -> Result<A::Event, StoreError> {
+        let mut serialized = SerializedEvent::new(
+            self.aggregate_id.clone(),
+            usize::try_from(self.sequence).unwrap_or_default(),
+            self.aggregate_type.clone(),
+            self.event_type.clone(),
+            self.event_version.clone(),
+            self.payload.clone(),
+            self.metadata.clone(),
+        );
+        for upcaster in upcasters {
+            if upcaster.can_upcast(&serialized.event_type, &serialized.event_version) {
+                serialized = upcaster.upcast(serialized);
+            }
+        }
+        serde_json::from_value(serialized.payload).map_err(|e| {
+            StoreError::Malformed(format!(
+                "event {} ({} v{}) does not decode: {e}",
+                self.position, self.event_type, self.event_version
+            ))
+        })
+    }
+
+    pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {
+        let xid: String = row.try_get("transaction_id")?;
+        Ok(Self {
+            position: row.try_get("global_position")?,
+            transaction_id: xid
+                .parse()
+                .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
+            event_id: row.try_get("event_id")?,
+            aggregate_type: row.try_get("aggregate_type")?,
+            aggregate_id: row.try_get("aggregate_id")?,
+            sequence: row.try_get("sequence")?,
+            event_type: row.try_get("event_type")?,
+            event_version: row.try_get("event_version")?,
+            payload: row.try_get("payload")?,
+            metadata: row.try_get("metadata")?,
+            recorded_at: row.try_get("recorded_at")?,
+        })
+    }
+}
+
+
+/// Optional filters on the feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    /// Only this aggregate type.
+    pub aggregate_type: Option<String>,
+    /// Only this aggregate id.
+    pub aggregate_id: Option<String>,
+    /// Only this event type.
+    pub event_type: Option<String>,
+}
+
+const READ_AFTER: &str = "SELECT global_position, transaction_id::text AS transaction_id, \
+     event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
+     metadata, recorded_at \
+     FROM events \
+     WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
+       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       AND ($4::text IS NULL OR aggregate_type = $4) \
+       AND ($5::text IS NULL OR aggregate_id = $5) \
+       AND ($6::text IS NULL OR event_type = $6) \
+     ORDER BY transaction_id, global_position \
+     LIMIT $3";
+
+/// Up to `limit` committed events after `after` in feed order, matching `filter`.
+/// Events of transactions that might still commit behind them are held back until
+/// they can no longer be overtaken.
+pub async fn read_after<C: GenericClient>(
+    client: &C,
+    after: Checkpoint,
+    limit: i64,
+    filter: &FeedFilter,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let statement = client.prepare_cached(READ_AFTER).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &after.transaction_id.to_string(),
+                &after.position,
+                &limit,
+                &filter.aggregate_type,
+                &filter.aggregate_id,
+                &filter.event_type,
+            ],
+        )
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// The checkpoint to resume from for a caller that says it has seen every event up to
+/// global position `position` (an `after=` cursor or `Last-Event-ID`): the checkpoint of
+/// that event, or of the nearest earlier one when `position` is not an event's.
+pub async fn checkpoint_at_position<C: GenericClient>(
+    client: &C,
+    position: i64,
+) -> Result<Checkpoint, StoreError> {
+    if position <= 0 {
+        return Ok(Checkpoint::START);
+    }
+    let statement = client
+        .prepare_cached(
+            "SELECT transaction_id::text, global_position FROM events \
+             WHERE global_position <= $1 ORDER BY global_position DESC LIMIT 1",
+        )
+        .await?;
+    match client.query_opt(&statement, &[&position]).await? {
+        None => Ok(Checkpoint::START),
+        Some(row) => {
+            let xid: String = row.try_get(0)?;
+            Ok(Checkpoint {
+                transaction_id: xid
+                    .parse()
+                    .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
+                position: row.try_get(1)?,
+            })
+        }
+    }
+}
+
+/// Whether a subscriber at `checkpoint` has processed the event at `position`. A
+/// position with no event yet answers `false`; a hole in positions answers `true` once
+/// the checkpoint is past the hole.
+pub async fn has_reached<C: GenericClient>(
+    client: &C,
+    checkpoint: Checkpoint,
+    position: i64,
+) -> Result<bool, StoreError> {
+    if position <= 0 {
+        return Ok(true);
+    }
+    let statement = client
+        .prepare_cached(
+            "SELECT transaction_id::text FROM events WHERE global_position = $1",
+        )
+        .await?;
+    match client.query_opt(&statement, &[&position]).await? {
+        Some(row) => {
+            let xid: String = row.try_get(0)?;
+            let xid: u64 = xid
+                .parse()
+                .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?;
+            Ok(Checkpoint {
+                transaction_id: xid,
+                position,
+            } <= checkpoint)
+        }
+        None => Ok(position <= checkpoint.position),
+    }
+}
+
+/// The highest position stored so far (0 for an empty store).
+pub async fn head_position<C: GenericClient>(client: &C) -> Result<i64, StoreError> {
+    let row = client
+        .query_one("SELECT coalesce(max(global_position), 0) FROM events", &[])
+        .await?;
+    Ok(row.try_get(0)?)
+}

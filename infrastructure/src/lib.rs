@@ -1,0 +1,14 @@
+//! Berth's adapters: the PostgreSQL event store and its ordered feed, migrations, the
+//! embedded PostgreSQL cluster, and the secret cipher.
+
+pub mod cipher;
+pub mod db;
+pub mod embedded;
+pub mod error;
+pub mod event_store;
+pub mod feed;
+pub mod migrations;
+pub mod notify;
+pub mod subscription;
+
+pub use error::StoreError;
