@@ -138,8 +138,11 @@ const READ_AFTER: &str = "SELECT global_position, transaction_id::text AS transa
        AND ($4::text IS NULL OR aggregate_type = $4) \
        AND ($5::text IS NULL OR aggregate_id = $5) \
        AND ($6::text IS NULL OR event_type = $6) \
-     ORDER BY transaction_id, global_position \
+     ORDER BY events.transaction_id, events.global_position \
      LIMIT $3";
+
+// The ORDER BY names `events.` explicitly: a bare `transaction_id` would resolve to the
+// text alias in the select list and order xids as strings ("1000" before "999").
 
 /// Up to `limit` committed events after `after` in feed order, matching `filter`.
 /// Events of transactions that might still commit behind them are held back until

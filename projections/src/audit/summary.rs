@@ -1,0 +1,229 @@
+//! One-line, human summaries of events for the audit trail. They name servers and catalog
+//! entries by their last known name and never include config values or secrets.
+
+use std::collections::HashMap;
+
+use berth_domain::catalog::{CatalogEntry, CatalogEvent};
+use berth_domain::server::{Server, ServerEvent};
+use berth_infrastructure::feed::StoredEvent;
+use cqrs_es::Aggregate;
+
+use crate::codec::variant_name;
+
+/// A server or catalog entry, as `(target_type, target_id)`.
+pub(crate) type Target = (String, String);
+
+/// An event decoded as what its aggregate says it is, when Berth knows the aggregate.
+pub(crate) enum Decoded {
+    /// A server event.
+    Server(ServerEvent),
+    /// A catalog event.
+    Catalog(CatalogEvent),
+    /// Another aggregate's event (or one that did not decode): summarised generically.
+    Other,
+}
+
+/// The names known so far, and those this batch set.
+#[derive(Default)]
+pub(crate) struct Names {
+    known: HashMap<Target, String>,
+    changed: HashMap<Target, String>,
+}
+
+const MAX_REASON_CHARS: usize = 200;
+const MAX_LISTED_TOOLS: usize = 10;
+
+impl Names {
+    /// Starts from names already stored.
+    pub(crate) fn new(known: HashMap<Target, String>) -> Self {
+        Self {
+            known,
+            changed: HashMap::new(),
+        }
+    }
+
+    /// The names this batch recorded, to be stored.
+    pub(crate) fn into_changed(self) -> HashMap<Target, String> {
+        self.changed
+    }
+
+    fn set(&mut self, target_type: &str, id: &str, name: &str) {
+        let key = (target_type.to_string(), id.to_string());
+        self.known.insert(key.clone(), name.to_string());
+        self.changed.insert(key, name.to_string());
+    }
+
+    fn get(&self, target_type: &str, id: &str) -> Option<&String> {
+        self.known.get(&(target_type.to_string(), id.to_string()))
+    }
+
+    /// `server "github-prod"`, or `server 0192ab34…` while the name is unknown.
+    fn label(&self, target_type: &str, id: &str) -> String {
+        let noun = if target_type == CatalogEntry::TYPE {
+            "catalog entry"
+        } else {
+            target_type
+        };
+        match self.get(target_type, id) {
+            Some(name) => format!("{noun} {name:?}"),
+            None => format!("{noun} {}", shorten(id, 8)),
+        }
+    }
+}
+
+/// The targets whose names summarising `event` needs.
+pub(crate) fn targets_of(event: &StoredEvent, decoded: &Decoded) -> Vec<Target> {
+    let own = (event.aggregate_type.clone(), event.aggregate_id.clone());
+    match decoded {
+        Decoded::Server(ServerEvent::Created { catalog_id, .. }) => {
+            vec![
+                own,
+                (CatalogEntry::TYPE.to_string(), catalog_id.to_string()),
+            ]
+        }
+        Decoded::Server(_) | Decoded::Catalog(_) => vec![own],
+        Decoded::Other => vec![],
+    }
+}
+
+/// The summary of `event`, recording in `names` any name it introduces or changes.
+pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Names) -> String {
+    match decoded {
+        Decoded::Server(e) => server(&event.aggregate_id, e, names),
+        Decoded::Catalog(e) => catalog(&event.aggregate_id, e, names),
+        Decoded::Other => format!(
+            "{} on {} {}",
+            event.event_type,
+            event.aggregate_type,
+            shorten(&event.aggregate_id, 8)
+        ),
+    }
+}
+
+fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
+    use ServerEvent as E;
+    if let E::Created { name, .. } = event {
+        names.set(Server::TYPE, id, name);
+    }
+    let s = names.label(Server::TYPE, id);
+    match event {
+        E::Created { catalog_id, .. } => format!(
+            "created {s} from {}",
+            names.label(CatalogEntry::TYPE, &catalog_id.to_string())
+        ),
+        E::ConfigUpdated { changed_keys, .. } => {
+            format!(
+                "changed the configuration of {s}: {}",
+                changed_keys.join(", ")
+            )
+        }
+        E::StartRequested => format!("requested start of {s}"),
+        E::ProvisioningBegan => format!("began provisioning {s}"),
+        E::ContainerCreated { container_id } => {
+            format!("created container {} for {s}", shorten(container_id, 12))
+        }
+        E::Running => format!("{s} is running"),
+        E::Failed { reason } => format!("{s} failed: {}", one_line(reason)),
+        E::Exited {
+            exit_code: Some(code),
+            reason,
+        } => format!("{s} exited with code {code}: {}", one_line(reason)),
+        E::Exited {
+            exit_code: None,
+            reason,
+        } => format!("{s} exited: {}", one_line(reason)),
+        E::StopRequested => format!("requested stop of {s}"),
+        E::RestartRequested => format!("requested restart of {s}"),
+        E::Stopped => format!("{s} stopped"),
+        E::Enabled => format!("enabled {s}"),
+        E::Disabled => format!("disabled {s}"),
+        E::DeletionRequested => format!("requested deletion of {s}"),
+        E::Deleted => format!("deleted {s}"),
+        E::HealthChanged { health } => format!("{s} is now {}", variant_name(health)),
+        E::ToolsDiscovered { tools } if tools.is_empty() => format!("{s} offers no tools"),
+        E::ToolsDiscovered { tools } => {
+            let mut listed: Vec<&str> = tools
+                .iter()
+                .take(MAX_LISTED_TOOLS)
+                .map(|t| t.name.as_str())
+                .collect();
+            if tools.len() > MAX_LISTED_TOOLS {
+                listed.push("…");
+            }
+            let noun = if tools.len() == 1 { "tool" } else { "tools" };
+            format!("{s} offers {} {noun}: {}", tools.len(), listed.join(", "))
+        }
+    }
+}
+
+fn catalog(id: &str, event: &CatalogEvent, names: &mut Names) -> String {
+    match event {
+        CatalogEvent::Registered {
+            kind, definition, ..
+        } => {
+            names.set(CatalogEntry::TYPE, id, &definition.name);
+            format!(
+                "registered {} {}",
+                variant_name(kind),
+                names.label(CatalogEntry::TYPE, id)
+            )
+        }
+        CatalogEvent::Updated {
+            version,
+            definition,
+        } => {
+            let before = names.get(CatalogEntry::TYPE, id).cloned();
+            names.set(CatalogEntry::TYPE, id, &definition.name);
+            let label = names.label(CatalogEntry::TYPE, id);
+            match before {
+                Some(old) if old != definition.name => {
+                    format!("updated {label} (was {old:?}) to version {version}")
+                }
+                _ => format!("updated {label} to version {version}"),
+            }
+        }
+        CatalogEvent::Removed => format!("removed {}", names.label(CatalogEntry::TYPE, id)),
+    }
+}
+
+/// The first `max` characters of `s`, with `…` when cut.
+fn shorten(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    }
+}
+
+/// `s` on one line, at most a couple of hundred characters.
+fn one_line(s: &str) -> String {
+    let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    shorten(&flat, MAX_REASON_CHARS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_cut_on_character_boundaries() {
+        assert_eq!(shorten("0192ab34-aaaa", 8), "0192ab34…");
+        assert_eq!(shorten("short", 8), "short");
+        assert_eq!(shorten("ééééééééé", 8), "éééééééé…");
+        assert_eq!(one_line("a\n  b\tc"), "a b c");
+    }
+
+    #[test]
+    fn unknown_names_fall_back_to_a_short_id() {
+        let mut names = Names::default();
+        let id = "01920000-0000-7000-8000-000000000000";
+        assert_eq!(
+            server(id, &ServerEvent::StartRequested, &mut names),
+            "requested start of server 01920000…"
+        );
+        names.set(Server::TYPE, id, "github-prod");
+        assert_eq!(
+            server(id, &ServerEvent::Stopped, &mut names),
+            "server \"github-prod\" stopped"
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! `CatalogProjector`: keeps `catalog_entries` in step with catalog events, and the tools
+//! of each entry in step with what its servers discover.
+
+use std::collections::BTreeSet;
+
+use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
+use berth_domain::server::{Server, ServerEvent};
+use berth_domain::upcasting::upcasters;
+use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::subscription::Subscriber;
+use berth_infrastructure::StoreError;
+use cqrs_es::persist::EventUpcaster;
+use cqrs_es::Aggregate;
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::codec::{aggregate_uuid, lock_checkpoint, to_json, variant_name};
+
+/// The catalog projection's subscription name.
+pub const NAME: &str = "catalog";
+
+const INSERT_ENTRY: &str = "INSERT INTO catalog_entries \
+     (id, name, description, kind, transport, runtime, config_schema, resources, version, \
+      owner, created_at, updated_at, position) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)";
+
+const UPDATE_ENTRY: &str = "UPDATE catalog_entries SET name = $2, description = $3, \
+     transport = $4, runtime = $5, config_schema = $6, resources = $7, version = $8, \
+     updated_at = $9, position = $10 WHERE id = $1";
+
+const DELETE_ENTRY: &str = "DELETE FROM catalog_entries WHERE id = $1";
+
+const DELETE_ENTRY_SERVERS: &str = "DELETE FROM catalog_server_tools WHERE catalog_id = $1";
+
+const INSERT_SERVER: &str = "INSERT INTO catalog_server_tools (server_id, catalog_id, position) \
+     VALUES ($1, $2, $3)";
+
+const UPDATE_SERVER_TOOLS: &str = "UPDATE catalog_server_tools SET tools = $2, position = $3 \
+     WHERE server_id = $1 RETURNING catalog_id";
+
+// Tools are merged by name; when servers disagree about a tool, the most recent
+// discovery describes it (and within one list, the first mention), so a rebuild always
+// picks the same description.
+const RECOMPUTE_TOOLS: &str = "UPDATE catalog_entries c SET tools = coalesce(( \
+         SELECT jsonb_agg(t.tool ORDER BY t.tool->>'name') FROM ( \
+             SELECT DISTINCT ON (e.tool->>'name') e.tool \
+             FROM catalog_server_tools s, \
+                  jsonb_array_elements(s.tools) WITH ORDINALITY AS e(tool, n) \
+             WHERE s.catalog_id = c.id \
+             ORDER BY e.tool->>'name', s.position DESC, e.n) t), '[]'::jsonb) \
+     WHERE c.id = ANY($1)";
+
+const RESET: &str = "TRUNCATE catalog_entries, catalog_server_tools";
+
+/// Projects catalog events (and the server events that tell which tools an entry's
+/// servers offer) into `catalog_entries`.
+pub struct CatalogProjector {
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+}
+
+impl CatalogProjector {
+    /// A projector decoding events with the domain's upcasters.
+    pub fn new() -> Self {
+        Self {
+            upcasters: upcasters(),
+        }
+    }
+
+    async fn apply_catalog(
+        &self,
+        tx: &Transaction<'_>,
+        event: &StoredEvent,
+    ) -> Result<(), StoreError> {
+        let id = aggregate_uuid(event)?;
+        match event.decode::<CatalogEntry>(&self.upcasters)? {
+            CatalogEvent::Registered {
+                kind,
+                owner,
+                definition,
+            } => {
+                let d = Definition::of(&definition)?;
+                let statement = tx.prepare_cached(INSERT_ENTRY).await?;
+                tx.execute(
+                    &statement,
+                    &[
+                        &id,
+                        &definition.name,
+                        &definition.description,
+                        &variant_name(&kind),
+                        &d.transport,
+                        &d.runtime,
+                        &d.config_schema,
+                        &d.resources,
+                        &1_i64,
+                        &owner,
+                        &event.recorded_at,
+                        &event.position,
+                    ],
+                )
+                .await?;
+            }
+            CatalogEvent::Updated {
+                version,
+                definition,
+            } => {
+                let d = Definition::of(&definition)?;
+                let statement = tx.prepare_cached(UPDATE_ENTRY).await?;
+                tx.execute(
+                    &statement,
+                    &[
+                        &id,
+                        &definition.name,
+                        &definition.description,
+                        &d.transport,
+                        &d.runtime,
+                        &d.config_schema,
+                        &d.resources,
+                        &i64::from(version),
+                        &event.recorded_at,
+                        &event.position,
+                    ],
+                )
+                .await?;
+            }
+            CatalogEvent::Removed => {
+                let (entry, servers) = tokio::try_join!(
+                    tx.prepare_cached(DELETE_ENTRY),
+                    tx.prepare_cached(DELETE_ENTRY_SERVERS)
+                )?;
+                tx.execute(&entry, &[&id]).await?;
+                tx.execute(&servers, &[&id]).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Records which entry a new server instantiates and what tools servers report;
+    /// returns the entry whose tools may have changed.
+    async fn apply_server(
+        &self,
+        tx: &Transaction<'_>,
+        event: &StoredEvent,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let server_id = aggregate_uuid(event)?;
+        match event.decode::<Server>(&self.upcasters)? {
+            ServerEvent::Created { catalog_id, .. } => {
+                let statement = tx.prepare_cached(INSERT_SERVER).await?;
+                tx.execute(&statement, &[&server_id, &catalog_id, &event.position])
+                    .await?;
+                Ok(None)
+            }
+            ServerEvent::ToolsDiscovered { tools } => {
+                let statement = tx.prepare_cached(UPDATE_SERVER_TOOLS).await?;
+                let row = tx
+                    .query_opt(
+                        &statement,
+                        &[&server_id, &to_json(&tools)?, &event.position],
+                    )
+                    .await?;
+                Ok(row.map(|r| r.try_get(0)).transpose()?)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Default for CatalogProjector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The JSON columns of a definition.
+struct Definition {
+    transport: String,
+    runtime: serde_json::Value,
+    config_schema: serde_json::Value,
+    resources: serde_json::Value,
+}
+
+impl Definition {
+    fn of(d: &CatalogDefinition) -> Result<Self, StoreError> {
+        Ok(Self {
+            transport: variant_name(&d.transport),
+            runtime: to_json(&d.runtime)?,
+            config_schema: to_json(&d.config_schema)?,
+            resources: to_json(&d.resources)?,
+        })
+    }
+}
+
+impl Subscriber for CatalogProjector {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+        let mut retool = BTreeSet::new();
+        for event in events {
+            match event.aggregate_type.as_str() {
+                CatalogEntry::TYPE => self.apply_catalog(tx, event).await?,
+                Server::TYPE => retool.extend(self.apply_server(tx, event).await?),
+                _ => {}
+            }
+        }
+        if !retool.is_empty() {
+            let ids: Vec<Uuid> = retool.into_iter().collect();
+            let statement = tx.prepare_cached(RECOMPUTE_TOOLS).await?;
+            tx.execute(&statement, &[&ids]).await?;
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        lock_checkpoint(tx, NAME).await?;
+        tx.batch_execute(RESET).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! Berth's read models, built from the event feed by tracking subscriptions:
+//!
+//! - `catalog`: live catalog entries with the tools their servers offer;
+//! - `servers`: live servers with config, secret key names (never values), state, health;
+//! - `audit`: one line per event saying who did what to which target, when and why.
+//!
+//! Each projector applies a batch of events and the runner saves its checkpoint in the
+//! same transaction, so a crash never loses or repeats an event. The query functions
+//! read the tables; [`wait_until_reached`] gives read-your-writes, and any projection can
+//! be rebuilt from the first event with [`Projections::rebuild`].
+
+pub mod audit;
+pub mod catalog;
+mod codec;
+mod page;
+mod runners;
+pub mod servers;
+mod status;
+mod wait;
+
+pub use audit::{audit_batch, list_audit, AuditEntry, AuditFilter, AuditProjector};
+pub use catalog::{
+    get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, CatalogProjector,
+};
+pub use page::{Page, PageRequest};
+pub use runners::{Projections, RebuildError};
+pub use servers::{get_server, list_servers, ServerFilter, ServerProjector, ServerView};
+pub use status::{status, ProjectionStatus};
+pub use wait::wait_until_reached;
+
+/// The names of the projections, as used by `rebuild`, `status` and checkpoints.
+pub const PROJECTION_NAMES: [&str; 3] = [catalog::NAME, servers::NAME, audit::NAME];

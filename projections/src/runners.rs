@@ -1,0 +1,194 @@
+//! Running the three projections: supervised in the background, caught up on demand,
+//! and rebuilt from the first event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::{has_reached, head_position, Checkpoint};
+use berth_infrastructure::subscription::{RunnerOptions, Subscriber, SubscriptionRunner};
+use berth_infrastructure::StoreError;
+use deadpool_postgres::Pool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::{AuditProjector, CatalogProjector, ServerProjector, PROJECTION_NAMES};
+
+/// The first pause after a runner fails; it doubles on each failure in a row.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// The longest pause between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A run that lasted this long counts as healthy: the next failure starts backing off anew.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How often `catch_up_all` looks again while older transactions hold events back.
+const CATCH_UP_POLL: Duration = Duration::from_millis(10);
+
+/// Why a rebuild failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// No projection has this name.
+    #[error("unknown projection `{name}`; valid names are: {}", PROJECTION_NAMES.join(", "))]
+    UnknownProjection {
+        /// The name asked for.
+        name: String,
+    },
+    /// Reading events or writing the read model failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The runners of the catalog, servers and audit projections.
+pub struct Projections {
+    pool: Pool,
+    catalog: SubscriptionRunner<CatalogProjector>,
+    servers: SubscriptionRunner<ServerProjector>,
+    audit: SubscriptionRunner<AuditProjector>,
+}
+
+impl Projections {
+    /// Runners reading through `pool` (and `db` for their lock and notification
+    /// connections), with batches of 500 events.
+    pub fn new(db: Database, pool: Pool) -> Self {
+        Self::with_options(db, pool, RunnerOptions::default())
+    }
+
+    /// Runners with explicit batch size and poll interval.
+    pub fn with_options(db: Database, pool: Pool, options: RunnerOptions) -> Self {
+        Self {
+            pool: pool.clone(),
+            catalog: SubscriptionRunner::new(
+                db.clone(),
+                pool.clone(),
+                CatalogProjector::new(),
+                options.clone(),
+            ),
+            servers: SubscriptionRunner::new(
+                db.clone(),
+                pool.clone(),
+                ServerProjector::new(),
+                options.clone(),
+            ),
+            audit: SubscriptionRunner::new(db, pool, AuditProjector::new(), options),
+        }
+    }
+
+    /// Runs each projection in its own task until `shutdown` turns `true` (or its sender
+    /// is dropped). A runner that fails is logged and restarted after a pause that grows
+    /// while failures repeat.
+    pub fn spawn(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        vec![
+            tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.catalog)),
+            tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.servers)),
+            tokio::spawn(supervise(self, shutdown, |p| &p.audit)),
+        ]
+    }
+
+    /// Applies every event committed before the call to every projection. Events are
+    /// held back from the feed while an older transaction is still open anywhere in the
+    /// cluster, so this waits for such transactions to end.
+    pub async fn catch_up_all(&self) -> Result<(), StoreError> {
+        let head = head_position(&self.pool.get().await?).await?;
+        self.catch_up_to(&self.catalog, head).await?;
+        self.catch_up_to(&self.servers, head).await?;
+        self.catch_up_to(&self.audit, head).await?;
+        Ok(())
+    }
+
+    /// Catches `runner` up until it has applied the event at `position`.
+    async fn catch_up_to<S: Subscriber>(
+        &self,
+        runner: &SubscriptionRunner<S>,
+        position: i64,
+    ) -> Result<Checkpoint, StoreError> {
+        loop {
+            let checkpoint = runner.catch_up().await?;
+            if has_reached(&self.pool.get().await?, checkpoint, position).await? {
+                return Ok(checkpoint);
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
+    }
+
+    async fn rebuild_one<S: Subscriber>(
+        &self,
+        runner: &SubscriptionRunner<S>,
+    ) -> Result<Checkpoint, StoreError> {
+        runner.reset().await?;
+        let head = head_position(&self.pool.get().await?).await?;
+        self.catch_up_to(runner, head).await
+    }
+
+    /// Empties projection `name` and replays into it every event committed so far;
+    /// returns the checkpoint reached. Queries see the model fill up again while this
+    /// runs; a runner of the same projection running meanwhile takes turns with it.
+    pub async fn rebuild(&self, name: &str) -> Result<Checkpoint, RebuildError> {
+        match name {
+            crate::catalog::NAME => Ok(self.rebuild_one(&self.catalog).await?),
+            crate::servers::NAME => Ok(self.rebuild_one(&self.servers).await?),
+            crate::audit::NAME => Ok(self.rebuild_one(&self.audit).await?),
+            _ => Err(RebuildError::UnknownProjection {
+                name: name.to_string(),
+            }),
+        }
+    }
+
+    /// Follows the checkpoint of projection `name` as its batches commit in this process.
+    pub fn progress(&self, name: &str) -> Option<watch::Receiver<Checkpoint>> {
+        match name {
+            crate::catalog::NAME => Some(self.catalog.progress()),
+            crate::servers::NAME => Some(self.servers.progress()),
+            crate::audit::NAME => Some(self.audit.progress()),
+            _ => None,
+        }
+    }
+}
+
+/// `error` and its causes, `: `-separated: the driver's own message is only a cause.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Completes once `shutdown` is `true` or can no longer change.
+async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn supervise<S: Subscriber + 'static>(
+    projections: Arc<Projections>,
+    shutdown: watch::Receiver<bool>,
+    pick: fn(&Projections) -> &SubscriptionRunner<S>,
+) {
+    let runner = pick(&projections);
+    let name = runner.subscriber().name().to_string();
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let started = Instant::now();
+        let result = runner.run(shutdown_signal(shutdown.clone())).await;
+        let error = match result {
+            Ok(()) => return,
+            Err(e) => e,
+        };
+        if started.elapsed() >= HEALTHY_RUN {
+            backoff = FIRST_BACKOFF;
+        }
+        tracing::error!(
+            projection = %name,
+            error = %causes(&error),
+            retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+            "projection failed; restarting"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = shutdown_signal(shutdown.clone()) => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,144 @@
+//! Reading the servers projection.
+
+use berth_infrastructure::StoreError;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use serde_json::Value;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::row::COLUMNS;
+use crate::codec::from_json;
+use crate::page::{contains_pattern, Filters, ListQuery, Page, PageRequest};
+
+/// What every secret value is shown as.
+pub const SECRET_MASK: &str = "********";
+
+/// Which servers to list. Absent fields do not filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerFilter {
+    /// Lifecycle state (`stopped`, `running`, ...).
+    pub state: Option<String>,
+    /// Servers of this catalog entry.
+    pub catalog_id: Option<Uuid>,
+    /// Case-insensitive substring of the name.
+    pub q: Option<String>,
+    /// Servers of this owner (e.g. `user:ann`).
+    pub owner: Option<String>,
+}
+
+/// A server as the API shows it. Secrets appear as key names with masked values.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ServerView {
+    /// Its id.
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// The catalog entry it instantiates.
+    pub catalog_id: Uuid,
+    /// The entry's version when the server was created.
+    pub catalog_version: i64,
+    /// Its owner (e.g. `user:ann`).
+    pub owner: String,
+    /// Lifecycle state: `stopped`, `pending`, `creating`, `starting`, `running`,
+    /// `stopping` or `failed`.
+    pub state: String,
+    /// Disabled servers refuse to start.
+    pub enabled: bool,
+    /// It will start again once stopped.
+    pub restart_pending: bool,
+    /// It will be deleted once stopped.
+    pub delete_pending: bool,
+    /// Plain configuration.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub config: Value,
+    /// Secret keys, each mapped to `"********"`.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
+    pub secrets: Value,
+    /// `unknown`, `healthy` or `unhealthy`.
+    pub health: String,
+    /// The tools it last reported: `[{ "name", "description"? }]`.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Value,
+    /// The runtime's id for its container or process.
+    pub container_id: Option<String>,
+    /// Why it last failed.
+    pub last_error: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The sequence of its last event.
+    pub version: i64,
+    /// The global position of its last event.
+    pub position: i64,
+}
+
+const LIST: ListQuery = ListQuery {
+    columns: COLUMNS,
+    from: "servers",
+    order: "lower(name), id",
+};
+
+fn view(row: &Row) -> Result<ServerView, StoreError> {
+    let secret_keys: Vec<String> = from_json(row.try_get("secret_keys")?)?;
+    let secrets = secret_keys
+        .into_iter()
+        .map(|k| (k, Value::String(SECRET_MASK.to_string())))
+        .collect::<serde_json::Map<_, _>>();
+    Ok(ServerView {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        catalog_id: row.try_get("catalog_id")?,
+        catalog_version: row.try_get("catalog_version")?,
+        owner: row.try_get("owner")?,
+        state: row.try_get("state")?,
+        enabled: row.try_get("enabled")?,
+        restart_pending: row.try_get("restart_pending")?,
+        delete_pending: row.try_get("delete_pending")?,
+        config: row.try_get("config")?,
+        secrets: Value::Object(secrets),
+        health: row.try_get("health")?,
+        tools: row.try_get("tools")?,
+        container_id: row.try_get("container_id")?,
+        last_error: row.try_get("last_error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        version: row.try_get("version")?,
+        position: row.try_get("position")?,
+    })
+}
+
+/// Live servers matching `filter`, ordered by name.
+pub async fn list_servers(
+    client: &impl GenericClient,
+    filter: &ServerFilter,
+    page: PageRequest,
+) -> Result<Page<ServerView>, StoreError> {
+    let mut filters = Filters::default();
+    filters.push("state = $?", filter.state.clone());
+    filters.push("catalog_id = $?", filter.catalog_id);
+    filters.push(
+        "name ILIKE $? ESCAPE '\\'",
+        contains_pattern(filter.q.as_deref()),
+    );
+    filters.push("owner = $?", filter.owner.clone());
+    LIST.run(client, &filters, page, view).await
+}
+
+/// One live server, or `None` when it does not exist or was deleted.
+pub async fn get_server(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ServerView>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM servers WHERE id = $1");
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(view)
+        .transpose()
+}

@@ -1,0 +1,291 @@
+//! A server's read-model row and how each event changes it, mirroring `Server::apply`
+//! column by column. Secrets are kept as their key names only.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use berth_domain::server::{Health, ServerEvent, ServerState, Tool};
+use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::StoreError;
+use chrono::{DateTime, Utc};
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::codec::{from_json, variant_name};
+
+/// One row of `servers`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ServerRow {
+    pub id: Uuid,
+    pub name: String,
+    pub catalog_id: Uuid,
+    pub catalog_version: i64,
+    pub owner: String,
+    pub state: ServerState,
+    pub enabled: bool,
+    pub restart_pending: bool,
+    pub delete_pending: bool,
+    pub config: BTreeMap<String, String>,
+    pub secret_keys: BTreeSet<String>,
+    pub health: Health,
+    pub tools: Vec<Tool>,
+    pub container_id: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    pub position: i64,
+}
+
+/// What an event does to the set of rows.
+pub(crate) enum Change {
+    /// A new row.
+    Create(Box<ServerRow>),
+    /// The row is gone.
+    Delete,
+    /// The row changes in place.
+    Update(ServerEvent),
+}
+
+/// Splits an event into what it does to the set of rows.
+pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: &StoredEvent) -> Change {
+    match event {
+        ServerEvent::Created {
+            owner,
+            catalog_id,
+            catalog_version,
+            name,
+            config,
+            secrets,
+        } => Change::Create(Box::new(ServerRow {
+            id,
+            name,
+            catalog_id,
+            catalog_version: i64::from(catalog_version),
+            owner,
+            state: ServerState::default(),
+            enabled: true,
+            restart_pending: false,
+            delete_pending: false,
+            config,
+            secret_keys: secrets.into_keys().collect(),
+            health: Health::default(),
+            tools: Vec::new(),
+            container_id: None,
+            last_error: None,
+            created_at: stored.recorded_at,
+            updated_at: stored.recorded_at,
+            version: stored.sequence,
+            position: stored.position,
+        })),
+        ServerEvent::Deleted => Change::Delete,
+        other => Change::Update(other),
+    }
+}
+
+impl ServerRow {
+    /// Applies `event` (anything but `Created` and `Deleted`, which add and remove rows)
+    /// the way `Server::apply` does, then stamps the row with the event's place.
+    pub(crate) fn apply(&mut self, event: ServerEvent, stored: &StoredEvent) {
+        use ServerEvent as E;
+        match event {
+            E::Created { .. } | E::Deleted => {}
+            E::ConfigUpdated {
+                config, secrets, ..
+            } => {
+                self.config = config;
+                self.secret_keys = secrets.into_keys().collect();
+            }
+            E::StartRequested => {
+                self.state = ServerState::Pending;
+                self.restart_pending = false;
+            }
+            E::ProvisioningBegan => self.state = ServerState::Creating,
+            E::ContainerCreated { container_id } => {
+                self.state = ServerState::Starting;
+                self.container_id = Some(container_id);
+            }
+            E::Running => {
+                self.state = ServerState::Running;
+                self.last_error = None;
+            }
+            E::Failed { reason } | E::Exited { reason, .. } => {
+                self.state = ServerState::Failed;
+                self.last_error = Some(reason);
+                self.container_id = None;
+                self.restart_pending = false;
+                self.health = Health::Unknown;
+            }
+            E::StopRequested => self.state = ServerState::Stopping,
+            E::RestartRequested => {
+                self.state = ServerState::Stopping;
+                self.restart_pending = true;
+            }
+            E::Stopped => {
+                self.state = ServerState::Stopped;
+                self.container_id = None;
+                self.health = Health::Unknown;
+            }
+            E::Enabled => self.enabled = true,
+            E::Disabled => {
+                self.enabled = false;
+                self.restart_pending = false;
+            }
+            E::DeletionRequested => {
+                self.state = ServerState::Stopping;
+                self.delete_pending = true;
+                self.restart_pending = false;
+            }
+            E::HealthChanged { health } => self.health = health,
+            E::ToolsDiscovered { tools } => self.tools = tools,
+        }
+        self.updated_at = stored.recorded_at;
+        self.version = stored.sequence;
+        self.position = stored.position;
+    }
+
+    /// Reads a row selected with [`COLUMNS`].
+    pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {
+        let state: String = row.try_get("state")?;
+        let health: String = row.try_get("health")?;
+        Ok(Self {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            catalog_id: row.try_get("catalog_id")?,
+            catalog_version: row.try_get("catalog_version")?,
+            owner: row.try_get("owner")?,
+            state: ServerState::parse(&state)
+                .ok_or_else(|| StoreError::Malformed(format!("server state `{state}`")))?,
+            enabled: row.try_get("enabled")?,
+            restart_pending: row.try_get("restart_pending")?,
+            delete_pending: row.try_get("delete_pending")?,
+            config: from_json(row.try_get("config")?)?,
+            secret_keys: from_json(row.try_get("secret_keys")?)?,
+            health: from_json(serde_json::Value::String(health))?,
+            tools: from_json(row.try_get("tools")?)?,
+            container_id: row.try_get("container_id")?,
+            last_error: row.try_get("last_error")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            version: row.try_get("version")?,
+            position: row.try_get("position")?,
+        })
+    }
+
+    /// The health as stored and shown (`unknown`, `healthy`, `unhealthy`).
+    pub(crate) fn health_name(&self) -> String {
+        variant_name(&self.health)
+    }
+}
+
+/// Every column of `servers`, in table order.
+pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, state, enabled, \
+     restart_pending, delete_pending, config, secret_keys, health, tools, container_id, \
+     last_error, created_at, updated_at, version, position";
+
+#[cfg(test)]
+mod tests {
+    use berth_domain::server::{SealedSecret, Server};
+    use cqrs_es::Aggregate;
+
+    use super::*;
+
+    fn stored(sequence: i64) -> StoredEvent {
+        StoredEvent {
+            position: sequence * 10,
+            transaction_id: 1,
+            event_id: Uuid::nil(),
+            aggregate_type: "server".into(),
+            aggregate_id: Uuid::nil().to_string(),
+            sequence,
+            event_type: String::new(),
+            event_version: "1".into(),
+            payload: serde_json::Value::Null,
+            metadata: serde_json::Value::Null,
+            recorded_at: DateTime::<Utc>::from_timestamp(1_700_000_000 + sequence, 0)
+                .unwrap_or_default(),
+        }
+    }
+
+    fn sealed() -> SealedSecret {
+        SealedSecret {
+            key_id: "k1".into(),
+            nonce: "bm9uY2U=".into(),
+            ciphertext: "Y2lwaGVy".into(),
+        }
+    }
+
+    /// Folding the same events into the domain aggregate and into the row agrees on every
+    /// column the row keeps.
+    #[test]
+    fn the_row_follows_the_aggregate() {
+        use ServerEvent as E;
+        let events = vec![
+            E::Created {
+                owner: "user:ann".into(),
+                catalog_id: Uuid::from_u128(7),
+                catalog_version: 3,
+                name: "gh".into(),
+                config: BTreeMap::from([("ORG".into(), "acme".into())]),
+                secrets: BTreeMap::from([("TOKEN".into(), sealed())]),
+            },
+            E::StartRequested,
+            E::ProvisioningBegan,
+            E::ContainerCreated {
+                container_id: "c1".into(),
+            },
+            E::Running,
+            E::HealthChanged {
+                health: Health::Healthy,
+            },
+            E::ToolsDiscovered {
+                tools: vec![Tool {
+                    name: "search".into(),
+                    description: None,
+                }],
+            },
+            E::RestartRequested,
+            E::Stopped,
+            E::StartRequested,
+            E::ProvisioningBegan,
+            E::Failed {
+                reason: "no image".into(),
+            },
+            E::ConfigUpdated {
+                config: BTreeMap::new(),
+                secrets: BTreeMap::from([("TOKEN".into(), sealed()), ("KEY".into(), sealed())]),
+                changed_keys: vec!["config.ORG".into(), "secrets.KEY".into()],
+            },
+            E::Disabled,
+            E::Enabled,
+            E::StartRequested,
+            E::DeletionRequested,
+        ];
+        let mut server = Server::default();
+        let mut row: Option<ServerRow> = None;
+        for (i, event) in events.into_iter().enumerate() {
+            let at = stored(i64::try_from(i).unwrap_or_default() + 1);
+            server.apply(event.clone());
+            match change_of(Uuid::nil(), event, &at) {
+                Change::Create(r) => row = Some(*r),
+                Change::Delete => row = None,
+                Change::Update(e) => row.as_mut().expect("created first").apply(e, &at),
+            }
+            let r = row.as_ref().expect("created first");
+            assert_eq!(r.name, server.name);
+            assert_eq!(Some(r.catalog_id), server.catalog_id);
+            assert_eq!(r.owner, server.owner);
+            assert_eq!(r.state, server.state);
+            assert_eq!(r.enabled, server.enabled);
+            assert_eq!(r.restart_pending, server.restart_pending);
+            assert_eq!(r.delete_pending, server.delete_pending);
+            assert_eq!(r.config, server.config);
+            assert!(r.secret_keys.iter().eq(server.secrets.keys()));
+            assert_eq!(r.health, server.health);
+            assert_eq!(r.tools, server.tools);
+            assert_eq!(r.container_id, server.container_id);
+            assert_eq!(r.last_error, server.last_error);
+            assert_eq!(r.version, at.sequence);
+            assert_eq!(r.updated_at, at.recorded_at);
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Read-your-writes: waiting, bounded, until a projection has applied a given event.
+
+use std::time::Duration;
+
+use berth_infrastructure::feed::has_reached;
+use berth_infrastructure::subscription::checkpoint_of;
+use berth_infrastructure::StoreError;
+use deadpool_postgres::Pool;
+use tokio::time::Instant;
+
+/// How often the checkpoint is looked at while waiting.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Whether subscription `name` has applied the event at global `position`, waiting up to
+/// `timeout` for it: `true` as soon as it has, `false` when the time is up. Works for any
+/// subscription with a checkpoint, on any replica, since it reads the stored checkpoint.
+pub async fn wait_until_reached(
+    pool: &Pool,
+    name: &str,
+    position: i64,
+    timeout: Duration,
+) -> Result<bool, StoreError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        {
+            // The connection goes back to the pool between polls, so many waiting
+            // readers do not starve it.
+            let client = pool.get().await?;
+            let checkpoint = checkpoint_of(&client, name).await?;
+            if has_reached(&client, checkpoint, position).await? {
+                return Ok(true);
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(POLL_INTERVAL.min(deadline - now)).await;
+    }
+}
