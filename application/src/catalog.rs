@@ -43,8 +43,12 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         id: Uuid,
         definition: CatalogDefinition,
     ) -> Result<Receipt, AppError> {
-        self.catalog(&id.to_string(), CatalogCommand::Update { definition }, metadata)
-            .await
+        self.catalog(
+            &id.to_string(),
+            CatalogCommand::Update { definition },
+            metadata,
+        )
+        .await
     }
 
     /// Removes a custom entry.

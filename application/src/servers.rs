@@ -97,7 +97,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             .iter()
             .map(|(k, v)| Ok((k.clone(), self.cipher.seal(&owner, id, k, v)?)))
             .collect::<Result<BTreeMap<String, SealedSecret>, AppError>>()?;
-        let definition = entry.definition.unwrap_or_else(|| unreachable!("checked live"));
+        let definition = entry
+            .definition
+            .unwrap_or_else(|| unreachable!("checked live"));
         let command = ServerCommand::Create {
             owner,
             catalog_id: new.catalog_id,

@@ -17,9 +17,10 @@ pub struct Database {
 impl Database {
     /// Parses a `postgres://` URL or a `key=value` connection string.
     pub fn from_url(url: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| StoreError::Malformed(format!("database url: {e}")))?;
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                StoreError::Malformed(format!("database url: {e}"))
+            })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }

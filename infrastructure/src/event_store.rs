@@ -11,10 +11,10 @@ use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -74,7 +74,10 @@ impl PostgresEventRepository {
             .await
             .map_err(db_error)?;
         let rows = client
-            .query(&statement, &[&aggregate_type, &aggregate_id, &after_sequence])
+            .query(
+                &statement,
+                &[&aggregate_type, &aggregate_id, &after_sequence],
+            )
             .await
             .map_err(db_error)?;
         rows.iter().map(serialized_event).collect()

@@ -5,15 +5,17 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
-use serde::{Deserialize, Serialize};
 use deadpool_postgres::GenericClient;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::StoreError;
 
 /// A point in the feed: every event at or before it has been seen.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Checkpoint {
     /// The writing transaction's id (`xid8`).
     pub transaction_id: u64,
@@ -117,7 +119,6 @@ impl StoredEvent {
     }
 }
 
-
 /// Optional filters on the feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FeedFilter {
@@ -212,9 +213,7 @@ pub async fn has_reached<C: GenericClient>(
         return Ok(true);
     }
     let statement = client
-        .prepare_cached(
-            "SELECT transaction_id::text FROM events WHERE global_position = $1",
-        )
+        .prepare_cached("SELECT transaction_id::text FROM events WHERE global_position = $1")
         .await?;
     match client.query_opt(&statement, &[&position]).await? {
         Some(row) => {

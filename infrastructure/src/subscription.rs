@@ -8,8 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio::sync::watch;
 use deadpool_postgres::Transaction;
+use tokio::sync::watch;
 
 use crate::db::Database;
 use crate::feed::{self, Checkpoint, FeedFilter, StoredEvent};
@@ -106,7 +106,10 @@ impl<S: Subscriber> SubscriptionRunner<S> {
             r = acquire => { r?; }
             () = &mut shutdown => return Ok(()),
         }
-        tracing::info!(subscription = self.subscriber.name(), "subscription started");
+        tracing::info!(
+            subscription = self.subscriber.name(),
+            "subscription started"
+        );
         let notifier = EventNotifier::listen(&self.db).await?;
         loop {
             self.catch_up().await?;

@@ -22,10 +22,22 @@ use uuid::Uuid;
 struct NoSecrets;
 
 impl SecretCipher for NoSecrets {
-    fn seal(&self, _: &str, _: Uuid, key: &str, _: &SecretString) -> Result<SealedSecret, CipherError> {
+    fn seal(
+        &self,
+        _: &str,
+        _: Uuid,
+        key: &str,
+        _: &SecretString,
+    ) -> Result<SealedSecret, CipherError> {
         Err(CipherError::UnknownKey(key.into()))
     }
-    fn open(&self, _: &str, _: Uuid, key: &str, _: &SealedSecret) -> Result<SecretString, CipherError> {
+    fn open(
+        &self,
+        _: &str,
+        _: Uuid,
+        key: &str,
+        _: &SealedSecret,
+    ) -> Result<SecretString, CipherError> {
         Err(CipherError::UnknownKey(key.into()))
     }
 }
@@ -84,7 +96,10 @@ async fn read_until(
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while !done(&out) {
-        assert!(tokio::time::Instant::now() < deadline, "the feed never delivered the head");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed never delivered the head"
+        );
         let batch = feed::read_after(client, at, 1000, &FeedFilter::default())
             .await
             .unwrap();
@@ -106,7 +121,10 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
         Arc::new(NoSecrets),
     ));
     let md = CommandMetadata::new(Actor::admin());
-    let (catalog_id, _) = bus.register_catalog_entry(&md, definition(32)).await.unwrap();
+    let (catalog_id, _) = bus
+        .register_catalog_entry(&md, definition(32))
+        .await
+        .unwrap();
     let (server_id, _) = bus
         .create_server(
             &md,
@@ -148,7 +166,10 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
         }
     }
     let retries = CONFLICT_RETRIES.load(Ordering::Relaxed) - retries_before;
-    assert!(retries > 0, "32 simultaneous writers never collided: the race was not exercised");
+    assert!(
+        retries > 0,
+        "32 simultaneous writers never collided: the race was not exercised"
+    );
     assert!(!accepted.is_empty());
 
     let stream: Vec<_> = all_events(&pool)
@@ -157,7 +178,11 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
         .filter(|e| e.aggregate_id == server_id.to_string())
         .collect();
     let sequences: Vec<i64> = stream.iter().map(|e| e.sequence).collect();
-    assert_eq!(sequences, (1..=accepted.len() as i64 + 1).collect::<Vec<_>>(), "gap-free");
+    assert_eq!(
+        sequences,
+        (1..=accepted.len() as i64 + 1).collect::<Vec<_>>(),
+        "gap-free"
+    );
     let positions: HashSet<i64> = stream.iter().map(|e| e.position).collect();
     for (i, position) in &accepted {
         assert!(positions.contains(position), "accepted write {i} is stored");
@@ -182,9 +207,15 @@ async fn a_stale_sequence_is_a_conflict_and_writes_nothing() {
     let err = PostgresEventRepository::append(&client, &[event("a", 3), event("a", 2)])
         .await
         .unwrap_err();
-    assert!(matches!(err, PersistenceError::OptimisticLockError), "{err:?}");
+    assert!(
+        matches!(err, PersistenceError::OptimisticLockError),
+        "{err:?}"
+    );
     let stored = all_events(&pool).await;
-    assert_eq!(stored.iter().map(|e| e.sequence).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        stored.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [1, 2]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -240,18 +271,27 @@ async fn the_feed_never_skips_an_event_that_commits_behind_later_positions() {
         .get()
         .await
         .unwrap()
-        .query_one("SELECT count(*) FROM events WHERE global_position > $1", &[&held_positions[0]])
+        .query_one(
+            "SELECT count(*) FROM events WHERE global_position > $1",
+            &[&held_positions[0]],
+        )
         .await
         .unwrap()
         .get::<_, i64>(0);
-    assert_eq!(by_position, 400, "the later writers committed past the held position");
+    assert_eq!(
+        by_position, 400,
+        "the later writers committed past the held position"
+    );
     held.commit().await.unwrap();
 
     let seen = reader.await.unwrap();
     assert_eq!(seen.len(), 401, "every event delivered");
     let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len(), 401, "each exactly once");
-    assert!(seen.iter().any(|e| e.aggregate_id == "held"), "the late commit was not skipped");
+    assert!(
+        seen.iter().any(|e| e.aggregate_id == "held"),
+        "the late commit was not skipped"
+    );
     let mut last_seq: HashMap<&str, i64> = HashMap::new();
     for e in &seen {
         let prev = last_seq.insert(&e.aggregate_id, e.sequence).unwrap_or(0);

@@ -117,7 +117,12 @@ impl CatalogDefinition {
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut v = Violations::default();
         check_name(&mut v, "name", &self.name);
-        check_text(&mut v, "description", &self.description, MAX_DESCRIPTION_LEN);
+        check_text(
+            &mut v,
+            "description",
+            &self.description,
+            MAX_DESCRIPTION_LEN,
+        );
         self.validate_runtime(&mut v);
         self.validate_schema(&mut v);
         self.validate_resources(&mut v);
@@ -152,7 +157,10 @@ impl CatalogDefinition {
             }
             RuntimeSpec::Process { command, args } => {
                 if command.is_empty() || command.len() > 1024 || command.contains('\0') {
-                    v.add("runtime.command", "must be a program name or path of 1 to 1024 bytes");
+                    v.add(
+                        "runtime.command",
+                        "must be a program name or path of 1 to 1024 bytes",
+                    );
                 }
                 check_args(v, "runtime.args", args);
             }
@@ -161,7 +169,10 @@ impl CatalogDefinition {
 
     fn validate_schema(&self, v: &mut Violations) {
         if self.config_schema.len() > MAX_SCHEMA_KEYS {
-            v.add("config_schema", format!("must have at most {MAX_SCHEMA_KEYS} keys"));
+            v.add(
+                "config_schema",
+                format!("must have at most {MAX_SCHEMA_KEYS} keys"),
+            );
         }
         let mut seen = BTreeSet::new();
         for (i, key) in self.config_schema.iter().enumerate() {
@@ -172,11 +183,22 @@ impl CatalogDefinition {
                     "must be an environment variable name: letters, digits and '_', not starting with a digit, at most 128 characters",
                 );
             } else if !seen.insert(key.key.as_str()) {
-                v.add(format!("{field}.key"), format!("`{}` is listed twice", key.key));
+                v.add(
+                    format!("{field}.key"),
+                    format!("`{}` is listed twice", key.key),
+                );
             }
-            check_text(v, &format!("{field}.description"), &key.description, MAX_DESCRIPTION_LEN);
+            check_text(
+                v,
+                &format!("{field}.description"),
+                &key.description,
+                MAX_DESCRIPTION_LEN,
+            );
             if key.secret && key.default.is_some() {
-                v.add(format!("{field}.default"), "a secret key cannot have a default");
+                v.add(
+                    format!("{field}.default"),
+                    "a secret key cannot have a default",
+                );
             }
             if let Some(default) = &key.default {
                 check_value(v, &format!("{field}.default"), default);
@@ -189,7 +211,9 @@ impl CatalogDefinition {
         if r.memory_mb.is_some_and(|m| !(6..=1_048_576).contains(&m)) {
             v.add("resources.memory_mb", "must be between 6 and 1048576");
         }
-        if r.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0 && c <= 1024.0)) {
+        if r.cpus
+            .is_some_and(|c| !(c.is_finite() && c > 0.0 && c <= 1024.0))
+        {
             v.add("resources.cpus", "must be greater than 0 and at most 1024");
         }
         if r.pids.is_some_and(|p| !(1..=1_000_000).contains(&p)) {
@@ -213,7 +237,10 @@ fn check_args(v: &mut Violations, field: &str, args: &[String]) {
     }
     for (i, arg) in args.iter().enumerate() {
         if arg.len() > 4096 || arg.contains('\0') {
-            v.add(format!("{field}[{i}]"), "must be at most 4096 bytes without NUL characters");
+            v.add(
+                format!("{field}[{i}]"),
+                "must be at most 4096 bytes without NUL characters",
+            );
         }
     }
 }
@@ -231,7 +258,8 @@ fn is_image_reference(image: &str) -> bool {
     if image.is_empty() || image.len() > MAX_IMAGE_LEN {
         return false;
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@');
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '@');
     if !image.chars().all(allowed) {
         return false;
     }
@@ -260,7 +288,9 @@ fn is_image_reference(image: &str) -> bool {
     let first_is_registry = first.contains('.') || first.contains(':') || first == "localhost";
     let path_ok = |p: &str| {
         !p.is_empty()
-            && p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+            && p.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            })
             && p.starts_with(|c: char| c.is_ascii_alphanumeric())
     };
     (first_is_registry || path_ok(first)) && !first.is_empty() && parts.all(path_ok)
@@ -328,10 +358,19 @@ mod tests {
                 default: None,
             },
         ];
-        let fields: Vec<_> = d.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = d
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
-            ["config_schema[0].default", "config_schema[1].key", "config_schema[2].key"]
+            [
+                "config_schema[0].default",
+                "config_schema[1].key",
+                "config_schema[2].key"
+            ]
         );
     }
 
@@ -344,10 +383,20 @@ mod tests {
             cpus: Some(f64::NAN),
             pids: Some(0),
         };
-        let fields: Vec<_> = d.validate().unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = d
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(
             fields,
-            ["runtime.port", "resources.memory_mb", "resources.cpus", "resources.pids"]
+            [
+                "runtime.port",
+                "resources.memory_mb",
+                "resources.cpus",
+                "resources.pids"
+            ]
         );
     }
 }

@@ -5,4 +5,6 @@ mod definition;
 
 pub use aggregate::{CatalogCommand, CatalogEntry, CatalogError, CatalogEvent};
 pub(crate) use definition::check_value;
-pub use definition::{CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeSpec, Transport};
+pub use definition::{
+    CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeSpec, Transport,
+};

@@ -43,7 +43,11 @@ fn created() -> ServerEvent {
 }
 
 fn schema() -> Vec<ConfigKey> {
-    vec![key("REGION", true, false), key("TOKEN", true, true), key("DEBUG", false, false)]
+    vec![
+        key("REGION", true, false),
+        key("TOKEN", true, true),
+        key("DEBUG", false, false),
+    ]
 }
 
 /// The events that bring a fresh server into `state`.
@@ -84,12 +88,15 @@ fn outcome(state: ServerState, command: ServerCommand) -> Result<Vec<ServerEvent
 
 #[test]
 fn every_lifecycle_command_in_every_state() {
-    let failed = || E::Failed { reason: "boom".into() };
+    let failed = || E::Failed {
+        reason: "boom".into(),
+    };
     let exited = || E::Exited {
         exit_code: Some(137),
         reason: "boom".into(),
     };
-    let commands: Vec<(&str, fn() -> ServerCommand)> = vec![
+    type NamedCommand = (&'static str, fn() -> ServerCommand);
+    let commands: Vec<NamedCommand> = vec![
         ("start", || ServerCommand::Start),
         ("stop", || ServerCommand::Stop),
         ("restart", || ServerCommand::Restart),
@@ -109,7 +116,8 @@ fn every_lifecycle_command_in_every_state() {
         ("stopped", || ServerCommand::RecordStopped),
     ];
     // One row per state, one column per command above; `None` means refused.
-    let table: Vec<(ServerState, Vec<Option<Vec<ServerEvent>>>)> = vec![
+    type Row = (ServerState, Vec<Option<Vec<ServerEvent>>>);
+    let table: Vec<Row> = vec![
         (
             S::Stopped,
             vec![
@@ -290,7 +298,11 @@ fn deleting_a_running_server_finishes_once_stopped_and_then_it_is_gone() {
         .when(ServerCommand::RecordStopped)
         .then_expect_events(vec![E::Stopped, E::Deleted]);
     h.extend([E::Stopped, E::Deleted]);
-    for command in [ServerCommand::Start, ServerCommand::Delete, ServerCommand::Stop] {
+    for command in [
+        ServerCommand::Start,
+        ServerCommand::Delete,
+        ServerCommand::Stop,
+    ] {
         Given::with(())
             .given(h.clone())
             .when(command)
@@ -327,10 +339,20 @@ fn create_validates_name_and_config_against_the_schema() {
     let ServerError::Invalid(errors) = err else {
         panic!("expected validation errors, got {err:?}");
     };
-    let fields: Vec<_> = errors.iter().map(|e: &FieldError| e.field.as_str()).collect();
+    let fields: Vec<_> = errors
+        .iter()
+        .map(|e: &FieldError| e.field.as_str())
+        .collect();
     assert_eq!(
         fields,
-        ["name", "config.NOPE", "config.TOKEN", "secrets.DEBUG", "config.REGION", "secrets.TOKEN"]
+        [
+            "name",
+            "config.NOPE",
+            "config.TOKEN",
+            "secrets.DEBUG",
+            "config.REGION",
+            "secrets.TOKEN"
+        ]
     );
 }
 
@@ -363,10 +385,7 @@ fn config_updates_record_the_whole_new_set_and_only_real_changes() {
             secrets: BTreeMap::from([("TOKEN".into(), ConfigChange::Set(sealed("c")))]),
         })
         .then_expect_events(vec![E::ConfigUpdated {
-            config: BTreeMap::from([
-                ("DEBUG".into(), "1".into()),
-                ("REGION".into(), "eu".into()),
-            ]),
+            config: BTreeMap::from([("DEBUG".into(), "1".into()), ("REGION".into(), "eu".into())]),
             secrets: BTreeMap::from([("TOKEN".into(), sealed("c"))]),
             changed_keys: vec!["config.DEBUG".into(), "secrets.TOKEN".into()],
         }]);

@@ -1,0 +1,158 @@
+//! The bootstrap admin token: created once in `<data_dir>/admin-token` (mode 0600),
+//! reused on later starts, and checked in constant time against its SHA-256 digest.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::rngs::OsRng;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// The token file's name inside the data directory.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Every token Berth issues starts with this, so leaked ones are easy to scan for.
+pub const TOKEN_PREFIX: &str = "berth_";
+
+/// Verifies presented bearer tokens against the admin token. Holds only a digest.
+#[derive(Clone)]
+pub struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminToken").finish_non_exhaustive()
+    }
+}
+
+/// The outcome of [`AdminToken::ensure`].
+pub struct EnsuredToken {
+    /// The verifier.
+    pub verifier: AdminToken,
+    /// The token itself, for the caller that must hand it out (tests, first start).
+    pub token: SecretString,
+    /// Where it is stored.
+    pub path: PathBuf,
+    /// Whether this call created it.
+    pub created: bool,
+}
+
+impl AdminToken {
+    /// A verifier for `token`.
+    pub fn new(token: &SecretString) -> Self {
+        Self {
+            digest: Sha256::digest(token.expose_secret().as_bytes()).into(),
+        }
+    }
+
+    /// Whether `presented` is the admin token. Compares digests of equal length with
+    /// every byte visited, so timing says nothing about how much of a guess was right.
+    pub fn verify(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        digest
+            .iter()
+            .zip(self.digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
+    /// Loads the token from `<data_dir>/admin-token`, creating a fresh random one
+    /// (mode 0600) when the file does not exist yet.
+    pub fn ensure(data_dir: &Path) -> io::Result<EnsuredToken> {
+        let path = data_dir.join(ADMIN_TOKEN_FILE);
+        let (token, created) = match read_token(&path) {
+            Ok(token) => (token, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => create_token(&path)?,
+            Err(e) => return Err(e),
+        };
+        Ok(EnsuredToken {
+            verifier: Self::new(&token),
+            token,
+            path,
+            created,
+        })
+    }
+}
+
+fn generate() -> SecretString {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    SecretString::from(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
+}
+
+fn read_token(path: &Path) -> io::Result<SecretString> {
+    let meta = fs::metadata(path)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), "the admin token file is readable by other users; chmod 600 it");
+    }
+    let text = fs::read_to_string(path)?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is empty: remove it to have a new admin token created",
+                path.display()
+            ),
+        ));
+    }
+    Ok(SecretString::from(token.to_string()))
+}
+
+/// Writes the token to a private temporary file and links it into place, so a crash
+/// never leaves a truncated token and two processes starting together agree on one.
+fn create_token(path: &Path) -> io::Result<(SecretString, bool)> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    let token = generate();
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(token.expose_secret().as_bytes())?;
+        file.write_all(b"\n")?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let linked = fs::hard_link(&tmp, path);
+    let _ = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok((token, true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((read_token(path)?, false)),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_created_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let first = AdminToken::ensure(dir.path()).unwrap_or_else(|e| panic!("ensure: {e}"));
+        assert!(first.created);
+        assert!(first.token.expose_secret().starts_with(TOKEN_PREFIX));
+        assert_eq!(first.token.expose_secret().len(), TOKEN_PREFIX.len() + 64);
+        let mode = fs::metadata(&first.path).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+
+        let second = AdminToken::ensure(dir.path()).unwrap_or_else(|e| panic!("ensure: {e}"));
+        assert!(!second.created);
+        assert_eq!(second.token.expose_secret(), first.token.expose_secret());
+        assert!(second.verifier.verify(first.token.expose_secret()));
+        assert!(!second.verifier.verify("berth_wrong"));
+        assert!(!second.verifier.verify(""));
+    }
+}

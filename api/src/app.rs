@@ -1,0 +1,46 @@
+//! The actix application: routes from the endpoint table, the token check on
+//! `/api/v1`, request ids, metrics, and problem documents for unknown routes.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App};
+
+use crate::auth::require_bearer;
+use crate::extract::path_config;
+use crate::metrics::track_requests;
+use crate::request_id::request_context;
+use crate::routes::{self, API_PREFIX};
+use crate::state::AppState;
+
+/// Builds the application for one worker.
+pub fn build(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let api = routes::resources(routes::api_endpoints()).into_iter().fold(
+        web::scope(API_PREFIX).wrap(from_fn(require_bearer)),
+        |scope, resource| scope.service(resource),
+    );
+    routes::resources(routes::public_endpoints())
+        .into_iter()
+        .fold(
+            App::new()
+                .app_data(web::Data::new(state))
+                .app_data(path_config()),
+            |app, resource| app.service(resource),
+        )
+        .service(api.default_service(web::to(routes::not_found)))
+        .default_service(web::to(routes::not_found))
+        // The last `wrap` runs first: the request id must exist before anything logs,
+        // and metrics must see the final status, authentication failures included.
+        .wrap(from_fn(track_requests))
+        .wrap(from_fn(request_context))
+}

@@ -1,0 +1,94 @@
+//! The `berth` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{FlagOverrides, LogFormat};
+
+/// Berth: an event-sourced control plane for MCP servers.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version)]
+pub struct Cli {
+    /// A TOML settings file; unknown keys in it are an error.
+    #[arg(long, env = "BERTH_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the admin token, the master key and the embedded cluster live [default: ./.berth].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// How log lines are written [default: text].
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serves the HTTP API (starting the embedded PostgreSQL unless DATABASE_URL is set).
+    Serve {
+        /// The address to listen on [default: 127.0.0.1:7070].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Applies pending database migrations and exits.
+    Migrate,
+    /// Inspects or rebuilds read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+/// `berth projections …`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empties one read model and replays every event into it; prints the final position.
+    Rebuild {
+        /// `catalog`, `servers` or `audit`.
+        name: String,
+    },
+    /// Prints each read model's position, the head position and the lag.
+    Status,
+}
+
+impl Cli {
+    /// The settings the flags override.
+    pub fn overrides(&self) -> FlagOverrides {
+        FlagOverrides {
+            data_dir: self.data_dir.clone(),
+            listen: match &self.command {
+                Command::Serve { listen } => listen.clone(),
+                _ => None,
+            },
+            log_format: self.log_format,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "berth",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/b",
+        ]);
+        let cli = cli.unwrap_or_else(|e| panic!("{e}"));
+        let flags = cli.overrides();
+        assert_eq!(flags.listen.as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(flags.data_dir, Some(PathBuf::from("/tmp/b")));
+        assert!(Cli::try_parse_from(["berth", "projections", "rebuild", "audit"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "projections", "status"]).is_ok());
+        assert!(Cli::try_parse_from(["berth", "serve", "--log-format", "yaml"]).is_err());
+    }
+}

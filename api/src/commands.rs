@@ -1,0 +1,116 @@
+//! What each `berth` subcommand does.
+
+use std::path::Path;
+
+use anyhow::Context;
+use berth_infrastructure::migrations;
+use berth_projections::{Projections, PROJECTION_NAMES};
+use secrecy::SecretString;
+
+use crate::config::Settings;
+use crate::database::OpenDatabase;
+use crate::server::start_server;
+
+/// `berth serve`: runs until SIGINT or SIGTERM, then stops cleanly.
+pub async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    let running = start_server(settings.serve_config()).await?;
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    running.stop().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        _ = interrupt.recv() => tracing::info!("received SIGINT"),
+    }
+    Ok(())
+}
+
+async fn open(settings: &Settings) -> anyhow::Result<OpenDatabase> {
+    let url = settings.database_url.clone().map(SecretString::from);
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+    OpenDatabase::open(url.as_ref(), Path::new(&settings.data_dir)).await
+}
+
+/// Runs `work` against the migrated database, then stops the embedded cluster
+/// whatever the outcome.
+async fn with_database<T>(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let database = open(settings).await?;
+    let outcome = async {
+        migrations::run(database.database())
+            .await
+            .context("applying migrations")?;
+        work(&database).await
+    }
+    .await;
+    database.close().await;
+    outcome
+}
+
+/// `berth migrate`.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let database = open(settings).await?;
+    let applied = migrations::run(database.database())
+        .await
+        .context("applying migrations");
+    database.close().await;
+    println!("applied {} migration(s)", applied?);
+    Ok(())
+}
+
+/// `berth projections rebuild NAME`.
+pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    if !PROJECTION_NAMES.contains(&name) {
+        anyhow::bail!(
+            "unknown projection `{name}`; valid names are: {}",
+            PROJECTION_NAMES.join(", ")
+        );
+    }
+    let checkpoint = with_database(settings, async |database| {
+        let db = database.database().clone();
+        let pool = db.pool(4).context("creating the connection pool")?;
+        let projections = Projections::new(db, pool.clone());
+        let checkpoint = projections.rebuild(name).await;
+        pool.close();
+        Ok(checkpoint?)
+    })
+    .await?;
+    println!("rebuilt {name} up to position {}", checkpoint.position);
+    Ok(())
+}
+
+/// `berth projections status`.
+pub async fn status(settings: &Settings) -> anyhow::Result<()> {
+    let statuses = with_database(settings, async |database| {
+        let pool = database
+            .database()
+            .pool(2)
+            .context("creating the connection pool")?;
+        let statuses = berth_projections::status(&pool).await;
+        pool.close();
+        Ok(statuses?)
+    })
+    .await?;
+    println!(
+        "{:<12} {:>12} {:>12} {:>10}",
+        "NAME", "POSITION", "HEAD", "LAG (s)"
+    );
+    for s in statuses {
+        println!(
+            "{:<12} {:>12} {:>12} {:>10.1}",
+            s.name, s.position, s.head, s.lag_seconds
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! Bodies of `POST /api/v1/servers` and `PATCH /api/v1/servers/{id}`.
+
+use std::collections::BTreeMap;
+
+use berth_application::servers::{NewServer, ServerConfigPatch};
+use berth_domain::FieldError;
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::values::{ConfigValue, JsonText, SecretValue};
+
+/// A new server: which catalog entry, its name, config and secrets.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateServerBody {
+    /// The catalog entry to instantiate.
+    pub catalog_id: Uuid,
+    /// Its name: letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// Plain configuration; every value a string.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Secret configuration; every value a string. Sealed at once, never shown again.
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub secrets: BTreeMap<String, SecretValue>,
+}
+
+/// A change of some config keys and secrets; a key set to `null` is removed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchServerBody {
+    /// Plain keys to set (a string) or remove (`null`).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Secrets to set (a string) or remove (`null`).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, Option<String>>)]
+    pub secrets: BTreeMap<String, SecretValue>,
+}
+
+/// Keeps the string values of `map`, recording `place.KEY` for every other value
+/// (`null` too, unless `null_removes`).
+fn strings<T>(
+    place: &str,
+    map: BTreeMap<String, JsonText<T>>,
+    null_removes: bool,
+    errors: &mut Vec<FieldError>,
+) -> BTreeMap<String, Option<T>> {
+    let mut out = BTreeMap::new();
+    for (key, value) in map {
+        match value {
+            JsonText::Text(v) => {
+                out.insert(key, Some(v));
+            }
+            JsonText::Null if null_removes => {
+                out.insert(key, None);
+            }
+            JsonText::Null => errors.push(FieldError::new(
+                format!("{place}.{key}"),
+                "must be a string, not null",
+            )),
+            JsonText::Other(kind) => errors.push(FieldError::new(
+                format!("{place}.{key}"),
+                format!("must be a string, not {kind}"),
+            )),
+        }
+    }
+    out
+}
+
+impl CreateServerBody {
+    /// The command input, or every value that is not a string.
+    pub fn into_new_server(self) -> Result<NewServer, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let config = strings("config", self.config, false, &mut errors);
+        let secrets = strings("secrets", self.secrets, false, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(NewServer {
+            catalog_id: self.catalog_id,
+            name: self.name,
+            config: config
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+            secrets: secrets
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect(),
+        })
+    }
+}
+
+impl PatchServerBody {
+    /// The command input, or every value that is neither a string nor `null`.
+    pub fn into_patch(self) -> Result<ServerConfigPatch, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let config = strings("config", self.config, true, &mut errors);
+        let secrets = strings("secrets", self.secrets, true, &mut errors);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ServerConfigPatch { config, secrets })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_string_values_are_named() {
+        let body: Result<CreateServerBody, _> = serde_json::from_str(&format!(
+            r#"{{"catalog_id":"{}","name":"a","config":{{"PORT":8080,"OK":"x","N":null}},"secrets":{{"T":true}}}}"#,
+            Uuid::nil()
+        ));
+        let errors = body.ok().map(CreateServerBody::into_new_server);
+        let fields: Vec<String> = match errors {
+            Some(Err(errors)) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected field errors, got {other:?}"),
+        };
+        assert_eq!(fields, ["config.N", "config.PORT", "secrets.T"]);
+    }
+
+    #[test]
+    fn a_patch_removes_keys_set_to_null() {
+        let body: Result<PatchServerBody, _> =
+            serde_json::from_str(r#"{"config":{"A":"1","B":null},"secrets":{"S":null}}"#);
+        let patch = body.ok().map(PatchServerBody::into_patch);
+        match patch {
+            Some(Ok(p)) => {
+                assert_eq!(p.config.get("A"), Some(&Some("1".to_string())));
+                assert_eq!(p.config.get("B"), Some(&None));
+                assert!(p.secrets.get("S").is_some_and(Option::is_none));
+            }
+            other => panic!("expected a patch, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Strict request parsing: JSON bodies and query strings whose errors name the field
+//! (`config.TOKEN`, `page_size`), and path ids, all answered as problem documents.
+//!
+//! actix's own `Json` and `Query` report serde's message without the field's path, so
+//! these extractors run the same deserialisation through `serde_path_to_error`.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::{ready, LocalBoxFuture, Ready};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiError, ProblemField};
+
+/// The largest request body accepted (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON request body, parsed strictly (unknown fields are refused by the DTOs).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let media_type_ok = is_json(req);
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !media_type_ok {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+            if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            }
+            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::BadRequest {
+                    detail: format!("the request body could not be read: {e}"),
+                    errors: Vec::new(),
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(JsonBody)
+        })
+    }
+}
+
+/// `application/json`, any `+json` type, or no content type at all.
+fn is_json(req: &HttpRequest) -> bool {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Parses a JSON document into `T`, naming the offending field on failure.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::BadRequest {
+                detail: format!("the request body is not valid JSON: {inner}"),
+                errors: Vec::new(),
+            }
+        } else {
+            field_error(&path, &strip_position(&inner.to_string()))
+        }
+    })?;
+    de.end().map_err(|e| ApiError::BadRequest {
+        detail: format!("the request body is not valid JSON: {e}"),
+        errors: Vec::new(),
+    })?;
+    Ok(value)
+}
+
+/// serde_json appends ` at line L column C`; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Maps a serde data error at `path` to the right problem: a missing field is a
+/// well-formed but incomplete request (422); anything else is malformed (400).
+fn field_error(path: &str, message: &str) -> ApiError {
+    let named = |prefix: &str| {
+        message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('`').next())
+            .map(|name| join(path, name))
+    };
+    if let Some(field) = named("missing field `") {
+        return ApiError::Invalid(vec![ProblemField {
+            field,
+            message: "is required".into(),
+        }]);
+    }
+    // serde_path_to_error already ends the path with the unknown key itself.
+    if message.starts_with("unknown field `") {
+        let field = match path {
+            "." | "" => named("unknown field `").unwrap_or_default(),
+            _ => path.to_string(),
+        };
+        return ApiError::bad_field(field, "is not a known field");
+    }
+    let field = if path == "." {
+        String::new()
+    } else {
+        path.to_string()
+    };
+    if field.is_empty() {
+        ApiError::BadRequest {
+            detail: message.to_string(),
+            errors: Vec::new(),
+        }
+    } else {
+        ApiError::bad_field(field, message)
+    }
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path == "." || path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Query-string parameters, parsed strictly: unknown parameters and wrong types are
+/// refused with the parameter named.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse_query(req.query_string()).map(ApiQuery))
+    }
+}
+
+/// Parses a query string into `T`, naming the offending parameter on failure.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        field_error(&path, &message)
+    })
+}
+
+/// Answers malformed path segments (e.g. an id that is not a UUID) with a problem.
+pub fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _req| {
+        ApiError::bad_field("id", format!("is not valid in this path: {err}")).into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+        #[serde(default)]
+        map: BTreeMap<String, u8>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        port: u16,
+    }
+
+    fn fields(err: ApiError) -> (u16, Vec<String>) {
+        let problem = err.problem();
+        (
+            problem.status,
+            problem.errors.into_iter().map(|f| f.field).collect(),
+        )
+    }
+
+    #[test]
+    fn json_errors_name_the_field() {
+        assert_eq!(fields(parse_json::<Body>(b"{").unwrap_err()), (400, vec![]));
+        assert_eq!(
+            fields(parse_json::<Body>(b"{\"name\":\"a\"} x").unwrap_err()),
+            (400, vec![])
+        );
+        assert_eq!(
+            fields(parse_json::<Body>(br#"{"name":5}"#).unwrap_err()),
+            (400, vec!["name".into()])
+        );
+        assert_eq!(
+            fields(parse_json::<Body>(br#"{"name":"a","inner":{"port":"x"}}"#).unwrap_err()),
+            (400, vec!["inner.port".into()])
+        );
+        assert_eq!(
+            fields(
+                parse_json::<Body>(br#"{"name":"a","inner":{"port":1,"extra":1}}"#).unwrap_err()
+            ),
+            (400, vec!["inner.extra".into()])
+        );
+        assert_eq!(
+            fields(parse_json::<Body>(br#"{"name":"a","map":{"K":"x"}}"#).unwrap_err()),
+            (400, vec!["map.K".into()])
+        );
+        assert_eq!(
+            fields(parse_json::<Body>(b"{}").unwrap_err()),
+            (422, vec!["name".into()])
+        );
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Params {
+        page: Option<i64>,
+        q: Option<String>,
+    }
+
+    #[test]
+    fn query_errors_name_the_parameter() {
+        assert!(parse_query::<Params>("page=2&q=a%20b").is_ok());
+        assert_eq!(
+            fields(parse_query::<Params>("page=x").unwrap_err()),
+            (400, vec!["page".into()])
+        );
+        assert_eq!(
+            fields(parse_query::<Params>("pgae=1").unwrap_err()),
+            (400, vec!["pgae".into()])
+        );
+    }
+}

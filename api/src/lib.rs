@@ -1,0 +1,31 @@
+//! Berth's HTTP API (actix-web) and the composition root of the `berth` binary.
+//!
+//! Commands are `POST`/`PUT`/`PATCH`/`DELETE` and answer with the global position of
+//! the events they wrote; queries are `GET`, read the projections and accept
+//! `min_position` for read-your-writes. Every error is an RFC 9457 problem document,
+//! produced in one place ([`problem`]).
+
+#![warn(missing_docs)]
+
+pub mod admin_token;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod consistency;
+pub mod database;
+pub mod dto;
+pub mod extract;
+pub mod logging;
+pub mod metrics;
+pub mod openapi;
+pub mod pagination;
+pub mod predefined;
+pub mod problem;
+pub mod request_id;
+pub mod routes;
+pub mod server;
+pub mod state;
+
+pub use server::{start_server, RunningServer, ServeConfig};

@@ -1,0 +1,51 @@
+//! `berth`: serve the API, migrate the database, inspect or rebuild read models.
+
+use std::process::ExitCode;
+
+use berth_api::cli::{Cli, Command, ProjectionsCommand};
+use berth_api::config::Settings;
+use berth_api::{commands, logging};
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: invalid settings: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = logging::init(settings.log_format, &settings.log) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match &cli.command {
+            Command::Serve { .. } => commands::serve(&settings).await,
+            Command::Migrate => commands::migrate(&settings).await,
+            Command::Projections(ProjectionsCommand::Rebuild { name }) => {
+                commands::rebuild(&settings, name).await
+            }
+            Command::Projections(ProjectionsCommand::Status) => commands::status(&settings).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "berth failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]` attributes and
+//! the DTOs' schemas, served at `GET /api/v1/openapi.json`.
+
+use actix_web::HttpResponse;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::problem::ApiError;
+use crate::routes::{audit, audit_export, catalog, events, health, server_actions, servers};
+
+/// The bearer security scheme every `/api/v1` operation requires.
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The admin token from `<data_dir>/admin-token`: `Authorization: Bearer <token>`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Berth's HTTP API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth",
+        description = "Control plane for MCP servers. Commands (POST/PUT/PATCH/DELETE) answer with the \
+global position of the events they wrote (`Berth-Position`); queries accept `min_position` to \
+read their own writes. Errors are RFC 9457 problem documents."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        document,
+        catalog::list,
+        catalog::get,
+        catalog::register,
+        catalog::update,
+        catalog::remove,
+        servers::list,
+        servers::get,
+        servers::create,
+        servers::update_config,
+        server_actions::start,
+        server_actions::stop,
+        server_actions::restart,
+        server_actions::enable,
+        server_actions::disable,
+        server_actions::delete,
+        events::list,
+        events::server_events,
+        audit::list,
+        audit_export::export,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "health", description = "Liveness, readiness and metrics (no token needed)"),
+        (name = "catalog", description = "Kinds of MCP servers anyone may instantiate"),
+        (name = "servers", description = "Configured MCP server instances and their lifecycle"),
+        (name = "events", description = "The event log itself"),
+        (name = "audit", description = "Who did what, when"),
+        (name = "meta", description = "This document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
+        (status = 401, description = "No or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn document() -> Result<HttpResponse, ApiError> {
+    let json = ApiDoc::openapi().to_json().map_err(ApiError::internal)?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::all_routes;
+
+    /// Every route the app serves is documented with its method, and the document
+    /// describes no route the app does not serve.
+    #[test]
+    fn the_document_lists_every_route() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        let routes = all_routes();
+        for (method, path) in &routes {
+            let method = method.as_str().to_ascii_lowercase();
+            assert!(
+                paths.get(path).and_then(|p| p.get(&method)).is_some(),
+                "{method} {path} is not in the OpenAPI document"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|ops| ops.as_object().map_or(0, |o| o.len()))
+            .sum();
+        assert_eq!(
+            documented,
+            routes.len(),
+            "the document has operations the app does not serve"
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+    }
+}

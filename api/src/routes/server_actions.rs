@@ -1,0 +1,104 @@
+//! Lifecycle commands: `POST /api/v1/servers/{id}/start|stop|restart|enable|disable`
+//! and `DELETE /api/v1/servers/{id}`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use berth_application::servers::LifecycleAction;
+use uuid::Uuid;
+
+use crate::auth::CommandContext;
+use crate::dto::command::CommandAccepted;
+use crate::problem::{ApiError, Problem};
+use crate::routes::committed_position;
+use crate::state::AppState;
+
+async fn run(
+    state: web::Data<AppState>,
+    context: CommandContext,
+    id: Uuid,
+    action: LifecycleAction,
+) -> Result<HttpResponse, ApiError> {
+    let CommandContext(metadata) = context;
+    let receipt = state.bus.server_lifecycle(&metadata, id, action).await?;
+    let position = committed_position(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+}
+
+/// Generates one documented handler per lifecycle action; they differ only in the
+/// action and its description.
+macro_rules! lifecycle_handler {
+    ($name:ident, $method:ident, $path:literal, $action:expr, $summary:literal, $conflict:literal) => {
+        #[doc = $summary]
+        #[utoipa::path(
+            $method,
+            path = $path,
+            tag = "servers",
+            description = $summary,
+            params(("id" = Uuid, Path, description = "The server's id")),
+            responses(
+                (status = 202, description = "Accepted; the runtime acts on it next", body = CommandAccepted,
+                    headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+                (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+                (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+                (status = 409, description = $conflict, body = Problem, content_type = "application/problem+json"),
+            )
+        )]
+        #[tracing::instrument(skip_all, fields(server_id = %id))]
+        pub async fn $name(
+            state: web::Data<AppState>,
+            context: CommandContext,
+            id: web::Path<Uuid>,
+        ) -> Result<HttpResponse, ApiError> {
+            run(state, context, id.into_inner(), $action).await
+        }
+    };
+}
+
+lifecycle_handler!(
+    start,
+    post,
+    "/api/v1/servers/{id}/start",
+    LifecycleAction::Start,
+    "Asks a stopped or failed server to start (it becomes `pending`).",
+    "The server is not stopped or failed, is disabled, or is being deleted; the detail names its state"
+);
+lifecycle_handler!(
+    stop,
+    post,
+    "/api/v1/servers/{id}/stop",
+    LifecycleAction::Stop,
+    "Asks a running (or starting) server to stop (it becomes `stopping`).",
+    "The server is not running or about to run; the detail names its state"
+);
+lifecycle_handler!(
+    restart,
+    post,
+    "/api/v1/servers/{id}/restart",
+    LifecycleAction::Restart,
+    "Stops a server and starts it again (a stopped one just starts).",
+    "The server is stopping, disabled or being deleted; the detail names its state"
+);
+lifecycle_handler!(
+    enable,
+    post,
+    "/api/v1/servers/{id}/enable",
+    LifecycleAction::Enable,
+    "Allows a disabled server to start again.",
+    "The server is already enabled"
+);
+lifecycle_handler!(
+    disable,
+    post,
+    "/api/v1/servers/{id}/disable",
+    LifecycleAction::Disable,
+    "Forbids a server to start; a running server is stopped.",
+    "The server is already disabled"
+);
+lifecycle_handler!(
+    delete,
+    delete,
+    "/api/v1/servers/{id}",
+    LifecycleAction::Delete,
+    "Deletes a server, stopping and removing its container first when it may run.",
+    "The server is already being deleted"
+);

@@ -1,0 +1,200 @@
+//! `/api/v1/servers`: list, read, create servers and change their config.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use berth_projections::{get_server, list_servers, Page, ServerFilter, ServerView};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::CommandContext;
+use crate::consistency::await_position;
+use crate::dto::command::CommandAccepted;
+use crate::dto::servers::{CreateServerBody, PatchServerBody};
+use crate::extract::{ApiQuery, JsonBody};
+use crate::pagination::page_request;
+use crate::problem::{ApiError, Problem};
+use crate::routes::catalog::ReadQuery;
+use crate::routes::committed_position;
+use crate::state::AppState;
+
+/// A server's lifecycle state, as a list filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerStateDto {
+    /// Not running.
+    Stopped,
+    /// Asked to start; waiting for the runtime.
+    Pending,
+    /// Its container or process is being created.
+    Creating,
+    /// Created; being started.
+    Starting,
+    /// Running.
+    Running,
+    /// Asked to stop; waiting for the runtime.
+    Stopping,
+    /// Could not start, or exited unexpectedly.
+    Failed,
+}
+
+impl ServerStateDto {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::Pending => "pending",
+            Self::Creating => "creating",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Query parameters of `GET /api/v1/servers`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServerListQuery {
+    /// Only servers in this state.
+    pub state: Option<ServerStateDto>,
+    /// Only servers of this catalog entry.
+    pub catalog_id: Option<Uuid>,
+    /// Case-insensitive text searched in names.
+    pub q: Option<String>,
+    /// Page number, from 1.
+    pub page: Option<i64>,
+    /// Items per page, 1 to 500 (default 50).
+    pub page_size: Option<i64>,
+    /// Wait (up to 5 s) until the servers read model has reached this global position.
+    pub min_position: Option<i64>,
+}
+
+/// Lists servers, ordered by name.
+#[utoipa::path(
+    get,
+    path = "/api/v1/servers",
+    tag = "servers",
+    params(ServerListQuery),
+    responses(
+        (status = 200, description = "A page of servers", body = Page<ServerView>),
+        (status = 400, description = "Malformed parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Parameter out of range", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not reach `min_position` in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    state: web::Data<AppState>,
+    ApiQuery(query): ApiQuery<ServerListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let page = page_request(query.page, query.page_size)?;
+    await_position(
+        &state.pool,
+        berth_projections::servers::NAME,
+        query.min_position,
+    )
+    .await?;
+    let filter = ServerFilter {
+        state: query.state.map(|s| s.as_str().to_string()),
+        catalog_id: query.catalog_id,
+        q: query.q,
+        owner: None,
+    };
+    let client = state.pool.get().await?;
+    Ok(HttpResponse::Ok().json(list_servers(&client, &filter, page).await?))
+}
+
+/// Reads one server; secret values are masked as `"********"`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/servers/{id}",
+    tag = "servers",
+    params(("id" = Uuid, Path, description = "The server's id"), ReadQuery),
+    responses(
+        (status = 200, description = "The server", body = ServerView),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read model did not reach `min_position` in time", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(server_id = %id))]
+pub async fn get(
+    state: web::Data<AppState>,
+    id: web::Path<Uuid>,
+    ApiQuery(query): ApiQuery<ReadQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    await_position(
+        &state.pool,
+        berth_projections::servers::NAME,
+        query.min_position,
+    )
+    .await?;
+    let client = state.pool.get().await?;
+    match get_server(&client, id).await? {
+        Some(server) => Ok(HttpResponse::Ok().json(server)),
+        None => Err(ApiError::NotFound("no server has this id".into())),
+    }
+}
+
+/// Creates a server from a catalog entry, validated against the entry's config schema.
+#[utoipa::path(
+    post,
+    path = "/api/v1/servers",
+    tag = "servers",
+    request_body = CreateServerBody,
+    responses(
+        (status = 201, description = "Created (stopped)", body = CommandAccepted,
+            headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+        (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown catalog entry, invalid name, missing or unknown config key, non-string value", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all)]
+pub async fn create(
+    state: web::Data<AppState>,
+    CommandContext(metadata): CommandContext,
+    JsonBody(body): JsonBody<CreateServerBody>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.into_new_server().map_err(ApiError::invalid)?;
+    let (id, receipt) = state.bus.create_server(&metadata, new).await?;
+    let position = committed_position(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::CREATED))
+}
+
+/// Sets or removes (`null`) some config keys and secrets.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/servers/{id}",
+    tag = "servers",
+    params(("id" = Uuid, Path, description = "The server's id")),
+    request_body = PatchServerBody,
+    responses(
+        (status = 202, description = "Updated (or nothing to change)", body = CommandAccepted,
+            headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+        (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown key, missing required key, non-string value", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(server_id = %id))]
+pub async fn update_config(
+    state: web::Data<AppState>,
+    CommandContext(metadata): CommandContext,
+    id: web::Path<Uuid>,
+    JsonBody(body): JsonBody<PatchServerBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let patch = body.into_patch().map_err(ApiError::invalid)?;
+    let receipt = state.bus.update_server_config(&metadata, id, patch).await?;
+    let position = committed_position(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+}

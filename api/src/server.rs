@@ -1,0 +1,267 @@
+//! The composition root of `berth serve`: database, migrations, master key, predefined
+//! catalog, admin token, projections and the HTTP server, started in that order and
+//! stopped in reverse. Tests start the same stack in-process on port 0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::HttpServer;
+use anyhow::Context;
+use berth_application::{Actor, CommandBus, CommandMetadata};
+use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
+use berth_infrastructure::db::Database;
+use berth_infrastructure::event_store::PostgresEventRepository;
+use berth_infrastructure::migrations;
+use berth_projections::Projections;
+use deadpool_postgres::Pool;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin_token::AdminToken;
+use crate::app;
+use crate::database::OpenDatabase;
+use crate::metrics::Metrics;
+use crate::predefined;
+use crate::state::AppState;
+
+/// How long projections get to finish their batch when stopping.
+const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `start_server` needs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// Where the admin token, the master key and the embedded cluster live.
+    pub data_dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// An external PostgreSQL server; `None` starts the embedded cluster.
+    pub database_url: Option<SecretString>,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Database connections shared by requests and projections.
+    pub pool_size: usize,
+    /// How long in-flight requests get to finish when stopping.
+    pub shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("workers", &self.workers)
+            .field("pool_size", &self.pool_size)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl ServeConfig {
+    /// Defaults: `127.0.0.1:7070`, the embedded cluster, 2 workers, 16 connections.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:7070".into(),
+            database_url: None,
+            workers: 2,
+            pool_size: 16,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Uses the PostgreSQL server at `url` instead of the embedded cluster.
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(SecretString::from(url.into()));
+        self
+    }
+
+    /// Listens on `listen` (e.g. `127.0.0.1:0`).
+    pub fn with_listen(mut self, listen: impl Into<String>) -> Self {
+        self.listen = listen.into();
+        self
+    }
+}
+
+/// A started Berth: its address and admin token, and what stopping it needs.
+pub struct RunningServer {
+    addr: SocketAddr,
+    admin_token: SecretString,
+    admin_token_path: PathBuf,
+    http: ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    projection_tasks: Vec<JoinHandle<()>>,
+    pool: Pool,
+    database: OpenDatabase,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The admin bearer token. Handle with care.
+    pub fn admin_token(&self) -> &str {
+        self.admin_token.expose_secret()
+    }
+
+    /// Where the admin token is stored.
+    pub fn admin_token_path(&self) -> &Path {
+        &self.admin_token_path
+    }
+
+    /// The database it uses.
+    pub fn database(&self) -> &Database {
+        self.database.database()
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, stops the
+    /// projections, closes the pool and stops the embedded cluster if there is one.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.http.stop(true).await;
+        let served = self.http_task.await;
+        tracing::info!("HTTP server stopped");
+        let _ = self.shutdown.send(true);
+        for task in self.projection_tasks {
+            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a projection did not stop in time");
+            }
+        }
+        self.pool.close();
+        self.database.close().await;
+        served
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
+    }
+}
+
+/// Starts Berth as `berth serve` does and returns once it accepts requests.
+pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    create_private_dir(&config.data_dir)?;
+    let database = OpenDatabase::open(config.database_url.as_ref(), &config.data_dir).await?;
+    match start_on(&config, &database).await {
+        Ok(parts) => Ok(RunningServer {
+            addr: parts.addr,
+            admin_token: parts.admin_token,
+            admin_token_path: parts.admin_token_path,
+            http: parts.http,
+            http_task: parts.http_task,
+            shutdown: parts.shutdown,
+            projection_tasks: parts.projection_tasks,
+            pool: parts.pool,
+            database,
+        }),
+        Err(e) => {
+            database.close().await;
+            Err(e)
+        }
+    }
+}
+
+struct Started {
+    addr: SocketAddr,
+    admin_token: SecretString,
+    admin_token_path: PathBuf,
+    http: ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    projection_tasks: Vec<JoinHandle<()>>,
+    pool: Pool,
+}
+
+async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Result<Started> {
+    let db = database.database().clone();
+    let applied = migrations::run(&db).await.context("applying migrations")?;
+    tracing::info!(applied, "database schema is up to date");
+    let pool = db
+        .pool(config.pool_size)
+        .context("creating the connection pool")?;
+
+    let key = MasterKey::from_env_or_file(&config.data_dir).context("loading the master key")?;
+    tracing::info!(key_id = key.id(), "master key loaded");
+    let bus = Arc::new(CommandBus::new(
+        PostgresEventRepository::new(pool.clone()),
+        Arc::new(MasterKeyCipher::new(key)),
+    ));
+
+    let shipped = predefined::definitions()?;
+    let sync = CommandMetadata::new(Actor::System("catalog-sync".into()));
+    let changed = bus
+        .sync_predefined_catalog(&sync, shipped)
+        .await
+        .context("synchronising the predefined catalog")?;
+    tracing::info!(changed, "predefined catalog synchronised");
+
+    let token = AdminToken::ensure(&config.data_dir).context("preparing the admin token")?;
+    if token.created {
+        tracing::info!(path = %token.path.display(), "admin token created; send it as `Authorization: Bearer <token>`");
+    } else {
+        tracing::info!(path = %token.path.display(), "admin token loaded");
+    }
+
+    let listener =
+        TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let projection_tasks = Arc::new(Projections::new(db, pool.clone())).spawn(shutdown_rx);
+
+    let state = AppState {
+        bus,
+        pool: pool.clone(),
+        metrics: Arc::new(Metrics::new()),
+        admin: token.verifier,
+    };
+    let server = HttpServer::new(move || app::build(state.clone()))
+        .workers(config.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)
+        .with_context(|| format!("listening on {addr}"));
+    let server = match server {
+        Ok(server) => server.run(),
+        Err(e) => {
+            let _ = shutdown.send(true);
+            return Err(e);
+        }
+    };
+    let http = server.handle();
+    let http_task = tokio::spawn(server);
+    tracing::info!("listening on http://{addr}");
+    Ok(Started {
+        addr,
+        admin_token: token.token,
+        admin_token_path: token.path,
+        http,
+        http_task,
+        shutdown,
+        projection_tasks,
+        pool,
+    })
+}
+
+/// Creates the data directory listable by its owner only. Others may traverse it
+/// (mode 0711): when Berth runs as root, the embedded cluster runs as `postgres` and must
+/// reach `<data_dir>/pg`; the key and token files themselves are mode 0600.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))
+}

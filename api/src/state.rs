@@ -1,0 +1,26 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use berth_application::CommandBus;
+use berth_infrastructure::event_store::PostgresEventRepository;
+use deadpool_postgres::Pool;
+
+use crate::admin_token::AdminToken;
+use crate::metrics::Metrics;
+
+/// The command bus as the API runs it: events in PostgreSQL.
+pub type Bus = CommandBus<PostgresEventRepository>;
+
+/// Shared by every worker and request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Runs commands.
+    pub bus: Arc<Bus>,
+    /// Connections for queries (read models, the event feed).
+    pub pool: Pool,
+    /// HTTP and store metrics.
+    pub metrics: Arc<Metrics>,
+    /// Verifies the admin bearer token.
+    pub admin: AdminToken,
+}

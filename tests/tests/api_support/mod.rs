@@ -1,0 +1,306 @@
+//! Shared by the `api_*` tests: Berth's real HTTP stack started in-process on port 0
+//! against a fresh test database, a client that records every response, and direct
+//! SQL access for checking what was (not) written.
+
+#![allow(dead_code)]
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use berth_api::{start_server, RunningServer, ServeConfig};
+use berth_tests::{test_database, TestDatabase};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// One answered request.
+#[derive(Debug)]
+pub struct Answer {
+    /// Its status.
+    pub status: StatusCode,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Its raw body.
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    /// The body as JSON (`Null` when it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// The `position` of a command's answer (panics with the body otherwise).
+    pub fn position(&self) -> i64 {
+        self.json()["position"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no position in {self}"))
+    }
+
+    /// The `id` of a command's answer.
+    pub fn id(&self) -> String {
+        self.json()["id"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no id in {self}"))
+    }
+
+    /// The fields named by a problem document's `errors`.
+    pub fn problem_fields(&self) -> Vec<String> {
+        self.json()["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter_map(|e| e["field"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asserts the status, showing the body when it differs.
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected answer: {self}");
+        self
+    }
+
+    /// Asserts this is a problem document with `status`.
+    pub fn expect_problem(&self, status: u16) -> &Self {
+        self.expect(status);
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "{self}"
+        );
+        let doc = self.json();
+        assert_eq!(doc["status"], status, "{self}");
+        for field in ["type", "title", "detail"] {
+            assert!(doc[field].is_string(), "problem without {field}: {self}");
+        }
+        self
+    }
+}
+
+impl std::fmt::Display for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// A running Berth with its own database and data directory.
+pub struct TestApp {
+    server: Option<RunningServer>,
+    /// The test's database.
+    pub db: TestDatabase,
+    data_dir: TempDir,
+    client: reqwest::Client,
+    base: String,
+    token: String,
+    transcript: Mutex<Vec<u8>>,
+}
+
+fn config(db: &TestDatabase, data_dir: &TempDir) -> ServeConfig {
+    let mut config = ServeConfig::new(data_dir.path())
+        .with_database_url(db.url())
+        .with_listen("127.0.0.1:0");
+    config.workers = 2;
+    config.pool_size = 8;
+    config
+}
+
+impl TestApp {
+    /// Starts Berth on a fresh database.
+    pub async fn spawn() -> Self {
+        let db = test_database().await;
+        let data_dir = tempfile::tempdir().expect("creating a data directory");
+        let server = start_server(config(&db, &data_dir))
+            .await
+            .unwrap_or_else(|e| panic!("starting berth: {e:#}"));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("building the HTTP client");
+        Self {
+            base: server.base_url(),
+            token: server.admin_token().to_string(),
+            server: Some(server),
+            db,
+            data_dir,
+            client,
+            transcript: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Stops Berth and starts it again on the same database and data directory.
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("stopping berth");
+        }
+        let server = start_server(config(&self.db, &self.data_dir))
+            .await
+            .unwrap_or_else(|e| panic!("restarting berth: {e:#}"));
+        self.base = server.base_url();
+        self.token = server.admin_token().to_string();
+        self.server = Some(server);
+    }
+
+    /// Stops Berth cleanly.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("stopping berth");
+        }
+    }
+
+    /// The admin token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `http://ADDR` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request with the admin token (unless `token` overrides it; `Some("")`
+    /// sends none), recording the answer in the transcript.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.request(method, self.url(path));
+        match token.unwrap_or(&self.token) {
+            "" => {}
+            t => request = request.bearer_auth(t),
+        }
+        if let Some(body) = body {
+            if !headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+            {
+                request = request.header("content-type", "application/json");
+            }
+            request = request.body(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sending {path}: {e:?}"));
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.expect("reading the body").to_vec();
+        let mut transcript = self.transcript.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, value) in &headers {
+            transcript.extend_from_slice(name.as_str().as_bytes());
+            transcript.extend_from_slice(value.as_bytes());
+        }
+        transcript.extend_from_slice(&body);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `GET path` with the token.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(Method::GET, path, None, None, &[]).await
+    }
+
+    /// `method path` with a JSON body and the token.
+    pub async fn json(&self, method: Method, path: &str, body: &Value) -> Answer {
+        let bytes = serde_json::to_vec(body).expect("serialising a body");
+        self.send(method, path, Some(bytes), None, &[]).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> Answer {
+        self.json(Method::POST, path, body).await
+    }
+
+    /// `POST path` without a body (lifecycle commands).
+    pub async fn command(&self, path: &str) -> Answer {
+        self.send(Method::POST, path, None, None, &[]).await
+    }
+
+    /// Every response header and body received so far, concatenated.
+    pub fn transcript(&self) -> Vec<u8> {
+        self.transcript
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A direct connection to the test database.
+    pub async fn sql(&self) -> tokio_postgres::Client {
+        self.db
+            .database()
+            .connect()
+            .await
+            .expect("connecting to the test database")
+    }
+
+    /// The event store's head position, read directly.
+    pub async fn head(&self) -> i64 {
+        let row = self
+            .sql()
+            .await
+            .query_one("SELECT coalesce(max(global_position), 0) FROM events", &[])
+            .await
+            .expect("reading the head position");
+        row.get(0)
+    }
+
+    /// Registers a custom catalog entry with a required plain key `API_URL`, a
+    /// required secret `API_TOKEN` and an optional `MODE` with a default.
+    pub async fn register_fixture(&self, name: &str) -> Answer {
+        self.post("/api/v1/catalog", &fixture_entry(name)).await
+    }
+}
+
+/// A catalog entry body for tests.
+pub fn fixture_entry(name: &str) -> Value {
+    json!({
+        "name": name,
+        "description": "a fixture for the API tests",
+        "transport": "stdio",
+        "runtime": {"type": "docker", "image": "berth/fixture:latest", "command": ["serve"]},
+        "config_schema": [
+            {"key": "API_URL", "description": "where to call", "required": true, "secret": false},
+            {"key": "API_TOKEN", "description": "credential", "required": true, "secret": true},
+            {"key": "MODE", "description": "speed", "required": false, "secret": false, "default": "fast"}
+        ],
+        "resources": {"memory_mb": 128, "cpus": 0.5, "pids": 32}
+    })
+}
+
+/// A valid server body for the fixture entry `catalog_id`.
+pub fn server_body(catalog_id: &str, name: &str, token: &str) -> Value {
+    json!({
+        "catalog_id": catalog_id,
+        "name": name,
+        "config": {"API_URL": "https://example.test/api"},
+        "secrets": {"API_TOKEN": token}
+    })
+}
+
+/// A random UUID as text.
+pub fn uuid() -> String {
+    Uuid::new_v4().to_string()
+}
