@@ -228,8 +228,12 @@ fn write_csv(out: &mut BytesMut, e: &AuditEntry) {
 }
 
 /// RFC 4180 quoting: fields with a comma, quote, line break or edge space are quoted,
-/// quotes inside doubled.
+/// quotes inside doubled. A field a spreadsheet would run as a formula (leading `=`,
+/// `+`, `-`, `@`, tab or carriage return) is prefixed with `'` so it stays text.
 pub fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        return csv_field(&format!("'{value}")).into_owned().into();
+    }
     let needs_quotes =
         value.contains([',', '"', '\n', '\r']) || value.starts_with(' ') || value.ends_with(' ');
     if needs_quotes {
@@ -251,6 +255,8 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
         assert_eq!(csv_field(" padded"), "\" padded\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("@cmd"), "'@cmd");
     }
 
     #[test]

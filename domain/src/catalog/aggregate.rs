@@ -20,6 +20,11 @@ pub struct CatalogEntry {
     pub version: u32,
     /// Removed entries accept no further commands.
     pub removed: bool,
+    /// For predefined entries, what the shipped catalog last said. Syncing compares
+    /// against this, not against the current definition, so an administrator's edit
+    /// stands until a new release ships a different definition.
+    #[serde(default)]
+    pub shipped: Option<CatalogDefinition>,
 }
 
 /// What may be asked of a catalog entry.
@@ -67,6 +72,9 @@ pub enum CatalogEvent {
         version: u32,
         /// What it says now.
         definition: CatalogDefinition,
+        /// The update came from a new shipped catalog rather than a person.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        shipped: bool,
     },
     /// The entry is gone.
     Removed,
@@ -146,10 +154,11 @@ impl CatalogEntry {
                         expected: CatalogKind::Predefined,
                         actual: CatalogKind::Custom,
                     }),
-                    (Some(current), _) if *current == definition => Ok(vec![]),
-                    (Some(_), _) => Ok(vec![CatalogEvent::Updated {
+                    _ if self.shipped.as_ref() == Some(&definition) => Ok(vec![]),
+                    _ => Ok(vec![CatalogEvent::Updated {
                         version: self.version + 1,
                         definition,
+                        shipped: true,
                     }]),
                 }
             }
@@ -159,6 +168,7 @@ impl CatalogEntry {
                 Ok(vec![CatalogEvent::Updated {
                     version: self.version + 1,
                     definition,
+                    shipped: false,
                 }])
             }
             CatalogCommand::Remove => {
@@ -198,6 +208,9 @@ impl Aggregate for CatalogEntry {
                 owner,
                 definition,
             } => {
+                if kind == CatalogKind::Predefined {
+                    self.shipped = Some(definition.clone());
+                }
                 self.kind = Some(kind);
                 self.owner = owner;
                 self.definition = Some(definition);
@@ -206,7 +219,11 @@ impl Aggregate for CatalogEntry {
             CatalogEvent::Updated {
                 version,
                 definition,
+                shipped,
             } => {
+                if shipped {
+                    self.shipped = Some(definition.clone());
+                }
                 self.version = version;
                 self.definition = Some(definition);
             }
@@ -257,6 +274,7 @@ mod tests {
             .then_expect_events(vec![CatalogEvent::Updated {
                 version: 2,
                 definition: definition("two"),
+                shipped: false,
             }]);
     }
 
@@ -307,13 +325,37 @@ mod tests {
         let mut changed = definition("one");
         changed.description = "now better".into();
         Given::with(())
-            .given(vec![shipped])
+            .given(vec![shipped.clone()])
             .when(CatalogCommand::SyncPredefined {
                 definition: changed.clone(),
             })
             .then_expect_events(vec![CatalogEvent::Updated {
                 version: 2,
+                definition: changed.clone(),
+                shipped: true,
+            }]);
+        // An administrator's edit stands while the shipped text stays the same...
+        let edited = CatalogEvent::Updated {
+            version: 2,
+            definition: definition("edited"),
+            shipped: false,
+        };
+        Given::with(())
+            .given(vec![shipped.clone(), edited.clone()])
+            .when(CatalogCommand::SyncPredefined {
+                definition: definition("one"),
+            })
+            .then_expect_events(vec![]);
+        // ...and a new release's text replaces it.
+        Given::with(())
+            .given(vec![shipped, edited])
+            .when(CatalogCommand::SyncPredefined {
+                definition: changed.clone(),
+            })
+            .then_expect_events(vec![CatalogEvent::Updated {
+                version: 3,
                 definition: changed,
+                shipped: true,
             }]);
     }
 

@@ -171,6 +171,7 @@ fn catalog(id: &str, event: &CatalogEvent, names: &mut Names) -> String {
         CatalogEvent::Updated {
             version,
             definition,
+            ..
         } => {
             let before = names.get(CatalogEntry::TYPE, id).cloned();
             names.set(CatalogEntry::TYPE, id, &definition.name);

@@ -102,6 +102,7 @@ impl CatalogProjector {
             CatalogEvent::Updated {
                 version,
                 definition,
+                ..
             } => {
                 let d = Definition::of(&definition)?;
                 let statement = tx.prepare_cached(UPDATE_ENTRY).await?;
