@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{FlagOverrides, LogFormat};
+use crate::runtime_setup::RuntimeChoice;
 
 /// Berth: an event-sourced control plane for MCP servers.
 #[derive(Debug, Parser)]
@@ -32,6 +33,9 @@ pub enum Command {
         /// The address to listen on [default: 127.0.0.1:7070].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// Which runtime runs MCP servers [default: auto: Docker when it answers].
+        #[arg(long, value_enum)]
+        runtime: Option<RuntimeChoice>,
     },
     /// Applies pending database migrations and exits.
     Migrate,
@@ -58,7 +62,11 @@ impl Cli {
         FlagOverrides {
             data_dir: self.data_dir.clone(),
             listen: match &self.command {
-                Command::Serve { listen } => listen.clone(),
+                Command::Serve { listen, .. } => listen.clone(),
+                _ => None,
+            },
+            runtime: match &self.command {
+                Command::Serve { runtime, .. } => *runtime,
                 _ => None,
             },
             log_format: self.log_format,

@@ -9,6 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime_setup::RuntimeChoice;
 use crate::server::ServeConfig;
 
 /// How log lines are written.
@@ -43,6 +44,8 @@ pub struct Settings {
     pub pool_size: usize,
     /// Seconds in-flight requests get to finish when stopping.
     pub shutdown_timeout_secs: u64,
+    /// Which runtime runs MCP servers: `auto`, `docker` or `process`.
+    pub runtime: RuntimeChoice,
 }
 
 impl std::fmt::Debug for Settings {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for Settings {
             .field("workers", &self.workers)
             .field("pool_size", &self.pool_size)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
+            .field("runtime", &self.runtime)
             .finish()
     }
 }
@@ -71,6 +75,7 @@ impl Default for Settings {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             pool_size: 16,
             shutdown_timeout_secs: 10,
+            runtime: RuntimeChoice::Auto,
         }
     }
 }
@@ -87,11 +92,15 @@ pub struct FlagOverrides {
     /// `--log-format`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// `--runtime`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeChoice>,
 }
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 8] = [
+const ENV_KEYS: [&str; 9] = [
+    "runtime",
     "data_dir",
     "listen",
     "log_format",
@@ -130,6 +139,7 @@ impl Settings {
         config.workers = self.workers.max(1);
         config.pool_size = self.pool_size.max(2);
         config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
+        config.runtime = self.runtime;
         config
     }
 }

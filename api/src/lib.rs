@@ -25,6 +25,7 @@ pub mod predefined;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
+pub mod runtime_setup;
 pub mod server;
 pub mod state;
 

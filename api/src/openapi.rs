@@ -6,7 +6,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::ApiError;
-use crate::routes::{audit, audit_export, catalog, events, health, server_actions, servers};
+use crate::routes::{
+    audit, audit_export, catalog, events, health, server_actions, server_runtime, servers,
+};
 
 /// The bearer security scheme every `/api/v1` operation requires.
 pub struct BearerAuth;
@@ -57,6 +59,8 @@ read their own writes. Errors are RFC 9457 problem documents."
         server_actions::enable,
         server_actions::disable,
         server_actions::delete,
+        server_runtime::test,
+        server_runtime::logs,
         events::list,
         events::server_events,
         audit::list,

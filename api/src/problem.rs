@@ -247,7 +247,8 @@ impl From<ServerError> for ApiError {
             | ServerError::Disabled { .. }
             | ServerError::AlreadyEnabled
             | ServerError::AlreadyDisabled
-            | ServerError::BeingDeleted { .. }) => Self::Conflict(e.to_string()),
+            | ServerError::BeingDeleted { .. }
+            | ServerError::RestartNotAllowed) => Self::Conflict(e.to_string()),
         }
     }
 }

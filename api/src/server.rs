@@ -14,6 +14,7 @@ use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
+use berth_infrastructure::mcp::McpClientProbe;
 use berth_infrastructure::migrations;
 use berth_projections::Projections;
 use deadpool_postgres::Pool;
@@ -26,7 +27,9 @@ use crate::app;
 use crate::database::OpenDatabase;
 use crate::metrics::Metrics;
 use crate::predefined;
+use crate::runtime_setup::{self, BackgroundIntervals, RuntimeChoice};
 use crate::state::AppState;
+use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
 
 /// How long projections get to finish their batch when stopping.
 const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +49,15 @@ pub struct ServeConfig {
     pub pool_size: usize,
     /// How long in-flight requests get to finish when stopping.
     pub shutdown_timeout: Duration,
+    /// Which runtime runs MCP servers.
+    pub runtime: RuntimeChoice,
+    /// How the process manager behaves.
+    pub process_manager: ProcessManagerOptions,
+    /// How often drift detection and health checks run.
+    pub intervals: BackgroundIntervals,
+    /// Run the process manager (follow the feed, reconcile, check health). Off for an
+    /// API-only replica: commands are recorded, another replica acts on them.
+    pub drive_runtime: bool,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -57,6 +69,10 @@ impl std::fmt::Debug for ServeConfig {
             .field("workers", &self.workers)
             .field("pool_size", &self.pool_size)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("runtime", &self.runtime)
+            .field("process_manager", &self.process_manager)
+            .field("intervals", &self.intervals)
+            .field("drive_runtime", &self.drive_runtime)
             .finish()
     }
 }
@@ -71,6 +87,10 @@ impl ServeConfig {
             workers: 2,
             pool_size: 16,
             shutdown_timeout: Duration::from_secs(10),
+            runtime: RuntimeChoice::Auto,
+            process_manager: ProcessManagerOptions::default(),
+            intervals: BackgroundIntervals::default(),
+            drive_runtime: true,
         }
     }
 
@@ -197,6 +217,17 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         PostgresEventRepository::new(pool.clone()),
         Arc::new(MasterKeyCipher::new(key)),
     ));
+    let installation = berth_infrastructure::db::installation_id(&pool)
+        .await
+        .context("reading the installation id")?;
+    let runtime =
+        runtime_setup::open_runtime(config.runtime, &config.data_dir, installation).await?;
+    let pm = ProcessManager::new(
+        bus.clone(),
+        runtime,
+        Arc::new(McpClientProbe::new()),
+        config.process_manager.clone(),
+    );
 
     let shipped = predefined::definitions()?;
     let sync = CommandMetadata::new(Actor::System("catalog-sync".into()));
@@ -218,10 +249,21 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let addr = listener.local_addr()?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let projection_tasks = Arc::new(Projections::new(db, pool.clone())).spawn(shutdown_rx);
+    let mut projection_tasks =
+        Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
+    if config.drive_runtime {
+        projection_tasks.extend(runtime_setup::spawn_background(
+            pm.clone(),
+            db,
+            pool.clone(),
+            config.intervals.clone(),
+            shutdown_rx,
+        ));
+    }
 
     let state = AppState {
         bus,
+        pm,
         pool: pool.clone(),
         metrics: Arc::new(Metrics::new()),
         admin: token.verifier,

@@ -8,6 +8,7 @@ use deadpool_postgres::Pool;
 
 use crate::admin_token::AdminToken;
 use crate::metrics::Metrics;
+use crate::runtime_setup::Pm;
 
 /// The command bus as the API runs it: events in PostgreSQL.
 pub type Bus = CommandBus<PostgresEventRepository>;
@@ -17,6 +18,8 @@ pub type Bus = CommandBus<PostgresEventRepository>;
 pub struct AppState {
     /// Runs commands.
     pub bus: Arc<Bus>,
+    /// Drives the runtime; answers `test` and `logs`.
+    pub pm: Arc<Pm>,
     /// Connections for queries (read models, the event feed).
     pub pool: Pool,
     /// HTTP and store metrics.

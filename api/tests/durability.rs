@@ -190,10 +190,11 @@ async fn a_restart_on_the_same_data_dir_finds_everything_it_had() {
         )
         .await;
     let server_id = server["id"].as_str().unwrap().to_string();
-    let started = berth
-        .post(&format!("/api/v1/servers/{server_id}/start"), json!({}))
+    // Disabling involves no runtime, so nothing changes behind the test's back.
+    let disabled = berth
+        .post(&format!("/api/v1/servers/{server_id}/disable"), json!({}))
         .await;
-    let last = started["position"].as_i64().unwrap();
+    let last = disabled["position"].as_i64().unwrap();
     let wait = format!("min_position={last}");
     berth.get(&format!("/api/v1/audit?{wait}")).await;
     berth
@@ -201,7 +202,7 @@ async fn a_restart_on_the_same_data_dir_finds_everything_it_had() {
         .await;
     berth.get(&format!("/api/v1/catalog?{wait}")).await;
     let before = everything(&berth, &server_id).await;
-    assert_eq!(before.0["state"], "pending");
+    assert_eq!(before.0["enabled"], false);
     berth.stop();
     assert!(
         !dir.join("pg").join("postmaster.pid").exists(),
@@ -218,10 +219,10 @@ async fn a_restart_on_the_same_data_dir_finds_everything_it_had() {
     );
     assert_eq!(after.3, before.3, "same catalog");
     // And it keeps working where it left off.
-    let stopped = berth
-        .post(&format!("/api/v1/servers/{server_id}/stop"), json!({}))
+    let enabled = berth
+        .post(&format!("/api/v1/servers/{server_id}/enable"), json!({}))
         .await;
-    assert!(stopped["position"].as_i64().unwrap() > last);
+    assert!(enabled["position"].as_i64().unwrap() > last);
     berth.stop();
     assert!(!dir.join("pg").join("postmaster.pid").exists());
 }

@@ -6,7 +6,9 @@ pub mod commands;
 pub mod error;
 pub mod metadata;
 pub mod ports;
+pub mod process_manager;
 pub mod receipt;
+pub mod runtime;
 pub mod servers;
 
 pub use commands::CommandBus;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use berth_domain::catalog::CatalogEntry;
-use berth_domain::server::{ConfigChange, SealedSecret, ServerCommand};
+use berth_domain::server::{ConfigChange, RestartPolicy, SealedSecret, ServerCommand};
 use berth_domain::FieldError;
 use cqrs_es::persist::PersistedEventRepository;
 use secrecy::SecretString;
@@ -27,6 +27,8 @@ pub struct NewServer {
     pub config: BTreeMap<String, String>,
     /// Secret configuration, in plaintext (never logged: `SecretString`).
     pub secrets: BTreeMap<String, SecretString>,
+    /// What to do when it fails.
+    pub restart_policy: RestartPolicy,
 }
 
 /// A change of some config keys and secrets; `None` removes a key.
@@ -36,6 +38,8 @@ pub struct ServerConfigPatch {
     pub config: BTreeMap<String, Option<String>>,
     /// Secrets to set or remove.
     pub secrets: BTreeMap<String, Option<SecretString>>,
+    /// A new restart policy.
+    pub restart_policy: Option<RestartPolicy>,
 }
 
 /// A lifecycle request a person may make.
@@ -108,6 +112,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             name: new.name,
             config: new.config,
             secrets,
+            restart_policy: new.restart_policy,
         };
         let receipt = self.server(&id.to_string(), command, metadata).await?;
         Ok((id, receipt))
@@ -152,6 +157,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             schema: definition.config_schema,
             config,
             secrets,
+            restart_policy: patch.restart_policy,
         };
         self.server(&id.to_string(), command, metadata).await
     }

@@ -69,3 +69,16 @@ impl Database {
         Ok(client)
     }
 }
+
+/// This installation's id, created on first call.
+pub async fn installation_id(pool: &Pool) -> Result<uuid::Uuid, StoreError> {
+    let client = pool.get().await?;
+    client
+        .execute(
+            "INSERT INTO installation (id) VALUES ($1) ON CONFLICT (singleton) DO NOTHING",
+            &[&uuid::Uuid::new_v4()],
+        )
+        .await?;
+    let row = client.query_one("SELECT id FROM installation", &[]).await?;
+    Ok(row.try_get(0)?)
+}

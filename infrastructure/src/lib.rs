@@ -7,8 +7,11 @@ pub mod embedded;
 pub mod error;
 pub mod event_store;
 pub mod feed;
+pub mod follower;
+pub mod mcp;
 pub mod migrations;
 pub mod notify;
+pub mod runtime;
 pub mod subscription;
 
 pub use error::StoreError;

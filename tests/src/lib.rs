@@ -5,6 +5,8 @@
 //! server; otherwise each test process starts one private embedded cluster under
 //! `/tmp`, stopped and removed when the process exits.
 
+pub mod docker;
+
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;

@@ -133,6 +133,7 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
                 name: "hot".into(),
                 config: BTreeMap::new(),
                 secrets: BTreeMap::new(),
+                restart_policy: Default::default(),
             },
         )
         .await
@@ -148,6 +149,7 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
                 let patch = ServerConfigPatch {
                     config: BTreeMap::from([(format!("K{i}"), Some(format!("v{i}")))]),
                     secrets: BTreeMap::new(),
+                    restart_policy: None,
                 };
                 barrier.wait().await;
                 (i, bus.update_server_config(&md, server_id, patch).await)

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use berth_application::servers::{NewServer, ServerConfigPatch};
+use berth_domain::server::RestartPolicy;
 use berth_domain::FieldError;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -26,6 +27,31 @@ pub struct CreateServerBody {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub secrets: BTreeMap<String, SecretValue>,
+    /// What Berth does when it fails (default: never restart).
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicyBody>,
+}
+
+/// What Berth does when a running server fails or exits by itself.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RestartPolicyBody {
+    /// Leave it `failed`.
+    Never,
+    /// Restart it, with a growing pause, at most `max_retries` (1–100) times in a row.
+    OnFailure {
+        /// Automatic restarts allowed in a row.
+        max_retries: u32,
+    },
+}
+
+impl From<RestartPolicyBody> for RestartPolicy {
+    fn from(body: RestartPolicyBody) -> Self {
+        match body {
+            RestartPolicyBody::Never => Self::Never,
+            RestartPolicyBody::OnFailure { max_retries } => Self::OnFailure { max_retries },
+        }
+    }
 }
 
 /// A change of some config keys and secrets; a key set to `null` is removed.
@@ -40,6 +66,9 @@ pub struct PatchServerBody {
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, Option<String>>)]
     pub secrets: BTreeMap<String, SecretValue>,
+    /// A new restart policy.
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicyBody>,
 }
 
 /// Keeps the string values of `map`, recording `place.KEY` for every other value
@@ -92,6 +121,7 @@ impl CreateServerBody {
                 .into_iter()
                 .filter_map(|(k, v)| Some((k, v?)))
                 .collect(),
+            restart_policy: self.restart_policy.map(Into::into).unwrap_or_default(),
         })
     }
 }
@@ -105,7 +135,11 @@ impl PatchServerBody {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(ServerConfigPatch { config, secrets })
+        Ok(ServerConfigPatch {
+            config,
+            secrets,
+            restart_policy: self.restart_policy.map(Into::into),
+        })
     }
 }
 

@@ -15,6 +15,7 @@ pub mod catalog;
 pub mod events;
 pub mod health;
 pub mod server_actions;
+pub mod server_runtime;
 pub mod servers;
 
 /// Where the authenticated API lives.
@@ -86,6 +87,12 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/servers/{id}/events", || {
             web::route().to(events::server_events)
+        }),
+        endpoint(M::POST, "/servers/{id}/test", || {
+            web::route().to(server_runtime::test)
+        }),
+        endpoint(M::GET, "/servers/{id}/logs", || {
+            web::route().to(server_runtime::logs)
         }),
         endpoint(M::GET, "/events", || web::route().to(events::list)),
         endpoint(M::GET, "/audit", || web::route().to(audit::list)),

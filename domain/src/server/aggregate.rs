@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::config::{validate_config, ConfigChange, SealedSecret};
 use super::events::ServerEvent;
-use super::state::{Health, ServerState, Tool};
+use super::state::{Health, RestartPolicy, ServerState, Tool};
 use crate::catalog::ConfigKey;
 use crate::validation::{check_name, Violations};
 use crate::FieldError;
@@ -47,6 +47,12 @@ pub struct Server {
     pub health: Health,
     /// Last recorded tools.
     pub tools: Vec<Tool>,
+    /// What to do when it fails.
+    #[serde(default)]
+    pub restart_policy: RestartPolicy,
+    /// Automatic restarts in a row since the last start a person asked for.
+    #[serde(default)]
+    pub restart_attempts: u32,
 }
 
 /// What may be asked of a server: by people (create … delete) and by the process
@@ -69,7 +75,11 @@ pub enum ServerCommand {
         config: BTreeMap<String, String>,
         /// Secrets, already sealed.
         secrets: BTreeMap<String, SealedSecret>,
+        /// What to do when it fails.
+        restart_policy: RestartPolicy,
     },
+    /// Start it again after a failure, as its restart policy allows (process manager).
+    RestartAfterFailure,
     /// Change some config keys and secrets.
     UpdateConfig {
         /// The catalog entry's current config schema.
@@ -78,6 +88,8 @@ pub enum ServerCommand {
         config: BTreeMap<String, ConfigChange<String>>,
         /// Changes to secrets, already sealed.
         secrets: BTreeMap<String, ConfigChange<SealedSecret>>,
+        /// A new restart policy, if it changes.
+        restart_policy: Option<RestartPolicy>,
     },
     /// Ask it to start.
     Start,
@@ -132,6 +144,7 @@ impl ServerCommand {
         match self {
             Self::Create { .. } => "create",
             Self::UpdateConfig { .. } => "update",
+            Self::RestartAfterFailure => "restart after failure",
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Restart => "restart",
@@ -188,6 +201,9 @@ pub enum ServerError {
     /// The command's data breaks a rule.
     #[error("invalid server")]
     Invalid(Vec<FieldError>),
+    /// The restart policy does not allow another automatic restart.
+    #[error("the restart policy allows no further automatic restart")]
+    RestartNotAllowed,
 }
 
 impl Server {
@@ -213,11 +229,34 @@ impl Server {
                 schema,
                 config,
                 secrets,
+                restart_policy,
             } => {
                 if self.delete_pending {
                     return Err(refuse_deleting());
                 }
-                self.decide_update(&schema, config, secrets)?
+                if let Some(e) = restart_policy.and_then(check_restart_policy) {
+                    return Err(ServerError::Invalid(vec![e]));
+                }
+                let mut events = self.decide_update(&schema, config, secrets)?;
+                if let Some(p) = restart_policy.filter(|p| *p != self.restart_policy) {
+                    events.push(E::RestartPolicyChanged { restart_policy: p });
+                }
+                events
+            }
+            ServerCommand::RestartAfterFailure => {
+                let allowed = match self.restart_policy {
+                    RestartPolicy::Never => false,
+                    RestartPolicy::OnFailure { max_retries } => self.restart_attempts < max_retries,
+                };
+                if self.state != S::Failed {
+                    return Err(refuse());
+                }
+                if !allowed || !self.enabled || self.delete_pending {
+                    return Err(ServerError::RestartNotAllowed);
+                }
+                vec![E::RestartedAfterFailure {
+                    attempt: self.restart_attempts + 1,
+                }]
             }
             ServerCommand::Start => {
                 if self.delete_pending {
@@ -330,6 +369,7 @@ impl Server {
             name,
             config,
             secrets,
+            restart_policy,
         } = command
         else {
             unreachable!("decide_create takes only Create");
@@ -343,6 +383,7 @@ impl Server {
         if let Err(more) = validate_config(&schema, &config, &secrets) {
             errors.extend(more);
         }
+        errors.extend(check_restart_policy(restart_policy));
         if !errors.is_empty() {
             return Err(ServerError::Invalid(errors));
         }
@@ -353,6 +394,7 @@ impl Server {
             name,
             config,
             secrets,
+            restart_policy,
         }])
     }
 
@@ -400,6 +442,16 @@ impl Server {
     }
 }
 
+/// Automatic restarts are bounded so a crash loop cannot run forever.
+fn check_restart_policy(policy: RestartPolicy) -> Option<FieldError> {
+    match policy {
+        RestartPolicy::OnFailure { max_retries } if !(1..=100).contains(&max_retries) => Some(
+            FieldError::new("restart_policy.max_retries", "must be between 1 and 100"),
+        ),
+        _ => None,
+    }
+}
+
 impl Aggregate for Server {
     const TYPE: &'static str = "server";
     type Command = ServerCommand;
@@ -428,8 +480,10 @@ impl Aggregate for Server {
                 name,
                 config,
                 secrets,
+                restart_policy,
                 ..
             } => {
+                self.restart_policy = restart_policy;
                 self.created = true;
                 self.enabled = true;
                 self.owner = owner;
@@ -447,6 +501,12 @@ impl Aggregate for Server {
             E::StartRequested => {
                 self.state = ServerState::Pending;
                 self.restart_pending = false;
+                self.restart_attempts = 0;
+            }
+            E::RestartPolicyChanged { restart_policy } => self.restart_policy = restart_policy,
+            E::RestartedAfterFailure { attempt } => {
+                self.state = ServerState::Pending;
+                self.restart_attempts = attempt;
             }
             E::ProvisioningBegan => self.state = ServerState::Creating,
             E::ContainerCreated { container_id } => {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::config::SealedSecret;
-use super::state::{Health, Tool};
+use super::state::{Health, RestartPolicy, Tool};
 
 /// What happened to a server. Secrets appear only sealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,19 @@ pub enum ServerEvent {
         config: BTreeMap<String, String>,
         /// Sealed secrets.
         secrets: BTreeMap<String, SealedSecret>,
+        /// What to do when it fails.
+        #[serde(default)]
+        restart_policy: RestartPolicy,
+    },
+    /// Its restart policy changed.
+    RestartPolicyChanged {
+        /// The policy from now on.
+        restart_policy: RestartPolicy,
+    },
+    /// Berth started it again after a failure, as its restart policy allows (→ pending).
+    RestartedAfterFailure {
+        /// 1 for the first automatic restart in a row, 2 for the next, ...
+        attempt: u32,
     },
     /// Configuration or secrets changed; the whole new set is recorded.
     ConfigUpdated {
@@ -92,6 +105,8 @@ impl DomainEvent for ServerEvent {
         match self {
             Self::Created { .. } => "ServerCreated",
             Self::ConfigUpdated { .. } => "ServerConfigUpdated",
+            Self::RestartPolicyChanged { .. } => "ServerRestartPolicyChanged",
+            Self::RestartedAfterFailure { .. } => "ServerRestartedAfterFailure",
             Self::StartRequested => "ServerStartRequested",
             Self::ProvisioningBegan => "ServerProvisioningBegan",
             Self::ContainerCreated { .. } => "ServerContainerCreated",

@@ -10,4 +10,4 @@ mod tests;
 pub use aggregate::{Server, ServerCommand, ServerError};
 pub use config::{validate_config, ConfigChange, SealedSecret};
 pub use events::ServerEvent;
-pub use state::{Health, ServerState, Tool};
+pub use state::{Health, RestartPolicy, ServerState, Tool};

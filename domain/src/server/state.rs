@@ -98,3 +98,18 @@ pub struct Tool {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
+
+/// What Berth does when a running server fails or exits by itself.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RestartPolicy {
+    /// Leave it `failed`.
+    #[default]
+    Never,
+    /// Start it again, with a growing pause, at most `max_retries` times in a row
+    /// (counted from the last start a person asked for).
+    OnFailure {
+        /// How many automatic restarts in a row are allowed.
+        max_retries: u32,
+    },
+}

@@ -39,6 +39,7 @@ fn created() -> ServerEvent {
         name: "srv".into(),
         config: BTreeMap::from([("REGION".into(), "eu".into())]),
         secrets: BTreeMap::from([("TOKEN".into(), sealed("a"))]),
+        restart_policy: RestartPolicy::Never,
     }
 }
 
@@ -333,6 +334,7 @@ fn create_validates_name_and_config_against_the_schema() {
                 ("NOPE".into(), "x".into()),
             ]),
             secrets: BTreeMap::from([("DEBUG".into(), sealed("b"))]),
+            restart_policy: RestartPolicy::Never,
         })
         .inspect_result()
         .unwrap_err();
@@ -368,6 +370,7 @@ fn create_twice_is_refused() {
             name: "srv".into(),
             config: BTreeMap::from([("REGION".into(), "eu".into())]),
             secrets: BTreeMap::from([("TOKEN".into(), sealed("a"))]),
+            restart_policy: RestartPolicy::Never,
         })
         .then_expect_error(ServerError::AlreadyExists);
 }
@@ -383,6 +386,7 @@ fn config_updates_record_the_whole_new_set_and_only_real_changes() {
                 ("DEBUG".into(), ConfigChange::Set("1".into())),
             ]),
             secrets: BTreeMap::from([("TOKEN".into(), ConfigChange::Set(sealed("c")))]),
+            restart_policy: Some(RestartPolicy::Never),
         })
         .then_expect_events(vec![E::ConfigUpdated {
             config: BTreeMap::from([("DEBUG".into(), "1".into()), ("REGION".into(), "eu".into())]),
@@ -395,6 +399,7 @@ fn config_updates_record_the_whole_new_set_and_only_real_changes() {
             schema: schema(),
             config: BTreeMap::from([("REGION".into(), ConfigChange::Remove)]),
             secrets: BTreeMap::new(),
+            restart_policy: None,
         })
         .then_expect_error(ServerError::Invalid(vec![FieldError::new(
             "config.REGION",
@@ -406,6 +411,7 @@ fn config_updates_record_the_whole_new_set_and_only_real_changes() {
             schema: schema(),
             config: BTreeMap::from([("REGION".into(), ConfigChange::Set("eu".into()))]),
             secrets: BTreeMap::new(),
+            restart_policy: None,
         })
         .then_expect_events(vec![]);
 }
@@ -447,4 +453,70 @@ fn health_and_tools_are_recorded_only_when_they_change() {
 fn sealed_secrets_do_not_print_their_ciphertext() {
     let shown = format!("{:?}", sealed("very-secret-bytes"));
     assert!(!shown.contains("very-secret-bytes"));
+}
+
+#[test]
+fn automatic_restarts_follow_the_policy_and_are_bounded() {
+    let policy = RestartPolicy::OnFailure { max_retries: 2 };
+    let mut h = history(S::Failed);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RestartAfterFailure)
+        .then_expect_error(ServerError::RestartNotAllowed);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::UpdateConfig {
+            schema: schema(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            restart_policy: Some(policy),
+        })
+        .then_expect_events(vec![E::RestartPolicyChanged {
+            restart_policy: policy,
+        }]);
+    h.push(E::RestartPolicyChanged {
+        restart_policy: policy,
+    });
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RestartAfterFailure)
+        .then_expect_events(vec![E::RestartedAfterFailure { attempt: 1 }]);
+    let failed = || E::Failed {
+        reason: "again".into(),
+    };
+    h.extend([
+        E::RestartedAfterFailure { attempt: 1 },
+        failed(),
+        E::RestartedAfterFailure { attempt: 2 },
+        failed(),
+    ]);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::RestartAfterFailure)
+        .then_expect_error(ServerError::RestartNotAllowed);
+    // A start a person asks for resets the count.
+    h.extend([E::StartRequested, failed()]);
+    Given::with(())
+        .given(h)
+        .when(ServerCommand::RestartAfterFailure)
+        .then_expect_events(vec![E::RestartedAfterFailure { attempt: 1 }]);
+    Given::with(())
+        .given(history(S::Running))
+        .when(ServerCommand::RestartAfterFailure)
+        .then_expect_error(ServerError::InvalidTransition {
+            from: S::Running,
+            command: "restart after failure",
+        });
+    Given::with(())
+        .given(history(S::Stopped))
+        .when(ServerCommand::UpdateConfig {
+            schema: schema(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            restart_policy: Some(RestartPolicy::OnFailure { max_retries: 0 }),
+        })
+        .then_expect_error(ServerError::Invalid(vec![FieldError::new(
+            "restart_policy.max_retries",
+            "must be between 1 and 100",
+        )]));
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use berth_domain::catalog::{CatalogEntry, CatalogEvent};
-use berth_domain::server::{Server, ServerEvent};
+use berth_domain::server::{RestartPolicy, Server, ServerEvent};
 use berth_infrastructure::feed::StoredEvent;
 use cqrs_es::Aggregate;
 
@@ -118,6 +118,15 @@ fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
             )
         }
         E::StartRequested => format!("requested start of {s}"),
+        E::RestartPolicyChanged { restart_policy } => match restart_policy {
+            RestartPolicy::Never => format!("set {s} never to restart after a failure"),
+            RestartPolicy::OnFailure { max_retries } => {
+                format!("set {s} to restart after a failure, at most {max_retries} times in a row")
+            }
+        },
+        E::RestartedAfterFailure { attempt } => {
+            format!("restarted {s} after a failure (attempt {attempt})")
+        }
         E::ProvisioningBegan => format!("began provisioning {s}"),
         E::ContainerCreated { container_id } => {
             format!("created container {} for {s}", shorten(container_id, 12))

@@ -23,11 +23,12 @@ pub const NAME: &str = "servers";
 
 const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version, owner, \
      state, enabled, restart_pending, delete_pending, config, secret_keys, health, tools, \
-     container_id, last_error, created_at, updated_at, version, position) \
+     container_id, last_error, created_at, updated_at, version, position, restart_policy, \
+     restart_attempts) \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::text[], \
      $6::text[], $7::bool[], $8::bool[], $9::bool[], $10::jsonb[], $11::jsonb[], $12::text[], \
      $13::jsonb[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], \
-     $18::int8[], $19::int8[]) \
+     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[]) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, catalog_id = excluded.catalog_id, \
      catalog_version = excluded.catalog_version, owner = excluded.owner, \
      state = excluded.state, enabled = excluded.enabled, \
@@ -35,7 +36,8 @@ const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version
      config = excluded.config, secret_keys = excluded.secret_keys, health = excluded.health, \
      tools = excluded.tools, container_id = excluded.container_id, \
      last_error = excluded.last_error, created_at = excluded.created_at, \
-     updated_at = excluded.updated_at, version = excluded.version, position = excluded.position";
+     updated_at = excluded.updated_at, version = excluded.version, position = excluded.position, \
+     restart_policy = excluded.restart_policy, restart_attempts = excluded.restart_attempts";
 
 const DELETE: &str = "DELETE FROM servers WHERE id = ANY($1)";
 
@@ -98,6 +100,8 @@ struct Columns {
     updated_at: Vec<DateTime<Utc>>,
     version: Vec<i64>,
     position: Vec<i64>,
+    restart_policy: Vec<Value>,
+    restart_attempts: Vec<i32>,
 }
 
 impl Columns {
@@ -106,6 +110,9 @@ impl Columns {
         self.config.push(to_json(&r.config)?);
         self.secret_keys.push(to_json(&r.secret_keys)?);
         self.tools.push(to_json(&r.tools)?);
+        self.restart_policy.push(to_json(&r.restart_policy)?);
+        self.restart_attempts
+            .push(i32::try_from(r.restart_attempts).unwrap_or(i32::MAX));
         self.id.push(r.id);
         self.name.push(r.name);
         self.catalog_id.push(r.catalog_id);
@@ -148,6 +155,8 @@ impl Columns {
                 &self.updated_at,
                 &self.version,
                 &self.position,
+                &self.restart_policy,
+                &self.restart_attempts,
             ],
         )
         .await?;

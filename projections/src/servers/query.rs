@@ -74,6 +74,12 @@ pub struct ServerView {
     pub version: i64,
     /// The global position of its last event.
     pub position: i64,
+    /// What Berth does when it fails: `{"type":"never"}` or
+    /// `{"type":"on_failure","max_retries":N}`.
+    #[schema(value_type = Object)]
+    pub restart_policy: Value,
+    /// Automatic restarts in a row since the last start a person asked for.
+    pub restart_attempts: i32,
 }
 
 const LIST: ListQuery = ListQuery {
@@ -108,6 +114,8 @@ fn view(row: &Row) -> Result<ServerView, StoreError> {
         updated_at: row.try_get("updated_at")?,
         version: row.try_get("version")?,
         position: row.try_get("position")?,
+        restart_policy: row.try_get("restart_policy")?,
+        restart_attempts: row.try_get("restart_attempts")?,
     })
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_domain::server::{Health, ServerEvent, ServerState, Tool};
+use berth_domain::server::{Health, RestartPolicy, ServerEvent, ServerState, Tool};
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
@@ -34,6 +34,8 @@ pub(crate) struct ServerRow {
     pub updated_at: DateTime<Utc>,
     pub version: i64,
     pub position: i64,
+    pub restart_policy: RestartPolicy,
+    pub restart_attempts: u32,
 }
 
 /// What an event does to the set of rows.
@@ -56,7 +58,10 @@ pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: &StoredEvent) -> C
             name,
             config,
             secrets,
+            restart_policy,
         } => Change::Create(Box::new(ServerRow {
+            restart_policy,
+            restart_attempts: 0,
             id,
             name,
             catalog_id,
@@ -98,6 +103,12 @@ impl ServerRow {
             E::StartRequested => {
                 self.state = ServerState::Pending;
                 self.restart_pending = false;
+                self.restart_attempts = 0;
+            }
+            E::RestartPolicyChanged { restart_policy } => self.restart_policy = restart_policy,
+            E::RestartedAfterFailure { attempt } => {
+                self.state = ServerState::Pending;
+                self.restart_attempts = attempt;
             }
             E::ProvisioningBegan => self.state = ServerState::Creating,
             E::ContainerCreated { container_id } => {
@@ -168,6 +179,9 @@ impl ServerRow {
             updated_at: row.try_get("updated_at")?,
             version: row.try_get("version")?,
             position: row.try_get("position")?,
+            restart_policy: from_json(row.try_get("restart_policy")?)?,
+            restart_attempts: u32::try_from(row.try_get::<_, i32>("restart_attempts")?)
+                .unwrap_or_default(),
         })
     }
 
@@ -180,7 +194,7 @@ impl ServerRow {
 /// Every column of `servers`, in table order.
 pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, state, enabled, \
      restart_pending, delete_pending, config, secret_keys, health, tools, container_id, \
-     last_error, created_at, updated_at, version, position";
+     last_error, created_at, updated_at, version, position, restart_policy, restart_attempts";
 
 #[cfg(test)]
 mod tests {
@@ -227,8 +241,16 @@ mod tests {
                 name: "gh".into(),
                 config: BTreeMap::from([("ORG".into(), "acme".into())]),
                 secrets: BTreeMap::from([("TOKEN".into(), sealed())]),
+                restart_policy: RestartPolicy::OnFailure { max_retries: 2 },
             },
             E::StartRequested,
+            E::Failed {
+                reason: "boom".into(),
+            },
+            E::RestartedAfterFailure { attempt: 1 },
+            E::RestartPolicyChanged {
+                restart_policy: RestartPolicy::Never,
+            },
             E::ProvisioningBegan,
             E::ContainerCreated {
                 container_id: "c1".into(),
@@ -278,6 +300,8 @@ mod tests {
             assert_eq!(r.enabled, server.enabled);
             assert_eq!(r.restart_pending, server.restart_pending);
             assert_eq!(r.delete_pending, server.delete_pending);
+            assert_eq!(r.restart_policy, server.restart_policy);
+            assert_eq!(r.restart_attempts, server.restart_attempts);
             assert_eq!(r.config, server.config);
             assert!(r.secret_keys.iter().eq(server.secrets.keys()));
             assert_eq!(r.health, server.health);

@@ -59,6 +59,7 @@ async fn every_event_is_an_entry_saying_who_did_what() {
     let patch = ServerConfigPatch {
         config: BTreeMap::from([("ORG".to_string(), Some("globex-secret-org".to_string()))]),
         secrets: BTreeMap::new(),
+        restart_policy: None,
     };
     h.bus
         .update_server_config(&meta("ann"), id, patch)

@@ -90,6 +90,7 @@ impl Harness {
                 .iter()
                 .map(|(k, v)| (k.to_string(), SecretString::from(v.to_string())))
                 .collect::<BTreeMap<_, _>>(),
+            restart_policy: Default::default(),
         };
         let (id, receipt) = self
             .bus

@@ -123,6 +123,7 @@ async fn a_server_is_followed_from_creation_to_deletion() {
                 Some(SecretString::from(WEBHOOK.to_string())),
             ),
         ]),
+        restart_policy: None,
     };
     let receipt = h
         .bus
@@ -314,6 +315,7 @@ async fn no_secret_reaches_any_read_model() {
             "WEBHOOK_SECRET".to_string(),
             Some(SecretString::from(WEBHOOK.to_string())),
         )]),
+        restart_policy: None,
     };
     h.bus
         .update_server_config(&meta("ann"), id, patch)

@@ -135,6 +135,7 @@ impl Writer {
                     "WEBHOOK_SECRET".to_string(),
                     ConfigChange::Set(self.seal(id, "WEBHOOK_SECRET")),
                 )]),
+                restart_policy: None,
             },
         }
     }
@@ -177,6 +178,7 @@ impl Writer {
                     name: format!("server-{}", self.next_name),
                     config: BTreeMap::from([("ORG".to_string(), "acme".to_string())]),
                     secrets: BTreeMap::from([("TOKEN".to_string(), self.seal(server.id, "TOKEN"))]),
+                    restart_policy: Default::default(),
                 };
                 if let Ok(events) = server.state.decide(command) {
                     let events = server.record(events, &metadata);

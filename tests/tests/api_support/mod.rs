@@ -115,15 +115,24 @@ fn config(db: &TestDatabase, data_dir: &TempDir) -> ServeConfig {
         .with_listen("127.0.0.1:0");
     config.workers = 2;
     config.pool_size = 8;
+    // These tests are about the API; servers stay where commands put them.
+    config.drive_runtime = false;
     config
 }
 
 impl TestApp {
     /// Starts Berth on a fresh database.
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts Berth on a fresh database with `adjust` applied to its settings.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut ServeConfig)) -> Self {
         let db = test_database().await;
         let data_dir = tempfile::tempdir().expect("creating a data directory");
-        let server = start_server(config(&db, &data_dir))
+        let mut settings = config(&db, &data_dir);
+        adjust(&mut settings);
+        let server = start_server(settings)
             .await
             .unwrap_or_else(|e| panic!("starting berth: {e:#}"));
         let client = reqwest::Client::builder()

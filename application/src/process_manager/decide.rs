@@ -1,0 +1,188 @@
+//! The process manager's decisions: from a server's recorded state and what the runtime
+//! reports, the one next step. Pure, so every case is tested without a runtime.
+
+use berth_domain::server::{RestartPolicy, Server, ServerState};
+
+use crate::runtime::{InstanceState, InstanceStatus};
+
+/// What to do next for one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing: the runtime matches the record.
+    Nothing,
+    /// `pending`: record that provisioning began.
+    BeginProvisioning,
+    /// `creating`: create the container or process and record its id.
+    Create,
+    /// `starting`: start it, check it answers MCP, record it running.
+    Start,
+    /// `stopping`: stop and remove it, record it stopped.
+    Stop,
+    /// It runs, or ran, though the record says it should not exist: remove it.
+    RemoveLeftover,
+    /// The record says running but it is gone or dead: record the exit.
+    RecordExit {
+        /// Its exit code, when known.
+        exit_code: Option<i64>,
+        /// Killed for exceeding its memory limit.
+        oom_killed: bool,
+        /// Whether there is still a container or process to remove.
+        present: bool,
+    },
+    /// `failed` and its restart policy allows another try: restart it after a pause.
+    ScheduleRestart {
+        /// Which automatic restart in a row this will be (1, 2, ...).
+        attempt: u32,
+    },
+}
+
+/// The next step for `server`, given what the runtime says about it (`None`: nothing).
+pub fn next_step(server: &Server, instance: Option<&InstanceStatus>) -> Step {
+    if !server.created || server.deleted {
+        return if instance.is_some() {
+            Step::RemoveLeftover
+        } else {
+            Step::Nothing
+        };
+    }
+    match server.state {
+        ServerState::Pending => Step::BeginProvisioning,
+        ServerState::Creating => Step::Create,
+        ServerState::Starting => Step::Start,
+        ServerState::Stopping => Step::Stop,
+        ServerState::Running => match instance.map(|i| &i.state) {
+            Some(InstanceState::Running) => Step::Nothing,
+            Some(InstanceState::Exited {
+                exit_code,
+                oom_killed,
+            }) => Step::RecordExit {
+                exit_code: *exit_code,
+                oom_killed: *oom_killed,
+                present: true,
+            },
+            Some(InstanceState::Created) => Step::RecordExit {
+                exit_code: None,
+                oom_killed: false,
+                present: true,
+            },
+            None => Step::RecordExit {
+                exit_code: None,
+                oom_killed: false,
+                present: false,
+            },
+        },
+        ServerState::Stopped | ServerState::Failed if instance.is_some() => Step::RemoveLeftover,
+        ServerState::Failed => match server.restart_policy {
+            RestartPolicy::OnFailure { max_retries }
+                if server.restart_attempts < max_retries
+                    && server.enabled
+                    && !server.delete_pending =>
+            {
+                Step::ScheduleRestart {
+                    attempt: server.restart_attempts + 1,
+                }
+            }
+            _ => Step::Nothing,
+        },
+        ServerState::Stopped => Step::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn server(state: ServerState) -> Server {
+        Server {
+            created: true,
+            enabled: true,
+            state,
+            ..Server::default()
+        }
+    }
+
+    fn instance(state: InstanceState) -> InstanceStatus {
+        InstanceStatus {
+            server_id: Uuid::nil(),
+            instance_id: "c1".into(),
+            state,
+        }
+    }
+
+    #[test]
+    fn each_transitional_state_has_its_step_whatever_the_runtime_says() {
+        for (state, step) in [
+            (ServerState::Pending, Step::BeginProvisioning),
+            (ServerState::Creating, Step::Create),
+            (ServerState::Starting, Step::Start),
+            (ServerState::Stopping, Step::Stop),
+        ] {
+            assert_eq!(next_step(&server(state), None), step);
+            let running = instance(InstanceState::Running);
+            assert_eq!(next_step(&server(state), Some(&running)), step);
+        }
+    }
+
+    #[test]
+    fn a_running_server_whose_container_died_or_vanished_is_recorded_as_exited() {
+        let s = server(ServerState::Running);
+        assert_eq!(
+            next_step(&s, Some(&instance(InstanceState::Running))),
+            Step::Nothing
+        );
+        assert_eq!(
+            next_step(
+                &s,
+                Some(&instance(InstanceState::Exited {
+                    exit_code: Some(137),
+                    oom_killed: true
+                }))
+            ),
+            Step::RecordExit {
+                exit_code: Some(137),
+                oom_killed: true,
+                present: true
+            }
+        );
+        assert_eq!(
+            next_step(&s, None),
+            Step::RecordExit {
+                exit_code: None,
+                oom_killed: false,
+                present: false
+            }
+        );
+    }
+
+    #[test]
+    fn leftovers_of_stopped_failed_and_deleted_servers_are_removed() {
+        let leftover = instance(InstanceState::Running);
+        for s in [server(ServerState::Stopped), server(ServerState::Failed)] {
+            assert_eq!(next_step(&s, Some(&leftover)), Step::RemoveLeftover);
+            assert_eq!(next_step(&s, None), Step::Nothing);
+        }
+        let mut deleted = server(ServerState::Stopped);
+        deleted.deleted = true;
+        assert_eq!(next_step(&deleted, Some(&leftover)), Step::RemoveLeftover);
+        assert_eq!(
+            next_step(&Server::default(), Some(&leftover)),
+            Step::RemoveLeftover
+        );
+        assert_eq!(next_step(&Server::default(), None), Step::Nothing);
+    }
+
+    #[test]
+    fn failed_servers_restart_only_as_their_policy_allows() {
+        let mut s = server(ServerState::Failed);
+        assert_eq!(next_step(&s, None), Step::Nothing);
+        s.restart_policy = RestartPolicy::OnFailure { max_retries: 2 };
+        assert_eq!(next_step(&s, None), Step::ScheduleRestart { attempt: 1 });
+        s.restart_attempts = 2;
+        assert_eq!(next_step(&s, None), Step::Nothing);
+        s.restart_attempts = 0;
+        s.enabled = false;
+        assert_eq!(next_step(&s, None), Step::Nothing);
+    }
+}

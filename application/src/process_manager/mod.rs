@@ -1,0 +1,598 @@
+//! The process manager: turns what the event log says servers should be into what the
+//! runtime runs, and records each outcome as a command with the causing event as
+//! `causation_id`.
+//!
+//! It is level-triggered: for a server it loads the recorded state, asks the runtime what
+//! exists, and takes the one next step (`decide::next_step`), repeating until nothing is
+//! left to do. Every runtime action is idempotent and keyed by the server id, so a crash
+//! between an action and its recorded outcome is repaired by simply running again: the
+//! step is repeated, finds the work done, and records it.
+
+mod decide;
+mod launch;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_domain::server::{Health, Server, ServerCommand, ServerError, ServerState};
+use cqrs_es::persist::PersistedEventRepository;
+use futures_util::stream::{self, StreamExt};
+use uuid::Uuid;
+
+pub use decide::{next_step, Step};
+pub use launch::launch_spec;
+
+use crate::commands::CommandBus;
+use crate::error::AppError;
+use crate::metadata::{Actor, CommandMetadata};
+use crate::runtime::{ContainerRuntime, InstanceState, McpProbe, ProbeError, ProbeReport};
+
+/// How the process manager behaves.
+#[derive(Debug, Clone)]
+pub struct ProcessManagerOptions {
+    /// How long a server gets to stop after SIGTERM.
+    pub stop_grace: Duration,
+    /// How long a started server gets to answer the MCP handshake.
+    pub probe_timeout: Duration,
+    /// The pause before the first automatic restart; doubled for each further one.
+    pub restart_backoff: Duration,
+    /// The longest pause between automatic restarts.
+    pub restart_backoff_max: Duration,
+    /// Servers reconciled at once.
+    pub concurrency: usize,
+    /// Fault injection for crash tests: stop (as if the process died) right after this
+    /// runtime action succeeded and before its outcome is recorded.
+    pub crash_after: Option<CrashPoint>,
+}
+
+impl Default for ProcessManagerOptions {
+    fn default() -> Self {
+        Self {
+            stop_grace: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(30),
+            restart_backoff: Duration::from_secs(1),
+            restart_backoff_max: Duration::from_secs(60),
+            concurrency: 8,
+            crash_after: None,
+        }
+    }
+}
+
+/// Where an injected crash happens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After the container or process was created.
+    Create,
+    /// After it was started (before the handshake and `running` are recorded).
+    Start,
+    /// After it was stopped and removed.
+    Stop,
+}
+
+/// Why reconciling a server stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessManagerError {
+    /// Recording an outcome failed.
+    #[error(transparent)]
+    App(#[from] AppError),
+    /// The injected crash of `ProcessManagerOptions::crash_after`.
+    #[error("injected crash after {0:?}")]
+    InjectedCrash(CrashPoint),
+    /// The server kept changing under the process manager.
+    #[error("server {0} did not settle")]
+    Unsettled(Uuid),
+}
+
+/// An event the process manager reacts to, as the feed delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRef {
+    /// `server`, `catalog_entry`, ...
+    pub aggregate_type: String,
+    /// The aggregate's id.
+    pub aggregate_id: String,
+    /// The event's id, recorded as `causation_id` of what it causes.
+    pub event_id: Uuid,
+    /// The correlation id it carried, passed on to what it causes.
+    pub correlation_id: Option<Uuid>,
+}
+
+/// What `POST /servers/{id}/test` answers.
+#[derive(Debug, Clone)]
+pub struct TestOutcome {
+    /// The handshake result, or why it failed.
+    pub result: Result<ProbeReport, String>,
+}
+
+/// Drives servers' containers or processes. Share it behind an `Arc`.
+pub struct ProcessManager<R: PersistedEventRepository + Clone> {
+    bus: Arc<CommandBus<R>>,
+    runtime: Arc<dyn ContainerRuntime>,
+    probe: Arc<dyn McpProbe>,
+    options: ProcessManagerOptions,
+    // One reconciliation at a time per server; different servers proceed in parallel.
+    locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    restarts_scheduled: Mutex<HashSet<Uuid>>,
+}
+
+const MAX_STEPS: usize = 16;
+const LOG_LINES_IN_ERRORS: usize = 10;
+
+fn is_stale_outcome(err: &AppError) -> bool {
+    // Someone changed the server while the runtime worked (stopped it during start, ...):
+    // the outcome no longer applies; reloading and deciding again is the right move.
+    matches!(
+        err,
+        AppError::Server(
+            ServerError::InvalidTransition { .. }
+                | ServerError::RestartNotAllowed
+                | ServerError::Disabled { .. }
+                | ServerError::BeingDeleted { .. }
+        ) | AppError::Conflict
+    )
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
+    /// A process manager recording through `bus` and running servers on `runtime`.
+    pub fn new(
+        bus: Arc<CommandBus<R>>,
+        runtime: Arc<dyn ContainerRuntime>,
+        probe: Arc<dyn McpProbe>,
+        options: ProcessManagerOptions,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            bus,
+            runtime,
+            probe,
+            options,
+            locks: Mutex::new(HashMap::new()),
+            restarts_scheduled: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// The runtime it drives.
+    pub fn runtime(&self) -> &Arc<dyn ContainerRuntime> {
+        &self.runtime
+    }
+
+    /// Reacts to a batch of events: every server they touch is reconciled (in parallel,
+    /// bounded). Returns once all are done, so the caller may then save its checkpoint.
+    pub async fn handle_events(
+        self: &Arc<Self>,
+        events: Vec<EventRef>,
+    ) -> Result<(), ProcessManagerError> {
+        let mut causes: Vec<(Uuid, EventRef)> = Vec::new();
+        for e in events
+            .into_iter()
+            .filter(|e| e.aggregate_type == <Server as cqrs_es::Aggregate>::TYPE)
+        {
+            let Ok(id) = e.aggregate_id.parse::<Uuid>() else {
+                continue;
+            };
+            // The last event of each server is its cause; earlier ones are superseded.
+            match causes.iter_mut().find(|(s, _)| *s == id) {
+                Some(slot) => slot.1 = e,
+                None => causes.push((id, e)),
+            }
+        }
+        let results: Vec<_> = stream::iter(causes)
+            .map(|(id, e)| {
+                let metadata = self.metadata(Some(e.event_id), e.correlation_id);
+                let pm = self.clone();
+                async move { pm.reconcile(id, &metadata).await }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        settle(results)
+    }
+
+    /// Reconciles every server named, plus every container or process the runtime runs
+    /// for Berth (whose server may be gone): used at start and periodically.
+    pub async fn reconcile_all(
+        self: &Arc<Self>,
+        server_ids: Vec<Uuid>,
+    ) -> Result<(), ProcessManagerError> {
+        let mut ids: HashSet<Uuid> = server_ids.into_iter().collect();
+        match self.runtime.list().await {
+            Ok(instances) => ids.extend(instances.into_iter().map(|i| i.server_id)),
+            Err(e) => tracing::warn!(error = %e, "cannot list the runtime's containers"),
+        }
+        let results: Vec<_> = stream::iter(ids)
+            .map(|id| {
+                let metadata = self.metadata(None, None);
+                let pm = self.clone();
+                async move { pm.reconcile(id, &metadata).await }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        settle(results)
+    }
+
+    fn metadata(
+        &self,
+        causation_id: Option<Uuid>,
+        correlation_id: Option<Uuid>,
+    ) -> CommandMetadata {
+        let mut md = CommandMetadata::new(Actor::System("process-manager".into()));
+        md.causation_id = causation_id;
+        md.correlation_id = correlation_id;
+        md
+    }
+
+    fn lock_for(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry(id).or_default().clone()
+    }
+
+    /// Brings one server's runtime in line with its record, step by step.
+    #[tracing::instrument(skip_all, fields(server_id = %id))]
+    pub async fn reconcile(
+        self: &Arc<Self>,
+        id: Uuid,
+        metadata: &CommandMetadata,
+    ) -> Result<(), ProcessManagerError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        for _ in 0..MAX_STEPS {
+            let server = self.bus.load_server(&id.to_string()).await?;
+            let instance = match self.runtime.inspect(id).await {
+                Ok(i) => i,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot inspect; will retry on the next reconcile");
+                    return Ok(());
+                }
+            };
+            let step = next_step(&server, instance.as_ref());
+            tracing::debug!(?step, state = %server.state, "next step");
+            let outcome = match step {
+                Step::Nothing => return Ok(()),
+                Step::ScheduleRestart { attempt } => {
+                    self.schedule_restart(id, attempt, metadata.clone());
+                    return Ok(());
+                }
+                step => self.perform(id, &server, step, metadata).await,
+            };
+            match outcome {
+                Ok(()) => {}
+                Err(ProcessManagerError::App(e)) if is_stale_outcome(&e) => {
+                    tracing::debug!(error = %e, "outcome no longer applies; deciding again");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ProcessManagerError::Unsettled(id))
+    }
+
+    async fn record(
+        &self,
+        id: Uuid,
+        command: ServerCommand,
+        metadata: &CommandMetadata,
+    ) -> Result<(), ProcessManagerError> {
+        self.bus.server(&id.to_string(), command, metadata).await?;
+        Ok(())
+    }
+
+    fn crash_if(&self, point: CrashPoint) -> Result<(), ProcessManagerError> {
+        if self.options.crash_after == Some(point) {
+            return Err(ProcessManagerError::InjectedCrash(point));
+        }
+        Ok(())
+    }
+
+    async fn perform(
+        &self,
+        id: Uuid,
+        server: &Server,
+        step: Step,
+        md: &CommandMetadata,
+    ) -> Result<(), ProcessManagerError> {
+        match step {
+            Step::Nothing | Step::ScheduleRestart { .. } => Ok(()),
+            Step::BeginProvisioning => self.record(id, ServerCommand::BeginProvisioning, md).await,
+            Step::Create => self.create(id, server, md).await,
+            Step::Start => self.start(id, server, md).await,
+            Step::Stop => {
+                let stopped = self.runtime.stop(id, self.options.stop_grace).await;
+                let removed = self.runtime.remove(id).await;
+                if let Err(e) = stopped.and(removed) {
+                    // The outcome is still "stopped" as far as the record goes; a leftover
+                    // is removed by a later reconcile.
+                    tracing::warn!(error = %e, "stopping or removing failed");
+                }
+                self.crash_if(CrashPoint::Stop)?;
+                self.record(id, ServerCommand::RecordStopped, md).await
+            }
+            Step::RemoveLeftover => {
+                if let Err(e) = self.runtime.remove(id).await {
+                    tracing::warn!(error = %e, "cannot remove a leftover container");
+                }
+                Ok(())
+            }
+            Step::RecordExit {
+                exit_code,
+                oom_killed,
+                present,
+            } => {
+                let output = self.last_output(id).await;
+                let what = if !present {
+                    "its container or process is gone".to_string()
+                } else if oom_killed {
+                    "it was killed for exceeding its memory limit".to_string()
+                } else {
+                    match exit_code {
+                        Some(code) => format!("it exited unexpectedly with code {code}"),
+                        None => "it is no longer running".to_string(),
+                    }
+                };
+                if present {
+                    let _ = self.runtime.remove(id).await;
+                }
+                let reason = with_output(what, &output);
+                self.record(id, ServerCommand::RecordExited { exit_code, reason }, md)
+                    .await
+            }
+        }
+    }
+
+    async fn create(
+        &self,
+        id: Uuid,
+        server: &Server,
+        md: &CommandMetadata,
+    ) -> Result<(), ProcessManagerError> {
+        let catalog_id = server.catalog_id.unwrap_or_default();
+        let entry = self.bus.load_catalog_entry(&catalog_id.to_string()).await?;
+        let spec = match launch_spec(id, server, &entry, self.bus.cipher()) {
+            Ok(spec) => spec,
+            Err(reason) => {
+                return self
+                    .record(id, ServerCommand::RecordFailed { reason }, md)
+                    .await;
+            }
+        };
+        match self.runtime.create(&spec).await {
+            Ok(container_id) => {
+                self.crash_if(CrashPoint::Create)?;
+                self.record(
+                    id,
+                    ServerCommand::RecordContainerCreated { container_id },
+                    md,
+                )
+                .await
+            }
+            Err(e) => {
+                let _ = self.runtime.remove(id).await;
+                self.record(
+                    id,
+                    ServerCommand::RecordFailed {
+                        reason: e.to_string(),
+                    },
+                    md,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn start(
+        &self,
+        id: Uuid,
+        server: &Server,
+        md: &CommandMetadata,
+    ) -> Result<(), ProcessManagerError> {
+        if let Err(e) = self.runtime.start(id).await {
+            let output = self.last_output(id).await;
+            let _ = self.runtime.remove(id).await;
+            let reason = with_output(format!("it could not be started: {e}"), &output);
+            return self
+                .record(id, ServerCommand::RecordFailed { reason }, md)
+                .await;
+        }
+        self.crash_if(CrashPoint::Start)?;
+        match self.handshake(id, server).await {
+            Ok(report) => {
+                self.record(id, ServerCommand::RecordRunning, md).await?;
+                self.record(
+                    id,
+                    ServerCommand::RecordHealth {
+                        health: Health::Healthy,
+                    },
+                    md,
+                )
+                .await?;
+                self.record(
+                    id,
+                    ServerCommand::RecordTools {
+                        tools: report.tools,
+                    },
+                    md,
+                )
+                .await
+            }
+            Err(e) => {
+                let status = self.runtime.inspect(id).await.ok().flatten();
+                let output = self.last_output(id).await;
+                let what = match status.map(|s| s.state) {
+                    Some(InstanceState::Exited {
+                        exit_code: Some(code),
+                        ..
+                    }) => {
+                        format!("it exited with code {code} while starting")
+                    }
+                    Some(InstanceState::Exited { .. }) | None => {
+                        "it stopped while starting".to_string()
+                    }
+                    _ => format!("it did not complete the MCP handshake: {e}"),
+                };
+                let _ = self.runtime.remove(id).await;
+                let reason = with_output(what, &output);
+                self.record(id, ServerCommand::RecordFailed { reason }, md)
+                    .await
+            }
+        }
+    }
+
+    async fn handshake(&self, id: Uuid, server: &Server) -> Result<ProbeReport, ProbeError> {
+        let catalog_id = server.catalog_id.unwrap_or_default();
+        let transport = self
+            .bus
+            .load_catalog_entry(&catalog_id.to_string())
+            .await
+            .ok()
+            .and_then(|e| e.definition)
+            .map(|d| d.transport)
+            .unwrap_or(berth_domain::catalog::Transport::Stdio);
+        let timeout = self.options.probe_timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
+        // An HTTP server may take a moment to listen: retry connection failures until
+        // the deadline; a stdio server gets one attempt with the whole timeout.
+        loop {
+            let endpoint = self.runtime.connect(id, transport).await?;
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.probe.probe(endpoint, left).await {
+                Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))
+                    if transport == berth_domain::catalog::Transport::Http
+                        && tokio::time::Instant::now() + Duration::from_millis(200) < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn last_output(&self, id: Uuid) -> Vec<String> {
+        self.runtime
+            .logs(id, LOG_LINES_IN_ERRORS)
+            .await
+            .unwrap_or_default()
+    }
+
+    fn schedule_restart(self: &Arc<Self>, id: Uuid, attempt: u32, md: CommandMetadata) {
+        {
+            let mut scheduled = self
+                .restarts_scheduled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !scheduled.insert(id) {
+                return;
+            }
+        }
+        let shift = attempt.saturating_sub(1).min(16);
+        let delay = self
+            .options
+            .restart_backoff
+            .saturating_mul(1 << shift)
+            .min(self.options.restart_backoff_max);
+        tracing::info!(server_id = %id, attempt, ?delay, "restarting after failure");
+        let pm = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            pm.restarts_scheduled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            match pm
+                .bus
+                .server(&id.to_string(), ServerCommand::RestartAfterFailure, &md)
+                .await
+            {
+                Ok(_) => {
+                    if let Err(e) = pm.reconcile(id, &md).await {
+                        tracing::warn!(server_id = %id, error = %e, "reconcile after restart failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(server_id = %id, error = %e, "automatic restart no longer applies")
+                }
+            }
+        });
+    }
+
+    /// Runs the MCP handshake against a running server and records what it found (health
+    /// and tools, only when they changed).
+    #[tracing::instrument(skip_all, fields(server_id = %id))]
+    pub async fn check(
+        &self,
+        id: Uuid,
+        metadata: &CommandMetadata,
+    ) -> Result<TestOutcome, AppError> {
+        let server = self.bus.load_server(&id.to_string()).await?;
+        if !server.created || server.deleted {
+            return Err(ServerError::NotFound.into());
+        }
+        if server.state != ServerState::Running {
+            return Err(ServerError::InvalidTransition {
+                from: server.state,
+                command: "test",
+            }
+            .into());
+        }
+        let result = self.handshake(id, &server).await;
+        let health = if result.is_ok() {
+            Health::Healthy
+        } else {
+            Health::Unhealthy
+        };
+        let recorded = self
+            .bus
+            .server(
+                &id.to_string(),
+                ServerCommand::RecordHealth { health },
+                metadata,
+            )
+            .await;
+        if let Err(e) = recorded.as_ref() {
+            if !is_stale_outcome(e) {
+                recorded?;
+            }
+        }
+        if let Ok(report) = &result {
+            let recorded = self
+                .bus
+                .server(
+                    &id.to_string(),
+                    ServerCommand::RecordTools {
+                        tools: report.tools.clone(),
+                    },
+                    metadata,
+                )
+                .await;
+            if let Err(e) = recorded.as_ref() {
+                if !is_stale_outcome(e) {
+                    recorded?;
+                }
+            }
+        }
+        Ok(TestOutcome {
+            result: result.map_err(|e| e.to_string()),
+        })
+    }
+}
+
+/// One server that cannot be reconciled must not hold up the others: its error is logged
+/// and the next event or periodic pass tries again. Only an unreachable database (the
+/// batch must be retried) and an injected crash fail the whole batch.
+fn settle(results: Vec<Result<(), ProcessManagerError>>) -> Result<(), ProcessManagerError> {
+    for result in results {
+        match result {
+            Ok(()) => {}
+            Err(e @ ProcessManagerError::InjectedCrash(_))
+            | Err(e @ ProcessManagerError::App(AppError::Unavailable(_))) => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "reconciling a server failed"),
+        }
+    }
+    Ok(())
+}
+
+/// A reason with the last lines the server wrote, which usually say why it failed.
+fn with_output(what: String, output: &[String]) -> String {
+    if output.is_empty() {
+        what
+    } else {
+        format!("{what}; last output:\n{}", output.join("\n"))
+    }
+}

@@ -1,0 +1,218 @@
+//! The container runtime port: what the process manager, the reconciler and the API need
+//! from whatever actually runs MCP servers (Docker, local processes, later Kubernetes).
+//!
+//! Every operation is keyed by the server id and idempotent: the runtime names and
+//! labels what it creates after the server, so repeating an action after a crash finds
+//! what the first attempt made instead of making a second one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_domain::catalog::{Resources, RuntimeSpec, Transport};
+use secrecy::SecretString;
+use tokio::io::{AsyncRead, AsyncWrite};
+use uuid::Uuid;
+
+/// Everything needed to create one server's container or process.
+pub struct LaunchSpec {
+    /// The server.
+    pub server_id: Uuid,
+    /// Its owner (recorded as a label).
+    pub owner: String,
+    /// Its name (for people reading `docker ps`).
+    pub name: String,
+    /// How clients talk to it.
+    pub transport: Transport,
+    /// Image or command, from the catalog entry.
+    pub runtime: RuntimeSpec,
+    /// Environment: plain config and opened secrets. Secrets are opened only to build
+    /// this and are never logged (`SecretString`).
+    pub env: BTreeMap<String, SecretString>,
+    /// Limits.
+    pub resources: Resources,
+}
+
+impl fmt::Debug for LaunchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaunchSpec")
+            .field("server_id", &self.server_id)
+            .field("name", &self.name)
+            .field("transport", &self.transport)
+            .field("runtime", &self.runtime)
+            .field("env_keys", &self.env.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the runtime says about one server's container or process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStatus {
+    /// The server it belongs to (from its label).
+    pub server_id: Uuid,
+    /// The runtime's id for it.
+    pub instance_id: String,
+    /// Whether it runs.
+    pub state: InstanceState,
+}
+
+/// The life of a container or process as the runtime sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Stopped or died.
+    Exited {
+        /// Its exit code, when known.
+        exit_code: Option<i64>,
+        /// Whether the runtime killed it for exceeding its memory limit.
+        oom_killed: bool,
+    },
+}
+
+/// A byte stream to an MCP server over stdio: what the server writes, and its input.
+pub struct StdioConnection {
+    /// The server's standard output.
+    pub reader: Box<dyn AsyncRead + Send + Unpin>,
+    /// The server's standard input.
+    pub writer: Box<dyn AsyncWrite + Send + Unpin>,
+}
+
+/// Where to reach an MCP server.
+pub enum McpEndpoint {
+    /// JSON-RPC over the server's standard input and output.
+    Stdio(StdioConnection),
+    /// Streamable HTTP at this URL.
+    Http(String),
+}
+
+/// Why a runtime operation failed, in words a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The image is not present and cannot be pulled.
+    #[error("image `{image}` is not available: {reason}")]
+    ImageUnavailable {
+        /// The image reference.
+        image: String,
+        /// What the engine said.
+        reason: String,
+    },
+    /// The program to run does not exist or cannot be executed.
+    #[error("cannot run `{command}`: {reason}")]
+    CommandUnavailable {
+        /// The program.
+        command: String,
+        /// What the system said.
+        reason: String,
+    },
+    /// The server has no container or process.
+    #[error("no container or process exists for this server")]
+    NotFound,
+    /// The engine cannot be reached.
+    #[error("the container runtime is unavailable: {0}")]
+    Unavailable(String),
+    /// The runtime refused or failed the operation.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs MCP servers.
+#[async_trait]
+pub trait ContainerRuntime: Send + Sync {
+    /// `docker` or `process`.
+    fn kind(&self) -> &'static str;
+
+    /// Creates the server's container or process without starting it; when one exists
+    /// already (a crash after creating it), returns that one. Returns the instance id.
+    async fn create(&self, spec: &LaunchSpec) -> Result<String, RuntimeError>;
+
+    /// Starts what `create` made; starting a running instance does nothing.
+    async fn start(&self, server_id: Uuid) -> Result<(), RuntimeError>;
+
+    /// Stops it, gracefully within `grace`, then by force. Missing or stopped: nothing.
+    async fn stop(&self, server_id: Uuid, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Removes it (stopping it by force if needed). Missing: nothing.
+    async fn remove(&self, server_id: Uuid) -> Result<(), RuntimeError>;
+
+    /// Its status, or `None` when it has no container or process.
+    async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError>;
+
+    /// Every container or process this runtime manages for Berth.
+    async fn list(&self) -> Result<Vec<InstanceStatus>, RuntimeError>;
+
+    /// The last `tail` lines it wrote (stdout and stderr, in order).
+    async fn logs(&self, server_id: Uuid, tail: usize) -> Result<Vec<String>, RuntimeError>;
+
+    /// A stream of the lines it writes from now on (after the last `tail` lines).
+    async fn follow_logs(
+        &self,
+        server_id: Uuid,
+        tail: usize,
+    ) -> Result<futures_util::stream::BoxStream<'static, Result<String, RuntimeError>>, RuntimeError>;
+
+    /// How to talk MCP to it: its stdio, or its HTTP endpoint for `http` servers.
+    async fn connect(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+    ) -> Result<McpEndpoint, RuntimeError>;
+}
+
+/// What an MCP handshake (`initialize`, then `tools/list`) found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    /// The protocol version the server agreed to.
+    pub protocol_version: String,
+    /// The server's `serverInfo` (name, version).
+    pub server_info: serde_json::Value,
+    /// The tools it offers.
+    pub tools: Vec<berth_domain::server::Tool>,
+    /// How long the whole exchange took.
+    pub latency: Duration,
+}
+
+/// Why an MCP handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// No answer in time.
+    #[error("the server did not answer `{step}` within {timeout:?}")]
+    Timeout {
+        /// `initialize` or `tools/list`.
+        step: &'static str,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The connection closed (the server exited?).
+    #[error("the server closed the connection during `{step}`")]
+    Closed {
+        /// `initialize` or `tools/list`.
+        step: &'static str,
+    },
+    /// It answered with an error or something that is not MCP.
+    #[error("the server answered `{step}` wrongly: {detail}")]
+    Protocol {
+        /// `initialize` or `tools/list`.
+        step: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// It could not be reached at all.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Speaks enough MCP to tell whether a server is healthy and what tools it offers.
+#[async_trait]
+pub trait McpProbe: Send + Sync {
+    /// `initialize` + `notifications/initialized` + `tools/list` over `endpoint`, all
+    /// within `timeout`.
+    async fn probe(
+        &self,
+        endpoint: McpEndpoint,
+        timeout: Duration,
+    ) -> Result<ProbeReport, ProbeError>;
+}

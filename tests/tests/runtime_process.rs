@@ -1,0 +1,128 @@
+//! The same lifecycle without Docker: the process runtime runs the fixture MCP server as a
+//! local child process, through the real HTTP API and a real PostgreSQL.
+
+mod api_support;
+
+use std::time::{Duration, Instant};
+
+use api_support::TestApp;
+use berth_api::runtime_setup::RuntimeChoice;
+use berth_tests::docker::fixture_binary;
+use serde_json::{json, Value};
+
+async fn until(app: &TestApp, id: &str, state: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let server = app.get(&format!("/api/v1/servers/{id}")).await.json();
+        if server["state"] == state {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "never {state}: {server:#}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+/// The process the runtime started for `server_id`: it runs in its own home directory,
+/// `<data_dir>/process-logs/home/<server id>`.
+fn process_of(server_id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cwd = std::fs::read_link(entry.path().join("cwd")).ok()?;
+            cwd.ends_with(format!("home/{server_id}")).then_some(pid)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_local_process_server_runs_answers_and_stops() {
+    let binary = fixture_binary();
+    let app = TestApp::spawn_with(|c| {
+        c.drive_runtime = true;
+        c.runtime = RuntimeChoice::Process;
+        c.process_manager.probe_timeout = Duration::from_secs(8);
+        c.process_manager.stop_grace = Duration::from_secs(2);
+        c.intervals.reconcile = Duration::from_millis(500);
+    })
+    .await;
+    let entry = app
+        .post(
+            "/api/v1/catalog",
+            &json!({
+                "name": "local-fixture",
+                "transport": "stdio",
+                "runtime": {"type": "process", "command": binary.to_string_lossy()},
+                "config_schema": [
+                    {"key": "FIXTURE_TOKEN", "required": true, "secret": true},
+                    {"key": "FIXTURE_EXIT_IMMEDIATELY", "required": false, "secret": false}
+                ]
+            }),
+        )
+        .await
+        .expect(201)
+        .id();
+    let id = app
+        .post(
+            "/api/v1/servers",
+            &json!({"catalog_id": entry, "name": "local", "secrets": {"FIXTURE_TOKEN": "process-secret-value"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    app.command(&format!("/api/v1/servers/{id}/start"))
+        .await
+        .expect(202);
+    let running = until(&app, &id, "running").await;
+    assert!(running["container_id"].is_string(), "{running}");
+    let pid = process_of(&id).unwrap_or_else(|| panic!("no process runs for {id}"));
+    assert!(alive(pid), "the process really runs");
+
+    let test = app
+        .command(&format!("/api/v1/servers/{id}/test"))
+        .await
+        .json();
+    assert_eq!(test["ok"], true, "{test}");
+    assert!(test["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "echo"));
+    let logs = app.get(&format!("/api/v1/servers/{id}/logs?tail=10")).await;
+    assert!(
+        String::from_utf8_lossy(&logs.body).contains("serving MCP"),
+        "{logs}"
+    );
+
+    app.command(&format!("/api/v1/servers/{id}/stop"))
+        .await
+        .expect(202);
+    until(&app, &id, "stopped").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "the process is gone after stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A command that exits at once fails with its code and output.
+    let bad = app
+        .post(
+            "/api/v1/servers",
+            &json!({"catalog_id": entry, "name": "bad", "config": {"FIXTURE_EXIT_IMMEDIATELY": "1"}, "secrets": {"FIXTURE_TOKEN": "x"}}),
+        )
+        .await
+        .expect(201)
+        .id();
+    app.command(&format!("/api/v1/servers/{bad}/start"))
+        .await
+        .expect(202);
+    let failed = until(&app, &bad, "failed").await;
+    let error = failed["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("exiting at start as asked"), "{error}");
+    app.stop().await;
+}
