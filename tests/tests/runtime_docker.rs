@@ -12,19 +12,25 @@ use berth_api::runtime_setup::RuntimeChoice;
 use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
 use serde_json::{json, Value};
 
-/// Berth driving Docker, with short timeouts so failures show quickly.
-async fn berth() -> TestApp {
+/// Berth driving Docker, with short timeouts so failures show quickly, reconciling
+/// every `reconcile`.
+async fn berth(reconcile: Duration) -> TestApp {
     TestApp::spawn_with(|c| {
         c.drive_runtime = true;
         c.runtime = RuntimeChoice::Docker;
         c.process_manager.probe_timeout = Duration::from_secs(8);
         c.process_manager.stop_grace = Duration::from_secs(2);
         c.process_manager.restart_backoff = Duration::from_millis(200);
-        c.intervals.reconcile = Duration::from_millis(500);
+        c.intervals.reconcile = reconcile;
         c.intervals.health = Duration::from_secs(3600);
     })
     .await
 }
+
+/// Fast enough for drift tests.
+const DRIFT: Duration = Duration::from_millis(500);
+/// Slow enough that only the event feed drives the process manager.
+const FEED_ONLY: Duration = Duration::from_secs(3600);
 
 /// A catalog entry for the fixture image with its misbehaviour switches as config keys.
 fn fixture_entry(name: &str, image: &str) -> Value {
@@ -74,12 +80,12 @@ struct Fixture {
 }
 
 impl Fixture {
-    async fn new() -> Option<Self> {
+    async fn new(reconcile: Duration) -> Option<Self> {
         if !require_docker() {
             return None;
         }
         let image = fixture_image().await;
-        let app = berth().await;
+        let app = berth(reconcile).await;
         let entry = app
             .post("/api/v1/catalog", &fixture_entry("fixture", &image))
             .await
@@ -149,7 +155,7 @@ const SOON: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_server_runs_answers_logs_stops_and_is_deleted_without_leftovers() {
-    let Some(mut f) = Fixture::new().await else {
+    let Some(mut f) = Fixture::new(FEED_ONLY).await else {
         return;
     };
     let secret = format!("docker-secret-{}", uuid::Uuid::new_v4().simple());
@@ -295,7 +301,7 @@ async fn a_server_runs_answers_logs_stops_and_is_deleted_without_leftovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_specs_fail_with_a_clear_reason_and_leave_no_container() {
-    let Some(mut f) = Fixture::new().await else {
+    let Some(mut f) = Fixture::new(FEED_ONLY).await else {
         return;
     };
     let entry = f.entry.clone();
@@ -374,7 +380,7 @@ async fn bad_specs_fail_with_a_clear_reason_and_leave_no_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_killed_container_is_noticed_and_the_restart_policy_decides() {
-    let Some(mut f) = Fixture::new().await else {
+    let Some(mut f) = Fixture::new(DRIFT).await else {
         return;
     };
     let entry = f.entry.clone();
@@ -444,7 +450,7 @@ async fn a_killed_container_is_noticed_and_the_restart_policy_decides() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_servers_started_at_once_all_run() {
-    let Some(mut f) = Fixture::new().await else {
+    let Some(mut f) = Fixture::new(FEED_ONLY).await else {
         return;
     };
     let entry = f.entry.clone();
@@ -498,5 +504,66 @@ async fn ten_servers_started_at_once_all_run() {
         through_berth.as_secs_f64(),
         plain.as_secs_f64(),
         through_berth.as_secs_f64() / plain.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_of_this_installation_with_no_server_is_removed() {
+    let Some(f) = Fixture::new(DRIFT).await else {
+        return;
+    };
+    let image = fixture_image().await;
+    let installation: uuid::Uuid = f
+        .app
+        .sql()
+        .await
+        .query_one("SELECT id FROM installation", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let stray = uuid::Uuid::new_v4();
+    let name = format!("berth-{stray}");
+    let _cleanup = ContainerCleanup::new(&name);
+    // Another installation's container on the same engine must be left alone.
+    let foreign = format!("berth-{}", uuid::Uuid::new_v4());
+    let _foreign_cleanup = ContainerCleanup::new(&foreign);
+    for (container, owner) in [
+        (&name, installation.to_string()),
+        (&foreign, uuid::Uuid::new_v4().to_string()),
+    ] {
+        let run = Command::new("docker")
+            .args([
+                "run",
+                "-d",
+                "-i",
+                "--name",
+                container,
+                "--label",
+                &format!("berth.managed={owner}"),
+                "--label",
+                &format!("berth.server_id={}", container.trim_start_matches("berth-")),
+                &image,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let deadline = Instant::now() + SOON;
+    while !containers_of(&stray.to_string()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the stray container was never removed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &foreign]),
+        "true",
+        "another installation's container is not ours to remove"
     );
 }
