@@ -16,6 +16,7 @@ use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::follower;
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
 use deadpool_postgres::Pool;
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,6 +37,9 @@ pub enum RuntimeChoice {
     /// Local processes only.
     Process,
 }
+
+/// Health checks running at the same time.
+const HEALTH_CHECKS_AT_ONCE: usize = 8;
 
 /// The subscription name of the process manager's checkpoint and lock.
 pub const PROCESS_MANAGER: &str = "process-manager";
@@ -178,11 +182,17 @@ async fn periodic(
                 let metadata = CommandMetadata::new(Actor::System("health-check".into()));
                 match servers_in(&pool, &["running"]).await {
                     Ok(ids) => {
-                        for id in ids {
-                            if let Err(e) = pm.check(id, &metadata).await {
-                                tracing::debug!(server_id = %id, error = %e, "health check skipped");
-                            }
-                        }
+                        // Each check may wait out its timeout: run several at once.
+                        futures_util::stream::iter(ids)
+                            .for_each_concurrent(HEALTH_CHECKS_AT_ONCE, |id| {
+                                let (pm, metadata) = (&pm, &metadata);
+                                async move {
+                                    if let Err(e) = pm.check(id, metadata).await {
+                                        tracing::debug!(server_id = %id, error = %e, "health check skipped");
+                                    }
+                                }
+                            })
+                            .await;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot list servers to check"),
                 }
