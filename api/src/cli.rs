@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::{FlagOverrides, LogFormat};
+use crate::event_tail::TailArgs;
 use crate::runtime_setup::RuntimeChoice;
 
 /// Berth: an event-sourced control plane for MCP servers.
@@ -42,6 +43,17 @@ pub enum Command {
     /// Inspects or rebuilds read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Follows the event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// `berth events …`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Prints events as they are committed (from `--after`), one line each, reconnecting
+    /// after a drop without missing any; until Ctrl-C.
+    Tail(TailArgs),
 }
 
 /// `berth projections …`.
@@ -49,7 +61,7 @@ pub enum Command {
 pub enum ProjectionsCommand {
     /// Empties one read model and replays every event into it; prints the final position.
     Rebuild {
-        /// `catalog`, `servers` or `audit`.
+        /// `catalog`, `servers`, `audit` or `bulk`.
         name: String,
     },
     /// Prints each read model's position, the head position and the lag.
@@ -97,6 +109,17 @@ mod tests {
         assert_eq!(flags.data_dir, Some(PathBuf::from("/tmp/b")));
         assert!(Cli::try_parse_from(["berth", "projections", "rebuild", "audit"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "projections", "status"]).is_ok());
+        let tail = Cli::try_parse_from(
+            "berth events tail --after 5 --type ServerCreated --json".split(' '),
+        );
+        match tail.map(|c| c.command) {
+            Ok(Command::Events(EventsCommand::Tail(args))) => {
+                assert_eq!(args.after, 5);
+                assert_eq!(args.event_type.as_deref(), Some("ServerCreated"));
+                assert!(args.json);
+            }
+            other => panic!("unexpected parse: {other:?}"),
+        }
         assert!(Cli::try_parse_from(["berth", "serve", "--log-format", "yaml"]).is_err());
     }
 }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use berth_application::bulk::BulkDriverOptions;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -46,6 +47,8 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// Which runtime runs MCP servers: `auto`, `docker` or `process`.
     pub runtime: RuntimeChoice,
+    /// Servers of one bulk operation acted on at the same time.
+    pub bulk_concurrency: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for Settings {
             .field("pool_size", &self.pool_size)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("runtime", &self.runtime)
+            .field("bulk_concurrency", &self.bulk_concurrency)
             .finish()
     }
 }
@@ -76,6 +80,7 @@ impl Default for Settings {
             pool_size: 16,
             shutdown_timeout_secs: 10,
             runtime: RuntimeChoice::Auto,
+            bulk_concurrency: BulkDriverOptions::default().concurrency,
         }
     }
 }
@@ -99,7 +104,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 9] = [
+const ENV_KEYS: [&str; 10] = [
     "runtime",
     "data_dir",
     "listen",
@@ -109,6 +114,7 @@ const ENV_KEYS: [&str; 9] = [
     "workers",
     "pool_size",
     "shutdown_timeout_secs",
+    "bulk_concurrency",
 ];
 
 impl Settings {
@@ -140,6 +146,7 @@ impl Settings {
         config.pool_size = self.pool_size.max(2);
         config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         config.runtime = self.runtime;
+        config.bulk.concurrency = self.bulk_concurrency.max(1);
         config
     }
 }

@@ -10,13 +10,16 @@
 pub mod admin_token;
 pub mod app;
 pub mod auth;
+pub mod bulk_setup;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod consistency;
 pub mod database;
 pub mod dto;
+pub mod event_tail;
 pub mod extract;
+pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
-use berth_api::cli::{Cli, Command, ProjectionsCommand};
+use berth_api::cli::{Cli, Command, EventsCommand, ProjectionsCommand};
 use berth_api::config::Settings;
-use berth_api::{commands, logging};
+use berth_api::{commands, event_tail, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
                 commands::rebuild(&settings, name).await
             }
             Command::Projections(ProjectionsCommand::Status) => commands::status(&settings).await,
+            Command::Events(EventsCommand::Tail(args)) => event_tail::run(&settings, args).await,
         }
     });
     match outcome {

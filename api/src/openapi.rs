@@ -7,7 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::ApiError;
 use crate::routes::{
-    audit, audit_export, catalog, events, health, server_actions, server_runtime, servers,
+    audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, server_actions,
+    server_runtime, servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -63,8 +64,12 @@ read their own writes. Errors are RFC 9457 problem documents."
         server_runtime::logs,
         events::list,
         events::server_events,
+        event_stream::stream,
+        event_socket::socket,
         audit::list,
         audit_export::export,
+        bulk::begin,
+        bulk::get,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -74,6 +79,7 @@ read their own writes. Errors are RFC 9457 problem documents."
         (name = "servers", description = "Configured MCP server instances and their lifecycle"),
         (name = "events", description = "The event log itself"),
         (name = "audit", description = "Who did what, when"),
+        (name = "bulk", description = "One lifecycle action over many servers, with an outcome per server"),
         (name = "meta", description = "This document"),
     )
 )]

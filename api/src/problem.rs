@@ -5,6 +5,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use berth_application::AppError;
+use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
 use berth_domain::server::ServerError;
 use berth_domain::FieldError;
@@ -216,6 +217,7 @@ impl From<AppError> for ApiError {
         match err {
             AppError::Catalog(e) => e.into(),
             AppError::Server(e) => e.into(),
+            AppError::Bulk(e) => e.into(),
             AppError::Invalid(errors) => Self::invalid(errors),
             AppError::Conflict => Self::Conflict(AppError::Conflict.to_string()),
             AppError::Unavailable(cause) => Self::unavailable(cause),
@@ -249,6 +251,17 @@ impl From<ServerError> for ApiError {
             | ServerError::AlreadyDisabled
             | ServerError::BeingDeleted { .. }
             | ServerError::RestartNotAllowed) => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<BulkError> for ApiError {
+    fn from(err: BulkError) -> Self {
+        match err {
+            BulkError::NotFound => Self::NotFound("no bulk operation has this id".into()),
+            BulkError::Invalid(errors) => Self::invalid(errors),
+            e @ BulkError::UnknownTarget { .. } => Self::invalid_field("server_id", e.to_string()),
+            e @ BulkError::BegunDifferently => Self::Conflict(e.to_string()),
         }
     }
 }

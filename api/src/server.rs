@@ -14,6 +14,7 @@ use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
+use berth_infrastructure::live::EventFanout;
 use berth_infrastructure::mcp::McpClientProbe;
 use berth_infrastructure::migrations;
 use berth_projections::Projections;
@@ -24,11 +25,14 @@ use tokio::task::JoinHandle;
 
 use crate::admin_token::AdminToken;
 use crate::app;
+use crate::bulk_setup;
 use crate::database::OpenDatabase;
+use crate::live::{LiveOptions, LiveStreams};
 use crate::metrics::Metrics;
 use crate::predefined;
 use crate::runtime_setup::{self, BackgroundIntervals, RuntimeChoice};
 use crate::state::AppState;
+use berth_application::bulk::{BulkDriver, BulkDriverOptions};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
 
 /// How long projections get to finish their batch when stopping.
@@ -58,6 +62,11 @@ pub struct ServeConfig {
     /// Run the process manager (follow the feed, reconcile, check health). Off for an
     /// API-only replica: commands are recorded, another replica acts on them.
     pub drive_runtime: bool,
+    /// How bulk operations are driven. They are driven whatever `drive_runtime` says:
+    /// the driver only records commands.
+    pub bulk: BulkDriverOptions,
+    /// How the live event streams behave (heartbeat, buffers).
+    pub live: LiveOptions,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -73,6 +82,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("process_manager", &self.process_manager)
             .field("intervals", &self.intervals)
             .field("drive_runtime", &self.drive_runtime)
+            .field("bulk", &self.bulk)
+            .field("live", &self.live)
             .finish()
     }
 }
@@ -91,6 +102,8 @@ impl ServeConfig {
             process_manager: ProcessManagerOptions::default(),
             intervals: BackgroundIntervals::default(),
             drive_runtime: true,
+            bulk: BulkDriverOptions::default(),
+            live: LiveOptions::default(),
         }
     }
 
@@ -116,6 +129,7 @@ pub struct RunningServer {
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
+    live: EventFanout,
     pool: Pool,
     database: OpenDatabase,
 }
@@ -146,9 +160,13 @@ impl RunningServer {
         self.database.database()
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, stops the
-    /// projections, closes the pool and stops the embedded cluster if there is one.
+    /// Ends the live event streams, stops accepting connections, lets in-flight
+    /// requests finish, stops the projections, closes the pool and stops the embedded
+    /// cluster if there is one.
     pub async fn stop(self) -> anyhow::Result<()> {
+        // Live streams never finish on their own: end them so the graceful stop need
+        // not wait out its timeout.
+        self.live.close();
         self.http.stop(true).await;
         let served = self.http_task.await;
         tracing::info!("HTTP server stopped");
@@ -182,6 +200,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             http_task: parts.http_task,
             shutdown: parts.shutdown,
             projection_tasks: parts.projection_tasks,
+            live: parts.live,
             pool: parts.pool,
             database,
         }),
@@ -200,6 +219,7 @@ struct Started {
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
+    live: EventFanout,
     pool: Pool,
 }
 
@@ -249,8 +269,29 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let addr = listener.local_addr()?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    // Before the HTTP server: no stream may subscribe before the fan-out knows its start.
+    let (live, live_task) = EventFanout::start(
+        &db,
+        pool.clone(),
+        config.live.fanout.clone(),
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("starting the live event fan-out")?;
     let mut projection_tasks =
         Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
+    projection_tasks.push(live_task);
+    let bulk_driver = BulkDriver::new(
+        bus.clone(),
+        PostgresEventRepository::new(pool.clone()),
+        config.bulk.clone(),
+    );
+    projection_tasks.push(bulk_setup::spawn_bulk_driver(
+        Arc::new(bulk_driver),
+        db.clone(),
+        pool.clone(),
+        shutdown_rx.clone(),
+    ));
     if config.drive_runtime {
         projection_tasks.extend(runtime_setup::spawn_background(
             pm.clone(),
@@ -267,6 +308,10 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         pool: pool.clone(),
         metrics: Arc::new(Metrics::new()),
         admin: token.verifier,
+        live: LiveStreams {
+            fanout: live.clone(),
+            options: config.live.clone(),
+        },
     };
     let server = HttpServer::new(move || app::build(state.clone()))
         .workers(config.workers.max(1))
@@ -292,6 +337,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         http_task,
         shutdown,
         projection_tasks,
+        live,
         pool,
     })
 }

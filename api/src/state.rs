@@ -7,6 +7,7 @@ use berth_infrastructure::event_store::PostgresEventRepository;
 use deadpool_postgres::Pool;
 
 use crate::admin_token::AdminToken;
+use crate::live::LiveStreams;
 use crate::metrics::Metrics;
 use crate::runtime_setup::Pm;
 
@@ -26,4 +27,6 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Verifies the admin bearer token.
     pub admin: AdminToken,
+    /// The live event streams (SSE, WebSocket).
+    pub live: LiveStreams,
 }

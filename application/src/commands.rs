@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
@@ -29,13 +30,24 @@ type Store<R, A> = PersistedEventStore<R, A>;
 pub struct CommandBus<R: PersistedEventRepository + Clone> {
     catalog: CqrsFramework<CatalogEntry, Store<R, CatalogEntry>>,
     servers: CqrsFramework<Server, Store<R, Server>>,
+    bulk: CqrsFramework<BulkOperation, Store<R, BulkOperation>>,
     catalog_store: Store<R, CatalogEntry>,
     server_store: Store<R, Server>,
+    bulk_store: Store<R, BulkOperation>,
     pub(crate) cipher: Arc<dyn SecretCipher>,
 }
 
 fn store<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
     PersistedEventStore::new_event_store(repo.clone()).with_upcasters(upcasters())
+}
+
+/// Bulk operations record one event per target, so their streams grow past a thousand
+/// events, which every command would otherwise load. They are snapshotted after every
+/// command: a snapshot every N events could be recorded at the wrong sequence when a
+/// command's events straddle the boundary (the repository stores the snapshot at the
+/// last event's sequence, though cqrs-es folds in only the events up to the boundary).
+fn snapshotted<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
+    PersistedEventStore::new_snapshot_store(repo.clone(), 1).with_upcasters(upcasters())
 }
 
 impl<R: PersistedEventRepository + Clone> CommandBus<R> {
@@ -47,8 +59,10 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         Self {
             catalog: CqrsFramework::new(store(&repo), vec![], ()),
             servers: CqrsFramework::new(store(&repo), vec![], ()),
+            bulk: CqrsFramework::new(snapshotted(&repo), vec![], ()),
             catalog_store: store(&repo),
             server_store: store(&repo),
+            bulk_store: snapshotted(&repo),
             cipher,
         }
     }
@@ -71,6 +85,21 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         execute(&self.servers, id, command, metadata).await
+    }
+
+    /// Runs a bulk operation command.
+    pub async fn bulk(
+        &self,
+        id: &str,
+        command: <BulkOperation as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        execute(&self.bulk, id, command, metadata).await
+    }
+
+    /// The current state of a bulk operation, from its snapshot and events.
+    pub async fn load_bulk(&self, id: &str) -> Result<BulkOperation, AppError> {
+        load(&self.bulk_store, id).await
     }
 
     /// The current state of a catalog entry, from its events.

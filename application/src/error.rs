@@ -1,5 +1,6 @@
 //! Errors of the use cases, one enum the HTTP edge maps to status codes.
 
+use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
 use berth_domain::server::ServerError;
 use berth_domain::FieldError;
@@ -16,6 +17,9 @@ pub enum AppError {
     /// A server rule refused the command.
     #[error(transparent)]
     Server(#[from] ServerError),
+    /// A bulk operation rule refused the command.
+    #[error(transparent)]
+    Bulk(#[from] BulkError),
     /// Input named something that does not exist or is otherwise invalid before it
     /// reached an aggregate.
     #[error("invalid input")]

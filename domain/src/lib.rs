@@ -1,10 +1,12 @@
-//! Berth's domain: the `CatalogEntry` and `Server` aggregates, their commands, events and
-//! errors, and the rules that decide which command may produce which events.
+//! Berth's domain: the `CatalogEntry`, `Server` and `BulkOperation` aggregates, their
+//! commands, events and errors, and the rules that decide which command may produce
+//! which events.
 //!
 //! Everything here is pure: no clock, no I/O, no randomness. What the outside knows
 //! (the catalog entry a server is made from, sealed secrets, the time) arrives inside
 //! commands, resolved by the application layer.
 
+pub mod bulk;
 pub mod catalog;
 pub mod server;
 pub mod upcasting;

@@ -130,6 +130,18 @@ pub struct FeedFilter {
     pub event_type: Option<String>,
 }
 
+impl FeedFilter {
+    /// Whether `event` passes the filter, as [`read_after`] would decide it.
+    pub fn matches(&self, event: &StoredEvent) -> bool {
+        fn allows(wanted: &Option<String>, actual: &str) -> bool {
+            wanted.as_deref().is_none_or(|w| w == actual)
+        }
+        allows(&self.aggregate_type, &event.aggregate_type)
+            && allows(&self.aggregate_id, &event.aggregate_id)
+            && allows(&self.event_type, &event.event_type)
+    }
+}
+
 const READ_AFTER: &str = "SELECT global_position, transaction_id::text AS transaction_id, \
      event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
      metadata, recorded_at \
@@ -227,6 +239,30 @@ pub async fn has_reached<C: GenericClient>(
             } <= checkpoint)
         }
         None => Ok(position <= checkpoint.position),
+    }
+}
+
+const HEAD_CHECKPOINT: &str = "SELECT transaction_id::text, global_position FROM events \
+     WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY events.transaction_id DESC, events.global_position DESC LIMIT 1";
+
+/// The checkpoint of the last event a feed reader can see now ([`Checkpoint::START`] for
+/// an empty store). Every event that becomes readable later comes after it in feed
+/// order: transactions below `pg_snapshot_xmin` have all ended, so none of them can
+/// still add an event behind it.
+pub async fn head_checkpoint<C: GenericClient>(client: &C) -> Result<Checkpoint, StoreError> {
+    let statement = client.prepare_cached(HEAD_CHECKPOINT).await?;
+    match client.query_opt(&statement, &[]).await? {
+        None => Ok(Checkpoint::START),
+        Some(row) => {
+            let xid: String = row.try_get(0)?;
+            Ok(Checkpoint {
+                transaction_id: xid
+                    .parse()
+                    .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
+                position: row.try_get(1)?,
+            })
+        }
     }
 }
 

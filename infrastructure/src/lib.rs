@@ -8,6 +8,7 @@ pub mod error;
 pub mod event_store;
 pub mod feed;
 pub mod follower;
+pub mod live;
 pub mod mcp;
 pub mod migrations;
 pub mod notify;

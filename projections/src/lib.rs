@@ -2,7 +2,8 @@
 //!
 //! - `catalog`: live catalog entries with the tools their servers offer;
 //! - `servers`: live servers with config, secret key names (never values), state, health;
-//! - `audit`: one line per event saying who did what to which target, when and why.
+//! - `audit`: one line per event saying who did what to which target, when and why;
+//! - `bulk`: bulk operations with their progress and every target's outcome.
 //!
 //! Each projector applies a batch of events and the runner saves its checkpoint in the
 //! same transaction, so a crash never loses or repeats an event. The query functions
@@ -10,6 +11,7 @@
 //! be rebuilt from the first event with [`Projections::rebuild`].
 
 pub mod audit;
+pub mod bulk;
 pub mod catalog;
 mod codec;
 mod page;
@@ -19,6 +21,7 @@ mod status;
 mod wait;
 
 pub use audit::{audit_batch, list_audit, AuditEntry, AuditFilter, AuditProjector};
+pub use bulk::{get_bulk_operation, BulkOperationView, BulkProjector, BulkTargetView};
 pub use catalog::{
     get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, CatalogProjector,
 };
@@ -29,4 +32,4 @@ pub use status::{status, ProjectionStatus};
 pub use wait::wait_until_reached;
 
 /// The names of the projections, as used by `rebuild`, `status` and checkpoints.
-pub const PROJECTION_NAMES: [&str; 3] = [catalog::NAME, servers::NAME, audit::NAME];
+pub const PROJECTION_NAMES: [&str; 4] = [catalog::NAME, servers::NAME, audit::NAME, bulk::NAME];

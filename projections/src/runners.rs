@@ -1,4 +1,4 @@
-//! Running the three projections: supervised in the background, caught up on demand,
+//! Running the projections: supervised in the background, caught up on demand,
 //! and rebuilt from the first event.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{AuditProjector, CatalogProjector, ServerProjector, PROJECTION_NAMES};
+use crate::{AuditProjector, BulkProjector, CatalogProjector, ServerProjector, PROJECTION_NAMES};
 
 /// The first pause after a runner fails; it doubles on each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -38,12 +38,13 @@ pub enum RebuildError {
     Store(#[from] StoreError),
 }
 
-/// The runners of the catalog, servers and audit projections.
+/// The runners of the catalog, servers, audit and bulk projections.
 pub struct Projections {
     pool: Pool,
     catalog: SubscriptionRunner<CatalogProjector>,
     servers: SubscriptionRunner<ServerProjector>,
     audit: SubscriptionRunner<AuditProjector>,
+    bulk: SubscriptionRunner<BulkProjector>,
 }
 
 impl Projections {
@@ -69,7 +70,13 @@ impl Projections {
                 ServerProjector::new(),
                 options.clone(),
             ),
-            audit: SubscriptionRunner::new(db, pool, AuditProjector::new(), options),
+            audit: SubscriptionRunner::new(
+                db.clone(),
+                pool.clone(),
+                AuditProjector::new(),
+                options.clone(),
+            ),
+            bulk: SubscriptionRunner::new(db, pool, BulkProjector::new(), options),
         }
     }
 
@@ -80,7 +87,8 @@ impl Projections {
         vec![
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.catalog)),
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.servers)),
-            tokio::spawn(supervise(self, shutdown, |p| &p.audit)),
+            tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.audit)),
+            tokio::spawn(supervise(self, shutdown, |p| &p.bulk)),
         ]
     }
 
@@ -92,6 +100,7 @@ impl Projections {
         self.catch_up_to(&self.catalog, head).await?;
         self.catch_up_to(&self.servers, head).await?;
         self.catch_up_to(&self.audit, head).await?;
+        self.catch_up_to(&self.bulk, head).await?;
         Ok(())
     }
 
@@ -127,6 +136,7 @@ impl Projections {
             crate::catalog::NAME => Ok(self.rebuild_one(&self.catalog).await?),
             crate::servers::NAME => Ok(self.rebuild_one(&self.servers).await?),
             crate::audit::NAME => Ok(self.rebuild_one(&self.audit).await?),
+            crate::bulk::NAME => Ok(self.rebuild_one(&self.bulk).await?),
             _ => Err(RebuildError::UnknownProjection {
                 name: name.to_string(),
             }),
@@ -139,6 +149,7 @@ impl Projections {
             crate::catalog::NAME => Some(self.catalog.progress()),
             crate::servers::NAME => Some(self.servers.progress()),
             crate::audit::NAME => Some(self.audit.progress()),
+            crate::bulk::NAME => Some(self.bulk.progress()),
             _ => None,
         }
     }

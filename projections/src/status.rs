@@ -12,7 +12,7 @@ use crate::PROJECTION_NAMES;
 /// One projection's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ProjectionStatus {
-    /// The projection (`catalog`, `servers`, `audit`).
+    /// The projection (`catalog`, `servers`, `audit`, `bulk`).
     pub name: String,
     /// Global position of the last event it applied (0 before the first).
     pub position: i64,

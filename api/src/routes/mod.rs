@@ -11,7 +11,10 @@ use crate::state::AppState;
 
 pub mod audit;
 pub mod audit_export;
+pub mod bulk;
 pub mod catalog;
+pub mod event_socket;
+pub mod event_stream;
 pub mod events;
 pub mod health;
 pub mod server_actions;
@@ -95,6 +98,14 @@ pub fn api_endpoints() -> Vec<Endpoint> {
             web::route().to(server_runtime::logs)
         }),
         endpoint(M::GET, "/events", || web::route().to(events::list)),
+        endpoint(M::GET, "/events/stream", || {
+            web::route().to(event_stream::stream)
+        }),
+        endpoint(M::GET, "/events/ws", || {
+            web::route().to(event_socket::socket)
+        }),
+        endpoint(M::POST, "/bulk", || web::route().to(bulk::begin)),
+        endpoint(M::GET, "/bulk/{id}", || web::route().to(bulk::get)),
         endpoint(M::GET, "/audit", || web::route().to(audit::list)),
         endpoint(M::GET, "/audit/export", || {
             web::route().to(audit_export::export)

@@ -394,18 +394,9 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         self.crash_if(CrashPoint::Start)?;
         match self.handshake(id, server).await {
             Ok(report) => {
-                self.record(id, ServerCommand::RecordRunning, md).await?;
                 self.record(
                     id,
-                    ServerCommand::RecordHealth {
-                        health: Health::Healthy,
-                    },
-                    md,
-                )
-                .await?;
-                self.record(
-                    id,
-                    ServerCommand::RecordTools {
+                    ServerCommand::RecordRunning {
                         tools: report.tools,
                     },
                     md,

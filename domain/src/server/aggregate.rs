@@ -110,8 +110,11 @@ pub enum ServerCommand {
         /// The runtime's id for it.
         container_id: String,
     },
-    /// It is running.
-    RecordRunning,
+    /// It is running and answered the MCP handshake with these tools.
+    RecordRunning {
+        /// What its `tools/list` answered.
+        tools: Vec<Tool>,
+    },
     /// It could not be started or kept running.
     RecordFailed {
         /// What went wrong.
@@ -153,7 +156,7 @@ impl ServerCommand {
             Self::Delete => "delete",
             Self::BeginProvisioning => "begin provisioning",
             Self::RecordContainerCreated { .. } => "record the container of",
-            Self::RecordRunning => "record as running",
+            Self::RecordRunning { .. } => "record as running",
             Self::RecordFailed { .. } => "record a failure of",
             Self::RecordExited { .. } => "record the exit of",
             Self::RecordStopped => "record as stopped",
@@ -321,8 +324,21 @@ impl Server {
                 S::Creating => vec![E::ContainerCreated { container_id }],
                 _ => return Err(refuse()),
             },
-            ServerCommand::RecordRunning => match self.state {
-                S::Starting => vec![E::Running],
+            // Running, healthy and its tools are one fact (the handshake succeeded), so
+            // they are recorded together: no reader sees a running server of unknown health.
+            ServerCommand::RecordRunning { tools } => match self.state {
+                S::Starting => {
+                    let mut events = vec![E::Running];
+                    if self.health != Health::Healthy {
+                        events.push(E::HealthChanged {
+                            health: Health::Healthy,
+                        });
+                    }
+                    if tools != self.tools {
+                        events.push(E::ToolsDiscovered { tools });
+                    }
+                    events
+                }
                 _ => return Err(refuse()),
             },
             ServerCommand::RecordFailed { reason } => match self.state {

@@ -106,7 +106,7 @@ fn every_lifecycle_command_in_every_state() {
         ("created", || ServerCommand::RecordContainerCreated {
             container_id: "c2".into(),
         }),
-        ("running", || ServerCommand::RecordRunning),
+        ("running", || ServerCommand::RecordRunning { tools: vec![] }),
         ("failed", || ServerCommand::RecordFailed {
             reason: "boom".into(),
         }),
@@ -175,7 +175,12 @@ fn every_lifecycle_command_in_every_state() {
                 Some(vec![E::DeletionRequested]),
                 None,
                 None,
-                Some(vec![E::Running]),
+                Some(vec![
+                    E::Running,
+                    E::HealthChanged {
+                        health: Health::Healthy,
+                    },
+                ]),
                 Some(vec![failed()]),
                 Some(vec![exited()]),
                 None,

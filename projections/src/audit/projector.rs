@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
@@ -59,6 +60,9 @@ impl AuditProjector {
             CatalogEntry::TYPE => event
                 .decode::<CatalogEntry>(&self.upcasters)
                 .map(Decoded::Catalog),
+            BulkOperation::TYPE => event
+                .decode::<BulkOperation>(&self.upcasters)
+                .map(Decoded::Bulk),
             _ => Ok(Decoded::Other),
         };
         // The trail must stay complete: an event that does not decode is still recorded,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::catalog::{CatalogEntry, CatalogEvent};
 use berth_domain::server::{RestartPolicy, Server, ServerEvent};
 use berth_infrastructure::feed::StoredEvent;
@@ -19,6 +20,8 @@ pub(crate) enum Decoded {
     Server(ServerEvent),
     /// A catalog event.
     Catalog(CatalogEvent),
+    /// A bulk operation event.
+    Bulk(BulkEvent),
     /// Another aggregate's event (or one that did not decode): summarised generically.
     Other,
 }
@@ -81,7 +84,10 @@ pub(crate) fn targets_of(event: &StoredEvent, decoded: &Decoded) -> Vec<Target> 
                 (CatalogEntry::TYPE.to_string(), catalog_id.to_string()),
             ]
         }
-        Decoded::Server(_) | Decoded::Catalog(_) => vec![own],
+        Decoded::Bulk(
+            BulkEvent::TargetSucceeded { server_id } | BulkEvent::TargetFailed { server_id, .. },
+        ) => vec![own, (Server::TYPE.to_string(), server_id.to_string())],
+        Decoded::Server(_) | Decoded::Catalog(_) | Decoded::Bulk(_) => vec![own],
         Decoded::Other => vec![],
     }
 }
@@ -91,6 +97,7 @@ pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Name
     match decoded {
         Decoded::Server(e) => server(&event.aggregate_id, e, names),
         Decoded::Catalog(e) => catalog(&event.aggregate_id, e, names),
+        Decoded::Bulk(e) => bulk(&event.aggregate_id, e, names),
         Decoded::Other => format!(
             "{} on {} {}",
             event.event_type,
@@ -196,6 +203,45 @@ fn catalog(id: &str, event: &CatalogEvent, names: &mut Names) -> String {
     }
 }
 
+/// Bulk operations are named by their action, so each target's line says which
+/// operation it belongs to: `bulk start 0192ab34…: server "web-1" succeeded`.
+fn bulk(id: &str, event: &BulkEvent, names: &mut Names) -> String {
+    if let BulkEvent::Began { operation, .. } = event {
+        names.set(BulkOperation::TYPE, id, operation.as_str());
+    }
+    let label = match names.get(BulkOperation::TYPE, id) {
+        Some(operation) => format!("bulk {operation} {}", shorten(id, 8)),
+        None => format!("bulk operation {}", shorten(id, 8)),
+    };
+    match event {
+        BulkEvent::Began { server_ids, .. } => {
+            let noun = if server_ids.len() == 1 {
+                "server"
+            } else {
+                "servers"
+            };
+            format!("began {label} of {} {noun}", server_ids.len())
+        }
+        BulkEvent::TargetSucceeded { server_id } => format!(
+            "{label}: {} succeeded",
+            names.label(Server::TYPE, &server_id.to_string())
+        ),
+        BulkEvent::TargetFailed { server_id, error } => format!(
+            "{label}: {} failed: {}",
+            names.label(Server::TYPE, &server_id.to_string()),
+            one_line(error)
+        ),
+        BulkEvent::Completed {
+            state,
+            succeeded,
+            failed,
+        } => format!(
+            "{label} {}: {succeeded} succeeded, {failed} failed",
+            state.as_str().replace('_', " ")
+        ),
+    }
+}
+
 /// The first `max` characters of `s`, with `…` when cut.
 fn shorten(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
@@ -234,6 +280,51 @@ mod tests {
         assert_eq!(
             server(id, &ServerEvent::Stopped, &mut names),
             "server \"github-prod\" stopped"
+        );
+    }
+
+    #[test]
+    fn bulk_lines_name_the_operation_and_the_server() {
+        use berth_domain::bulk::{BulkAction, BulkState};
+        use uuid::Uuid;
+
+        let mut names = Names::default();
+        let bulk_id = "01930000-0000-7000-8000-000000000000";
+        let server_id = Uuid::from_u128(7);
+        assert_eq!(
+            bulk(
+                bulk_id,
+                &BulkEvent::TargetSucceeded { server_id },
+                &mut names
+            ),
+            "bulk operation 01930000…: server 00000000… succeeded"
+        );
+        let began = BulkEvent::Began {
+            operation: BulkAction::Start,
+            server_ids: vec![server_id, Uuid::from_u128(8)],
+            requested_by: "user:admin".into(),
+        };
+        assert_eq!(
+            bulk(bulk_id, &began, &mut names),
+            "began bulk start 01930000… of 2 servers"
+        );
+        names.set(Server::TYPE, &server_id.to_string(), "web-1");
+        let failed = BulkEvent::TargetFailed {
+            server_id,
+            error: "cannot start a server that is disabled;\nenable it first".into(),
+        };
+        assert_eq!(
+            bulk(bulk_id, &failed, &mut names),
+            "bulk start 01930000…: server \"web-1\" failed: cannot start a server that is disabled; enable it first"
+        );
+        let done = BulkEvent::Completed {
+            state: BulkState::PartiallyFailed,
+            succeeded: 1,
+            failed: 1,
+        };
+        assert_eq!(
+            bulk(bulk_id, &done, &mut names),
+            "bulk start 01930000… partially failed: 1 succeeded, 1 failed"
         );
     }
 }

@@ -14,12 +14,14 @@ use crate::kit::Harness;
 use crate::sim::write_history;
 
 /// Every read-model table.
-const TABLES: [&str; 5] = [
+const TABLES: [&str; 7] = [
     "catalog_entries",
     "catalog_server_tools",
     "servers",
     "audit_log",
     "audit_target_names",
+    "bulk_operations",
+    "bulk_targets",
 ];
 
 async fn snapshot(h: &Harness) -> Vec<Vec<String>> {
@@ -63,7 +65,7 @@ async fn rebuilding_yields_the_same_rows_and_unknown_names_are_refused() {
         Err(e @ RebuildError::UnknownProjection { .. }) => {
             assert_eq!(
                 e.to_string(),
-                "unknown projection `servrs`; valid names are: catalog, servers, audit"
+                "unknown projection `servrs`; valid names are: catalog, servers, audit, bulk"
             );
         }
         other => panic!("expected an unknown projection error, got {other:?}"),

@@ -77,7 +77,7 @@ async fn a_server_is_followed_from_creation_to_deletion() {
         (v.state.as_str(), v.container_id.as_deref()),
         ("starting", Some("c0ffee"))
     );
-    runtime(&h, id, ServerCommand::RecordRunning).await;
+    runtime(&h, id, ServerCommand::RecordRunning { tools: vec![] }).await;
     runtime(
         &h,
         id,
@@ -185,7 +185,7 @@ async fn failures_restarts_and_deletion_while_running_are_shown() {
         ServerCommand::RecordContainerCreated { container_id },
     )
     .await;
-    runtime(&h, id, ServerCommand::RecordRunning).await;
+    runtime(&h, id, ServerCommand::RecordRunning { tools: vec![] }).await;
     let v = view(&h, id).await.unwrap();
     assert_eq!((v.state.as_str(), v.last_error), ("running", None));
 

@@ -108,7 +108,7 @@ impl Writer {
             9 => C::RecordContainerCreated {
                 container_id: format!("c-{}", self.rng.gen::<u32>()),
             },
-            10 => C::RecordRunning,
+            10 => C::RecordRunning { tools: vec![] },
             11 => C::RecordFailed {
                 reason: format!("failure {}", self.rng.gen::<u16>()),
             },

@@ -26,7 +26,7 @@ async fn waits_end_when_the_projection_reaches_the_position_or_time_runs_out() {
         .await
         .unwrap());
     let lagging = status(&h.pool).await.unwrap();
-    assert_eq!(lagging.len(), 3);
+    assert_eq!(lagging.len(), PROJECTION_NAMES.len());
     for (s, name) in lagging.iter().zip(PROJECTION_NAMES) {
         assert_eq!(s.name, name);
         assert_eq!((s.position, s.head), (0, position));
