@@ -29,6 +29,21 @@ impl Checkpoint {
         transaction_id: 0,
         position: 0,
     };
+
+    /// Reads a checkpoint from a row whose first two columns are
+    /// `transaction_id::text` and `global_position`.
+    pub fn from_row(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            transaction_id: parse_xid(&row.try_get::<_, String>(0)?)?,
+            position: row.try_get(1)?,
+        })
+    }
+}
+
+/// Parses an `xid8` read as text (tokio-postgres has no native type for it).
+pub fn parse_xid(text: &str) -> Result<u64, StoreError> {
+    text.parse()
+        .map_err(|_| StoreError::Malformed(format!("transaction id {text}")))
 }
 
 /// One stored event with everything the table holds.
@@ -100,12 +115,9 @@ impl StoredEvent {
     }
 
     pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {
-        let xid: String = row.try_get("transaction_id")?;
         Ok(Self {
             position: row.try_get("global_position")?,
-            transaction_id: xid
-                .parse()
-                .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
+            transaction_id: parse_xid(&row.try_get::<_, String>("transaction_id")?)?,
             event_id: row.try_get("event_id")?,
             aggregate_type: row.try_get("aggregate_type")?,
             aggregate_id: row.try_get("aggregate_id")?,
@@ -201,15 +213,7 @@ pub async fn checkpoint_at_position<C: GenericClient>(
         .await?;
     match client.query_opt(&statement, &[&position]).await? {
         None => Ok(Checkpoint::START),
-        Some(row) => {
-            let xid: String = row.try_get(0)?;
-            Ok(Checkpoint {
-                transaction_id: xid
-                    .parse()
-                    .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
-                position: row.try_get(1)?,
-            })
-        }
+        Some(row) => Checkpoint::from_row(&row),
     }
 }
 
@@ -228,16 +232,10 @@ pub async fn has_reached<C: GenericClient>(
         .prepare_cached("SELECT transaction_id::text FROM events WHERE global_position = $1")
         .await?;
     match client.query_opt(&statement, &[&position]).await? {
-        Some(row) => {
-            let xid: String = row.try_get(0)?;
-            let xid: u64 = xid
-                .parse()
-                .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?;
-            Ok(Checkpoint {
-                transaction_id: xid,
-                position,
-            } <= checkpoint)
-        }
+        Some(row) => Ok(Checkpoint {
+            transaction_id: parse_xid(&row.try_get::<_, String>(0)?)?,
+            position,
+        } <= checkpoint),
         None => Ok(position <= checkpoint.position),
     }
 }
@@ -254,15 +252,7 @@ pub async fn head_checkpoint<C: GenericClient>(client: &C) -> Result<Checkpoint,
     let statement = client.prepare_cached(HEAD_CHECKPOINT).await?;
     match client.query_opt(&statement, &[]).await? {
         None => Ok(Checkpoint::START),
-        Some(row) => {
-            let xid: String = row.try_get(0)?;
-            Ok(Checkpoint {
-                transaction_id: xid
-                    .parse()
-                    .map_err(|_| StoreError::Malformed(format!("transaction id {xid}")))?,
-                position: row.try_get(1)?,
-            })
-        }
+        Some(row) => Checkpoint::from_row(&row),
     }
 }
 

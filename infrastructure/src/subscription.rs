@@ -138,14 +138,7 @@ impl<S: Subscriber> SubscriptionRunner<S> {
         let name = self.subscriber.name();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let row = tx.query_one(LOAD_CHECKPOINT, &[&name]).await?;
-        let xid: String = row.try_get(0)?;
-        let start = Checkpoint {
-            transaction_id: xid
-                .parse()
-                .map_err(|_| StoreError::Malformed(format!("checkpoint xid {xid}")))?,
-            position: row.try_get(1)?,
-        };
+        let start = Checkpoint::from_row(&tx.query_one(LOAD_CHECKPOINT, &[&name]).await?)?;
         let events =
             feed::read_after(&tx, start, self.options.batch_size, &FeedFilter::default()).await?;
         let Some(last) = events.last().map(StoredEvent::checkpoint) else {
@@ -192,16 +185,6 @@ pub async fn checkpoint_of<C: deadpool_postgres::GenericClient>(
             &[&name],
         )
         .await?;
-    match row {
-        None => Ok(Checkpoint::START),
-        Some(row) => {
-            let xid: String = row.try_get(0)?;
-            Ok(Checkpoint {
-                transaction_id: xid
-                    .parse()
-                    .map_err(|_| StoreError::Malformed(format!("checkpoint xid {xid}")))?,
-                position: row.try_get(1)?,
-            })
-        }
-    }
+    row.as_ref()
+        .map_or(Ok(Checkpoint::START), Checkpoint::from_row)
 }
