@@ -192,6 +192,20 @@ async fn the_event_feed_pages_through_everything_exactly_once() {
             .expect(202);
     }
 
+    let rows = app
+        .sql()
+        .await
+        .query(
+            "SELECT global_position FROM events ORDER BY transaction_id, global_position",
+            &[],
+        )
+        .await
+        .expect("reading the events");
+    let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    // The feed holds events back while any older transaction in the cluster is open
+    // (other tests' too), so an empty page means "nothing more yet": keep paging until
+    // everything stored has been delivered.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     let mut after = 0;
     loop {
@@ -222,26 +236,25 @@ async fn the_event_feed_pages_through_everything_exactly_once() {
         let next = doc["next"].as_i64().unwrap_or_default();
         if events.is_empty() {
             assert_eq!(next, after, "an empty page keeps the cursor");
-            break;
+            if seen.len() >= stored.len() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the feed never delivered everything"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
         }
         assert_eq!(next, *seen.last().unwrap_or(&0));
         after = next;
     }
-    let rows = app
-        .sql()
-        .await
-        .query(
-            "SELECT global_position FROM events ORDER BY transaction_id, global_position",
-            &[],
-        )
-        .await
-        .expect("reading the events");
-    let stored: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(seen, stored, "every event once, in commit order");
     let unique: BTreeSet<_> = seen.iter().collect();
     assert_eq!(unique.len(), seen.len());
 
     // Filters narrow the feed.
+    app.feed_settled().await;
     let servers = app
         .get("/api/v1/events?aggregate_type=server&event_type=ServerCreated&limit=1000")
         .await

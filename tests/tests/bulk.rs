@@ -110,6 +110,7 @@ async fn follow(app: &TestApp, id: &str, position: i64) -> Vec<Value> {
 
 /// The events of one aggregate, through the API.
 async fn events_of(app: &TestApp, aggregate_id: &str) -> Vec<Value> {
+    app.feed_settled().await;
     let answer = app
         .get(&format!(
             "/api/v1/events?aggregate_id={aggregate_id}&limit=1000"

@@ -290,24 +290,7 @@ pub fn ws_request(
 /// open anywhere in the cluster (another test's included), so a list taken at once could
 /// stop short of what was just written.
 pub async fn all_events(app: &TestApp, query: &str) -> Vec<Value> {
-    let sql = app.sql().await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let held_back: i64 = sql
-            .query_one(
-                "SELECT count(*) FROM events \
-                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-                &[],
-            )
-            .await
-            .expect("counting held-back events")
-            .get(0);
-        if held_back == 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "events held back for 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    app.feed_settled().await;
     let mut events = Vec::new();
     let mut after = 0;
     loop {
