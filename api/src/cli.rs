@@ -46,6 +46,39 @@ pub enum Command {
     /// Follows the event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Manages the master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manages users' keys.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Checks every event's hash chain and reports the first altered, missing or
+    /// unlinked event; exits non-zero if there is one.
+    Verify,
+}
+
+/// `berth keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-wraps every owner's data key under a new master key (generated, or from
+    /// `--new-key-file` or BERTH_NEW_MASTER_KEY) and makes it the master key; the old
+    /// one is kept as `master.key.retired-<id>` for secrets sealed before data keys.
+    RotateMaster {
+        /// A file holding the new key (32 raw bytes).
+        #[arg(long, value_name = "PATH")]
+        new_key_file: Option<PathBuf>,
+    },
+}
+
+/// `berth users …`.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Destroys a user's data key (crypto-shredding): their secrets can never be opened
+    /// again; the event log is left as it is.
+    Forget {
+        /// The user name, or an owner id like `user:NAME`.
+        user: String,
+    },
 }
 
 /// `berth events …`.
@@ -88,6 +121,8 @@ impl Cli {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use clap::CommandFactory;
 
     use super::*;
@@ -109,6 +144,19 @@ mod tests {
         assert_eq!(flags.data_dir, Some(PathBuf::from("/tmp/b")));
         assert!(Cli::try_parse_from(["berth", "projections", "rebuild", "audit"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "projections", "status"]).is_ok());
+        assert!(matches!(
+            Cli::try_parse_from(["berth", "verify"]).map(|c| c.command),
+            Ok(Command::Verify)
+        ));
+        assert!(matches!(
+            Cli::try_parse_from("berth keys rotate-master --new-key-file /k".split(' '))
+                .map(|c| c.command),
+            Ok(Command::Keys(KeysCommand::RotateMaster { new_key_file: Some(p) })) if p == Path::new("/k")
+        ));
+        assert!(matches!(
+            Cli::try_parse_from(["berth", "users", "forget", "user:bob"]).map(|c| c.command),
+            Ok(Command::Users(UsersCommand::Forget { user })) if user == "user:bob"
+        ));
         let tail = Cli::try_parse_from(
             "berth events tail --after 5 --type ServerCreated --json".split(' '),
         );

@@ -42,7 +42,7 @@ async fn open(settings: &Settings) -> anyhow::Result<OpenDatabase> {
 
 /// Runs `work` against the migrated database, then stops the embedded cluster
 /// whatever the outcome.
-async fn with_database<T>(
+pub(crate) async fn with_database<T>(
     settings: &Settings,
     work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -67,6 +67,34 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     database.close().await;
     println!("applied {} migration(s)", applied?);
     Ok(())
+}
+
+/// `berth verify`: checks every event's hash chain; an error names the first break.
+pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
+    let report = with_database(settings, async |database| {
+        let pool = database
+            .database()
+            .pool(1)
+            .context("creating the connection pool")?;
+        let report = berth_infrastructure::verify::verify(&pool).await;
+        pool.close();
+        report.context("reading the event log")
+    })
+    .await?;
+    match report.first_break {
+        None => {
+            println!(
+                "verified {} events in {} streams: every hash chain is intact",
+                report.events, report.streams
+            );
+            Ok(())
+        }
+        Some(found) => anyhow::bail!(
+            "the hash chain breaks at {found} ({} events in {} streams checked)",
+            report.events,
+            report.streams
+        ),
+    }
 }
 
 /// `berth projections rebuild NAME`.

@@ -19,6 +19,7 @@ pub mod database;
 pub mod dto;
 pub mod event_tail;
 pub mod extract;
+pub mod key_commands;
 pub mod live;
 pub mod logging;
 pub mod metrics;

@@ -1,10 +1,11 @@
-//! `berth`: serve the API, migrate the database, inspect or rebuild read models.
+//! `berth`: serve the API, migrate the database, inspect or rebuild read models, verify
+//! the event log's hash chains.
 
 use std::process::ExitCode;
 
-use berth_api::cli::{Cli, Command, EventsCommand, ProjectionsCommand};
+use berth_api::cli::{Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand};
 use berth_api::config::Settings;
-use berth_api::{commands, event_tail, logging};
+use berth_api::{commands, event_tail, key_commands, logging};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -39,6 +40,13 @@ fn main() -> ExitCode {
             }
             Command::Projections(ProjectionsCommand::Status) => commands::status(&settings).await,
             Command::Events(EventsCommand::Tail(args)) => event_tail::run(&settings, args).await,
+            Command::Verify => commands::verify(&settings).await,
+            Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
+                key_commands::rotate_master(&settings, new_key_file.as_deref()).await
+            }
+            Command::Users(UsersCommand::Forget { user }) => {
+                key_commands::forget_user(&settings, user).await
+            }
         }
     });
     match outcome {

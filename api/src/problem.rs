@@ -4,6 +4,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use berth_application::ports::CipherError;
 use berth_application::AppError;
 use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
@@ -221,6 +222,8 @@ impl From<AppError> for ApiError {
             AppError::Invalid(errors) => Self::invalid(errors),
             AppError::Conflict => Self::Conflict(AppError::Conflict.to_string()),
             AppError::Unavailable(cause) => Self::unavailable(cause),
+            AppError::Cipher(e @ CipherError::Destroyed { .. }) => Self::Conflict(e.to_string()),
+            AppError::Cipher(CipherError::Unavailable(cause)) => Self::unavailable(cause),
             AppError::Cipher(e) => Self::internal(format!("secret cipher: {e}")),
             AppError::Internal(cause) => Self::internal(cause),
         }

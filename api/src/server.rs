@@ -13,6 +13,7 @@ use anyhow::Context;
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::db::Database;
+use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::live::EventFanout;
 use berth_infrastructure::mcp::McpClientProbe;
@@ -233,9 +234,16 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
 
     let key = MasterKey::from_env_or_file(&config.data_dir).context("loading the master key")?;
     tracing::info!(key_id = key.id(), "master key loaded");
+    let mut masters = MasterKeyCipher::new(key);
+    for retired in
+        MasterKey::load_retired(&config.data_dir).context("loading retired master keys")?
+    {
+        tracing::info!(key_id = retired.id(), "retired master key loaded");
+        masters = masters.with_retired(retired);
+    }
     let bus = Arc::new(CommandBus::new(
         PostgresEventRepository::new(pool.clone()),
-        Arc::new(MasterKeyCipher::new(key)),
+        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
     ));
     let installation = berth_infrastructure::db::installation_id(&pool)
         .await

@@ -17,11 +17,35 @@ pub enum CipherError {
     /// The sealed form is not well-formed.
     #[error("malformed sealed secret: {0}")]
     Malformed(String),
+    /// The owner's data key was destroyed (`berth users forget`): what it sealed can
+    /// never be opened again, and nothing new is sealed for that owner.
+    #[error("the data key `{key_id}` of `{owner}` was destroyed (crypto-shredded): its secrets can never be opened again")]
+    Destroyed {
+        /// The destroyed data key's id.
+        key_id: String,
+        /// Whose key it was.
+        owner: String,
+    },
+    /// The key store could not be reached or read.
+    #[error("the key store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Seals and opens secret config values. Each secret is bound to its owner, server and
 /// key as associated data, so a ciphertext moved elsewhere fails to open.
+///
+/// Keys may live outside the process: callers await [`SecretCipher::prepare`] for an
+/// owner before sealing or opening that owner's secrets, so `seal` and `open` stay
+/// synchronous.
+#[async_trait::async_trait]
 pub trait SecretCipher: Send + Sync {
+    /// Makes `owner`'s key ready for `seal` and `open` (loading or creating it, and
+    /// noticing when it was destroyed). A cipher whose keys are all in memory does
+    /// nothing.
+    async fn prepare(&self, _owner: &str) -> Result<(), CipherError> {
+        Ok(())
+    }
+
     /// Seals `plaintext` for `key` of `server_id`, owned by `owner`.
     fn seal(
         &self,

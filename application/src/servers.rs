@@ -96,6 +96,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let entry = self.live_catalog_entry(new.catalog_id).await?;
         let id = Uuid::now_v7();
         let owner = metadata.actor.owner_id();
+        if !new.secrets.is_empty() {
+            self.cipher.prepare(&owner).await?;
+        }
         let secrets = new
             .secrets
             .iter()
@@ -143,6 +146,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             .into_iter()
             .map(|(k, v)| (k, v.map_or(ConfigChange::Remove, ConfigChange::Set)))
             .collect();
+        if patch.secrets.values().any(Option::is_some) {
+            self.cipher.prepare(&server.owner).await?;
+        }
         let mut secrets = BTreeMap::new();
         for (k, v) in patch.secrets {
             let change = match v {

@@ -24,8 +24,8 @@ pub const MASTER_KEY_ENV: &str = "BERTH_MASTER_KEY";
 /// The file in the data directory holding the master key when the environment does not.
 pub const MASTER_KEY_FILE: &str = "master.key";
 
-const KEY_LEN: usize = 32;
-const NONCE_LEN: usize = 24;
+pub(crate) const KEY_LEN: usize = 32;
+pub(crate) const NONCE_LEN: usize = 24;
 
 /// Why the master key could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -177,6 +177,42 @@ impl MasterKey {
         }
     }
 
+    /// Writes the key to a new file at `path` (mode 0600, synced); refuses to
+    /// overwrite an existing file.
+    pub fn write_new_file(&self, path: &Path) -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(self.bytes.as_slice())?;
+        file.sync_all()
+    }
+
+    /// The retired master keys kept in `data_dir` as `master.key.retired-<id>` by
+    /// `berth keys rotate-master`, still needed to open secrets sealed directly under
+    /// them before data keys existed.
+    pub fn load_retired(data_dir: &Path) -> Result<Vec<Self>, MasterKeyError> {
+        let entries = match fs::read_dir(data_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(MasterKeyError::Io {
+                    path: data_dir.to_owned(),
+                    source,
+                })
+            }
+        };
+        let prefix = format!("{MASTER_KEY_FILE}.retired-");
+        let mut keys = Vec::new();
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                keys.push(Self::from_file(&entry.path())?);
+            }
+        }
+        Ok(keys)
+    }
+
     /// The key's public id: `mk-` and the hex of the first 8 bytes of its SHA-256.
     pub fn id(&self) -> &str {
         &self.id
@@ -187,8 +223,8 @@ impl MasterKey {
         SecretString::from(BASE64.encode(self.bytes.as_slice()))
     }
 
-    fn aead(&self) -> XChaCha20Poly1305 {
-        XChaCha20Poly1305::new(Key::from_slice(self.bytes.as_slice()))
+    pub(crate) fn aead(&self) -> XChaCha20Poly1305 {
+        aead(&self.bytes)
     }
 }
 
@@ -228,15 +264,81 @@ impl MasterKeyCipher {
         self.current.id()
     }
 
-    fn key(&self, id: &str) -> Option<&MasterKey> {
+    /// The master key (current or retired) whose id is `id`.
+    pub fn key(&self, id: &str) -> Option<&MasterKey> {
         std::iter::once(&self.current)
             .chain(&self.retired)
             .find(|k| k.id == id)
     }
 }
 
+/// The AEAD under raw key bytes.
+pub(crate) fn aead(key: &[u8; KEY_LEN]) -> XChaCha20Poly1305 {
+    XChaCha20Poly1305::new(Key::from_slice(key.as_slice()))
+}
+
+/// Seals `plaintext` under `cipher` with a fresh random nonce, bound to `aad`.
+pub(crate) fn seal_with(
+    cipher: &XChaCha20Poly1305,
+    key_id: &str,
+    aad: &[u8],
+    plaintext: &SecretString,
+) -> Result<SealedSecret, CipherError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    OsRng.fill_bytes(&mut nonce);
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext.expose_secret().as_bytes(),
+                aad,
+            },
+        )
+        // Encryption only fails for messages beyond the cipher's length limit.
+        .map_err(|_| CipherError::Malformed("the secret is too long to seal".to_owned()))?;
+    Ok(SealedSecret {
+        key_id: key_id.to_owned(),
+        nonce: BASE64.encode(nonce),
+        ciphertext: BASE64.encode(ciphertext),
+    })
+}
+
+/// Opens what [`seal_with`] produced under the same key and `aad`.
+pub(crate) fn open_with(
+    cipher: &XChaCha20Poly1305,
+    aad: &[u8],
+    sealed: &SealedSecret,
+) -> Result<SecretString, CipherError> {
+    let nonce = BASE64
+        .decode(&sealed.nonce)
+        .map_err(|e| CipherError::Malformed(format!("nonce is not base64: {e}")))?;
+    if nonce.len() != NONCE_LEN {
+        return Err(CipherError::Malformed(format!(
+            "nonce has {} bytes, expected {NONCE_LEN}",
+            nonce.len()
+        )));
+    }
+    let ciphertext = BASE64
+        .decode(&sealed.ciphertext)
+        .map_err(|e| CipherError::Malformed(format!("ciphertext is not base64: {e}")))?;
+    let plaintext = Zeroizing::new(
+        cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| CipherError::Tampered)?,
+    );
+    let text = std::str::from_utf8(&plaintext)
+        .map_err(|_| CipherError::Malformed("the opened secret is not UTF-8".to_owned()))?;
+    Ok(SecretString::from(text))
+}
+
 /// `owner \0 server_id \0 key`: what a ciphertext is bound to.
-fn associated_data(owner: &str, server_id: Uuid, key: &str) -> Vec<u8> {
+pub(crate) fn associated_data(owner: &str, server_id: Uuid, key: &str) -> Vec<u8> {
     let server_id = server_id.to_string();
     let mut aad = Vec::with_capacity(owner.len() + server_id.len() + key.len() + 2);
     aad.extend_from_slice(owner.as_bytes());
@@ -255,26 +357,8 @@ impl SecretCipher for MasterKeyCipher {
         key: &str,
         plaintext: &SecretString,
     ) -> Result<SealedSecret, CipherError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
         let aad = associated_data(owner, server_id, key);
-        let ciphertext = self
-            .current
-            .aead()
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext.expose_secret().as_bytes(),
-                    aad: &aad,
-                },
-            )
-            // Encryption only fails for messages beyond the cipher's length limit.
-            .map_err(|_| CipherError::Malformed("the secret is too long to seal".to_owned()))?;
-        Ok(SealedSecret {
-            key_id: self.current.id.clone(),
-            nonce: BASE64.encode(nonce),
-            ciphertext: BASE64.encode(ciphertext),
-        })
+        seal_with(&self.current.aead(), &self.current.id, &aad, plaintext)
     }
 
     fn open(
@@ -287,34 +371,8 @@ impl SecretCipher for MasterKeyCipher {
         let master = self
             .key(&sealed.key_id)
             .ok_or_else(|| CipherError::UnknownKey(sealed.key_id.clone()))?;
-        let nonce = BASE64
-            .decode(&sealed.nonce)
-            .map_err(|e| CipherError::Malformed(format!("nonce is not base64: {e}")))?;
-        if nonce.len() != NONCE_LEN {
-            return Err(CipherError::Malformed(format!(
-                "nonce has {} bytes, expected {NONCE_LEN}",
-                nonce.len()
-            )));
-        }
-        let ciphertext = BASE64
-            .decode(&sealed.ciphertext)
-            .map_err(|e| CipherError::Malformed(format!("ciphertext is not base64: {e}")))?;
         let aad = associated_data(owner, server_id, key);
-        let plaintext = Zeroizing::new(
-            master
-                .aead()
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: &ciphertext,
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| CipherError::Tampered)?,
-        );
-        let text = std::str::from_utf8(&plaintext)
-            .map_err(|_| CipherError::Malformed("the opened secret is not UTF-8".to_owned()))?;
-        Ok(SecretString::from(text))
+        open_with(&master.aead(), &aad, sealed)
     }
 }
 

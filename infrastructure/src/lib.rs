@@ -4,15 +4,18 @@
 pub mod cipher;
 pub mod db;
 pub mod embedded;
+pub mod envelope;
 pub mod error;
 pub mod event_store;
 pub mod feed;
 pub mod follower;
+pub mod key_store;
 pub mod live;
 pub mod mcp;
 pub mod migrations;
 pub mod notify;
 pub mod runtime;
 pub mod subscription;
+pub mod verify;
 
 pub use error::StoreError;

@@ -345,6 +345,14 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     ) -> Result<(), ProcessManagerError> {
         let catalog_id = server.catalog_id.unwrap_or_default();
         let entry = self.bus.load_catalog_entry(&catalog_id.to_string()).await?;
+        if !server.secrets.is_empty() {
+            if let Err(e) = self.bus.cipher().prepare(&server.owner).await {
+                let reason = format!("its secrets cannot be opened: {e}");
+                return self
+                    .record(id, ServerCommand::RecordFailed { reason }, md)
+                    .await;
+            }
+        }
         let spec = match launch_spec(id, server, &entry, self.bus.cipher()) {
             Ok(spec) => spec,
             Err(reason) => {

@@ -1,0 +1,179 @@
+//! `berth keys rotate-master` and `berth users forget`: the operator's side of
+//! envelope encryption. Neither writes an event.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use berth_application::metadata::Actor;
+use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher, MASTER_KEY_ENV, MASTER_KEY_FILE};
+use berth_infrastructure::key_store::{self, Forgotten};
+use secrecy::ExposeSecret;
+
+use crate::commands::with_database;
+use crate::config::Settings;
+
+/// The environment variable that may hold the new master key (base64 of 32 bytes).
+pub const NEW_MASTER_KEY_ENV: &str = "BERTH_NEW_MASTER_KEY";
+
+/// `berth keys rotate-master`: re-wraps every data key under a new master key in one
+/// transaction, then makes it the master key (replacing `<data_dir>/master.key`, or
+/// telling the operator to update `BERTH_MASTER_KEY`). The old key is kept as
+/// `<data_dir>/master.key.retired-<id>`: it still opens secrets sealed directly under
+/// it before data keys existed.
+pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> anyhow::Result<()> {
+    let data_dir = settings.data_dir.clone();
+    let from_env = std::env::var_os(MASTER_KEY_ENV).is_some();
+    let key_file = data_dir.join(MASTER_KEY_FILE);
+    if !from_env && !key_file.exists() {
+        anyhow::bail!(
+            "there is no master key to rotate: {MASTER_KEY_ENV} is unset and {} does not exist",
+            key_file.display()
+        );
+    }
+    let old = MasterKey::from_env_or_file(&data_dir).context("loading the master key")?;
+    let (new, supplied) = new_key(new_key_file)?;
+    if new.id() == old.id() {
+        anyhow::bail!("the new master key is the current one ({})", old.id());
+    }
+    let mut masters = MasterKeyCipher::new(old.clone());
+    for retired in MasterKey::load_retired(&data_dir).context("loading retired master keys")? {
+        masters = masters.with_retired(retired);
+    }
+
+    // The new key reaches durable storage (or the operator) before any row is wrapped
+    // under it, so no crash can leave data keys wrapped by a key nobody has.
+    let next = data_dir.join(format!("{MASTER_KEY_FILE}.next"));
+    if !from_env {
+        new.write_new_file(&next).with_context(|| {
+            format!(
+                "writing the new key to {} (if an earlier rotation was interrupted, check which key master.key.next is and remove it)",
+                next.display()
+            )
+        })?;
+    } else if !supplied {
+        println!(
+            "new master key {} (base64; shown once; it becomes valid when this command succeeds):\n{}",
+            new.id(),
+            new.to_base64().expose_secret()
+        );
+    }
+
+    let rewrapped = with_database(settings, async |database| {
+        let pool = database
+            .database()
+            .pool(1)
+            .context("creating the connection pool")?;
+        let rewrapped = key_store::rewrap_all(&pool, &masters, &new).await;
+        pool.close();
+        rewrapped.context("re-wrapping the data keys")
+    })
+    .await;
+    let rewrapped = match rewrapped {
+        Ok(n) => n,
+        Err(e) => {
+            if !from_env {
+                let _ = fs::remove_file(&next);
+            }
+            return Err(e.context("nothing was changed; the current master key stays in use"));
+        }
+    };
+
+    let retired = retire(&old, &data_dir)?;
+    if !from_env {
+        fs::rename(&next, &key_file).with_context(|| {
+            format!(
+                "the data keys are now wrapped by {}, held in {}: move it to {} by hand",
+                new.id(),
+                next.display(),
+                key_file.display()
+            )
+        })?;
+    }
+    tracing::warn!(
+        old_key = old.id(),
+        new_key = new.id(),
+        rewrapped,
+        "master key rotated"
+    );
+    println!(
+        "re-wrapped {rewrapped} data key(s): {} → {}",
+        old.id(),
+        new.id()
+    );
+    if from_env {
+        println!("set {MASTER_KEY_ENV} to the new key before Berth next starts");
+    } else {
+        println!("{} now holds the new key", key_file.display());
+    }
+    println!(
+        "the old key is kept in {}: it still opens secrets sealed before per-owner data keys; keep it while such secrets exist",
+        retired.display()
+    );
+    Ok(())
+}
+
+/// The new key: from `--new-key-file`, `BERTH_NEW_MASTER_KEY`, or freshly generated;
+/// and whether the operator supplied it.
+fn new_key(file: Option<&Path>) -> anyhow::Result<(MasterKey, bool)> {
+    if let Some(path) = file {
+        if !path.exists() {
+            anyhow::bail!("the new key file {} does not exist", path.display());
+        }
+        return Ok((MasterKey::from_file(path)?, true));
+    }
+    match std::env::var(NEW_MASTER_KEY_ENV) {
+        Ok(value) => {
+            let value = zeroize::Zeroizing::new(value);
+            let key = MasterKey::from_base64(&value)
+                .with_context(|| format!("reading {NEW_MASTER_KEY_ENV}"))?;
+            Ok((key, true))
+        }
+        Err(_) => Ok((MasterKey::generate(), false)),
+    }
+}
+
+fn retire(old: &MasterKey, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join(format!("{MASTER_KEY_FILE}.retired-{}", old.id()));
+    match old.write_new_file(&path) {
+        Ok(()) => Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(path),
+        Err(e) => Err(e).with_context(|| format!("keeping the old key in {}", path.display())),
+    }
+}
+
+/// `berth users forget USER`: destroys the data key of `user:USER`; every secret it
+/// sealed can never be opened again. The event log is not touched.
+pub async fn forget_user(settings: &Settings, user: &str) -> anyhow::Result<()> {
+    let owner = match Actor::parse(user) {
+        Some(actor) => actor.owner_id(),
+        None if !user.is_empty() && !user.contains(':') => Actor::User(user.into()).owner_id(),
+        None => anyhow::bail!("`{user}` is not a user name or an owner id like `user:NAME`"),
+    };
+    let outcome = with_database(settings, async |database| {
+        let pool = database
+            .database()
+            .pool(1)
+            .context("creating the connection pool")?;
+        let outcome = key_store::forget(&pool, &owner).await;
+        pool.close();
+        outcome.context("destroying the data key")
+    })
+    .await?;
+    // No aggregate records key destruction yet; this log line is its audit trail.
+    match &outcome {
+        Forgotten::Destroyed(key_id) => {
+            tracing::warn!(owner, key_id, "data key destroyed (crypto-shredded)");
+            println!("destroyed the data key {key_id} of {owner}: their secrets can never be opened again");
+        }
+        Forgotten::AlreadyDestroyed(key_id) => {
+            println!("the data key {key_id} of {owner} was already destroyed");
+        }
+        Forgotten::NeverHadOne(key_id) => {
+            tracing::warn!(owner, key_id, "owner forgotten before any data key existed");
+            println!("{owner} had no data key; none will ever be created for them");
+        }
+    }
+    Ok(())
+}
