@@ -9,6 +9,7 @@ use actix_web::{web, App};
 use crate::auth::require_bearer;
 use crate::extract::path_config;
 use crate::metrics::track_requests;
+use crate::rate_limit::limit_rate;
 use crate::request_id::request_context;
 use crate::routes::{self, API_PREFIX};
 use crate::state::AppState;
@@ -26,7 +27,10 @@ pub fn build(
     >,
 > {
     let api = routes::resources(routes::api_endpoints()).into_iter().fold(
-        web::scope(API_PREFIX).wrap(from_fn(require_bearer)),
+        // The last `wrap` runs first: authenticate, then count against the credential.
+        web::scope(API_PREFIX)
+            .wrap(from_fn(limit_rate))
+            .wrap(from_fn(require_bearer)),
         |scope, resource| scope.service(resource),
     );
     routes::resources(routes::public_endpoints())

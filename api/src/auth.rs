@@ -10,6 +10,7 @@ use futures_util::future::{ready, Ready};
 
 use crate::admin_token::AdminToken;
 use crate::problem::ApiError;
+use crate::rate_limit::CredentialDigest;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 
@@ -33,8 +34,9 @@ pub async fn require_bearer(
     };
     let verdict = authenticate(req.headers(), &state.admin);
     match verdict {
-        Ok(principal) => {
+        Ok((principal, digest)) => {
             req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(digest);
             Ok(next.call(req).await?.map_into_boxed_body())
         }
         Err(reason) => {
@@ -46,7 +48,11 @@ pub async fn require_bearer(
 }
 
 /// Checks the `Authorization` header; the error says what is wrong without echoing it.
-fn authenticate(headers: &HeaderMap, admin: &AdminToken) -> Result<Principal, &'static str> {
+/// Also answers the digest of the credential, which the rate limiter keys on.
+fn authenticate(
+    headers: &HeaderMap,
+    admin: &AdminToken,
+) -> Result<(Principal, CredentialDigest), &'static str> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or("send `Authorization: Bearer <token>`")?
@@ -59,10 +65,12 @@ fn authenticate(headers: &HeaderMap, admin: &AdminToken) -> Result<Principal, &'
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err("only Bearer tokens are accepted");
     }
-    if admin.verify(token.trim()) {
-        Ok(Principal {
+    let token = token.trim();
+    if admin.verify(token) {
+        let principal = Principal {
             actor: Actor::admin(),
-        })
+        };
+        Ok((principal, CredentialDigest::of(token)))
     } else {
         Err("the bearer token is not valid")
     }

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::rate_limit::RateLimitOptions;
 use crate::runtime_setup::RuntimeChoice;
 use crate::server::ServeConfig;
 
@@ -49,6 +50,10 @@ pub struct Settings {
     pub runtime: RuntimeChoice,
     /// Servers of one bulk operation acted on at the same time.
     pub bulk_concurrency: usize,
+    /// Requests per second each API credential may send (`0`: no limit).
+    pub rate_limit_per_second: u32,
+    /// Requests each API credential may send at once.
+    pub rate_limit_burst: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -64,6 +69,8 @@ impl std::fmt::Debug for Settings {
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("runtime", &self.runtime)
             .field("bulk_concurrency", &self.bulk_concurrency)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
             .finish()
     }
 }
@@ -81,6 +88,8 @@ impl Default for Settings {
             shutdown_timeout_secs: 10,
             runtime: RuntimeChoice::Auto,
             bulk_concurrency: BulkDriverOptions::default().concurrency,
+            rate_limit_per_second: RateLimitOptions::default().per_second,
+            rate_limit_burst: RateLimitOptions::default().burst,
         }
     }
 }
@@ -104,7 +113,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 10] = [
+const ENV_KEYS: [&str; 12] = [
     "runtime",
     "data_dir",
     "listen",
@@ -115,6 +124,8 @@ const ENV_KEYS: [&str; 10] = [
     "pool_size",
     "shutdown_timeout_secs",
     "bulk_concurrency",
+    "rate_limit_per_second",
+    "rate_limit_burst",
 ];
 
 impl Settings {
@@ -147,6 +158,10 @@ impl Settings {
         config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         config.runtime = self.runtime;
         config.bulk.concurrency = self.bulk_concurrency.max(1);
+        config.rate_limit = RateLimitOptions {
+            per_second: self.rate_limit_per_second,
+            burst: self.rate_limit_burst.max(1),
+        };
         config
     }
 }
@@ -195,6 +210,19 @@ mod tests {
             &FlagOverrides::default()
         )
         .is_err());
+    }
+
+    #[test]
+    fn rate_limits_come_from_the_file_and_zero_turns_them_off() {
+        let defaults = Settings::default().serve_config().rate_limit;
+        assert_eq!((defaults.per_second, defaults.burst), (100, 200));
+        let f = file("rate_limit_per_second = 0\nrate_limit_burst = 7\n");
+        let settings = Settings::load(Some(f.path()), &FlagOverrides::default());
+        let config = settings.unwrap_or_else(|e| panic!("{e}")).serve_config();
+        assert_eq!(
+            (config.rate_limit.per_second, config.rate_limit.burst),
+            (0, 7)
+        );
     }
 
     #[test]

@@ -16,6 +16,15 @@ use crate::problem::{ApiError, ProblemField};
 /// The largest request body accepted (1 MiB).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The deepest nesting of arrays and objects a JSON body may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// The longest query-string parameter value accepted, in characters.
+pub const MAX_QUERY_VALUE_CHARS: usize = 256;
+
+/// The most query-string parameters accepted.
+pub const MAX_QUERY_PARAMS: usize = 32;
+
 /// A JSON request body, parsed strictly (unknown fields are refused by the DTOs).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
@@ -75,6 +84,14 @@ fn is_json(req: &HttpRequest) -> bool {
 
 /// Parses a JSON document into `T`, naming the offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if json_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::BadRequest {
+            detail: format!(
+                "the request body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels"
+            ),
+            errors: Vec::new(),
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -93,6 +110,34 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         errors: Vec::new(),
     })?;
     Ok(value)
+}
+
+/// The deepest nesting of `[` and `{` in `bytes`, outside strings. Not a validator:
+/// malformed JSON is left to the parser.
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// serde_json appends ` at line L column C`; the field path says more.
@@ -165,6 +210,29 @@ impl<T: DeserializeOwned> FromRequest for ApiQuery<T> {
 
 /// Parses a query string into `T`, naming the offending parameter on failure.
 pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    for (i, (name, value)) in form_urlencoded::parse(query.as_bytes()).enumerate() {
+        if i >= MAX_QUERY_PARAMS {
+            return Err(ApiError::BadRequest {
+                detail: format!("the query string has more than {MAX_QUERY_PARAMS} parameters"),
+                errors: Vec::new(),
+            });
+        }
+        let name_chars = name.chars().count();
+        if name_chars > MAX_QUERY_VALUE_CHARS {
+            return Err(ApiError::BadRequest {
+                detail: format!(
+                    "a query parameter name is longer than {MAX_QUERY_VALUE_CHARS} characters"
+                ),
+                errors: Vec::new(),
+            });
+        }
+        if value.chars().count() > MAX_QUERY_VALUE_CHARS {
+            return Err(ApiError::bad_field(
+                name.into_owned(),
+                format!("must be at most {MAX_QUERY_VALUE_CHARS} characters"),
+            ));
+        }
+    }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -245,6 +313,20 @@ mod tests {
         );
     }
 
+    #[test]
+    fn deep_json_is_refused_before_parsing() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        let (status, _) = fields(parse_json::<serde_json::Value>(deep(33).as_bytes()).unwrap_err());
+        assert_eq!(status, 400);
+        assert!(parse_json::<serde_json::Value>(deep(32).as_bytes()).is_ok());
+        // Brackets inside strings do not count; neither do escaped quotes.
+        let text = format!(r#"{{"name":"{}\"[["}}"#, "[".repeat(100));
+        assert!(parse_json::<serde_json::Value>(text.as_bytes()).is_ok());
+        let (status, _) =
+            fields(parse_json::<serde_json::Value>("[".repeat(100_000).as_bytes()).unwrap_err());
+        assert_eq!(status, 400);
+    }
+
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     #[allow(dead_code)]
@@ -264,5 +346,12 @@ mod tests {
             fields(parse_query::<Params>("pgae=1").unwrap_err()),
             (400, vec!["pgae".into()])
         );
+        let long = format!("q={}", "a".repeat(MAX_QUERY_VALUE_CHARS + 1));
+        assert_eq!(
+            fields(parse_query::<Params>(&long).unwrap_err()),
+            (400, vec!["q".into()])
+        );
+        let many = vec!["page=1"; MAX_QUERY_PARAMS + 1].join("&");
+        assert_eq!(fields(parse_query::<Params>(&many).unwrap_err()).0, 400);
     }
 }

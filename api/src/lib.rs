@@ -27,6 +27,7 @@ pub mod openapi;
 pub mod pagination;
 pub mod predefined;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod runtime_setup;

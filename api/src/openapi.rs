@@ -38,7 +38,11 @@ impl Modify for BearerAuth {
         title = "Berth",
         description = "Control plane for MCP servers. Commands (POST/PUT/PATCH/DELETE) answer with the \
 global position of the events they wrote (`Berth-Position`); queries accept `min_position` to \
-read their own writes. Errors are RFC 9457 problem documents."
+read their own writes. Errors are RFC 9457 problem documents. Limits: bodies up to 1 MiB (`413`), \
+JSON nested at most 32 levels (`400`), query values up to 256 characters (`400`), `config` and \
+`secrets` up to 100 keys of up to 128 bytes (`422`). Every `/api/v1` route may answer `429 Too Many \
+Requests` (a problem document with `Retry-After` in seconds) when the caller's credential is over \
+its rate limit."
     ),
     paths(
         health::healthz,

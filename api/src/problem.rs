@@ -90,6 +90,12 @@ pub enum ApiError {
     /// Berth is not ready to answer (database down, projections behind).
     #[error("{0}")]
     Unavailable(String),
+    /// The caller sent more requests than its rate limit allows.
+    #[error("too many requests: retry after {retry_after_secs} s")]
+    TooManyRequests {
+        /// Seconds until a request will be accepted again (rounded up).
+        retry_after_secs: u64,
+    },
     /// Anything else; the cause was logged where it happened.
     #[error("internal error")]
     Internal,
@@ -143,6 +149,7 @@ impl ApiError {
             Self::Invalid(_) => ("validation", "Invalid request"),
             Self::NotYetConsistent(_) => ("not-yet-consistent", "Read model not caught up"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::TooManyRequests { .. } => ("too-many-requests", "Too many requests"),
             Self::Internal => ("internal", "Internal error"),
         }
     }
@@ -190,6 +197,7 @@ impl ResponseError for ApiError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotYetConsistent(_) | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -204,6 +212,9 @@ impl ResponseError for ApiError {
             }
             Self::NotYetConsistent(_) | Self::Unavailable(_) => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+            }
+            Self::TooManyRequests { retry_after_secs } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from(*retry_after_secs)));
             }
             _ => {}
         }

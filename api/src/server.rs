@@ -31,6 +31,7 @@ use crate::database::OpenDatabase;
 use crate::live::{LiveOptions, LiveStreams};
 use crate::metrics::Metrics;
 use crate::predefined;
+use crate::rate_limit::{RateLimitOptions, RateLimiter};
 use crate::runtime_setup::{self, BackgroundIntervals, RuntimeChoice};
 use crate::state::AppState;
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
@@ -68,6 +69,9 @@ pub struct ServeConfig {
     pub bulk: BulkDriverOptions,
     /// How the live event streams behave (heartbeat, buffers).
     pub live: LiveOptions,
+    /// Requests per second (and burst) each credential may send; `0` per second
+    /// disables the limit.
+    pub rate_limit: RateLimitOptions,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -85,6 +89,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("drive_runtime", &self.drive_runtime)
             .field("bulk", &self.bulk)
             .field("live", &self.live)
+            .field("rate_limit", &self.rate_limit)
             .finish()
     }
 }
@@ -105,6 +110,7 @@ impl ServeConfig {
             drive_runtime: true,
             bulk: BulkDriverOptions::default(),
             live: LiveOptions::default(),
+            rate_limit: RateLimitOptions::default(),
         }
     }
 
@@ -320,6 +326,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
             fanout: live.clone(),
             options: config.live.clone(),
         },
+        rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
     };
     let server = HttpServer::new(move || app::build(state.clone()))
         .workers(config.workers.max(1))

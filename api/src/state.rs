@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 use crate::admin_token::AdminToken;
 use crate::live::LiveStreams;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::runtime_setup::Pm;
 
 /// The command bus as the API runs it: events in PostgreSQL.
@@ -29,4 +30,6 @@ pub struct AppState {
     pub admin: AdminToken,
     /// The live event streams (SSE, WebSocket).
     pub live: LiveStreams,
+    /// Token buckets per credential.
+    pub rate_limiter: Arc<RateLimiter>,
 }

@@ -381,3 +381,53 @@ async fn unknown_ids_missing_tokens_and_conflicts_are_refused() {
     assert_eq!(a.problem_fields(), ["to"]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn limits_on_depth_map_sizes_and_query_values() {
+    let app = TestApp::spawn().await;
+    let catalog_id = app.register_fixture("limits").await.expect(201).id();
+
+    let deep = format!("{{\"name\": {}{}}}", "[".repeat(40), "]".repeat(40));
+    let a = refused(
+        &app,
+        400,
+        app.send(
+            Method::POST,
+            "/api/v1/catalog",
+            Some(deep.into_bytes()),
+            None,
+            &[],
+        ),
+    )
+    .await;
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("deeper than 32"),
+        "{a}"
+    );
+
+    let mut many = server_body(&catalog_id, "many-keys", "tok");
+    for i in 0..101 {
+        many["config"][format!("K{i}")] = json!("v");
+    }
+    let a = refused(&app, 422, app.post("/api/v1/servers", &many)).await;
+    assert_eq!(a.problem_fields(), ["config"]);
+
+    let mut long_key = server_body(&catalog_id, "long-key", "tok");
+    long_key["secrets"]["K".repeat(129)] = json!("v");
+    let a = refused(&app, 422, app.post("/api/v1/servers", &long_key)).await;
+    assert_eq!(a.problem_fields(), ["secrets"]);
+
+    let q = "x".repeat(257);
+    let a = app.get(&format!("/api/v1/catalog?q={q}")).await;
+    a.expect_problem(400);
+    assert_eq!(a.problem_fields(), ["q"]);
+    app.get(&format!("/api/v1/catalog?q={}", &q[..256]))
+        .await
+        .expect(200);
+
+    let a = app.get(&format!("/api/v1/servers/{}x", uuid())).await;
+    a.expect_problem(400);
+}

@@ -71,8 +71,14 @@ pub struct PatchServerBody {
     pub restart_policy: Option<RestartPolicyBody>,
 }
 
+/// The most keys `config` or `secrets` may hold in one request.
+pub const MAX_MAP_KEYS: usize = 100;
+
+/// The longest key of `config` or `secrets`, in bytes.
+pub const MAX_KEY_LEN: usize = 128;
+
 /// Keeps the string values of `map`, recording `place.KEY` for every other value
-/// (`null` too, unless `null_removes`).
+/// (`null` too, unless `null_removes`); refuses maps with too many or too long keys.
 fn strings<T>(
     place: &str,
     map: BTreeMap<String, JsonText<T>>,
@@ -80,6 +86,20 @@ fn strings<T>(
     errors: &mut Vec<FieldError>,
 ) -> BTreeMap<String, Option<T>> {
     let mut out = BTreeMap::new();
+    if map.len() > MAX_MAP_KEYS {
+        errors.push(FieldError::new(
+            place,
+            format!("must have at most {MAX_MAP_KEYS} keys"),
+        ));
+        return out;
+    }
+    if map.keys().any(|k| k.is_empty() || k.len() > MAX_KEY_LEN) {
+        errors.push(FieldError::new(
+            place,
+            format!("keys must be 1 to {MAX_KEY_LEN} bytes"),
+        ));
+        return out;
+    }
     for (key, value) in map {
         match value {
             JsonText::Text(v) => {

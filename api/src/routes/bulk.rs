@@ -138,6 +138,7 @@ pub async fn begin(
         (status = 400, description = "Malformed id or parameter", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such bulk operation", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`min_position` below 0", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read model did not reach `min_position` in time", body = Problem, content_type = "application/problem+json"),
     )
 )]

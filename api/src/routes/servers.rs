@@ -117,6 +117,7 @@ pub async fn list(
         (status = 200, description = "The server", body = ServerView),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`min_position` below 0", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read model did not reach `min_position` in time", body = Problem, content_type = "application/problem+json"),
     )
 )]

@@ -117,6 +117,8 @@ fn config(db: &TestDatabase, data_dir: &TempDir) -> ServeConfig {
     config.pool_size = 8;
     // These tests are about the API; servers stay where commands put them.
     config.drive_runtime = false;
+    // Tests send requests as fast as they can; `api_rate_limit` turns the limit on.
+    config.rate_limit.per_second = 0;
     config
 }
 
