@@ -1,12 +1,15 @@
-//! A server's read-model row and how each event changes it, mirroring `Server::apply`
-//! column by column. Secrets are kept as their key names only.
+//! A server's read-model row and how each event changes it: through the domain's own
+//! `Server::apply`. Secrets are kept as their key names only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use berth_domain::server::{Health, RestartPolicy, ServerEvent, ServerState, Tool};
+use berth_domain::server::{
+    Health, RestartPolicy, SealedSecret, Server, ServerEvent, ServerState, Tool,
+};
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -89,69 +92,69 @@ pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: &StoredEvent) -> C
 
 impl ServerRow {
     /// Applies `event` (anything but `Created` and `Deleted`, which add and remove rows)
-    /// the way `Server::apply` does, then stamps the row with the event's place.
+    /// by folding it through the domain's own `Server::apply`, so the read model cannot
+    /// drift from the aggregate's rules; then stamps the row with the event's place.
     pub(crate) fn apply(&mut self, event: ServerEvent, stored: &StoredEvent) {
-        use ServerEvent as E;
-        match event {
-            E::Created { .. } | E::Deleted => {}
-            E::ConfigUpdated {
-                config, secrets, ..
-            } => {
-                self.config = config;
-                self.secret_keys = secrets.into_keys().collect();
-            }
-            E::StartRequested => {
-                self.state = ServerState::Pending;
-                self.restart_pending = false;
-                self.restart_attempts = 0;
-            }
-            E::RestartPolicyChanged { restart_policy } => self.restart_policy = restart_policy,
-            E::RestartedAfterFailure { attempt } => {
-                self.state = ServerState::Pending;
-                self.restart_attempts = attempt;
-            }
-            E::ProvisioningBegan => self.state = ServerState::Creating,
-            E::ContainerCreated { container_id } => {
-                self.state = ServerState::Starting;
-                self.container_id = Some(container_id);
-            }
-            E::Running => {
-                self.state = ServerState::Running;
-                self.last_error = None;
-            }
-            E::Failed { reason } | E::Exited { reason, .. } => {
-                self.state = ServerState::Failed;
-                self.last_error = Some(reason);
-                self.container_id = None;
-                self.restart_pending = false;
-                self.health = Health::Unknown;
-            }
-            E::StopRequested => self.state = ServerState::Stopping,
-            E::RestartRequested => {
-                self.state = ServerState::Stopping;
-                self.restart_pending = true;
-            }
-            E::Stopped => {
-                self.state = ServerState::Stopped;
-                self.container_id = None;
-                self.health = Health::Unknown;
-            }
-            E::Enabled => self.enabled = true,
-            E::Disabled => {
-                self.enabled = false;
-                self.restart_pending = false;
-            }
-            E::DeletionRequested => {
-                self.state = ServerState::Stopping;
-                self.delete_pending = true;
-                self.restart_pending = false;
-            }
-            E::HealthChanged { health } => self.health = health,
-            E::ToolsDiscovered { tools } => self.tools = tools,
+        if matches!(event, ServerEvent::Created { .. } | ServerEvent::Deleted) {
+            return;
         }
+        let mut server = self.to_domain();
+        server.apply(event);
+        self.absorb(server);
         self.updated_at = stored.recorded_at;
         self.version = stored.sequence;
         self.position = stored.position;
+    }
+
+    /// The aggregate state this row records. The read model keeps secret names only, so
+    /// secrets come back as empty placeholders: applying an event never reads a sealed
+    /// value, it only replaces the set.
+    fn to_domain(&self) -> Server {
+        let placeholder = || SealedSecret {
+            key_id: String::new(),
+            nonce: String::new(),
+            ciphertext: String::new(),
+        };
+        Server {
+            created: true,
+            deleted: false,
+            owner: self.owner.clone(),
+            catalog_id: Some(self.catalog_id),
+            name: self.name.clone(),
+            config: self.config.clone(),
+            secrets: self
+                .secret_keys
+                .iter()
+                .map(|k| (k.clone(), placeholder()))
+                .collect(),
+            state: self.state,
+            enabled: self.enabled,
+            container_id: self.container_id.clone(),
+            last_error: self.last_error.clone(),
+            restart_pending: self.restart_pending,
+            delete_pending: self.delete_pending,
+            health: self.health,
+            tools: self.tools.clone(),
+            restart_policy: self.restart_policy,
+            restart_attempts: self.restart_attempts,
+        }
+    }
+
+    fn absorb(&mut self, server: Server) {
+        self.owner = server.owner;
+        self.name = server.name;
+        self.config = server.config;
+        self.secret_keys = server.secrets.into_keys().collect();
+        self.state = server.state;
+        self.enabled = server.enabled;
+        self.container_id = server.container_id;
+        self.last_error = server.last_error;
+        self.restart_pending = server.restart_pending;
+        self.delete_pending = server.delete_pending;
+        self.health = server.health;
+        self.tools = server.tools;
+        self.restart_policy = server.restart_policy;
+        self.restart_attempts = server.restart_attempts;
     }
 
     /// Reads a row selected with [`COLUMNS`].
@@ -198,9 +201,6 @@ pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, 
 
 #[cfg(test)]
 mod tests {
-    use berth_domain::server::{SealedSecret, Server};
-    use cqrs_es::Aggregate;
-
     use super::*;
 
     fn stored(sequence: i64) -> StoredEvent {
