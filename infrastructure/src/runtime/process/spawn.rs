@@ -88,14 +88,15 @@ impl Instance {
         tracing::info!(server_id = %self.server_id, pid = pid.as_raw(), program = %self.program.display(), "process started");
 
         let log = self.logs.begin_run().await;
+        let mut pumps = Vec::new();
         if let Some(stderr) = child.stderr.take() {
-            logs::pump_lines(stderr, log.clone());
+            pumps.push(logs::pump_lines(stderr, log.clone()));
         }
         let stdout = child.stdout.take();
         let stdio = match (child.stdin.take(), stdout) {
             (Some(stdin), Some(stdout)) => Some(StdioChannel::new(stdin, stdout)),
             (None, Some(stdout)) => {
-                logs::pump_lines(stdout, log);
+                pumps.push(logs::pump_lines(stdout, log));
                 None
             }
             _ => None,
@@ -111,6 +112,13 @@ impl Instance {
                     None
                 }
             };
+            // Report the exit only once its last words are in the log, so whoever reads
+            // the logs of an exited process (the reason it failed) finds them. Bounded: a
+            // grandchild may keep the pipe open long after the process itself is gone.
+            let drained = futures_util::future::join_all(pumps);
+            if tokio::time::timeout(OUTPUT_DRAIN, drained).await.is_err() {
+                tracing::debug!(%server_id, "output still open after exit; not waiting longer");
+            }
             tracing::info!(%server_id, ?code, "process exited");
             let _ = exit_sender.send(Some(Exit { code }));
         });
@@ -122,6 +130,9 @@ impl Instance {
         })
     }
 }
+
+/// How long an exited process's output pumps get to finish before the exit is reported.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Berth's own `PATH`, which children inherit so `npx` finds `node`.
 pub(super) fn inherited_path() -> OsString {
