@@ -1,5 +1,5 @@
 //! The bootstrap admin token: created once in `<data_dir>/admin-token` (mode 0600),
-//! reused on later starts, and checked in constant time against its SHA-256 digest.
+//! reused on later starts. It is the bootstrap administrator's first API key.
 
 use std::fs;
 use std::io::{self, Write};
@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 
 /// The token file's name inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -17,22 +16,12 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// Every token Berth issues starts with this, so leaked ones are easy to scan for.
 pub const TOKEN_PREFIX: &str = "berth_";
 
-/// Verifies presented bearer tokens against the admin token. Holds only a digest.
-#[derive(Clone)]
-pub struct AdminToken {
-    digest: [u8; 32],
-}
-
-impl std::fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminToken").finish_non_exhaustive()
-    }
-}
+/// The bootstrap administrator's key file. The key is verified like every API key
+/// (by keyed hash, in the identity read model); this only creates and reads the file.
+pub struct AdminToken;
 
 /// The outcome of [`AdminToken::ensure`].
 pub struct EnsuredToken {
-    /// The verifier.
-    pub verifier: AdminToken,
     /// The token itself, for the caller that must hand it out (tests, first start).
     pub token: SecretString,
     /// Where it is stored.
@@ -42,22 +31,13 @@ pub struct EnsuredToken {
 }
 
 impl AdminToken {
-    /// A verifier for `token`.
-    pub fn new(token: &SecretString) -> Self {
-        Self {
-            digest: Sha256::digest(token.expose_secret().as_bytes()).into(),
+    /// The token in `<data_dir>/admin-token`, or `None` when there is no such file.
+    pub fn read(data_dir: &Path) -> io::Result<Option<SecretString>> {
+        match read_token(&data_dir.join(ADMIN_TOKEN_FILE)) {
+            Ok(token) => Ok(Some(token)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-    }
-
-    /// Whether `presented` is the admin token. Compares digests of equal length with
-    /// every byte visited, so timing says nothing about how much of a guess was right.
-    pub fn verify(&self, presented: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        digest
-            .iter()
-            .zip(self.digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
     }
 
     /// Loads the token from `<data_dir>/admin-token`, creating a fresh random one
@@ -70,7 +50,6 @@ impl AdminToken {
             Err(e) => return Err(e),
         };
         Ok(EnsuredToken {
-            verifier: Self::new(&token),
             token,
             path,
             created,
@@ -151,8 +130,12 @@ mod tests {
         let second = AdminToken::ensure(dir.path()).unwrap_or_else(|e| panic!("ensure: {e}"));
         assert!(!second.created);
         assert_eq!(second.token.expose_secret(), first.token.expose_secret());
-        assert!(second.verifier.verify(first.token.expose_secret()));
-        assert!(!second.verifier.verify("berth_wrong"));
-        assert!(!second.verifier.verify(""));
+        let read = AdminToken::read(dir.path()).unwrap_or_else(|e| panic!("read: {e}"));
+        assert_eq!(
+            read.as_ref().map(|t| t.expose_secret().to_string()),
+            Some(first.token.expose_secret().to_string())
+        );
+        let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        assert!(matches!(AdminToken::read(empty.path()), Ok(None)));
     }
 }

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
+use berth_domain::user::Role;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use uuid::Uuid;
 
 use crate::config::{FlagOverrides, LogFormat};
 use crate::event_tail::TailArgs;
@@ -46,10 +49,10 @@ pub enum Command {
     /// Follows the event log.
     #[command(subcommand)]
     Events(EventsCommand),
-    /// Manages the master key.
+    /// Manages API keys and the master key.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Manages users' keys.
+    /// Manages users.
     #[command(subcommand)]
     Users(UsersCommand),
     /// Checks every event's hash chain and reports the first altered, missing or
@@ -68,17 +71,59 @@ pub enum KeysCommand {
         #[arg(long, value_name = "PATH")]
         new_key_file: Option<PathBuf>,
     },
+    /// Creates an API key for a user and prints it (shown this once only).
+    Create {
+        /// The user's name.
+        #[arg(long)]
+        user: String,
+        /// What to call the key.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).
+        #[arg(long, value_name = "TIME")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Lists a user's API keys (prefixes, never the keys).
+    List {
+        /// The user's name.
+        #[arg(long)]
+        user: String,
+    },
+    /// Revokes an API key: it stops working at once.
+    Revoke {
+        /// The key's id.
+        key_id: Uuid,
+    },
 }
 
 /// `berth users …`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
+    /// Creates a user.
+    Create {
+        /// Its unique name.
+        name: String,
+        /// viewer, operator or admin.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Lists every user.
+    List,
+    /// Disables a user: its keys stop working at once.
+    Disable {
+        /// The user's name.
+        name: String,
+    },
     /// Destroys a user's data key (crypto-shredding): their secrets can never be opened
     /// again; the event log is left as it is.
     Forget {
         /// The user name, or an owner id like `user:NAME`.
         user: String,
     },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
 }
 
 /// `berth events …`.
@@ -94,7 +139,7 @@ pub enum EventsCommand {
 pub enum ProjectionsCommand {
     /// Empties one read model and replays every event into it; prints the final position.
     Rebuild {
-        /// `catalog`, `servers`, `audit` or `bulk`.
+        /// `catalog`, `servers`, `audit`, `bulk` or `identity`.
         name: String,
     },
     /// Prints each read model's position, the head position and the lag.
@@ -157,6 +202,23 @@ mod tests {
             Cli::try_parse_from(["berth", "users", "forget", "user:bob"]).map(|c| c.command),
             Ok(Command::Users(UsersCommand::Forget { user })) if user == "user:bob"
         ));
+        assert!(matches!(
+            Cli::try_parse_from("berth users create ann --role operator".split(' '))
+                .map(|c| c.command),
+            Ok(Command::Users(UsersCommand::Create { name, role: Role::Operator })) if name == "ann"
+        ));
+        assert!(Cli::try_parse_from("berth users create ann --role root".split(' ')).is_err());
+        assert!(matches!(
+            Cli::try_parse_from(
+                "berth keys create --user ann --expires-at 2027-01-31T00:00:00Z".split(' ')
+            )
+            .map(|c| c.command),
+            Ok(Command::Keys(KeysCommand::Create {
+                expires_at: Some(_),
+                ..
+            }))
+        ));
+        assert!(Cli::try_parse_from("berth keys revoke not-a-uuid".split(' ')).is_err());
         let tail = Cli::try_parse_from(
             "berth events tail --after 5 --type ServerCreated --json".split(' '),
         );

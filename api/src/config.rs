@@ -54,6 +54,8 @@ pub struct Settings {
     pub rate_limit_per_second: u32,
     /// Requests each API credential may send at once.
     pub rate_limit_burst: u32,
+    /// Seconds the tokens of `POST /api/v1/auth/token` live.
+    pub token_ttl_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -71,6 +73,7 @@ impl std::fmt::Debug for Settings {
             .field("bulk_concurrency", &self.bulk_concurrency)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("token_ttl_secs", &self.token_ttl_secs)
             .finish()
     }
 }
@@ -90,6 +93,7 @@ impl Default for Settings {
             bulk_concurrency: BulkDriverOptions::default().concurrency,
             rate_limit_per_second: RateLimitOptions::default().per_second,
             rate_limit_burst: RateLimitOptions::default().burst,
+            token_ttl_secs: crate::server::DEFAULT_TOKEN_TTL.as_secs(),
         }
     }
 }
@@ -113,7 +117,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 13] = [
     "runtime",
     "data_dir",
     "listen",
@@ -126,6 +130,7 @@ const ENV_KEYS: [&str; 12] = [
     "bulk_concurrency",
     "rate_limit_per_second",
     "rate_limit_burst",
+    "token_ttl_secs",
 ];
 
 impl Settings {
@@ -162,6 +167,7 @@ impl Settings {
             per_second: self.rate_limit_per_second,
             burst: self.rate_limit_burst.max(1),
         };
+        config.token_ttl = Duration::from_secs(self.token_ttl_secs.clamp(1, 24 * 3600));
         config
     }
 }

@@ -1,5 +1,6 @@
 //! `berth keys rotate-master` and `berth users forget`: the operator's side of
-//! envelope encryption. Neither writes an event.
+//! envelope encryption. Each records an event (`MasterKeyRotated`, `UserForgotten`) by
+//! `system:cli`, so both show in the audit log.
 
 use std::fs;
 use std::io;
@@ -7,9 +8,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use berth_application::metadata::Actor;
+use berth_application::CommandBus;
+use berth_application::CommandMetadata;
+use berth_domain::keyring::KeyRingCommand;
+use berth_domain::user::user_id;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher, MASTER_KEY_ENV, MASTER_KEY_FILE};
+use berth_infrastructure::envelope::EnvelopeCipher;
+use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::key_store::{self, Forgotten};
+use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+use crate::state::Bus;
+use crate::user_commands::load_masters;
 
 use crate::commands::with_database;
 use crate::config::Settings;
@@ -66,6 +78,9 @@ pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> 
             .pool(1)
             .context("creating the connection pool")?;
         let rewrapped = key_store::rewrap_all(&pool, &masters, &new).await;
+        if let Ok(count) = &rewrapped {
+            record_rotation(&pool, &new, u64::try_from(*count).unwrap_or(u64::MAX)).await;
+        }
         pool.close();
         rewrapped.context("re-wrapping the data keys")
     })
@@ -114,6 +129,50 @@ pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> 
     Ok(())
 }
 
+fn cli_bus(pool: &Pool, masters: MasterKeyCipher) -> Bus {
+    CommandBus::new(
+        PostgresEventRepository::new(pool.clone()),
+        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
+    )
+}
+
+fn cli_metadata() -> CommandMetadata {
+    CommandMetadata::new(Actor::System("cli".into()))
+}
+
+/// Records the rotation in the key ring's stream. The data keys are already re-wrapped:
+/// a failure here is reported, not undone.
+async fn record_rotation(pool: &Pool, new: &MasterKey, data_keys: u64) {
+    let bus = cli_bus(pool, MasterKeyCipher::new(new.clone()));
+    let command = KeyRingCommand::RecordRotation {
+        master_key_id: new.id().to_string(),
+        data_keys,
+    };
+    if let Err(e) = bus.key_ring(command, &cli_metadata()).await {
+        tracing::error!(error = %e, "the rotation succeeded but its event could not be recorded");
+        eprintln!("warning: the rotation succeeded but its event could not be recorded: {e}");
+    }
+}
+
+/// Records that user `name` was forgotten, when such a user exists (owners from before
+/// users existed have no stream to record it on; the log line is then the trail).
+async fn record_forgotten(settings: &Settings, pool: &Pool, name: &str) {
+    let outcome = async {
+        let bus = cli_bus(pool, load_masters(&settings.data_dir)?);
+        let id = user_id(name);
+        let user = bus.load_user(&id.to_string()).await?;
+        if user.name.is_some() && !user.forgotten {
+            bus.record_user_forgotten(id, &cli_metadata()).await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = outcome {
+        tracing::error!(error = %e, "the data key is destroyed but the event could not be recorded");
+        eprintln!("warning: the data key is destroyed but the event could not be recorded: {e}");
+    }
+}
+
 /// The new key: from `--new-key-file`, `BERTH_NEW_MASTER_KEY`, or freshly generated;
 /// and whether the operator supplied it.
 fn new_key(file: Option<&Path>) -> anyhow::Result<(MasterKey, bool)> {
@@ -157,11 +216,15 @@ pub async fn forget_user(settings: &Settings, user: &str) -> anyhow::Result<()> 
             .pool(1)
             .context("creating the connection pool")?;
         let outcome = key_store::forget(&pool, &owner).await;
+        if outcome.is_ok() {
+            if let Some(name) = owner.strip_prefix("user:") {
+                record_forgotten(settings, &pool, name).await;
+            }
+        }
         pool.close();
         outcome.context("destroying the data key")
     })
     .await?;
-    // No aggregate records key destruction yet; this log line is its audit trail.
     match &outcome {
         Forgotten::Destroyed(key_id) => {
             tracing::warn!(owner, key_id, "data key destroyed (crypto-shredded)");

@@ -7,9 +7,11 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin_token;
 pub mod app;
 pub mod auth;
+pub mod bootstrap;
 pub mod bulk_setup;
 pub mod cli;
 pub mod commands;
@@ -33,5 +35,6 @@ pub mod routes;
 pub mod runtime_setup;
 pub mod server;
 pub mod state;
+pub mod user_commands;
 
 pub use server::{start_server, RunningServer, ServeConfig};

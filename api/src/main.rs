@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use berth_api::cli::{Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand};
 use berth_api::config::Settings;
-use berth_api::{commands, event_tail, key_commands, logging};
+use berth_api::{commands, event_tail, key_commands, logging, user_commands};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -43,6 +43,24 @@ fn main() -> ExitCode {
             Command::Verify => commands::verify(&settings).await,
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
                 key_commands::rotate_master(&settings, new_key_file.as_deref()).await
+            }
+            Command::Keys(KeysCommand::Create {
+                user,
+                name,
+                expires_at,
+            }) => user_commands::create_key(&settings, user, name, *expires_at).await,
+            Command::Keys(KeysCommand::List { user }) => {
+                user_commands::list_keys(&settings, user).await
+            }
+            Command::Keys(KeysCommand::Revoke { key_id }) => {
+                user_commands::revoke_key(&settings, *key_id).await
+            }
+            Command::Users(UsersCommand::Create { name, role }) => {
+                user_commands::create_user(&settings, name, *role).await
+            }
+            Command::Users(UsersCommand::List) => user_commands::list(&settings).await,
+            Command::Users(UsersCommand::Disable { name }) => {
+                user_commands::disable(&settings, name).await
             }
             Command::Users(UsersCommand::Forget { user }) => {
                 key_commands::forget_user(&settings, user).await

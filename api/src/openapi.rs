@@ -7,8 +7,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::ApiError;
 use crate::routes::{
-    audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, server_actions,
-    server_runtime, servers,
+    audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
+    server_actions, server_runtime, servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -42,7 +42,9 @@ read their own writes. Errors are RFC 9457 problem documents. Limits: bodies up 
 JSON nested at most 32 levels (`400`), query values up to 256 characters (`400`), `config` and \
 `secrets` up to 100 keys of up to 128 bytes (`422`). Every `/api/v1` route may answer `429 Too Many \
 Requests` (a problem document with `Retry-After` in seconds) when the caller's credential is over \
-its rate limit."
+its rate limit. Callers see what they own (viewer < operator < admin; administrators see \
+everything): what a caller may not see answers `404`, what it may see but its role does not allow \
+answers `403`."
     ),
     paths(
         health::healthz,
@@ -54,6 +56,8 @@ its rate limit."
         catalog::register,
         catalog::update,
         catalog::remove,
+        catalog::publish,
+        catalog::unpublish,
         servers::list,
         servers::get,
         servers::create,
@@ -74,6 +78,14 @@ its rate limit."
         audit_export::export,
         bulk::begin,
         bulk::get,
+        identity::create_user,
+        identity::list,
+        identity::disable,
+        identity::create_key,
+        identity::list_keys,
+        identity::revoke_key,
+        identity::issue_token,
+        identity::me,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
@@ -84,6 +96,7 @@ its rate limit."
         (name = "events", description = "The event log itself"),
         (name = "audit", description = "Who did what, when"),
         (name = "bulk", description = "One lifecycle action over many servers, with an outcome per server"),
+        (name = "identity", description = "Users, API keys and tokens"),
         (name = "meta", description = "This document"),
     )
 )]

@@ -9,6 +9,7 @@ use berth_application::AppError;
 use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
 use berth_domain::server::ServerError;
+use berth_domain::user::UserError;
 use berth_domain::FieldError;
 use berth_infrastructure::StoreError;
 use serde::Serialize;
@@ -66,7 +67,10 @@ pub enum ApiError {
     /// No bearer token, or not a valid one.
     #[error("{0}")]
     Unauthorized(String),
-    /// No such resource.
+    /// The caller may see the resource but its role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource (or one the caller may not see).
     #[error("{0}")]
     NotFound(String),
     /// The path exists but not with this method.
@@ -141,6 +145,7 @@ impl ApiError {
         match self {
             Self::BadRequest { .. } => ("malformed-request", "Malformed request"),
             Self::Unauthorized(_) => ("unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => ("forbidden", "Forbidden"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             Self::Conflict(_) => ("conflict", "Conflict with the current state"),
@@ -190,6 +195,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -230,6 +236,7 @@ impl From<AppError> for ApiError {
             AppError::Catalog(e) => e.into(),
             AppError::Server(e) => e.into(),
             AppError::Bulk(e) => e.into(),
+            AppError::User(e) => e.into(),
             AppError::Invalid(errors) => Self::invalid(errors),
             AppError::Conflict => Self::Conflict(AppError::Conflict.to_string()),
             AppError::Unavailable(cause) => Self::unavailable(cause),
@@ -248,6 +255,8 @@ impl From<CatalogError> for ApiError {
             CatalogError::Invalid(errors) => Self::invalid(errors),
             e @ (CatalogError::AlreadyExists
             | CatalogError::PredefinedCannotBeRemoved
+            | CatalogError::PredefinedAlwaysPublished
+            | CatalogError::AlreadyInVisibility(_)
             | CatalogError::WrongKind { .. }) => Self::Conflict(e.to_string()),
         }
     }
@@ -276,6 +285,22 @@ impl From<BulkError> for ApiError {
             BulkError::Invalid(errors) => Self::invalid(errors),
             e @ BulkError::UnknownTarget { .. } => Self::invalid_field("server_id", e.to_string()),
             e @ BulkError::BegunDifferently => Self::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<UserError> for ApiError {
+    fn from(err: UserError) -> Self {
+        match err {
+            UserError::NotFound => Self::NotFound("no user has this id".into()),
+            UserError::KeyNotFound => Self::NotFound("no API key has this id".into()),
+            UserError::Invalid(errors) => Self::invalid(errors),
+            e @ (UserError::AlreadyExists
+            | UserError::Disabled
+            | UserError::AlreadyForgotten
+            | UserError::KeyRevoked
+            | UserError::KeyExpired
+            | UserError::KeyExists) => Self::Conflict(e.to_string()),
         }
     }
 }

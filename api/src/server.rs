@@ -11,7 +11,6 @@ use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
 use anyhow::Context;
 use berth_application::{Actor, CommandBus, CommandMetadata};
-use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
@@ -24,8 +23,9 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::admin_token::AdminToken;
 use crate::app;
+use crate::auth::Authenticator;
+use crate::bootstrap;
 use crate::bulk_setup;
 use crate::database::OpenDatabase;
 use crate::live::{LiveOptions, LiveStreams};
@@ -36,9 +36,18 @@ use crate::runtime_setup::{self, BackgroundIntervals, RuntimeChoice};
 use crate::state::AppState;
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
+use berth_infrastructure::credentials::CredentialKeys;
+use berth_projections::wait_until_reached;
 
 /// How long projections get to finish their batch when stopping.
 const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long tokens live unless configured: long enough for a session of work, short
+/// enough that a revoked key's tokens die soon.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How long the first start waits for the administrator's key to become usable.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(30);
 
 /// What `start_server` needs.
 #[derive(Clone)]
@@ -72,6 +81,8 @@ pub struct ServeConfig {
     /// Requests per second (and burst) each credential may send; `0` per second
     /// disables the limit.
     pub rate_limit: RateLimitOptions,
+    /// How long the tokens of `POST /api/v1/auth/token` live.
+    pub token_ttl: Duration,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -90,6 +101,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("bulk", &self.bulk)
             .field("live", &self.live)
             .field("rate_limit", &self.rate_limit)
+            .field("token_ttl", &self.token_ttl)
             .finish()
     }
 }
@@ -111,6 +123,7 @@ impl ServeConfig {
             bulk: BulkDriverOptions::default(),
             live: LiveOptions::default(),
             rate_limit: RateLimitOptions::default(),
+            token_ttl: DEFAULT_TOKEN_TTL,
         }
     }
 
@@ -130,7 +143,7 @@ impl ServeConfig {
 /// A started Berth: its address and admin token, and what stopping it needs.
 pub struct RunningServer {
     addr: SocketAddr,
-    admin_token: SecretString,
+    admin_token: Option<SecretString>,
     admin_token_path: PathBuf,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -152,9 +165,13 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// The admin bearer token. Handle with care.
+    /// The bootstrap administrator's key, from `<data_dir>/admin-token` (empty when that
+    /// file is gone). Handle with care.
     pub fn admin_token(&self) -> &str {
-        self.admin_token.expose_secret()
+        self.admin_token
+            .as_ref()
+            .map(|t| t.expose_secret())
+            .unwrap_or_default()
     }
 
     /// Where the admin token is stored.
@@ -220,7 +237,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
 
 struct Started {
     addr: SocketAddr,
-    admin_token: SecretString,
+    admin_token: Option<SecretString>,
     admin_token_path: PathBuf,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
@@ -238,15 +255,13 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .pool(config.pool_size)
         .context("creating the connection pool")?;
 
-    let key = MasterKey::from_env_or_file(&config.data_dir).context("loading the master key")?;
-    tracing::info!(key_id = key.id(), "master key loaded");
-    let mut masters = MasterKeyCipher::new(key);
-    for retired in
-        MasterKey::load_retired(&config.data_dir).context("loading retired master keys")?
-    {
-        tracing::info!(key_id = retired.id(), "retired master key loaded");
-        masters = masters.with_retired(retired);
-    }
+    let masters = crate::user_commands::load_masters(&config.data_dir)?;
+    tracing::info!(key_id = masters.current_key_id(), "master key loaded");
+    let credentials = Arc::new(
+        CredentialKeys::load(&pool, &masters)
+            .await
+            .context("loading the credential keys")?,
+    );
     let bus = Arc::new(CommandBus::new(
         PostgresEventRepository::new(pool.clone()),
         Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
@@ -271,12 +286,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .context("synchronising the predefined catalog")?;
     tracing::info!(changed, "predefined catalog synchronised");
 
-    let token = AdminToken::ensure(&config.data_dir).context("preparing the admin token")?;
-    if token.created {
-        tracing::info!(path = %token.path.display(), "admin token created; send it as `Authorization: Bearer <token>`");
-    } else {
-        tracing::info!(path = %token.path.display(), "admin token loaded");
-    }
+    let admin = bootstrap::ensure_admin(&bus, &credentials, &config.data_dir).await?;
 
     let listener =
         TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
@@ -316,12 +326,30 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         ));
     }
 
+    if let Some(position) = admin.position {
+        // The administrator's key must work on the first request.
+        let reached = wait_until_reached(
+            &pool,
+            berth_projections::identity::NAME,
+            position,
+            BOOTSTRAP_WAIT,
+        )
+        .await
+        .context("waiting for the identity projection")?;
+        if !reached {
+            tracing::warn!(
+                "the identity projection has not caught up yet; the admin key works once it has"
+            );
+        }
+    }
+
     let state = AppState {
         bus,
         pm,
         pool: pool.clone(),
         metrics: Arc::new(Metrics::new()),
-        admin: token.verifier,
+        auth: Arc::new(Authenticator::new(pool.clone(), credentials)),
+        token_ttl: config.token_ttl,
         live: LiveStreams {
             fanout: live.clone(),
             options: config.live.clone(),
@@ -346,8 +374,8 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     tracing::info!("listening on http://{addr}");
     Ok(Started {
         addr,
-        admin_token: token.token,
-        admin_token_path: token.path,
+        admin_token: admin.token,
+        admin_token_path: admin.path,
         http,
         http_task,
         shutdown,

@@ -6,7 +6,7 @@ use berth_application::CommandBus;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use deadpool_postgres::Pool;
 
-use crate::admin_token::AdminToken;
+use crate::auth::Authenticator;
 use crate::live::LiveStreams;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -26,8 +26,10 @@ pub struct AppState {
     pub pool: Pool,
     /// HTTP and store metrics.
     pub metrics: Arc<Metrics>,
-    /// Verifies the admin bearer token.
-    pub admin: AdminToken,
+    /// Verifies API keys and tokens.
+    pub auth: Arc<Authenticator>,
+    /// How long the tokens of `POST /auth/token` live.
+    pub token_ttl: std::time::Duration,
     /// The live event streams (SSE, WebSocket).
     pub live: LiveStreams,
     /// Token buckets per credential.

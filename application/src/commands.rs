@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
+use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
+use berth_domain::user::User;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
 
@@ -31,6 +33,9 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     catalog: CqrsFramework<CatalogEntry, Store<R, CatalogEntry>>,
     servers: CqrsFramework<Server, Store<R, Server>>,
     bulk: CqrsFramework<BulkOperation, Store<R, BulkOperation>>,
+    users: CqrsFramework<User, Store<R, User>>,
+    key_ring: CqrsFramework<KeyRing, Store<R, KeyRing>>,
+    user_store: Store<R, User>,
     catalog_store: Store<R, CatalogEntry>,
     server_store: Store<R, Server>,
     bulk_store: Store<R, BulkOperation>,
@@ -60,6 +65,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             catalog: CqrsFramework::new(store(&repo), vec![], ()),
             servers: CqrsFramework::new(store(&repo), vec![], ()),
             bulk: CqrsFramework::new(snapshotted(&repo), vec![], ()),
+            users: CqrsFramework::new(store(&repo), vec![], ()),
+            key_ring: CqrsFramework::new(store(&repo), vec![], ()),
+            user_store: store(&repo),
             catalog_store: store(&repo),
             server_store: store(&repo),
             bulk_store: snapshotted(&repo),
@@ -95,6 +103,31 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         execute(&self.bulk, id, command, metadata).await
+    }
+
+    /// Runs a user command.
+    pub async fn user(
+        &self,
+        id: &str,
+        command: <User as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        execute(&self.users, id, command, metadata).await
+    }
+
+    /// Runs a key ring command.
+    pub async fn key_ring(
+        &self,
+        command: <KeyRing as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        let id = berth_domain::keyring::KEY_RING_ID;
+        execute(&self.key_ring, id, command, metadata).await
+    }
+
+    /// The current state of a user, from its events.
+    pub async fn load_user(&self, id: &str) -> Result<User, AppError> {
+        load(&self.user_store, id).await
     }
 
     /// The current state of a bulk operation, from its snapshot and events.

@@ -2,7 +2,9 @@
 
 use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
+use berth_domain::keyring::KeyRingError;
 use berth_domain::server::ServerError;
+use berth_domain::user::UserError;
 use berth_domain::FieldError;
 use cqrs_es::AggregateError;
 
@@ -20,6 +22,9 @@ pub enum AppError {
     /// A bulk operation rule refused the command.
     #[error(transparent)]
     Bulk(#[from] BulkError),
+    /// A user rule refused the command.
+    #[error(transparent)]
+    User(#[from] UserError),
     /// Input named something that does not exist or is otherwise invalid before it
     /// reached an aggregate.
     #[error("invalid input")]
@@ -53,5 +58,11 @@ impl AppError {
             }
             AggregateError::UnexpectedError(e) => Self::Internal(e.to_string()),
         }
+    }
+}
+
+impl From<KeyRingError> for AppError {
+    fn from(e: KeyRingError) -> Self {
+        Self::Internal(e.to_string())
     }
 }

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod catalog;
 pub mod commands;
 pub mod error;
+pub mod identity;
 pub mod metadata;
 pub mod ports;
 pub mod process_manager;

@@ -4,6 +4,13 @@ use berth_domain::server::SealedSecret;
 use secrecy::SecretString;
 use uuid::Uuid;
 
+/// Hashes API keys for storage and lookup: keyed, so a copy of the database alone
+/// cannot test guesses.
+pub trait ApiKeyHasher: Send + Sync {
+    /// The hash of `key`, as stored beside its prefix (hex).
+    fn hash(&self, key: &str) -> String;
+}
+
 /// Why a secret could not be sealed or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum CipherError {

@@ -1,4 +1,4 @@
-//! Berth's domain: the `CatalogEntry`, `Server` and `BulkOperation` aggregates, their
+//! Berth's domain: the `CatalogEntry`, `Server`, `BulkOperation` and `User` aggregates, their
 //! commands, events and errors, and the rules that decide which command may produce
 //! which events.
 //!
@@ -8,8 +8,10 @@
 
 pub mod bulk;
 pub mod catalog;
+pub mod keyring;
 pub mod server;
 pub mod upcasting;
+pub mod user;
 pub mod validation;
 
 pub use validation::FieldError;

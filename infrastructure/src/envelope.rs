@@ -89,6 +89,9 @@ impl SecretCipher for EnvelopeCipher {
                 Err(CipherError::UnknownKey(master_key_id))
             }
             Err(KeyStoreError::Tampered(_)) => Err(CipherError::Tampered),
+            Err(KeyStoreError::Destroyed { owner, key_id }) => {
+                Err(CipherError::Destroyed { key_id, owner })
+            }
             Err(e @ KeyStoreError::Store(_)) => Err(CipherError::Unavailable(e.to_string())),
         }
     }

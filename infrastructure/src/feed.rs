@@ -71,6 +71,9 @@ pub struct StoredEvent {
     pub metadata: serde_json::Value,
     /// Commit time as the database saw it.
     pub recorded_at: DateTime<Utc>,
+    /// Who owns the event's stream (`user:NAME`), when a user does (`stream_owners`).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl StoredEvent {
@@ -127,6 +130,7 @@ impl StoredEvent {
             payload: row.try_get("payload")?,
             metadata: row.try_get("metadata")?,
             recorded_at: row.try_get("recorded_at")?,
+            owner: row.try_get("owner")?,
         })
     }
 }
@@ -140,6 +144,8 @@ pub struct FeedFilter {
     pub aggregate_id: Option<String>,
     /// Only this event type.
     pub event_type: Option<String>,
+    /// Only events of streams this owner owns.
+    pub owner: Option<String>,
 }
 
 impl FeedFilter {
@@ -151,23 +157,31 @@ impl FeedFilter {
         allows(&self.aggregate_type, &event.aggregate_type)
             && allows(&self.aggregate_id, &event.aggregate_id)
             && allows(&self.event_type, &event.event_type)
+            && self
+                .owner
+                .as_deref()
+                .is_none_or(|w| event.owner.as_deref() == Some(w))
     }
 }
 
-const READ_AFTER: &str = "SELECT global_position, transaction_id::text AS transaction_id, \
-     event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, \
-     metadata, recorded_at \
-     FROM events \
-     WHERE (transaction_id, global_position) > ($1::text::xid8, $2) \
-       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-       AND ($4::text IS NULL OR aggregate_type = $4) \
-       AND ($5::text IS NULL OR aggregate_id = $5) \
-       AND ($6::text IS NULL OR event_type = $6) \
-     ORDER BY events.transaction_id, events.global_position \
+const READ_AFTER: &str = "SELECT e.global_position, e.transaction_id::text AS transaction_id, \
+     e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
+     e.payload, e.metadata, e.recorded_at, o.owner \
+     FROM events e LEFT JOIN stream_owners o \
+       ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
+     WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
+       AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+       AND ($4::text IS NULL OR e.aggregate_type = $4) \
+       AND ($5::text IS NULL OR e.aggregate_id = $5) \
+       AND ($6::text IS NULL OR e.event_type = $6) \
+       AND ($7::text IS NULL OR o.owner = $7) \
+     ORDER BY e.transaction_id, e.global_position \
      LIMIT $3";
 
-// The ORDER BY names `events.` explicitly: a bare `transaction_id` would resolve to the
-// text alias in the select list and order xids as strings ("1000" before "999").
+// The ORDER BY names `e.` explicitly: a bare `transaction_id` would resolve to the text
+// alias in the select list and order xids as strings ("1000" before "999").
+// The stream's owner row is written in the transaction of the stream's first event, so
+// the join always finds it for every committed event of an owned stream.
 
 /// Up to `limit` committed events after `after` in feed order, matching `filter`.
 /// Events of transactions that might still commit behind them are held back until
@@ -189,6 +203,7 @@ pub async fn read_after<C: GenericClient>(
                 &filter.aggregate_type,
                 &filter.aggregate_id,
                 &filter.event_type,
+                &filter.owner,
             ],
         )
         .await?;

@@ -44,6 +44,14 @@ pub enum KeyStoreError {
         /// The wrapping key's id.
         master_key_id: String,
     },
+    /// The data key was destroyed.
+    #[error("the data key `{key_id}` of `{owner}` was destroyed")]
+    Destroyed {
+        /// Whose data key.
+        owner: String,
+        /// The destroyed key's id.
+        key_id: String,
+    },
     /// A wrapped data key does not unwrap: altered, or moved to another owner.
     #[error("the wrapped data key of `{0}` does not open: it was altered or belongs elsewhere")]
     Tampered(String),

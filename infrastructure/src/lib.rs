@@ -2,6 +2,7 @@
 //! embedded PostgreSQL cluster, and the secret cipher.
 
 pub mod cipher;
+pub mod credentials;
 pub mod db;
 pub mod embedded;
 pub mod envelope;
@@ -14,6 +15,7 @@ pub mod live;
 pub mod mcp;
 pub mod migrations;
 pub mod notify;
+pub mod ownership;
 pub mod runtime;
 pub mod subscription;
 pub mod verify;

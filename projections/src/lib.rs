@@ -3,7 +3,8 @@
 //! - `catalog`: live catalog entries with the tools their servers offer;
 //! - `servers`: live servers with config, secret key names (never values), state, health;
 //! - `audit`: one line per event saying who did what to which target, when and why;
-//! - `bulk`: bulk operations with their progress and every target's outcome.
+//! - `bulk`: bulk operations with their progress and every target's outcome;
+//! - `identity`: users, their roles and their API keys (as keyed hashes).
 //!
 //! Each projector applies a batch of events and the runner saves its checkpoint in the
 //! same transaction, so a crash never loses or repeats an event. The query functions
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod bulk;
 pub mod catalog;
 mod codec;
+pub mod identity;
 mod page;
 mod runners;
 pub mod servers;
@@ -25,6 +27,7 @@ pub use bulk::{get_bulk_operation, BulkOperationView, BulkProjector, BulkTargetV
 pub use catalog::{
     get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, CatalogProjector,
 };
+pub use identity::{ApiKeyView, IdentityProjector, KeyCandidate, UserView};
 pub use page::{Page, PageRequest};
 pub use runners::{Projections, RebuildError};
 pub use servers::{get_server, list_servers, ServerFilter, ServerProjector, ServerView};
@@ -32,4 +35,10 @@ pub use status::{status, ProjectionStatus};
 pub use wait::wait_until_reached;
 
 /// The names of the projections, as used by `rebuild`, `status` and checkpoints.
-pub const PROJECTION_NAMES: [&str; 4] = [catalog::NAME, servers::NAME, audit::NAME, bulk::NAME];
+pub const PROJECTION_NAMES: [&str; 5] = [
+    catalog::NAME,
+    servers::NAME,
+    audit::NAME,
+    bulk::NAME,
+    identity::NAME,
+];

@@ -13,7 +13,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::{AuditProjector, BulkProjector, CatalogProjector, ServerProjector, PROJECTION_NAMES};
+use crate::{
+    AuditProjector, BulkProjector, CatalogProjector, IdentityProjector, ServerProjector,
+    PROJECTION_NAMES,
+};
 
 /// The first pause after a runner fails; it doubles on each failure in a row.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -38,13 +41,14 @@ pub enum RebuildError {
     Store(#[from] StoreError),
 }
 
-/// The runners of the catalog, servers, audit and bulk projections.
+/// The runners of the catalog, servers, audit, bulk and identity projections.
 pub struct Projections {
     pool: Pool,
     catalog: SubscriptionRunner<CatalogProjector>,
     servers: SubscriptionRunner<ServerProjector>,
     audit: SubscriptionRunner<AuditProjector>,
     bulk: SubscriptionRunner<BulkProjector>,
+    identity: SubscriptionRunner<IdentityProjector>,
 }
 
 impl Projections {
@@ -76,7 +80,13 @@ impl Projections {
                 AuditProjector::new(),
                 options.clone(),
             ),
-            bulk: SubscriptionRunner::new(db, pool, BulkProjector::new(), options),
+            bulk: SubscriptionRunner::new(
+                db.clone(),
+                pool.clone(),
+                BulkProjector::new(),
+                options.clone(),
+            ),
+            identity: SubscriptionRunner::new(db, pool, IdentityProjector::new(), options),
         }
     }
 
@@ -88,7 +98,8 @@ impl Projections {
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.catalog)),
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.servers)),
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.audit)),
-            tokio::spawn(supervise(self, shutdown, |p| &p.bulk)),
+            tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.bulk)),
+            tokio::spawn(supervise(self, shutdown, |p| &p.identity)),
         ]
     }
 
@@ -101,6 +112,7 @@ impl Projections {
         self.catch_up_to(&self.servers, head).await?;
         self.catch_up_to(&self.audit, head).await?;
         self.catch_up_to(&self.bulk, head).await?;
+        self.catch_up_to(&self.identity, head).await?;
         Ok(())
     }
 
@@ -116,6 +128,23 @@ impl Projections {
                 return Ok(checkpoint);
             }
             tokio::time::sleep(CATCH_UP_POLL).await;
+        }
+    }
+
+    /// Catches projection `name` up with every event committed before the call.
+    pub async fn catch_up(&self, name: &str) -> Result<Checkpoint, RebuildError> {
+        let client = self.pool.get().await.map_err(StoreError::from)?;
+        let head = head_position(&client).await?;
+        drop(client);
+        match name {
+            crate::catalog::NAME => Ok(self.catch_up_to(&self.catalog, head).await?),
+            crate::servers::NAME => Ok(self.catch_up_to(&self.servers, head).await?),
+            crate::audit::NAME => Ok(self.catch_up_to(&self.audit, head).await?),
+            crate::bulk::NAME => Ok(self.catch_up_to(&self.bulk, head).await?),
+            crate::identity::NAME => Ok(self.catch_up_to(&self.identity, head).await?),
+            _ => Err(RebuildError::UnknownProjection {
+                name: name.to_string(),
+            }),
         }
     }
 
@@ -137,6 +166,7 @@ impl Projections {
             crate::servers::NAME => Ok(self.rebuild_one(&self.servers).await?),
             crate::audit::NAME => Ok(self.rebuild_one(&self.audit).await?),
             crate::bulk::NAME => Ok(self.rebuild_one(&self.bulk).await?),
+            crate::identity::NAME => Ok(self.rebuild_one(&self.identity).await?),
             _ => Err(RebuildError::UnknownProjection {
                 name: name.to_string(),
             }),
@@ -150,6 +180,7 @@ impl Projections {
             crate::servers::NAME => Some(self.servers.progress()),
             crate::audit::NAME => Some(self.audit.progress()),
             crate::bulk::NAME => Some(self.bulk.progress()),
+            crate::identity::NAME => Some(self.identity.progress()),
             _ => None,
         }
     }

@@ -1,28 +1,28 @@
 //! Which events a caller may see on a live stream: the one place the rule is decided.
 
-use berth_application::Actor;
 use berth_infrastructure::feed::StoredEvent;
 
 use crate::auth::Principal;
 
-/// Whether `principal` may see `event` on a live stream.
-///
-/// Today the only caller who can authenticate is the administrator, who sees every
-/// event. Anyone else sees nothing until a rule for them is written here (when roles
-/// arrive: viewers and operators see the events of what they own), so a new kind of
-/// principal can never see more than it should by accident.
-pub fn visible(principal: &Principal, _event: &StoredEvent) -> bool {
-    principal.actor == Actor::admin()
+/// Whether `principal` may see `event` on a live stream: administrators see every
+/// event; everyone else the events of streams they own (their servers, custom catalog
+/// entries, bulk operations and their own user). Events of streams no user owns
+/// (predefined catalog entries, the key ring) are for administrators only.
+pub fn visible(principal: &Principal, event: &StoredEvent) -> bool {
+    principal.may_see(event.owner.as_deref())
 }
 
 #[cfg(test)]
 mod tests {
+    use berth_application::Actor;
+    use berth_domain::user::Role;
     use chrono::Utc;
     use uuid::Uuid;
 
     use super::*;
+    use crate::auth::Credential;
 
-    fn event() -> StoredEvent {
+    fn event(owner: Option<&str>) -> StoredEvent {
         StoredEvent {
             position: 1,
             transaction_id: 1,
@@ -35,18 +35,33 @@ mod tests {
             payload: serde_json::json!({}),
             metadata: serde_json::json!({"actor": "user:someone"}),
             recorded_at: Utc::now(),
+            owner: owner.map(String::from),
+        }
+    }
+
+    fn principal(name: &str, role: Role) -> Principal {
+        Principal {
+            actor: Actor::User(name.into()),
+            user_id: Uuid::nil(),
+            name: name.into(),
+            role,
+            credential: Credential::ApiKey {
+                key_id: Uuid::nil(),
+            },
         }
     }
 
     #[test]
-    fn the_administrator_sees_everything_and_nobody_else_anything_yet() {
-        let admin = Principal {
-            actor: Actor::admin(),
-        };
-        let other = Principal {
-            actor: Actor::User("someone".into()),
-        };
-        assert!(visible(&admin, &event()));
-        assert!(!visible(&other, &event()));
+    fn owners_see_their_streams_and_administrators_everything() {
+        let admin = principal("root", Role::Admin);
+        let ann = principal("ann", Role::Operator);
+        let bob = principal("bob", Role::Viewer);
+        for owner in [Some("user:ann"), Some("user:bob"), None] {
+            assert!(visible(&admin, &event(owner)));
+        }
+        assert!(visible(&ann, &event(Some("user:ann"))));
+        assert!(!visible(&ann, &event(Some("user:bob"))));
+        assert!(!visible(&bob, &event(Some("user:ann"))));
+        assert!(!visible(&ann, &event(None)));
     }
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::consistency::await_position;
 use crate::extract::ApiQuery;
 use crate::pagination::page_request;
@@ -65,6 +66,7 @@ pub fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Re
 #[tracing::instrument(skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.page, query.page_size)?;
@@ -82,6 +84,7 @@ pub async fn list(
         from: query.from,
         to: query.to,
         correlation_id: query.correlation_id,
+        owner: principal.owner_filter(),
     };
     let client = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(list_audit(&client, &filter, page).await?))

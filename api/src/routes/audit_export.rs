@@ -12,6 +12,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::auth::Principal;
 use crate::consistency::await_position;
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, Problem};
@@ -105,6 +106,7 @@ pub struct ExportQuery {
 #[tracing::instrument(skip_all)]
 pub async fn export(
     state: web::Data<AppState>,
+    principal: Principal,
     ApiQuery(query): ApiQuery<ExportQuery>,
 ) -> Result<HttpResponse, ApiError> {
     check_range(query.from, query.to)?;
@@ -122,6 +124,7 @@ pub async fn export(
         from: query.from,
         to: query.to,
         correlation_id: query.correlation_id,
+        owner: principal.owner_filter(),
     };
     // The first batch is read before answering, so a database that is down gets a 503
     // instead of a 200 cut short.

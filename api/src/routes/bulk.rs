@@ -8,7 +8,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::CommandContext;
+use crate::access::ensure_visible;
+use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::command::CommandAccepted;
 use crate::extract::{ApiQuery, JsonBody};
@@ -16,6 +17,11 @@ use crate::problem::{ApiError, Problem};
 use crate::routes::catalog::ReadQuery;
 use crate::routes::committed_position;
 use crate::state::AppState;
+use berth_domain::bulk::{BulkError, BulkOperation};
+use berth_domain::server::Server;
+use berth_domain::user::Role;
+use berth_infrastructure::ownership::owned_among;
+use cqrs_es::Aggregate;
 
 /// The header that makes `POST /api/v1/bulk` safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
@@ -107,6 +113,7 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
             headers(("Berth-Position" = i64, description = "Global position of the last event written (the head when an idempotent request changed nothing)"))),
         (status = 400, description = "Malformed JSON, unknown field, unknown operation, malformed id, or a malformed `Idempotency-Key`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No servers or more than 1000, a missing field, or an `Idempotency-Key` already used for a different request", body = Problem, content_type = "application/problem+json"),
     )
@@ -114,11 +121,23 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
 #[tracing::instrument(skip_all)]
 pub async fn begin(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     req: HttpRequest,
     JsonBody(body): JsonBody<BulkRequestBody>,
 ) -> Result<HttpResponse, ApiError> {
     let key = idempotency_key(&req)?;
+    principal.require(Role::Operator, "a bulk operation")?;
+    if let Some(owner) = principal.owner_filter() {
+        // Others' servers are answered exactly like servers that do not exist.
+        let client = state.pool.get().await?;
+        let owned = owned_among(&client, Server::TYPE, &body.server_ids, &owner).await?;
+        if let Some(unknown) = body.server_ids.iter().find(|id| !owned.contains(id)) {
+            return Err(BulkError::UnknownTarget {
+                server_id: *unknown,
+            }
+            .into());
+        }
+    }
     let (id, receipt) = state
         .bus
         .begin_bulk(&metadata, body.operation.into(), body.server_ids, key)
@@ -145,10 +164,13 @@ pub async fn begin(
 #[tracing::instrument(skip_all, fields(bulk_id = %id))]
 pub async fn get(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<Uuid>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    let not_found = "no bulk operation has this id";
+    ensure_visible(&state, &principal, BulkOperation::TYPE, id, not_found).await?;
     await_position(
         &state.pool,
         berth_projections::bulk::NAME,

@@ -2,13 +2,15 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use berth_domain::catalog::CatalogDefinition;
+use berth_domain::catalog::{CatalogCommand, CatalogDefinition};
+use berth_domain::user::Role;
 use berth_projections::{get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::auth::CommandContext;
+use crate::access::{ensure_catalog_changeable, may_see_catalog_entry};
+use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::catalog::{CatalogEntryBody, CatalogKindDto, TransportDto};
 use crate::dto::command::CommandAccepted;
@@ -71,6 +73,7 @@ fn wire_name<T: serde::Serialize>(value: Option<T>) -> Option<String> {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     ApiQuery(query): ApiQuery<CatalogListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.page, query.page_size)?;
@@ -84,6 +87,7 @@ pub async fn list(
         q: query.q,
         transport: wire_name(query.transport),
         kind: wire_name(query.kind),
+        visible_to: principal.owner_filter(),
     };
     let client = state.pool.get().await?;
     let entries = list_catalog(&client, &filter, page).await?;
@@ -106,6 +110,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(catalog_id = %id))]
 pub async fn get(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<Uuid>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -118,8 +123,10 @@ pub async fn get(
     .await?;
     let client = state.pool.get().await?;
     match get_catalog_entry(&client, id).await? {
-        Some(entry) => Ok(HttpResponse::Ok().json(entry)),
-        None => Err(ApiError::NotFound("no catalog entry has this id".into())),
+        Some(entry) if principal.is_admin() || entry.visible_to(&principal.owner()) => {
+            Ok(HttpResponse::Ok().json(entry))
+        }
+        _ => Err(ApiError::NotFound("no catalog entry has this id".into())),
     }
 }
 
@@ -134,6 +141,7 @@ pub async fn get(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
     )
@@ -141,9 +149,10 @@ pub async fn get(
 #[tracing::instrument(skip_all)]
 pub async fn register(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     JsonBody(body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Operator, "adding a catalog entry")?;
     let (id, receipt) = state
         .bus
         .register_catalog_entry(&metadata, CatalogDefinition::from(body))
@@ -164,6 +173,7 @@ pub async fn register(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
@@ -172,11 +182,12 @@ pub async fn register(
 #[tracing::instrument(skip_all, fields(catalog_id = %id))]
 pub async fn update(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     id: web::Path<Uuid>,
     JsonBody(body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    ensure_catalog_changeable(&state, &principal, id, "changing a catalog entry").await?;
     let receipt = state
         .bus
         .update_catalog_entry(&metadata, id, CatalogDefinition::from(body))
@@ -195,6 +206,7 @@ pub async fn update(
         (status = 202, description = "Removed", body = CommandAccepted,
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The entry is predefined", body = Problem, content_type = "application/problem+json"),
     )
@@ -202,11 +214,79 @@ pub async fn update(
 #[tracing::instrument(skip_all, fields(catalog_id = %id))]
 pub async fn remove(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    ensure_catalog_changeable(&state, &principal, id, "removing a catalog entry").await?;
     let receipt = state.bus.remove_catalog_entry(&metadata, id).await?;
+    let position = committed_position(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+}
+
+/// Makes a custom catalog entry visible to every user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/catalog/{id}/publish",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The entry's id")),
+    responses(
+        (status = 202, description = "Published", body = CommandAccepted,
+            headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only administrators publish entries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry (or not visible to the caller)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Predefined, or already published", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(catalog_id = %id))]
+pub async fn publish(
+    state: web::Data<AppState>,
+    context: CommandContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_visibility(state, context, id.into_inner(), CatalogCommand::Publish).await
+}
+
+/// Makes a custom catalog entry private to its owner again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/catalog/{id}/unpublish",
+    tag = "catalog",
+    params(("id" = Uuid, Path, description = "The entry's id")),
+    responses(
+        (status = 202, description = "Private again", body = CommandAccepted,
+            headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only administrators unpublish entries", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such entry (or not visible to the caller)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Predefined, or already private", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(catalog_id = %id))]
+pub async fn unpublish(
+    state: web::Data<AppState>,
+    context: CommandContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    set_visibility(state, context, id.into_inner(), CatalogCommand::Unpublish).await
+}
+
+async fn set_visibility(
+    state: web::Data<AppState>,
+    CommandContext(metadata, principal): CommandContext,
+    id: Uuid,
+    command: CatalogCommand,
+) -> Result<HttpResponse, ApiError> {
+    let entry = state.bus.load_catalog_entry(&id.to_string()).await?;
+    if entry.definition.is_none() || entry.removed || !may_see_catalog_entry(&principal, &entry) {
+        return Err(ApiError::NotFound("no catalog entry has this id".into()));
+    }
+    principal.require(Role::Admin, "publishing or unpublishing a catalog entry")?;
+    let receipt = state
+        .bus
+        .catalog(&id.to_string(), command, &metadata)
+        .await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
 }

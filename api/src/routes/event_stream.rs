@@ -82,6 +82,7 @@ pub async fn subscribe(
             aggregate_type: query.aggregate_type,
             aggregate_id: query.aggregate_id,
             event_type: query.event_type,
+            owner: principal.owner_filter(),
         },
         visible: Arc::new(move |event| visibility::visible(&principal, event)),
     };

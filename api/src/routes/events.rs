@@ -9,6 +9,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::access::ensure_visible;
+use crate::auth::Principal;
 use crate::dto::events::{EventDto, EventPage};
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, ProblemField};
@@ -111,6 +113,7 @@ async fn page(
 #[tracing::instrument(skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (after, limit) = checked(query.after, query.limit)?;
@@ -118,6 +121,7 @@ pub async fn list(
         aggregate_type: query.aggregate_type,
         aggregate_id: query.aggregate_id,
         event_type: query.event_type,
+        owner: principal.owner_filter(),
     };
     Ok(HttpResponse::Ok().json(page(&state, after, limit, &filter).await?))
 }
@@ -138,10 +142,19 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(server_id = %id))]
 pub async fn server_events(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<Uuid>,
     ApiQuery(query): ApiQuery<ServerEventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    ensure_visible(
+        &state,
+        &principal,
+        Server::TYPE,
+        id,
+        "no server has this id",
+    )
+    .await?;
     let (after, limit) = checked(query.after, query.limit)?;
     let server = state.bus.load_server(&id.to_string()).await?;
     if !server.created {
@@ -151,6 +164,7 @@ pub async fn server_events(
         aggregate_type: Some(Server::TYPE.to_string()),
         aggregate_id: Some(id.to_string()),
         event_type: None,
+        owner: None,
     };
     Ok(HttpResponse::Ok().json(page(&state, after, limit, &filter).await?))
 }

@@ -17,6 +17,7 @@ pub mod event_socket;
 pub mod event_stream;
 pub mod events;
 pub mod health;
+pub mod identity;
 pub mod server_actions;
 pub mod server_runtime;
 pub mod servers;
@@ -64,6 +65,12 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::DELETE, "/catalog/{id}", || {
             web::route().to(catalog::remove)
         }),
+        endpoint(M::POST, "/catalog/{id}/publish", || {
+            web::route().to(catalog::publish)
+        }),
+        endpoint(M::POST, "/catalog/{id}/unpublish", || {
+            web::route().to(catalog::unpublish)
+        }),
         endpoint(M::GET, "/servers", || web::route().to(servers::list)),
         endpoint(M::POST, "/servers", || web::route().to(servers::create)),
         endpoint(M::GET, "/servers/{id}", || web::route().to(servers::get)),
@@ -110,6 +117,24 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/audit/export", || {
             web::route().to(audit_export::export)
         }),
+        endpoint(M::POST, "/users", || web::route().to(identity::create_user)),
+        endpoint(M::GET, "/users", || web::route().to(identity::list)),
+        endpoint(M::POST, "/users/{id}/disable", || {
+            web::route().to(identity::disable)
+        }),
+        endpoint(M::POST, "/users/{id}/keys", || {
+            web::route().to(identity::create_key)
+        }),
+        endpoint(M::GET, "/users/{id}/keys", || {
+            web::route().to(identity::list_keys)
+        }),
+        endpoint(M::DELETE, "/keys/{id}", || {
+            web::route().to(identity::revoke_key)
+        }),
+        endpoint(M::POST, "/auth/token", || {
+            web::route().to(identity::issue_token)
+        }),
+        endpoint(M::GET, "/me", || web::route().to(identity::me)),
     ]
 }
 

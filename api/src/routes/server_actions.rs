@@ -6,6 +6,7 @@ use actix_web::{web, HttpResponse};
 use berth_application::servers::LifecycleAction;
 use uuid::Uuid;
 
+use crate::access::ensure_operable_server;
 use crate::auth::CommandContext;
 use crate::dto::command::CommandAccepted;
 use crate::problem::{ApiError, Problem};
@@ -18,7 +19,8 @@ async fn run(
     id: Uuid,
     action: LifecycleAction,
 ) -> Result<HttpResponse, ApiError> {
-    let CommandContext(metadata) = context;
+    let CommandContext(metadata, principal) = context;
+    ensure_operable_server(&state, &principal, id, "operating a server").await?;
     let receipt = state.bus.server_lifecycle(&metadata, id, action).await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
@@ -39,6 +41,7 @@ macro_rules! lifecycle_handler {
                 (status = 202, description = "Accepted; the runtime acts on it next", body = CommandAccepted,
                     headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
                 (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+                (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
                 (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
                 (status = 409, description = $conflict, body = Problem, content_type = "application/problem+json"),
             )

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::CommandContext;
+use crate::access::{ensure_operable_server, ensure_visible};
+use crate::auth::{CommandContext, Principal};
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
@@ -45,6 +46,7 @@ pub struct TestResult {
     responses(
         (status = 200, description = "The handshake's outcome (`ok` false with `error` when it failed)", body = TestResult),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The server is not running; the detail names its state", body = Problem, content_type = "application/problem+json"),
     )
@@ -52,10 +54,12 @@ pub struct TestResult {
 #[tracing::instrument(skip_all, fields(server_id = %id))]
 pub async fn test(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
-    let outcome = state.pm.check(id.into_inner(), &metadata).await?;
+    let id = id.into_inner();
+    ensure_operable_server(&state, &principal, id, "testing a server").await?;
+    let outcome = state.pm.check(id, &metadata).await?;
     let body = match outcome.result {
         Ok(report) => TestResult {
             ok: true,
@@ -110,11 +114,12 @@ const MAX_TAIL: usize = 10_000;
 #[tracing::instrument(skip_all, fields(server_id = %id))]
 pub async fn logs(
     state: web::Data<AppState>,
-    _context: CommandContext,
+    principal: Principal,
     id: web::Path<Uuid>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    ensure_visible(&state, &principal, "server", id, "no server has this id").await?;
     let tail = query.tail.unwrap_or(100);
     if tail > MAX_TAIL {
         return Err(ApiError::invalid_field(

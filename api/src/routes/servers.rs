@@ -7,7 +7,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::CommandContext;
+use crate::access::{ensure_operable_server, may_see_catalog_entry};
+use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::command::CommandAccepted;
 use crate::dto::servers::{CreateServerBody, PatchServerBody};
@@ -17,6 +18,7 @@ use crate::problem::{ApiError, Problem};
 use crate::routes::catalog::ReadQuery;
 use crate::routes::committed_position;
 use crate::state::AppState;
+use berth_domain::user::Role;
 
 /// A server's lifecycle state, as a list filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, ToSchema)]
@@ -88,6 +90,7 @@ pub struct ServerListQuery {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     state: web::Data<AppState>,
+    principal: Principal,
     ApiQuery(query): ApiQuery<ServerListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = page_request(query.page, query.page_size)?;
@@ -101,7 +104,7 @@ pub async fn list(
         state: query.state.map(|s| s.as_str().to_string()),
         catalog_id: query.catalog_id,
         q: query.q,
-        owner: None,
+        owner: principal.owner_filter(),
     };
     let client = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(list_servers(&client, &filter, page).await?))
@@ -124,6 +127,7 @@ pub async fn list(
 #[tracing::instrument(skip_all, fields(server_id = %id))]
 pub async fn get(
     state: web::Data<AppState>,
+    principal: Principal,
     id: web::Path<Uuid>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -136,8 +140,10 @@ pub async fn get(
     .await?;
     let client = state.pool.get().await?;
     match get_server(&client, id).await? {
-        Some(server) => Ok(HttpResponse::Ok().json(server)),
-        None => Err(ApiError::NotFound("no server has this id".into())),
+        Some(server) if principal.may_see(Some(&server.owner)) => {
+            Ok(HttpResponse::Ok().json(server))
+        }
+        _ => Err(ApiError::NotFound("no server has this id".into())),
     }
 }
 
@@ -152,6 +158,7 @@ pub async fn get(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Unknown catalog entry, invalid name, missing or unknown config key, non-string value", body = Problem, content_type = "application/problem+json"),
     )
@@ -159,10 +166,24 @@ pub async fn get(
 #[tracing::instrument(skip_all)]
 pub async fn create(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     JsonBody(body): JsonBody<CreateServerBody>,
 ) -> Result<HttpResponse, ApiError> {
+    principal.require(Role::Operator, "creating a server")?;
     let new = body.into_new_server().map_err(ApiError::invalid)?;
+    if !principal.is_admin() {
+        // Another user's private entry is answered exactly like a missing one.
+        let entry = state
+            .bus
+            .load_catalog_entry(&new.catalog_id.to_string())
+            .await?;
+        if !may_see_catalog_entry(&principal, &entry) {
+            return Err(ApiError::invalid_field(
+                "catalog_id",
+                "no catalog entry has this id",
+            ));
+        }
+    }
     let (id, receipt) = state.bus.create_server(&metadata, new).await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::CREATED))
@@ -180,6 +201,7 @@ pub async fn create(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The server is being deleted", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
@@ -189,11 +211,12 @@ pub async fn create(
 #[tracing::instrument(skip_all, fields(server_id = %id))]
 pub async fn update_config(
     state: web::Data<AppState>,
-    CommandContext(metadata): CommandContext,
+    CommandContext(metadata, principal): CommandContext,
     id: web::Path<Uuid>,
     JsonBody(body): JsonBody<PatchServerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    ensure_operable_server(&state, &principal, id, "changing a server").await?;
     let patch = body.into_patch().map_err(ApiError::invalid)?;
     let receipt = state.bus.update_server_config(&metadata, id, patch).await?;
     let position = committed_position(&state, receipt).await?;

@@ -25,6 +25,9 @@ pub struct CatalogEntry {
     /// stands until a new release ships a different definition.
     #[serde(default)]
     pub shipped: Option<CatalogDefinition>,
+    /// A custom entry an administrator made visible to every user.
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// What may be asked of a catalog entry.
@@ -50,6 +53,10 @@ pub enum CatalogCommand {
     },
     /// Remove a custom entry.
     Remove,
+    /// Make a custom entry visible to every user.
+    Publish,
+    /// Make a custom entry private to its owner again.
+    Unpublish,
 }
 
 /// What happened to a catalog entry.
@@ -78,6 +85,10 @@ pub enum CatalogEvent {
     },
     /// The entry is gone.
     Removed,
+    /// Every user may see and use the (custom) entry from now on.
+    Published,
+    /// Only its owner (and administrators) may see the entry from now on.
+    Unpublished,
 }
 
 impl DomainEvent for CatalogEvent {
@@ -86,6 +97,8 @@ impl DomainEvent for CatalogEvent {
             Self::Registered { .. } => "CatalogEntryRegistered",
             Self::Updated { .. } => "CatalogEntryUpdated",
             Self::Removed => "CatalogEntryRemoved",
+            Self::Published => "CatalogEntryPublished",
+            Self::Unpublished => "CatalogEntryUnpublished",
         }
         .to_string()
     }
@@ -115,6 +128,12 @@ pub enum CatalogError {
         /// What the entry is.
         actual: CatalogKind,
     },
+    /// Only custom entries are private; predefined ones are visible to everyone.
+    #[error("predefined catalog entries are always published")]
+    PredefinedAlwaysPublished,
+    /// Publishing a published entry, or unpublishing a private one.
+    #[error("the catalog entry is already {0}")]
+    AlreadyInVisibility(&'static str),
     /// The definition breaks a rule.
     #[error("invalid catalog entry")]
     Invalid(Vec<FieldError>),
@@ -178,6 +197,19 @@ impl CatalogEntry {
                 }
                 Ok(vec![CatalogEvent::Removed])
             }
+            CatalogCommand::Publish | CatalogCommand::Unpublish => {
+                self.live()?;
+                if self.kind == Some(CatalogKind::Predefined) {
+                    return Err(CatalogError::PredefinedAlwaysPublished);
+                }
+                let publish = command == CatalogCommand::Publish;
+                match (publish, self.published) {
+                    (true, true) => Err(CatalogError::AlreadyInVisibility("published")),
+                    (false, false) => Err(CatalogError::AlreadyInVisibility("private")),
+                    (true, false) => Ok(vec![CatalogEvent::Published]),
+                    (false, true) => Ok(vec![CatalogEvent::Unpublished]),
+                }
+            }
         }
     }
 }
@@ -228,6 +260,8 @@ impl Aggregate for CatalogEntry {
                 self.definition = Some(definition);
             }
             CatalogEvent::Removed => self.removed = true,
+            CatalogEvent::Published => self.published = true,
+            CatalogEvent::Unpublished => self.published = false,
         }
     }
 }

@@ -5,8 +5,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
+use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
+use berth_domain::user::User;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
@@ -63,6 +65,10 @@ impl AuditProjector {
             BulkOperation::TYPE => event
                 .decode::<BulkOperation>(&self.upcasters)
                 .map(Decoded::Bulk),
+            User::TYPE => event.decode::<User>(&self.upcasters).map(Decoded::User),
+            KeyRing::TYPE => event
+                .decode::<KeyRing>(&self.upcasters)
+                .map(Decoded::KeyRing),
             _ => Ok(Decoded::Other),
         };
         // The trail must stay complete: an event that does not decode is still recorded,

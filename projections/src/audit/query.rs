@@ -25,6 +25,8 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
     /// Entries of one unit of work (e.g. a bulk operation).
     pub correlation_id: Option<Uuid>,
+    /// Only entries about streams this owner owns (`stream_owners`).
+    pub owner: Option<String>,
 }
 
 /// One event of the audit trail.
@@ -93,6 +95,11 @@ fn filters(filter: &AuditFilter) -> Filters {
     f.push(
         "correlation_id = $?",
         filter.correlation_id.map(|id| id.to_string()),
+    );
+    f.push(
+        "EXISTS (SELECT 1 FROM stream_owners o WHERE o.aggregate_type = audit_log.target_type \
+         AND o.aggregate_id = audit_log.target_id AND o.owner = $?)",
+        filter.owner.clone(),
     );
     f
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::catalog::{CatalogEntry, CatalogEvent};
+use berth_domain::keyring::KeyRingEvent;
 use berth_domain::server::{RestartPolicy, Server, ServerEvent};
+use berth_domain::user::{User, UserEvent};
 use berth_infrastructure::feed::StoredEvent;
 use cqrs_es::Aggregate;
 
@@ -22,6 +24,10 @@ pub(crate) enum Decoded {
     Catalog(CatalogEvent),
     /// A bulk operation event.
     Bulk(BulkEvent),
+    /// A user (identity) event.
+    User(UserEvent),
+    /// A master key rotation.
+    KeyRing(KeyRingEvent),
     /// Another aggregate's event (or one that did not decode): summarised generically.
     Other,
 }
@@ -87,7 +93,11 @@ pub(crate) fn targets_of(event: &StoredEvent, decoded: &Decoded) -> Vec<Target> 
         Decoded::Bulk(
             BulkEvent::TargetSucceeded { server_id } | BulkEvent::TargetFailed { server_id, .. },
         ) => vec![own, (Server::TYPE.to_string(), server_id.to_string())],
-        Decoded::Server(_) | Decoded::Catalog(_) | Decoded::Bulk(_) => vec![own],
+        Decoded::Server(_)
+        | Decoded::Catalog(_)
+        | Decoded::Bulk(_)
+        | Decoded::User(_)
+        | Decoded::KeyRing(_) => vec![own],
         Decoded::Other => vec![],
     }
 }
@@ -98,6 +108,13 @@ pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Name
         Decoded::Server(e) => server(&event.aggregate_id, e, names),
         Decoded::Catalog(e) => catalog(&event.aggregate_id, e, names),
         Decoded::Bulk(e) => bulk(&event.aggregate_id, e, names),
+        Decoded::User(e) => user(&event.aggregate_id, e, names),
+        Decoded::KeyRing(KeyRingEvent::MasterKeyRotated {
+            master_key_id,
+            data_keys,
+        }) => {
+            format!("rotated the master key to {master_key_id}, re-wrapping {data_keys} data keys")
+        }
         Decoded::Other => format!(
             "{} on {} {}",
             event.event_type,
@@ -200,6 +217,45 @@ fn catalog(id: &str, event: &CatalogEvent, names: &mut Names) -> String {
             }
         }
         CatalogEvent::Removed => format!("removed {}", names.label(CatalogEntry::TYPE, id)),
+        CatalogEvent::Published => format!("published {}", names.label(CatalogEntry::TYPE, id)),
+        CatalogEvent::Unpublished => {
+            format!("made {} private", names.label(CatalogEntry::TYPE, id))
+        }
+    }
+}
+
+/// Security actions, named by user; key material (even its hash) never appears.
+fn user(id: &str, event: &UserEvent, names: &mut Names) -> String {
+    if let UserEvent::Created { name, .. } = event {
+        names.set(User::TYPE, id, name);
+    }
+    let u = names.label(User::TYPE, id);
+    match event {
+        UserEvent::Created { role, .. } => format!("created {u} with role {role}"),
+        UserEvent::Disabled => format!("disabled {u}"),
+        UserEvent::KeyCreated {
+            name,
+            prefix,
+            expires_at,
+            ..
+        } => match expires_at {
+            Some(at) => format!(
+                "created API key {name:?} ({prefix}…) for {u}, expiring {}",
+                at.to_rfc3339()
+            ),
+            None => format!("created API key {name:?} ({prefix}…) for {u}"),
+        },
+        UserEvent::KeyRevoked { key_id } => {
+            format!("revoked API key {} of {u}", shorten(&key_id.to_string(), 8))
+        }
+        UserEvent::TokenIssued {
+            key_id, expires_at, ..
+        } => format!(
+            "issued a token to {u} for API key {}, expiring {}",
+            shorten(&key_id.to_string(), 8),
+            expires_at.to_rfc3339()
+        ),
+        UserEvent::Forgotten => format!("forgot {u}: destroyed its data key"),
     }
 }
 

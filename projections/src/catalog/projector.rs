@@ -28,6 +28,9 @@ const UPDATE_ENTRY: &str = "UPDATE catalog_entries SET name = $2, description = 
      transport = $4, runtime = $5, config_schema = $6, resources = $7, version = $8, \
      updated_at = $9, position = $10 WHERE id = $1";
 
+const SET_PUBLISHED: &str = "UPDATE catalog_entries SET published = $2, updated_at = $3, \
+     position = $4 WHERE id = $1";
+
 const DELETE_ENTRY: &str = "DELETE FROM catalog_entries WHERE id = $1";
 
 const DELETE_ENTRY_SERVERS: &str = "DELETE FROM catalog_server_tools WHERE catalog_id = $1";
@@ -130,6 +133,15 @@ impl CatalogProjector {
                 )?;
                 tx.execute(&entry, &[&id]).await?;
                 tx.execute(&servers, &[&id]).await?;
+            }
+            visibility @ (CatalogEvent::Published | CatalogEvent::Unpublished) => {
+                let published = visibility == CatalogEvent::Published;
+                let statement = tx.prepare_cached(SET_PUBLISHED).await?;
+                tx.execute(
+                    &statement,
+                    &[&id, &published, &event.recorded_at, &event.position],
+                )
+                .await?;
             }
         }
         Ok(())

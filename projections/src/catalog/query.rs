@@ -20,6 +20,8 @@ pub struct CatalogFilter {
     pub transport: Option<String>,
     /// `predefined` or `custom`.
     pub kind: Option<String>,
+    /// Only entries this owner may see: predefined, published, or its own.
+    pub visible_to: Option<String>,
 }
 
 /// A catalog entry as the API shows it.
@@ -53,6 +55,8 @@ pub struct CatalogEntryView {
     pub tools: Value,
     /// Who added it (custom entries only).
     pub owner: Option<String>,
+    /// Whether a custom entry is visible to every user (predefined ones always are).
+    pub published: bool,
     /// When it was registered.
     pub created_at: DateTime<Utc>,
     /// When its definition last changed.
@@ -64,7 +68,7 @@ pub struct CatalogEntryView {
 macro_rules! columns {
     () => {
         "id, name, description, kind, transport, runtime, config_schema, resources, version, \
-         tools, owner, created_at, updated_at, position"
+         tools, owner, published, created_at, updated_at, position"
     };
 }
 
@@ -89,6 +93,7 @@ fn view(row: &Row) -> Result<CatalogEntryView, StoreError> {
         version: row.try_get("version")?,
         tools: row.try_get("tools")?,
         owner: row.try_get("owner")?,
+        published: row.try_get("published")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         position: row.try_get("position")?,
@@ -108,7 +113,18 @@ pub async fn list_catalog(
     );
     filters.push("transport = $?", filter.transport.clone());
     filters.push("kind = $?", filter.kind.clone());
+    filters.push(
+        "(kind = 'predefined' OR published OR owner = $?)",
+        filter.visible_to.clone(),
+    );
     LIST.run(client, &filters, page, view).await
+}
+
+impl CatalogEntryView {
+    /// Whether `owner` (a non-administrator) may see this entry.
+    pub fn visible_to(&self, owner: &str) -> bool {
+        self.kind == "predefined" || self.published || self.owner.as_deref() == Some(owner)
+    }
 }
 
 /// One live catalog entry, or `None` when it does not exist or was removed.

@@ -217,6 +217,7 @@ mod tests {
             metadata: serde_json::Value::Null,
             recorded_at: DateTime::<Utc>::from_timestamp(1_700_000_000 + sequence, 0)
                 .unwrap_or_default(),
+            owner: None,
         }
     }
 

@@ -149,6 +149,7 @@ async fn lists_filter_by_text_kind_and_transport_and_page() {
         q: Some("self-hosted".into()),
         transport: Some("stdio".into()),
         kind: Some("custom".into()),
+        visible_to: None,
     })
     .await;
     assert_eq!(names(&combined.items), ["gitlab"]);

@@ -1,0 +1,344 @@
+//! The `User` aggregate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::role::Role;
+use crate::validation::{check_name, Violations};
+use crate::FieldError;
+
+/// A user: its name and role, whether it may still act, and its API keys.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Unique and fixed for the user's life; `None` until created.
+    pub name: Option<String>,
+    /// What the user may do.
+    pub role: Option<Role>,
+    /// Disabled users can neither authenticate nor be given keys.
+    pub disabled: bool,
+    /// The user's data key was destroyed; implies `disabled`.
+    pub forgotten: bool,
+    /// Every key ever created for the user, by id.
+    pub keys: BTreeMap<Uuid, ApiKeyState>,
+}
+
+/// What the aggregate remembers of one API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyState {
+    /// The key's visible prefix.
+    pub prefix: String,
+    /// The keyed hash of the key.
+    pub hash: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revoked keys never work again.
+    pub revoked: bool,
+}
+
+/// What may be asked of a user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserCommand {
+    /// Create the user.
+    Create {
+        /// Its unique name.
+        name: String,
+        /// Its role.
+        role: Role,
+    },
+    /// Stop the user from authenticating; its keys stop working.
+    Disable,
+    /// Record a new API key. The key itself never reaches the aggregate: only its
+    /// prefix and keyed hash.
+    CreateKey {
+        /// The key's id.
+        key_id: Uuid,
+        /// What the holder calls it.
+        name: String,
+        /// Its visible prefix.
+        prefix: String,
+        /// Its keyed hash.
+        hash: String,
+        /// When it stops working, if ever.
+        expires_at: Option<DateTime<Utc>>,
+        /// The time now, to refuse expiries in the past.
+        now: DateTime<Utc>,
+    },
+    /// Revoke a key.
+    RevokeKey {
+        /// The key's id.
+        key_id: Uuid,
+    },
+    /// Record that a short-lived token was issued for a key.
+    IssueToken {
+        /// The key presented.
+        key_id: Uuid,
+        /// The token's id (`jti`).
+        token_id: Uuid,
+        /// When the token expires.
+        expires_at: DateTime<Utc>,
+        /// The time now, to refuse expired keys.
+        now: DateTime<Utc>,
+    },
+    /// Record that the user's data key was destroyed: their secrets are gone for good.
+    Forget,
+}
+
+/// What happened to a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UserEvent {
+    /// The user exists from now on.
+    Created {
+        /// Its name.
+        name: String,
+        /// Its role.
+        role: Role,
+        /// `user:NAME`: the user's own stream belongs to it, so it sees its own security
+        /// events.
+        owner: String,
+    },
+    /// The user can no longer authenticate.
+    Disabled,
+    /// A key was created (stored as prefix and keyed hash only).
+    KeyCreated {
+        /// The key's id.
+        key_id: Uuid,
+        /// What the holder calls it.
+        name: String,
+        /// Its visible prefix.
+        prefix: String,
+        /// Its keyed hash.
+        hash: String,
+        /// When it stops working, if ever.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// A key was revoked.
+    KeyRevoked {
+        /// The key's id.
+        key_id: Uuid,
+    },
+    /// A token was issued for a key.
+    TokenIssued {
+        /// The key presented.
+        key_id: Uuid,
+        /// The token's id.
+        token_id: Uuid,
+        /// When the token expires.
+        expires_at: DateTime<Utc>,
+    },
+    /// The user's data key was destroyed.
+    Forgotten,
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::Created { .. } => "UserCreated",
+            Self::Disabled => "UserDisabled",
+            Self::KeyCreated { .. } => "ApiKeyCreated",
+            Self::KeyRevoked { .. } => "ApiKeyRevoked",
+            Self::TokenIssued { .. } => "TokenIssued",
+            Self::Forgotten => "UserForgotten",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_string()
+    }
+}
+
+/// Why a user command was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum UserError {
+    /// A user with this name exists (or existed: names are never reused).
+    #[error("a user with this name already exists")]
+    AlreadyExists,
+    /// No such user.
+    #[error("user not found")]
+    NotFound,
+    /// The user is disabled.
+    #[error("the user is disabled")]
+    Disabled,
+    /// The user was forgotten before.
+    #[error("the user was already forgotten")]
+    AlreadyForgotten,
+    /// No key with this id belongs to the user.
+    #[error("API key not found")]
+    KeyNotFound,
+    /// The key was revoked.
+    #[error("the API key is revoked")]
+    KeyRevoked,
+    /// The key's expiry has passed.
+    #[error("the API key has expired")]
+    KeyExpired,
+    /// The key id was used before.
+    #[error("an API key with this id already exists")]
+    KeyExists,
+    /// The input breaks a rule.
+    #[error("invalid user or key")]
+    Invalid(Vec<FieldError>),
+}
+
+impl User {
+    fn live(&self) -> Result<(), UserError> {
+        if self.name.is_none() {
+            return Err(UserError::NotFound);
+        }
+        if self.disabled {
+            return Err(UserError::Disabled);
+        }
+        Ok(())
+    }
+
+    fn key(&self, key_id: Uuid) -> Result<&ApiKeyState, UserError> {
+        self.keys.get(&key_id).ok_or(UserError::KeyNotFound)
+    }
+
+    /// Decides which events `command` produces, without changing anything.
+    pub fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        match command {
+            UserCommand::Create { name, role } => {
+                if self.name.is_some() {
+                    return Err(UserError::AlreadyExists);
+                }
+                let mut v = Violations::default();
+                check_name(&mut v, "name", &name);
+                v.into_result().map_err(UserError::Invalid)?;
+                let owner = super::owner_of(&name);
+                Ok(vec![UserEvent::Created { name, role, owner }])
+            }
+            UserCommand::Disable => {
+                self.live()?;
+                Ok(vec![UserEvent::Disabled])
+            }
+            UserCommand::CreateKey {
+                key_id,
+                name,
+                prefix,
+                hash,
+                expires_at,
+                now,
+            } => {
+                self.live()?;
+                if self.keys.contains_key(&key_id) {
+                    return Err(UserError::KeyExists);
+                }
+                let mut v = Violations::default();
+                check_name(&mut v, "name", &name);
+                if expires_at.is_some_and(|at| at <= now) {
+                    v.add("expires_at", "must be in the future");
+                }
+                v.into_result().map_err(UserError::Invalid)?;
+                Ok(vec![UserEvent::KeyCreated {
+                    key_id,
+                    name,
+                    prefix,
+                    hash,
+                    expires_at,
+                }])
+            }
+            UserCommand::RevokeKey { key_id } => {
+                if self.name.is_none() {
+                    return Err(UserError::NotFound);
+                }
+                if self.key(key_id)?.revoked {
+                    return Err(UserError::KeyRevoked);
+                }
+                Ok(vec![UserEvent::KeyRevoked { key_id }])
+            }
+            UserCommand::IssueToken {
+                key_id,
+                token_id,
+                expires_at,
+                now,
+            } => {
+                self.live()?;
+                let key = self.key(key_id)?;
+                if key.revoked {
+                    return Err(UserError::KeyRevoked);
+                }
+                if key.expires_at.is_some_and(|at| at <= now) {
+                    return Err(UserError::KeyExpired);
+                }
+                Ok(vec![UserEvent::TokenIssued {
+                    key_id,
+                    token_id,
+                    expires_at,
+                }])
+            }
+            UserCommand::Forget => {
+                if self.name.is_none() {
+                    return Err(UserError::NotFound);
+                }
+                if self.forgotten {
+                    return Err(UserError::AlreadyForgotten);
+                }
+                Ok(vec![UserEvent::Forgotten])
+            }
+        }
+    }
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = "user";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            UserEvent::Created { name, role, .. } => {
+                self.name = Some(name);
+                self.role = Some(role);
+            }
+            UserEvent::Disabled => self.disabled = true,
+            UserEvent::KeyCreated {
+                key_id,
+                prefix,
+                hash,
+                expires_at,
+                ..
+            } => {
+                self.keys.insert(
+                    key_id,
+                    ApiKeyState {
+                        prefix,
+                        hash,
+                        expires_at,
+                        revoked: false,
+                    },
+                );
+            }
+            UserEvent::KeyRevoked { key_id } => {
+                if let Some(key) = self.keys.get_mut(&key_id) {
+                    key.revoked = true;
+                }
+            }
+            UserEvent::TokenIssued { .. } => {}
+            UserEvent::Forgotten => {
+                self.forgotten = true;
+                self.disabled = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+use chrono::{Duration, Utc};
+use cqrs_es::test::TestFramework;
+use uuid::Uuid;
+
+use super::*;
+
+type Given = TestFramework<User>;
+
+fn created() -> UserEvent {
+    UserEvent::Created {
+        name: "ann".into(),
+        role: Role::Operator,
+        owner: "user:ann".into(),
+    }
+}
+
+fn key_created(id: Uuid, expires_in: Option<Duration>) -> UserEvent {
+    UserEvent::KeyCreated {
+        key_id: id,
+        name: "ci".into(),
+        prefix: "berth_abcdefgh".into(),
+        hash: "00".into(),
+        expires_at: expires_in.map(|d| Utc::now() + d),
+    }
+}
+
+fn issue(id: Uuid) -> UserCommand {
+    UserCommand::IssueToken {
+        key_id: id,
+        token_id: Uuid::new_v4(),
+        expires_at: Utc::now() + Duration::minutes(15),
+        now: Utc::now(),
+    }
+}
+
+#[test]
+fn a_name_is_taken_once_and_must_be_valid() {
+    Given::with(())
+        .given(vec![created()])
+        .when(UserCommand::Create {
+            name: "ann".into(),
+            role: Role::Viewer,
+        })
+        .then_expect_error(UserError::AlreadyExists);
+    let refused = Given::with(())
+        .given_no_previous_events()
+        .when(UserCommand::Create {
+            name: "ann smith; rm".into(),
+            role: Role::Viewer,
+        })
+        .inspect_result();
+    assert!(matches!(refused, Err(UserError::Invalid(f)) if f[0].field == "name"));
+}
+
+#[test]
+fn roles_are_ordered_by_what_they_allow() {
+    assert!(Role::Viewer < Role::Operator && Role::Operator < Role::Admin);
+    for role in [Role::Viewer, Role::Operator, Role::Admin] {
+        assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+    }
+    assert!("root".parse::<Role>().is_err());
+}
+
+#[test]
+fn keys_need_a_live_user_and_a_future_expiry() {
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let command = |expires_at| UserCommand::CreateKey {
+        key_id: id,
+        name: "ci".into(),
+        prefix: "berth_abcdefgh".into(),
+        hash: "00".into(),
+        expires_at,
+        now,
+    };
+    Given::with(())
+        .given(vec![created(), UserEvent::Disabled])
+        .when(command(None))
+        .then_expect_error(UserError::Disabled);
+    Given::with(())
+        .given_no_previous_events()
+        .when(command(None))
+        .then_expect_error(UserError::NotFound);
+    let refused = Given::with(())
+        .given(vec![created()])
+        .when(command(Some(now - Duration::seconds(1))))
+        .inspect_result();
+    assert!(matches!(refused, Err(UserError::Invalid(f)) if f[0].field == "expires_at"));
+    Given::with(())
+        .given(vec![created(), key_created(id, None)])
+        .when(command(None))
+        .then_expect_error(UserError::KeyExists);
+}
+
+#[test]
+fn tokens_are_issued_only_for_live_unexpired_unrevoked_keys() {
+    let id = Uuid::new_v4();
+    let issued = Given::with(())
+        .given(vec![created(), key_created(id, Some(Duration::hours(1)))])
+        .when(issue(id))
+        .inspect_result();
+    assert!(
+        matches!(issued.as_deref(), Ok([UserEvent::TokenIssued { key_id, .. }]) if *key_id == id)
+    );
+    Given::with(())
+        .given(vec![
+            created(),
+            key_created(id, Some(Duration::seconds(-1))),
+        ])
+        .when(issue(id))
+        .then_expect_error(UserError::KeyExpired);
+    Given::with(())
+        .given(vec![
+            created(),
+            key_created(id, None),
+            UserEvent::KeyRevoked { key_id: id },
+        ])
+        .when(issue(id))
+        .then_expect_error(UserError::KeyRevoked);
+    Given::with(())
+        .given(vec![created(), key_created(id, None), UserEvent::Disabled])
+        .when(issue(id))
+        .then_expect_error(UserError::Disabled);
+    Given::with(())
+        .given(vec![created()])
+        .when(issue(id))
+        .then_expect_error(UserError::KeyNotFound);
+}
+
+#[test]
+fn revoking_twice_and_forgetting_twice_are_refused() {
+    let id = Uuid::new_v4();
+    Given::with(())
+        .given(vec![created(), key_created(id, None)])
+        .when(UserCommand::RevokeKey { key_id: id })
+        .then_expect_events(vec![UserEvent::KeyRevoked { key_id: id }]);
+    Given::with(())
+        .given(vec![
+            created(),
+            key_created(id, None),
+            UserEvent::KeyRevoked { key_id: id },
+        ])
+        .when(UserCommand::RevokeKey { key_id: id })
+        .then_expect_error(UserError::KeyRevoked);
+    Given::with(())
+        .given(vec![created()])
+        .when(UserCommand::Forget)
+        .then_expect_events(vec![UserEvent::Forgotten]);
+    Given::with(())
+        .given(vec![created(), UserEvent::Forgotten])
+        .when(UserCommand::Forget)
+        .then_expect_error(UserError::AlreadyForgotten);
+    Given::with(())
+        .given(vec![created(), UserEvent::Forgotten])
+        .when(UserCommand::Disable)
+        .then_expect_error(UserError::Disabled);
+}
+
+#[test]
+fn user_ids_follow_from_names() {
+    assert_eq!(user_id("ann"), user_id("ann"));
+    assert_ne!(user_id("ann"), user_id("bob"));
+    assert_eq!(owner_of("ann"), "user:ann");
+}

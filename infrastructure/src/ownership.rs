@@ -1,0 +1,52 @@
+//! Who owns which stream, as the store records it (`stream_owners`, written in the
+//! transaction of each stream's first event): the authority for access checks, with no
+//! projection lag.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// The owner of stream `aggregate_type`/`aggregate_id` (`user:NAME`), or `None` when it
+/// does not exist or belongs to no user.
+pub async fn stream_owner<C: GenericClient>(
+    client: &C,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT owner FROM stream_owners WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&aggregate_type, &aggregate_id])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
+/// Which of `ids` (streams of `aggregate_type`) `owner` owns.
+pub async fn owned_among<C: GenericClient>(
+    client: &C,
+    aggregate_type: &str,
+    ids: &[Uuid],
+    owner: &str,
+) -> Result<Vec<Uuid>, StoreError> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT aggregate_id FROM stream_owners \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND owner = $3",
+        )
+        .await?;
+    client
+        .query(&statement, &[&aggregate_type, &ids, &owner])
+        .await?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            Uuid::parse_str(&id).map_err(|_| StoreError::Malformed(format!("stream id {id}")))
+        })
+        .collect()
+}

@@ -1,0 +1,11 @@
+//! The identity read model: users with their roles, and API keys as prefix and keyed
+//! hash, which is what authenticating a request looks up.
+
+mod projector;
+mod query;
+
+pub use projector::{IdentityProjector, NAME};
+pub use query::{
+    find_keys_by_prefix, get_api_key, get_user, list_api_keys, list_users, ApiKeyView,
+    KeyCandidate, UserView,
+};

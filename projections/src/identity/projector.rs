@@ -1,0 +1,117 @@
+//! `IdentityProjector`: keeps `users` and `api_keys` in step with the user events.
+
+use berth_domain::upcasting::upcasters;
+use berth_domain::user::{User, UserEvent};
+use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::subscription::Subscriber;
+use berth_infrastructure::StoreError;
+use cqrs_es::persist::EventUpcaster;
+use cqrs_es::Aggregate;
+use deadpool_postgres::Transaction;
+
+use crate::codec::{aggregate_uuid, lock_checkpoint};
+
+/// The identity projection's subscription name.
+pub const NAME: &str = "identity";
+
+const INSERT_USER: &str = "INSERT INTO users (id, name, role, created_at, updated_at, position) \
+     VALUES ($1, $2, $3, $4, $4, $5)";
+
+const DISABLE_USER: &str = "UPDATE users SET disabled = true, forgotten = forgotten OR $2, \
+     updated_at = $3, position = $4 WHERE id = $1";
+
+const INSERT_KEY: &str = "INSERT INTO api_keys \
+     (id, user_id, name, prefix, hash, expires_at, created_at, position) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = $2, position = $3 WHERE id = $1";
+
+const RESET: &str = "TRUNCATE users, api_keys";
+
+/// Projects user events into `users` and `api_keys`.
+pub struct IdentityProjector {
+    upcasters: Vec<Box<dyn EventUpcaster>>,
+}
+
+impl IdentityProjector {
+    /// A projector decoding events with the domain's upcasters.
+    pub fn new() -> Self {
+        Self {
+            upcasters: upcasters(),
+        }
+    }
+
+    async fn apply_one(&self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), StoreError> {
+        let id = aggregate_uuid(event)?;
+        let at = &event.recorded_at;
+        let position = &event.position;
+        match event.decode::<User>(&self.upcasters)? {
+            UserEvent::Created { name, role, .. } => {
+                let statement = tx.prepare_cached(INSERT_USER).await?;
+                tx.execute(&statement, &[&id, &name, &role.as_str(), at, position])
+                    .await?;
+            }
+            e @ (UserEvent::Disabled | UserEvent::Forgotten) => {
+                let forgotten = e == UserEvent::Forgotten;
+                let statement = tx.prepare_cached(DISABLE_USER).await?;
+                tx.execute(&statement, &[&id, &forgotten, at, position])
+                    .await?;
+            }
+            UserEvent::KeyCreated {
+                key_id,
+                name,
+                prefix,
+                hash,
+                expires_at,
+            } => {
+                let statement = tx.prepare_cached(INSERT_KEY).await?;
+                tx.execute(
+                    &statement,
+                    &[
+                        &key_id,
+                        &id,
+                        &name,
+                        &prefix,
+                        &hash,
+                        &expires_at,
+                        at,
+                        position,
+                    ],
+                )
+                .await?;
+            }
+            UserEvent::KeyRevoked { key_id } => {
+                let statement = tx.prepare_cached(REVOKE_KEY).await?;
+                tx.execute(&statement, &[&key_id, at, position]).await?;
+            }
+            UserEvent::TokenIssued { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+impl Default for IdentityProjector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Subscriber for IdentityProjector {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+        // Identity events are few (people and keys, not traffic): one statement each.
+        for event in events.iter().filter(|e| e.aggregate_type == User::TYPE) {
+            self.apply_one(tx, event).await?;
+        }
+        Ok(())
+    }
+
+    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        lock_checkpoint(tx, NAME).await?;
+        tx.batch_execute(RESET).await?;
+        Ok(())
+    }
+}

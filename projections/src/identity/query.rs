@@ -1,0 +1,187 @@
+//! Reading the identity projection.
+
+use berth_infrastructure::StoreError;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde::Serialize;
+use tokio_postgres::Row;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A user as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct UserView {
+    /// Its id (derived from its name).
+    pub id: Uuid,
+    /// Its unique name.
+    pub name: String,
+    /// `viewer`, `operator` or `admin`.
+    pub role: String,
+    /// Disabled users cannot authenticate.
+    pub disabled: bool,
+    /// Its data key was destroyed.
+    pub forgotten: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Global position of the event that last changed it.
+    pub position: i64,
+}
+
+/// An API key as the API shows it: never the key, never its hash.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    /// Its id.
+    pub id: Uuid,
+    /// The user it belongs to.
+    pub user_id: Uuid,
+    /// What the holder calls it.
+    pub name: String,
+    /// Its first characters, to recognise it.
+    pub prefix: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored key whose prefix matches a presented one, with what authenticating needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyCandidate {
+    /// The key's id.
+    pub key_id: Uuid,
+    /// Its keyed hash (hex).
+    pub hash: String,
+    /// When it stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether it was revoked.
+    pub revoked: bool,
+    /// Its user's id.
+    pub user_id: Uuid,
+    /// Its user's name.
+    pub user_name: String,
+    /// Its user's role.
+    pub role: String,
+    /// Whether its user is disabled.
+    pub user_disabled: bool,
+}
+
+const USER_COLUMNS: &str = "id, name, role, disabled, forgotten, created_at, updated_at, position";
+const KEY_COLUMNS: &str = "id, user_id, name, prefix, expires_at, revoked_at, created_at";
+
+fn user_view(row: &Row) -> Result<UserView, StoreError> {
+    Ok(UserView {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        disabled: row.try_get("disabled")?,
+        forgotten: row.try_get("forgotten")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        position: row.try_get("position")?,
+    })
+}
+
+fn key_view(row: &Row) -> Result<ApiKeyView, StoreError> {
+    Ok(ApiKeyView {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        name: row.try_get("name")?,
+        prefix: row.try_get("prefix")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// Every user, by name.
+pub async fn list_users(client: &impl GenericClient) -> Result<Vec<UserView>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query(&statement, &[])
+        .await?
+        .iter()
+        .map(user_view)
+        .collect()
+}
+
+/// One user.
+pub async fn get_user(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<UserView>, StoreError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(user_view)
+        .transpose()
+}
+
+/// A user's keys, oldest first.
+pub async fn list_api_keys(
+    client: &impl GenericClient,
+    user_id: Uuid,
+) -> Result<Vec<ApiKeyView>, StoreError> {
+    let sql =
+        format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at, id");
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query(&statement, &[&user_id])
+        .await?
+        .iter()
+        .map(key_view)
+        .collect()
+}
+
+/// One key.
+pub async fn get_api_key(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<ApiKeyView>, StoreError> {
+    let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1");
+    let statement = client.prepare_cached(&sql).await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(key_view)
+        .transpose()
+}
+
+/// The keys whose prefix is `prefix`, with their users (usually one, or none).
+pub async fn find_keys_by_prefix(
+    client: &impl GenericClient,
+    prefix: &str,
+) -> Result<Vec<KeyCandidate>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT k.id, k.hash, k.expires_at, k.revoked_at IS NOT NULL AS revoked, \
+             u.id AS user_id, u.name, u.role, u.disabled \
+             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = $1",
+        )
+        .await?;
+    client
+        .query(&statement, &[&prefix])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(KeyCandidate {
+                key_id: row.try_get("id")?,
+                hash: row.try_get("hash")?,
+                expires_at: row.try_get("expires_at")?,
+                revoked: row.try_get("revoked")?,
+                user_id: row.try_get("user_id")?,
+                user_name: row.try_get("name")?,
+                role: row.try_get("role")?,
+                user_disabled: row.try_get("disabled")?,
+            })
+        })
+        .collect()
+}
