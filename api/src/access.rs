@@ -5,7 +5,6 @@
 use berth_domain::catalog::{CatalogEntry, CatalogKind};
 use berth_domain::user::Role;
 use berth_infrastructure::ownership::stream_owner;
-use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -54,6 +53,20 @@ pub fn may_see_catalog_entry(principal: &Principal, entry: &CatalogEntry) -> boo
         || principal.may_see(entry.owner.as_deref())
 }
 
+/// Catalog entry `id` from its events, or a 404 when it does not exist or the caller may
+/// not see it.
+pub async fn load_visible_catalog_entry(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<CatalogEntry, ApiError> {
+    let entry = state.bus.load_catalog_entry(&id.to_string()).await?;
+    if entry.definition.is_none() || entry.removed || !may_see_catalog_entry(principal, &entry) {
+        return Err(ApiError::NotFound("no catalog entry has this id".into()));
+    }
+    Ok(entry)
+}
+
 /// Loads catalog entry `id` for a change: a 404 when it does not exist or the caller
 /// may not see it, a 403 when it may see but not change it (only administrators change
 /// predefined or others' entries; operators change their own custom entries).
@@ -63,10 +76,7 @@ pub async fn ensure_catalog_changeable(
     id: Uuid,
     action: &str,
 ) -> Result<(), ApiError> {
-    let entry = state.bus.load_catalog_entry(&id.to_string()).await?;
-    if entry.definition.is_none() || entry.removed || !may_see_catalog_entry(principal, &entry) {
-        return Err(ApiError::NotFound("no catalog entry has this id".into()));
-    }
+    let entry = load_visible_catalog_entry(state, principal, id).await?;
     if principal.is_admin() {
         return Ok(());
     }
@@ -84,6 +94,3 @@ pub async fn ensure_catalog_changeable(
         )))
     }
 }
-
-/// The type name of catalog streams, for [`ensure_visible`] callers.
-pub const CATALOG_STREAM: &str = CatalogEntry::TYPE;

@@ -6,15 +6,14 @@ use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::rngs::OsRng;
-use rand::RngCore;
+use berth_application::identity::generate_api_key;
 use secrecy::{ExposeSecret, SecretString};
 
 /// The token file's name inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// Every token Berth issues starts with this, so leaked ones are easy to scan for.
-pub const TOKEN_PREFIX: &str = "berth_";
+pub use berth_application::identity::KEY_TAG as TOKEN_PREFIX;
 
 /// The bootstrap administrator's key file. The key is verified like every API key
 /// (by keyed hash, in the identity read model); this only creates and reads the file.
@@ -57,12 +56,6 @@ impl AdminToken {
     }
 }
 
-fn generate() -> SecretString {
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    SecretString::from(format!("{TOKEN_PREFIX}{}", hex::encode(bytes)))
-}
-
 fn read_token(path: &Path) -> io::Result<SecretString> {
     let meta = fs::metadata(path)?;
     if meta.permissions().mode() & 0o077 != 0 {
@@ -88,7 +81,7 @@ fn create_token(path: &Path) -> io::Result<(SecretString, bool)> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    let token = generate();
+    let token = generate_api_key();
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let written = (|| {
         let mut file = fs::OpenOptions::new()

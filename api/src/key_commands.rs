@@ -8,20 +8,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use berth_application::metadata::Actor;
-use berth_application::CommandBus;
-use berth_application::CommandMetadata;
 use berth_domain::keyring::KeyRingCommand;
 use berth_domain::user::user_id;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher, MASTER_KEY_ENV, MASTER_KEY_FILE};
-use berth_infrastructure::envelope::EnvelopeCipher;
-use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::key_store::{self, Forgotten};
 use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
-use std::sync::Arc;
 
-use crate::state::Bus;
-use crate::user_commands::load_masters;
+use crate::user_commands::{cli_bus, cli_metadata, load_masters};
 
 use crate::commands::with_database;
 use crate::config::Settings;
@@ -127,17 +121,6 @@ pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> 
         retired.display()
     );
     Ok(())
-}
-
-fn cli_bus(pool: &Pool, masters: MasterKeyCipher) -> Bus {
-    CommandBus::new(
-        PostgresEventRepository::new(pool.clone()),
-        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
-    )
-}
-
-fn cli_metadata() -> CommandMetadata {
-    CommandMetadata::new(Actor::System("cli".into()))
 }
 
 /// Records the rotation in the key ring's stream. The data keys are already re-wrapped:

@@ -35,6 +35,19 @@ pub fn load_masters(data_dir: &Path) -> anyhow::Result<MasterKeyCipher> {
     Ok(masters)
 }
 
+/// A command bus for the command line, sealing with `masters`.
+pub fn cli_bus(pool: &Pool, masters: MasterKeyCipher) -> Bus {
+    CommandBus::new(
+        PostgresEventRepository::new(pool.clone()),
+        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
+    )
+}
+
+/// The metadata of a change made from the command line (actor `system:cli`).
+pub fn cli_metadata() -> CommandMetadata {
+    CommandMetadata::new(Actor::System("cli".into()))
+}
+
 /// What an identity command works with.
 struct Cli {
     pool: Pool,
@@ -54,17 +67,14 @@ impl Cli {
         let keys = CredentialKeys::load(&pool, &masters)
             .await
             .context("loading the credential keys")?;
-        let bus = CommandBus::new(
-            PostgresEventRepository::new(pool.clone()),
-            Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
-        );
+        let bus = cli_bus(&pool, masters);
         let projections = Projections::new(database.database().clone(), pool.clone());
         Ok(Self {
             pool,
             bus,
             keys,
             projections,
-            metadata: CommandMetadata::new(Actor::System("cli".into())),
+            metadata: cli_metadata(),
         })
     }
 
@@ -136,22 +146,6 @@ pub async fn disable(settings: &Settings, name: &str) -> anyhow::Result<()> {
         cli.catch_up().await?;
         println!("disabled user {name}: its keys no longer work, its tokens stop when they expire");
         Ok(())
-    })
-    .await
-}
-
-/// Records that user `name` was forgotten, if such a user exists (owners from before
-/// users existed have no stream to record it on).
-pub async fn record_forgotten(settings: &Settings, name: &str) -> anyhow::Result<bool> {
-    run(settings, async |cli| {
-        let id = user_id(name);
-        let user = cli.bus.load_user(&id.to_string()).await?;
-        if user.name.is_none() || user.forgotten {
-            return Ok(false);
-        }
-        cli.bus.record_user_forgotten(id, &cli.metadata).await?;
-        cli.catch_up().await?;
-        Ok(true)
     })
     .await
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::access::{ensure_catalog_changeable, may_see_catalog_entry};
+use crate::access::{ensure_catalog_changeable, load_visible_catalog_entry};
 use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::catalog::{CatalogEntryBody, CatalogKindDto, TransportDto};
@@ -278,10 +278,7 @@ async fn set_visibility(
     id: Uuid,
     command: CatalogCommand,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = state.bus.load_catalog_entry(&id.to_string()).await?;
-    if entry.definition.is_none() || entry.removed || !may_see_catalog_entry(&principal, &entry) {
-        return Err(ApiError::NotFound("no catalog entry has this id".into()));
-    }
+    load_visible_catalog_entry(&state, &principal, id).await?;
     principal.require(Role::Admin, "publishing or unpublishing a catalog entry")?;
     let receipt = state
         .bus

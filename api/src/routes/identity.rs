@@ -4,8 +4,6 @@
 //! authentication reads) has applied them: a key works, and a revoked key or disabled
 //! user stops working, from the moment the answer arrives.
 
-use std::time::Duration;
-
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use berth_application::Receipt;
@@ -20,14 +18,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{CommandContext, Credential, Principal};
+use crate::consistency::await_position;
 use crate::dto::command::CommandAccepted;
 use crate::extract::JsonBody;
 use crate::problem::{ApiError, Problem};
 use crate::routes::committed_position;
 use crate::state::AppState;
-
-/// How long a change waits for the identity read model before answering 503.
-const IDENTITY_WAIT: Duration = Duration::from_secs(5);
 
 /// Body of `POST /api/v1/users`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -109,21 +105,13 @@ pub struct Me {
 /// Waits until authentication sees the change at `receipt`; answers its position.
 async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
     let position = committed_position(state, receipt).await?;
-    let reached = berth_projections::wait_until_reached(
+    await_position(
         &state.pool,
         berth_projections::identity::NAME,
-        position,
-        IDENTITY_WAIT,
+        Some(position),
     )
     .await?;
-    if reached {
-        Ok(position)
-    } else {
-        Err(ApiError::NotYetConsistent(format!(
-            "recorded at position {position}, but authentication has not caught up within {} s",
-            IDENTITY_WAIT.as_secs()
-        )))
-    }
+    Ok(position)
 }
 
 /// A 404 unless the caller is an administrator or user `id` itself.
