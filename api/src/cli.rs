@@ -7,8 +7,11 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
+use crate::audit_commands::AuditCommand;
 use crate::config::{FlagOverrides, LogFormat};
 use crate::event_tail::TailArgs;
+use crate::event_transfer::{ExportArgs, ImportArgs};
+use crate::replay_commands::ReplayCommand;
 use crate::runtime_setup::RuntimeChoice;
 
 /// Berth: an event-sourced control plane for MCP servers.
@@ -58,6 +61,12 @@ pub enum Command {
     /// Checks every event's hash chain and reports the first altered, missing or
     /// unlinked event; exits non-zero if there is one.
     Verify,
+    /// Queries and exports the audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Rebuilds past states from the event log.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
 }
 
 /// `berth keys …`.
@@ -132,18 +141,42 @@ pub enum EventsCommand {
     /// Prints events as they are committed (from `--after`), one line each, reconnecting
     /// after a drop without missing any; until Ctrl-C.
     Tail(TailArgs),
+    /// Writes the event log (after `--after`) as JSON Lines, one event per line with
+    /// every column, in feed order.
+    Export(ExportArgs),
+    /// Writes an export into an empty store, keeping positions, ids and hashes.
+    Import(ImportArgs),
 }
 
 /// `berth projections …`.
 #[derive(Debug, Subcommand)]
 pub enum ProjectionsCommand {
-    /// Empties one read model and replays every event into it; prints the final position.
+    /// Builds a fresh copy of one read model from the first event beside the live one
+    /// (which keeps answering), then swaps it in atomically; prints the rate and position.
     Rebuild {
         /// `catalog`, `servers`, `audit`, `bulk` or `identity`.
         name: String,
+        /// Events per transaction while building the copy.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        batch_size: i64,
     },
-    /// Prints each read model's position, the head position and the lag.
-    Status,
+    /// Prints each read model's position, the head position, the lag and the rate (and
+    /// the copy of any rebuild under way).
+    Status {
+        /// Seconds between the two readings the rate is measured over; 0 skips the rate.
+        #[arg(long, default_value_t = 1.0, value_name = "SECONDS", value_parser = parse_interval)]
+        interval: f64,
+        /// One JSON object per projection instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=60.0).contains(&v) => Ok(v),
+        _ => Err("must be a number of seconds from 0 to 60".into()),
+    }
 }
 
 impl Cli {
@@ -189,6 +222,16 @@ mod tests {
         assert_eq!(flags.data_dir, Some(PathBuf::from("/tmp/b")));
         assert!(Cli::try_parse_from(["berth", "projections", "rebuild", "audit"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "projections", "status"]).is_ok());
+        assert!(matches!(
+            Cli::try_parse_from("berth projections status --interval 0.5 --json".split(' '))
+                .map(|c| c.command),
+            Ok(Command::Projections(ProjectionsCommand::Status { json: true, interval })) if interval == 0.5
+        ));
+        assert!(Cli::try_parse_from("berth projections status --interval -1".split(' ')).is_err());
+        assert!(
+            Cli::try_parse_from("berth projections rebuild audit --batch-size 0".split(' '))
+                .is_err()
+        );
         assert!(matches!(
             Cli::try_parse_from(["berth", "verify"]).map(|c| c.command),
             Ok(Command::Verify)

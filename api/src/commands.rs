@@ -1,10 +1,11 @@
 //! What each `berth` subcommand does.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use berth_infrastructure::migrations;
-use berth_projections::{Projections, PROJECTION_NAMES};
+use berth_projections::{Projections, RebuildOptions, PROJECTION_NAMES};
 use secrecy::SecretString;
 
 use crate::config::Settings;
@@ -98,46 +99,69 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// `berth projections rebuild NAME`.
-pub async fn rebuild(settings: &Settings, name: &str) -> anyhow::Result<()> {
+pub async fn rebuild(settings: &Settings, name: &str, batch_size: i64) -> anyhow::Result<()> {
     if !PROJECTION_NAMES.contains(&name) {
         anyhow::bail!(
             "unknown projection `{name}`; valid names are: {}",
             PROJECTION_NAMES.join(", ")
         );
     }
-    let checkpoint = with_database(settings, async |database| {
+    let report = with_database(settings, async |database| {
         let db = database.database().clone();
         let pool = db.pool(4).context("creating the connection pool")?;
         let projections = Projections::new(db, pool.clone());
-        let checkpoint = projections.rebuild(name).await;
+        let report = projections
+            .rebuild_with(name, &RebuildOptions { batch_size })
+            .await;
         pool.close();
-        Ok(checkpoint?)
+        Ok(report?)
     })
     .await?;
-    println!("rebuilt {name} up to position {}", checkpoint.position);
+    println!(
+        "rebuilt {name}: {} events in {:.2} s ({:.0} events/s); swapped in at position {} \
+         (live checkpoint held {} ms)",
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.events_per_second(),
+        report.position,
+        report.swap.as_millis()
+    );
     Ok(())
 }
 
 /// `berth projections status`.
-pub async fn status(settings: &Settings) -> anyhow::Result<()> {
+pub async fn status(settings: &Settings, interval: f64, json: bool) -> anyhow::Result<()> {
     let statuses = with_database(settings, async |database| {
         let pool = database
             .database()
             .pool(2)
             .context("creating the connection pool")?;
-        let statuses = berth_projections::status(&pool).await;
+        let statuses = if interval > 0.0 {
+            berth_projections::sample_status(&pool, Duration::from_secs_f64(interval)).await
+        } else {
+            berth_projections::status(&pool).await
+        };
         pool.close();
         Ok(statuses?)
     })
     .await?;
+    if json {
+        for s in statuses {
+            println!("{}", serde_json::to_string(&s)?);
+        }
+        return Ok(());
+    }
     println!(
-        "{:<12} {:>12} {:>12} {:>10}",
-        "NAME", "POSITION", "HEAD", "LAG (s)"
+        "{:<18} {:>12} {:>12} {:>10} {:>12}",
+        "NAME", "POSITION", "HEAD", "LAG (s)", "EVENTS/s"
     );
     for s in statuses {
+        let rate = s
+            .events_per_second
+            .map_or_else(|| "-".to_string(), |r| format!("{r:.0}"));
         println!(
-            "{:<12} {:>12} {:>12} {:>10.1}",
-            s.name, s.position, s.head, s.lag_seconds
+            "{:<18} {:>12} {:>12} {:>10.1} {:>12}",
+            s.name, s.position, s.head, s.lag_seconds, rate
         );
     }
     Ok(())

@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use berth_api::cli::{Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand};
 use berth_api::config::Settings;
-use berth_api::{commands, event_tail, key_commands, logging, user_commands};
+use berth_api::{
+    audit_commands, commands, event_tail, event_transfer, key_commands, logging, replay_commands,
+    user_commands,
+};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -35,12 +38,22 @@ fn main() -> ExitCode {
         match &cli.command {
             Command::Serve { .. } => commands::serve(&settings).await,
             Command::Migrate => commands::migrate(&settings).await,
-            Command::Projections(ProjectionsCommand::Rebuild { name }) => {
-                commands::rebuild(&settings, name).await
+            Command::Projections(ProjectionsCommand::Rebuild { name, batch_size }) => {
+                commands::rebuild(&settings, name, *batch_size).await
             }
-            Command::Projections(ProjectionsCommand::Status) => commands::status(&settings).await,
+            Command::Projections(ProjectionsCommand::Status { interval, json }) => {
+                commands::status(&settings, *interval, *json).await
+            }
             Command::Events(EventsCommand::Tail(args)) => event_tail::run(&settings, args).await,
+            Command::Events(EventsCommand::Export(args)) => {
+                event_transfer::export(&settings, args).await
+            }
+            Command::Events(EventsCommand::Import(args)) => {
+                event_transfer::import(&settings, args).await
+            }
             Command::Verify => commands::verify(&settings).await,
+            Command::Audit(command) => audit_commands::run(&settings, command).await,
+            Command::Replay(command) => replay_commands::run(&settings, command).await,
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
                 key_commands::rotate_master(&settings, new_key_file.as_deref()).await
             }

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::problem::ApiError;
 use crate::routes::{
     audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
-    server_actions, server_runtime, servers,
+    server_actions, server_history, server_runtime, servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -72,6 +72,8 @@ answers `403`."
         server_runtime::logs,
         events::list,
         events::server_events,
+        events::get,
+        server_history::history,
         event_stream::stream,
         event_socket::socket,
         audit::list,

@@ -2,7 +2,7 @@
 //! revoking keys; recording issued tokens. Keys are generated here and leave only once,
 //! in the answer to whoever asked; the event log keeps their prefix and keyed hash.
 
-use berth_domain::user::{user_id, Role, UserCommand};
+use berth_domain::user::{user_id, KeyDigest, Role, UserCommand};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use rand::rngs::OsRng;
@@ -119,7 +119,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             key_id: id,
             name: name.to_string(),
             prefix: prefix.clone(),
-            hash: hasher.hash(key.expose_secret()),
+            digest: KeyDigest::hmac_sha256(hasher.hash(key.expose_secret())),
             expires_at,
             now: Utc::now(),
         };

@@ -95,6 +95,20 @@ impl StoredEvent {
         &self,
         upcasters: &[Box<dyn EventUpcaster>],
     ) -> Result<A::Event, StoreError> {
+        let malformed = |e: serde_json::Error| {
+            StoreError::Malformed(format!(
+                "event {} ({} v{}) does not decode: {e}",
+                self.position, self.event_type, self.event_version
+            ))
+        };
+        // Most events are stored in their current shape: read those in place rather than
+        // copying the payload for an upcaster chain that would leave it as it is.
+        if !upcasters
+            .iter()
+            .any(|u| u.can_upcast(&self.event_type, &self.event_version))
+        {
+            return A::Event::deserialize(&self.payload).map_err(malformed);
+        }
         let mut serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
             usize::try_from(self.sequence).unwrap_or_default(),
@@ -109,12 +123,7 @@ impl StoredEvent {
                 serialized = upcaster.upcast(serialized);
             }
         }
-        serde_json::from_value(serialized.payload).map_err(|e| {
-            StoreError::Malformed(format!(
-                "event {} ({} v{}) does not decode: {e}",
-                self.position, self.event_type, self.event_version
-            ))
-        })
+        serde_json::from_value(serialized.payload).map_err(malformed)
     }
 
     pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {

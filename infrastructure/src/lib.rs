@@ -17,7 +17,9 @@ pub mod migrations;
 pub mod notify;
 pub mod ownership;
 pub mod runtime;
+pub mod stream;
 pub mod subscription;
+pub mod transfer;
 pub mod verify;
 
 pub use error::StoreError;

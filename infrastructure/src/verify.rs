@@ -1,6 +1,10 @@
 //! Tamper evidence: walks the event log stream by stream and checks each event's hash
 //! chain (see `migrations/V6__event_hash_chain.sql`), reporting the first break.
 //!
+//! An imported event's hash covers the transaction it was first committed in
+//! (`origin_transaction_id`, see `migrations/V9__imported_events.sql`), not the one that
+//! imported it; for every other event that is its own `transaction_id`.
+//!
 //! The hash is recomputed here, in Rust, from the stored row, rather than by the
 //! database's own function, so a replaced trigger function is no help to a tamperer.
 
@@ -17,7 +21,8 @@ const BATCH: i64 = 1_000;
 
 /// The next batch after a stream key, in stream order (the unique index's order). The
 /// text renderings are the canonical forms the trigger hashes.
-const SELECT_AFTER: &str = "SELECT global_position, transaction_id::text, event_id::text, \
+const SELECT_AFTER: &str = "SELECT global_position, \
+     coalesce(origin_transaction_id, transaction_id)::text, event_id::text, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload::text, \
      metadata::text, to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
      prev_hash, hash FROM events \

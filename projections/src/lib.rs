@@ -9,9 +9,11 @@
 //! Each projector applies a batch of events and the runner saves its checkpoint in the
 //! same transaction, so a crash never loses or repeats an event. The query functions
 //! read the tables; [`wait_until_reached`] gives read-your-writes, and any projection can
-//! be rebuilt from the first event with [`Projections::rebuild`].
+//! be rebuilt from the first event with [`Projections::rebuild`], beside the live tables
+//! and swapped in atomically ([`blue_green`]).
 
 pub mod audit;
+pub mod blue_green;
 pub mod bulk;
 pub mod catalog;
 mod codec;
@@ -19,10 +21,12 @@ pub mod identity;
 mod page;
 mod runners;
 pub mod servers;
+mod shadow_tables;
 mod status;
 mod wait;
 
 pub use audit::{audit_batch, list_audit, AuditEntry, AuditFilter, AuditProjector};
+pub use blue_green::{RebuildOptions, RebuildReport};
 pub use bulk::{get_bulk_operation, BulkOperationView, BulkProjector, BulkTargetView};
 pub use catalog::{
     get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, CatalogProjector,
@@ -31,7 +35,7 @@ pub use identity::{ApiKeyView, IdentityProjector, KeyCandidate, UserView};
 pub use page::{Page, PageRequest};
 pub use runners::{Projections, RebuildError};
 pub use servers::{get_server, list_servers, ServerFilter, ServerProjector, ServerView};
-pub use status::{status, ProjectionStatus};
+pub use status::{sample_status, status, ProjectionStatus};
 pub use wait::wait_until_reached;
 
 /// The names of the projections, as used by `rebuild`, `status` and checkpoints.

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::blue_green::{RebuildOptions, RebuildReport};
 use crate::{
     AuditProjector, BulkProjector, CatalogProjector, IdentityProjector, ServerProjector,
     PROJECTION_NAMES,
@@ -43,6 +44,7 @@ pub enum RebuildError {
 
 /// The runners of the catalog, servers, audit, bulk and identity projections.
 pub struct Projections {
+    db: Database,
     pool: Pool,
     catalog: SubscriptionRunner<CatalogProjector>,
     servers: SubscriptionRunner<ServerProjector>,
@@ -61,6 +63,7 @@ impl Projections {
     /// Runners with explicit batch size and poll interval.
     pub fn with_options(db: Database, pool: Pool, options: RunnerOptions) -> Self {
         Self {
+            db: db.clone(),
             pool: pool.clone(),
             catalog: SubscriptionRunner::new(
                 db.clone(),
@@ -148,29 +151,68 @@ impl Projections {
         }
     }
 
-    async fn rebuild_one<S: Subscriber>(
-        &self,
-        runner: &SubscriptionRunner<S>,
-    ) -> Result<Checkpoint, StoreError> {
-        runner.reset().await?;
-        let head = head_position(&self.pool.get().await?).await?;
-        self.catch_up_to(runner, head).await
+    /// Rebuilds projection `name` blue-green (see [`crate::blue_green`]): a fresh copy is
+    /// built from the first event beside the live tables, which keep answering queries
+    /// and following the feed, and is swapped in atomically once it has caught up.
+    pub async fn rebuild(&self, name: &str) -> Result<RebuildReport, RebuildError> {
+        self.rebuild_with(name, &RebuildOptions::default()).await
     }
 
-    /// Empties projection `name` and replays into it every event committed so far;
-    /// returns the checkpoint reached. Queries see the model fill up again while this
-    /// runs; a runner of the same projection running meanwhile takes turns with it.
-    pub async fn rebuild(&self, name: &str) -> Result<Checkpoint, RebuildError> {
-        match name {
-            crate::catalog::NAME => Ok(self.rebuild_one(&self.catalog).await?),
-            crate::servers::NAME => Ok(self.rebuild_one(&self.servers).await?),
-            crate::audit::NAME => Ok(self.rebuild_one(&self.audit).await?),
-            crate::bulk::NAME => Ok(self.rebuild_one(&self.bulk).await?),
-            crate::identity::NAME => Ok(self.rebuild_one(&self.identity).await?),
-            _ => Err(RebuildError::UnknownProjection {
-                name: name.to_string(),
-            }),
-        }
+    /// [`Projections::rebuild`] with explicit options.
+    pub async fn rebuild_with(
+        &self,
+        name: &str,
+        options: &RebuildOptions,
+    ) -> Result<RebuildReport, RebuildError> {
+        self.rebuild_pausing(name, options, std::future::ready(()))
+            .await
+    }
+
+    /// [`Projections::rebuild_with`], awaiting `before_swap` once the copy has caught
+    /// up and before it is swapped in: the live projection may move on meanwhile, and
+    /// the swap brings the copy level with it.
+    pub async fn rebuild_pausing(
+        &self,
+        name: &str,
+        options: &RebuildOptions,
+        before_swap: impl std::future::Future<Output = ()>,
+    ) -> Result<RebuildReport, RebuildError> {
+        use crate::blue_green::rebuild;
+        let (db, pool, pause) = (&self.db, &self.pool, before_swap);
+        let report = match name {
+            crate::catalog::NAME => {
+                rebuild::<CatalogProjector>(db, pool, name, crate::catalog::TABLES, options, pause)
+                    .await
+            }
+            crate::servers::NAME => {
+                rebuild::<ServerProjector>(db, pool, name, crate::servers::TABLES, options, pause)
+                    .await
+            }
+            crate::audit::NAME => {
+                rebuild::<AuditProjector>(db, pool, name, crate::audit::TABLES, options, pause)
+                    .await
+            }
+            crate::bulk::NAME => {
+                rebuild::<BulkProjector>(db, pool, name, crate::bulk::TABLES, options, pause).await
+            }
+            crate::identity::NAME => {
+                rebuild::<IdentityProjector>(
+                    db,
+                    pool,
+                    name,
+                    crate::identity::TABLES,
+                    options,
+                    pause,
+                )
+                .await
+            }
+            _ => {
+                return Err(RebuildError::UnknownProjection {
+                    name: name.to_string(),
+                })
+            }
+        }?;
+        Ok(report)
     }
 
     /// Follows the checkpoint of projection `name` as its batches commit in this process.

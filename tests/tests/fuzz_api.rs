@@ -93,7 +93,10 @@ async fn random_input_never_breaks_berth() {
         } else {
             Method::from_bytes(route_method.as_str().as_bytes()).unwrap_or(Method::GET)
         };
-        let path = route_path.replace("{id}", &path_id(&mut rng, route_path, &ids));
+        let mut path = route_path.replace("{id}", &path_id(&mut rng, route_path, &ids));
+        if path.contains("{position}") {
+            path = path.replace("{position}", &path_position(&mut rng));
+        }
         let query = query_string(&mut rng, route_path);
         let url = format!("{}{path}{query}", app.url(""));
         let mut request = client.request(method.clone(), &url);
@@ -267,8 +270,21 @@ fn path_id(rng: &mut StdRng, path: &str, ids: &Ids) -> String {
     }
 }
 
-const PARAMS: [&str; 24] = [
+/// An event position: existing, missing, out of range or not a number.
+fn path_position(rng: &mut StdRng) -> String {
+    match rng.gen_range(0..8) {
+        0..=2 => rng.gen_range(1..40).to_string(),
+        3 => rng.gen_range(40..1_000_000).to_string(),
+        4 => ["0", "-1", "9223372036854775807"][rng.gen_range(0..3)].into(),
+        5 => "99999999999999999999999".into(),
+        6 => "%00%FF".into(),
+        _ => "stream2".into(),
+    }
+}
+
+const PARAMS: [&str; 25] = [
     "q",
+    "at",
     "page",
     "page_size",
     "limit",

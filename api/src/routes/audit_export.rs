@@ -2,66 +2,23 @@
 //! read batch after batch so memory stays constant however long the trail is.
 
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
-use actix_web::web::{Bytes, BytesMut};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
-use berth_projections::{audit_batch, AuditEntry, AuditFilter};
-use chrono::{DateTime, SecondsFormat, Utc};
+use berth_projections::{AuditEntry, AuditFilter};
+use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
+use crate::audit_file::{AuditFile, ExportFormat};
 use crate::auth::Principal;
 use crate::consistency::await_position;
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, Problem};
 use crate::routes::audit::check_range;
 use crate::state::AppState;
-
-/// Entries read per database round trip (and per chunk sent).
-pub const BATCH: i64 = 1000;
-
-/// The CSV columns, in order; the same names as the JSON fields.
-pub const CSV_COLUMNS: [&str; 10] = [
-    "position",
-    "at",
-    "actor",
-    "action",
-    "target_type",
-    "target_id",
-    "summary",
-    "request_id",
-    "correlation_id",
-    "causation_id",
-];
-
-/// The export's file format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportFormat {
-    /// One JSON object per line (`application/x-ndjson`).
-    #[default]
-    Jsonl,
-    /// Comma-separated values with a header row (`text/csv`).
-    Csv,
-}
-
-impl ExportFormat {
-    fn content_type(self) -> &'static str {
-        match self {
-            Self::Jsonl => "application/x-ndjson",
-            Self::Csv => "text/csv; charset=utf-8",
-        }
-    }
-
-    fn file_name(self) -> &'static str {
-        match self {
-            Self::Jsonl => "berth-audit.jsonl",
-            Self::Csv => "berth-audit.csv",
-        }
-    }
-}
 
 /// Query parameters of `GET /api/v1/audit/export`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -128,9 +85,10 @@ pub async fn export(
     };
     // The first batch is read before answering, so a database that is down gets a 503
     // instead of a 200 cut short.
+    let mut file = AuditFile::new(filter, format);
     let first = {
         let client = state.pool.get().await?;
-        audit_batch(&client, &filter, 0, BATCH).await?
+        file.read_batch(&client).await?
     };
     let disposition = ContentDisposition {
         disposition: DispositionType::Attachment,
@@ -139,148 +97,27 @@ pub async fn export(
     Ok(HttpResponse::Ok()
         .content_type(format.content_type())
         .insert_header((header::CONTENT_DISPOSITION, disposition))
-        .streaming(chunks(state.pool.clone(), filter, format, first)))
-}
-
-struct Cursor {
-    pool: Pool,
-    filter: AuditFilter,
-    format: ExportFormat,
-    pending: Option<Vec<AuditEntry>>,
-    after: i64,
-    header_sent: bool,
-    done: bool,
+        .streaming(chunks(state.pool.clone(), file, first)))
 }
 
 /// One chunk per batch; a failure mid-way aborts the response (the status is already
 /// sent), so a client never mistakes a cut-short file for a complete one.
 fn chunks(
     pool: Pool,
-    filter: AuditFilter,
-    format: ExportFormat,
+    file: AuditFile,
     first: Vec<AuditEntry>,
 ) -> impl Stream<Item = Result<Bytes, ApiError>> {
-    let cursor = Cursor {
-        pool,
-        filter,
-        format,
-        pending: Some(first),
-        after: 0,
-        header_sent: false,
-        done: false,
-    };
-    stream::try_unfold(cursor, |mut c| async move {
-        if c.done {
-            return Ok(None);
-        }
-        let mut out = BytesMut::new();
-        if c.format == ExportFormat::Csv && !c.header_sent {
-            out.extend_from_slice(CSV_COLUMNS.join(",").as_bytes());
-            out.extend_from_slice(b"\r\n");
-            c.header_sent = true;
-        }
-        let batch = match c.pending.take() {
-            Some(batch) => batch,
-            None => {
-                let client = c.pool.get().await?;
-                audit_batch(&client, &c.filter, c.after, BATCH).await?
-            }
-        };
-        c.done = i64::try_from(batch.len()).unwrap_or(i64::MAX) < BATCH;
-        if let Some(last) = batch.last() {
-            c.after = last.position;
-        }
-        for entry in &batch {
-            match c.format {
-                ExportFormat::Jsonl => write_jsonl(&mut out, entry)?,
-                ExportFormat::Csv => write_csv(&mut out, entry),
-            }
-        }
-        Ok(Some((out.freeze(), c)))
-    })
-}
-
-fn write_jsonl(out: &mut BytesMut, entry: &AuditEntry) -> Result<(), ApiError> {
-    let line = serde_json::to_vec(entry).map_err(ApiError::internal)?;
-    out.extend_from_slice(&line);
-    out.extend_from_slice(b"\n");
-    Ok(())
-}
-
-fn write_csv(out: &mut BytesMut, e: &AuditEntry) {
-    let at = e.at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    let fields: [&str; 10] = [
-        &e.position.to_string(),
-        &at,
-        &e.actor,
-        &e.action,
-        &e.target_type,
-        &e.target_id,
-        &e.summary,
-        e.request_id.as_deref().unwrap_or_default(),
-        e.correlation_id.as_deref().unwrap_or_default(),
-        e.causation_id.as_deref().unwrap_or_default(),
-    ];
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b",");
-        }
-        out.extend_from_slice(csv_field(field).as_bytes());
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
-/// RFC 4180 quoting: fields with a comma, quote, line break or edge space are quoted,
-/// quotes inside doubled. A field a spreadsheet would run as a formula (leading `=`,
-/// `+`, `-`, `@`, tab or carriage return) is prefixed with `'` so it stays text.
-pub fn csv_field(value: &str) -> std::borrow::Cow<'_, str> {
-    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        return csv_field(&format!("'{value}")).into_owned().into();
-    }
-    let needs_quotes =
-        value.contains([',', '"', '\n', '\r']) || value.starts_with(' ') || value.ends_with(' ');
-    if needs_quotes {
-        format!("\"{}\"", value.replace('"', "\"\"")).into()
-    } else {
-        value.into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_fields_are_quoted_only_when_needed() {
-        assert_eq!(csv_field("plain"), "plain");
-        assert_eq!(csv_field(""), "");
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
-        assert_eq!(csv_field(" padded"), "\" padded\"");
-        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
-        assert_eq!(csv_field("@cmd"), "'@cmd");
-    }
-
-    #[test]
-    fn csv_rows_follow_the_header() {
-        let entry = AuditEntry {
-            position: 7,
-            at: DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default(),
-            actor: "user:admin".into(),
-            action: "server.created".into(),
-            target_type: "server".into(),
-            target_id: "abc".into(),
-            summary: "created server \"x\", stopped".into(),
-            request_id: Some("r".into()),
-            correlation_id: None,
-            causation_id: None,
-        };
-        let mut out = BytesMut::new();
-        write_csv(&mut out, &entry);
-        assert_eq!(
-            String::from_utf8_lossy(&out),
-            "7,1970-01-01T00:00:00.000000Z,user:admin,server.created,server,abc,\"created server \"\"x\"\", stopped\",r,,\r\n"
-        );
-    }
+    stream::try_unfold(
+        (pool, file, Some(first)),
+        |(pool, mut file, first)| async move {
+            let chunk = match first {
+                Some(batch) => Some(file.format_batch(&batch)?),
+                None => {
+                    let client = pool.get().await?;
+                    file.next_chunk(&client).await?
+                }
+            };
+            Ok(chunk.map(|bytes| (Bytes::from(bytes), (pool, file, None))))
+        },
+    )
 }

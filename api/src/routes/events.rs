@@ -1,9 +1,11 @@
 //! `GET /api/v1/events` and `GET /api/v1/servers/{id}/events`: the event log itself,
-//! paged with an `after` cursor in commit order.
+//! paged with an `after` cursor in commit order; `GET /api/v1/events/{position}`: one
+//! event, where audit entries and histories link to.
 
 use actix_web::{web, HttpResponse};
 use berth_domain::server::Server;
 use berth_infrastructure::feed::{self, FeedFilter};
+use berth_infrastructure::stream::read_at_position;
 use cqrs_es::Aggregate;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -167,4 +169,36 @@ pub async fn server_events(
         owner: None,
     };
     Ok(HttpResponse::Ok().json(page(&state, after, limit, &filter).await?))
+}
+
+/// Reads the event at one global position (an audit entry's `event` link). Callers who
+/// are not administrators see only events of their own streams, as in the event list.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/{position}",
+    tag = "events",
+    params(("position" = i64, Path, description = "The event's global position")),
+    responses(
+        (status = 200, description = "The event", body = EventDto),
+        (status = 400, description = "The position is not a whole number", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No event has this position (or the caller may not see it)", body = crate::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(position = %position))]
+pub async fn get(
+    state: web::Data<AppState>,
+    principal: Principal,
+    position: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let position: i64 = position
+        .parse()
+        .map_err(|_| ApiError::bad_field("position", "must be a whole number"))?;
+    let client = state.pool.get().await?;
+    match read_at_position(&client, position).await? {
+        Some(event) if principal.may_see(event.owner.as_deref()) => {
+            Ok(HttpResponse::Ok().json(EventDto::from(event)))
+        }
+        _ => Err(ApiError::NotFound("no event has this position".into())),
+    }
 }

@@ -19,6 +19,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod server_actions;
+pub mod server_history;
 pub mod server_runtime;
 pub mod servers;
 
@@ -98,6 +99,9 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/servers/{id}/events", || {
             web::route().to(events::server_events)
         }),
+        endpoint(M::GET, "/servers/{id}/history", || {
+            web::route().to(server_history::history)
+        }),
         endpoint(M::POST, "/servers/{id}/test", || {
             web::route().to(server_runtime::test)
         }),
@@ -110,6 +114,10 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/events/ws", || {
             web::route().to(event_socket::socket)
+        }),
+        // After the literal `/events/…` paths: actix takes the first resource that matches.
+        endpoint(M::GET, "/events/{position}", || {
+            web::route().to(events::get)
         }),
         endpoint(M::POST, "/bulk", || web::route().to(bulk::begin)),
         endpoint(M::GET, "/bulk/{id}", || web::route().to(bulk::get)),

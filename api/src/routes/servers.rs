@@ -2,12 +2,16 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use berth_domain::server::Server;
+use berth_domain::user::Role;
+use berth_projections::servers::{server_as_of, AsOf, PastServer};
 use berth_projections::{get_server, list_servers, Page, ServerFilter, ServerView};
+use cqrs_es::Aggregate;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::access::{ensure_operable_server, may_see_catalog_entry};
+use crate::access::{ensure_operable_server, ensure_visible, may_see_catalog_entry};
 use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::command::CommandAccepted;
@@ -15,10 +19,8 @@ use crate::dto::servers::{CreateServerBody, PatchServerBody};
 use crate::extract::{ApiQuery, JsonBody};
 use crate::pagination::page_request;
 use crate::problem::{ApiError, Problem};
-use crate::routes::catalog::ReadQuery;
 use crate::routes::committed_position;
 use crate::state::AppState;
-use berth_domain::user::Role;
 
 /// A server's lifecycle state, as a list filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, ToSchema)]
@@ -110,17 +112,34 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(list_servers(&client, &filter, page).await?))
 }
 
-/// Reads one server; secret values are masked as `"********"`.
+/// Query parameters of `GET /api/v1/servers/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ServerReadQuery {
+    /// Wait (up to 5 s) until the servers read model has reached this global position
+    /// (not needed with `at`, which reads the event log itself).
+    pub min_position: Option<i64>,
+    /// Time travel: the server as it was at this point of the event log, rebuilt from
+    /// its events: a global position (`at=118`: every event at or before it) or an
+    /// RFC 3339 time (`at=2026-01-31T12:00:00Z`: every event recorded at or before it;
+    /// send a `+` offset as `%2B`).
+    pub at: Option<String>,
+}
+
+/// Reads one server; secret values are masked as `"********"`. With `at`, reads it as it
+/// was at that point of the event log (rebuilt from its events, whatever the read model
+/// holds now), in the same shape.
 #[utoipa::path(
     get,
     path = "/api/v1/servers/{id}",
     tag = "servers",
-    params(("id" = Uuid, Path, description = "The server's id"), ReadQuery),
+    params(("id" = Uuid, Path, description = "The server's id"), ServerReadQuery),
     responses(
-        (status = 200, description = "The server", body = ServerView),
+        (status = 200, description = "The server (as it was at `at`, when given)", body = ServerView),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`min_position` below 0", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such server (with `at`: not created yet, or already deleted, at that point)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`min_position` below 0, or `at` neither a position nor an RFC 3339 time", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read model did not reach `min_position` in time", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -129,9 +148,13 @@ pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    ApiQuery(query): ApiQuery<ReadQuery>,
+    ApiQuery(query): ApiQuery<ServerReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
+    if let Some(at) = query.at.as_deref() {
+        let at = AsOf::parse(at).map_err(|message| ApiError::invalid_field("at", message))?;
+        return server_at(&state, &principal, id, at).await;
+    }
     await_position(
         &state.pool,
         berth_projections::servers::NAME,
@@ -144,6 +167,24 @@ pub async fn get(
             Ok(HttpResponse::Ok().json(server))
         }
         _ => Err(ApiError::NotFound("no server has this id".into())),
+    }
+}
+
+/// Server `id` as it was at `at`, with the access rules of a plain read.
+async fn server_at(
+    state: &AppState,
+    principal: &Principal,
+    id: Uuid,
+    at: AsOf,
+) -> Result<HttpResponse, ApiError> {
+    ensure_visible(state, principal, Server::TYPE, id, "no server has this id").await?;
+    let client = state.pool.get().await?;
+    match server_as_of(&client, id, at).await? {
+        PastServer::Existing(server) => Ok(HttpResponse::Ok().json(server)),
+        PastServer::Absent => Err(ApiError::NotFound(format!("no server had this id at {at}"))),
+        PastServer::Deleted { position } => Err(ApiError::NotFound(format!(
+            "the server had been deleted at {at} (by the event at position {position})"
+        ))),
     }
 }
 

@@ -27,13 +27,41 @@ pub struct User {
     pub keys: BTreeMap<Uuid, ApiKeyState>,
 }
 
+/// How an API key's digest was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyHashAlgorithm {
+    /// HMAC-SHA-256 under the installation's key-hashing key, as lowercase hex.
+    HmacSha256,
+}
+
+/// A keyed digest of an API key together with the algorithm that made it, so that keys
+/// recorded under one algorithm can still be checked after Berth adopts another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDigest {
+    /// How `value` was computed.
+    pub algorithm: KeyHashAlgorithm,
+    /// The digest itself.
+    pub value: String,
+}
+
+impl KeyDigest {
+    /// An HMAC-SHA-256 digest given as hex.
+    pub fn hmac_sha256(value: String) -> Self {
+        Self {
+            algorithm: KeyHashAlgorithm::HmacSha256,
+            value,
+        }
+    }
+}
+
 /// What the aggregate remembers of one API key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyState {
     /// The key's visible prefix.
     pub prefix: String,
-    /// The keyed hash of the key.
-    pub hash: String,
+    /// The keyed digest of the key.
+    pub digest: KeyDigest,
     /// When it stops working, if ever.
     pub expires_at: Option<DateTime<Utc>>,
     /// Revoked keys never work again.
@@ -61,8 +89,8 @@ pub enum UserCommand {
         name: String,
         /// Its visible prefix.
         prefix: String,
-        /// Its keyed hash.
-        hash: String,
+        /// Its keyed digest.
+        digest: KeyDigest,
         /// When it stops working, if ever.
         expires_at: Option<DateTime<Utc>>,
         /// The time now, to refuse expiries in the past.
@@ -104,7 +132,8 @@ pub enum UserEvent {
     },
     /// The user can no longer authenticate.
     Disabled,
-    /// A key was created (stored as prefix and keyed hash only).
+    /// A key was created (stored as prefix and keyed digest only). Version 2; version 1
+    /// carried the digest as a bare `hash` string (see `crate::upcasting`).
     KeyCreated {
         /// The key's id.
         key_id: Uuid,
@@ -112,8 +141,8 @@ pub enum UserEvent {
         name: String,
         /// Its visible prefix.
         prefix: String,
-        /// Its keyed hash.
-        hash: String,
+        /// Its keyed digest.
+        digest: KeyDigest,
         /// When it stops working, if ever.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<DateTime<Utc>>,
@@ -150,7 +179,11 @@ impl DomainEvent for UserEvent {
     }
 
     fn event_version(&self) -> String {
-        "1".to_string()
+        match self {
+            Self::KeyCreated { .. } => crate::upcasting::API_KEY_CREATED_VERSION,
+            _ => "1",
+        }
+        .to_string()
     }
 }
 
@@ -222,7 +255,7 @@ impl User {
                 key_id,
                 name,
                 prefix,
-                hash,
+                digest,
                 expires_at,
                 now,
             } => {
@@ -240,7 +273,7 @@ impl User {
                     key_id,
                     name,
                     prefix,
-                    hash,
+                    digest,
                     expires_at,
                 }])
             }
@@ -315,7 +348,7 @@ impl Aggregate for User {
             UserEvent::KeyCreated {
                 key_id,
                 prefix,
-                hash,
+                digest,
                 expires_at,
                 ..
             } => {
@@ -323,7 +356,7 @@ impl Aggregate for User {
                     key_id,
                     ApiKeyState {
                         prefix,
-                        hash,
+                        digest,
                         expires_at,
                         revoked: false,
                     },

@@ -7,7 +7,9 @@ mod role;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{ApiKeyState, User, UserCommand, UserError, UserEvent};
+pub use aggregate::{
+    ApiKeyState, KeyDigest, KeyHashAlgorithm, User, UserCommand, UserError, UserEvent,
+};
 pub use role::Role;
 
 use uuid::Uuid;

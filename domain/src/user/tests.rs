@@ -19,7 +19,7 @@ fn key_created(id: Uuid, expires_in: Option<Duration>) -> UserEvent {
         key_id: id,
         name: "ci".into(),
         prefix: "berth_abcdefgh".into(),
-        hash: "00".into(),
+        digest: KeyDigest::hmac_sha256("00".into()),
         expires_at: expires_in.map(|d| Utc::now() + d),
     }
 }
@@ -69,7 +69,7 @@ fn keys_need_a_live_user_and_a_future_expiry() {
         key_id: id,
         name: "ci".into(),
         prefix: "berth_abcdefgh".into(),
-        hash: "00".into(),
+        digest: KeyDigest::hmac_sha256("00".into()),
         expires_at,
         now,
     };

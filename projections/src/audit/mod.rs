@@ -4,5 +4,6 @@ mod projector;
 mod query;
 mod summary;
 
-pub use projector::{AuditProjector, NAME, UNKNOWN_ACTOR};
-pub use query::{audit_batch, list_audit, AuditEntry, AuditFilter};
+pub(crate) use projector::action;
+pub use projector::{AuditProjector, NAME, TABLES, UNKNOWN_ACTOR};
+pub use query::{audit_batch, event_link, list_audit, AuditEntry, AuditFilter};

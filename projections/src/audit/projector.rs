@@ -24,6 +24,9 @@ use crate::codec::lock_checkpoint;
 /// The audit projection's subscription name.
 pub const NAME: &str = "audit";
 
+/// The tables this projection owns (rebuilt, switched and reset together).
+pub const TABLES: &[&str] = &["audit_log", "audit_target_names"];
+
 /// The actor recorded for events whose metadata names none.
 pub const UNKNOWN_ACTOR: &str = "unknown";
 
@@ -87,7 +90,7 @@ impl Default for AuditProjector {
 }
 
 /// `<aggregate type>.<payload type tag>`, e.g. `server.start_requested`.
-fn action(event: &StoredEvent) -> String {
+pub(crate) fn action(event: &StoredEvent) -> String {
     let tag = event
         .payload
         .get("type")

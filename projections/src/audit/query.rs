@@ -52,6 +52,13 @@ pub struct AuditEntry {
     pub correlation_id: Option<String>,
     /// The event that caused it (process-manager commands).
     pub causation_id: Option<String>,
+    /// The event itself: `/api/v1/events/{position}`.
+    pub event: String,
+}
+
+/// Where the API serves the event at `position`.
+pub fn event_link(position: i64) -> String {
+    format!("/api/v1/events/{position}")
 }
 
 macro_rules! columns {
@@ -68,8 +75,9 @@ const LIST: ListQuery = ListQuery {
 };
 
 fn entry(row: &Row) -> Result<AuditEntry, StoreError> {
+    let position = row.try_get("position")?;
     Ok(AuditEntry {
-        position: row.try_get("position")?,
+        position,
         at: row.try_get("at")?,
         actor: row.try_get("actor")?,
         action: row.try_get("action")?,
@@ -79,6 +87,7 @@ fn entry(row: &Row) -> Result<AuditEntry, StoreError> {
         request_id: row.try_get("request_id")?,
         correlation_id: row.try_get("correlation_id")?,
         causation_id: row.try_get("causation_id")?,
+        event: event_link(position),
     })
 }
 

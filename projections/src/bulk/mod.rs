@@ -4,5 +4,5 @@
 mod projector;
 mod query;
 
-pub use projector::{BulkProjector, NAME};
+pub use projector::{BulkProjector, NAME, TABLES};
 pub use query::{get_bulk_operation, BulkOperationView, BulkTargetView};

@@ -21,6 +21,9 @@ use crate::codec::{aggregate_uuid, lock_checkpoint};
 /// The bulk operations projection's subscription name.
 pub const NAME: &str = "bulk";
 
+/// The tables this projection owns (rebuilt, switched and reset together).
+pub const TABLES: &[&str] = &["bulk_operations", "bulk_targets"];
+
 const INSERT_OPERATIONS: &str = "INSERT INTO bulk_operations \
      (id, operation, state, requested_by, total, created_at, updated_at, position) \
      SELECT id, operation, 'running', requested_by, total, at, at, position \

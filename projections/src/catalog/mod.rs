@@ -3,5 +3,5 @@
 mod projector;
 mod query;
 
-pub use projector::{CatalogProjector, NAME};
+pub use projector::{CatalogProjector, NAME, TABLES};
 pub use query::{get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter};

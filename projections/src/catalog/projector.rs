@@ -19,6 +19,9 @@ use crate::codec::{aggregate_uuid, lock_checkpoint, to_json, variant_name};
 /// The catalog projection's subscription name.
 pub const NAME: &str = "catalog";
 
+/// The tables this projection owns (rebuilt, switched and reset together).
+pub const TABLES: &[&str] = &["catalog_entries", "catalog_server_tools"];
+
 const INSERT_ENTRY: &str = "INSERT INTO catalog_entries \
      (id, name, description, kind, transport, runtime, config_schema, resources, version, \
       owner, created_at, updated_at, position) \

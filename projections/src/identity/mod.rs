@@ -4,7 +4,7 @@
 mod projector;
 mod query;
 
-pub use projector::{IdentityProjector, NAME};
+pub use projector::{IdentityProjector, NAME, TABLES};
 pub use query::{
     find_keys_by_prefix, get_api_key, get_user, list_api_keys, list_users, ApiKeyView,
     KeyCandidate, UserView,

@@ -14,6 +14,9 @@ use crate::codec::{aggregate_uuid, lock_checkpoint};
 /// The identity projection's subscription name.
 pub const NAME: &str = "identity";
 
+/// The tables this projection owns (rebuilt, switched and reset together).
+pub const TABLES: &[&str] = &["users", "api_keys"];
+
 const INSERT_USER: &str = "INSERT INTO users (id, name, role, created_at, updated_at, position) \
      VALUES ($1, $2, $3, $4, $4, $5)";
 
@@ -61,7 +64,7 @@ impl IdentityProjector {
                 key_id,
                 name,
                 prefix,
-                hash,
+                digest,
                 expires_at,
             } => {
                 let statement = tx.prepare_cached(INSERT_KEY).await?;
@@ -72,7 +75,7 @@ impl IdentityProjector {
                         &id,
                         &name,
                         &prefix,
-                        &hash,
+                        &digest.value,
                         &expires_at,
                         at,
                         position,

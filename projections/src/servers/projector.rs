@@ -21,6 +21,9 @@ use crate::codec::{aggregate_uuid, lock_checkpoint, to_json};
 /// The servers projection's subscription name.
 pub const NAME: &str = "servers";
 
+/// The tables this projection owns (rebuilt, switched and reset together).
+pub const TABLES: &[&str] = &["servers"];
+
 const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version, owner, \
      state, enabled, restart_pending, delete_pending, config, secret_keys, health, tools, \
      container_id, last_error, created_at, updated_at, version, position, restart_policy, \

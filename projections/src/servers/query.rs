@@ -9,8 +9,8 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::row::COLUMNS;
-use crate::codec::from_json;
+use super::row::{ServerRow, COLUMNS};
+use crate::codec::to_json;
 use crate::page::{contains_pattern, Filters, ListQuery, Page, PageRequest};
 
 /// What every secret value is shown as.
@@ -89,34 +89,42 @@ const LIST: ListQuery = ListQuery {
 };
 
 fn view(row: &Row) -> Result<ServerView, StoreError> {
-    let secret_keys: Vec<String> = from_json(row.try_get("secret_keys")?)?;
-    let secrets = secret_keys
-        .into_iter()
-        .map(|k| (k, Value::String(SECRET_MASK.to_string())))
-        .collect::<serde_json::Map<_, _>>();
-    Ok(ServerView {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        catalog_id: row.try_get("catalog_id")?,
-        catalog_version: row.try_get("catalog_version")?,
-        owner: row.try_get("owner")?,
-        state: row.try_get("state")?,
-        enabled: row.try_get("enabled")?,
-        restart_pending: row.try_get("restart_pending")?,
-        delete_pending: row.try_get("delete_pending")?,
-        config: row.try_get("config")?,
-        secrets: Value::Object(secrets),
-        health: row.try_get("health")?,
-        tools: row.try_get("tools")?,
-        container_id: row.try_get("container_id")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        version: row.try_get("version")?,
-        position: row.try_get("position")?,
-        restart_policy: row.try_get("restart_policy")?,
-        restart_attempts: row.try_get("restart_attempts")?,
-    })
+    ServerRow::from_row(row)?.to_view()
+}
+
+impl ServerRow {
+    /// The row as the API shows it: secret keys with masked values. The current state
+    /// (`GET /servers/{id}`) and a past one (time travel) are both rendered here.
+    pub(crate) fn to_view(&self) -> Result<ServerView, StoreError> {
+        let secrets = self
+            .secret_keys
+            .iter()
+            .map(|k| (k.clone(), Value::String(SECRET_MASK.to_string())))
+            .collect::<serde_json::Map<_, _>>();
+        Ok(ServerView {
+            id: self.id,
+            name: self.name.clone(),
+            catalog_id: self.catalog_id,
+            catalog_version: self.catalog_version,
+            owner: self.owner.clone(),
+            state: self.state.as_str().to_string(),
+            enabled: self.enabled,
+            restart_pending: self.restart_pending,
+            delete_pending: self.delete_pending,
+            config: to_json(&self.config)?,
+            secrets: Value::Object(secrets),
+            health: self.health_name(),
+            tools: to_json(&self.tools)?,
+            container_id: self.container_id.clone(),
+            last_error: self.last_error.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+            position: self.position,
+            restart_policy: to_json(&self.restart_policy)?,
+            restart_attempts: i32::try_from(self.restart_attempts).unwrap_or(i32::MAX),
+        })
+    }
 }
 
 /// Live servers matching `filter`, ordered by name.

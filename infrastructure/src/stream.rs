@@ -1,0 +1,105 @@
+//! Reading the store by address rather than in feed order: one event by its global
+//! position, and one stream's events in sequence order, up to a position or a time,
+//! batch by batch. Time travel, histories and event links read through here.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+
+use crate::feed::StoredEvent;
+use crate::StoreError;
+
+const SELECT_AT_POSITION: &str = "SELECT e.global_position, \
+     e.transaction_id::text AS transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, \
+     e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, o.owner \
+     FROM events e LEFT JOIN stream_owners o \
+       ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
+     WHERE e.global_position = $1";
+
+// Within one stream, sequence order is position order and commit order: the next
+// sequence can only be appended once the previous one is committed (the hash chain
+// trigger refuses an event whose predecessor is not stored).
+const SELECT_STREAM: &str = "SELECT e.global_position, \
+     e.transaction_id::text AS transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, \
+     e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, o.owner \
+     FROM events e LEFT JOIN stream_owners o \
+       ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
+     WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > $3 \
+       AND ($4::int8 IS NULL OR e.global_position <= $4) \
+       AND ($5::timestamptz IS NULL OR e.recorded_at <= $5) \
+     ORDER BY e.sequence \
+     LIMIT $6";
+
+const COUNT_STREAM: &str =
+    "SELECT count(*) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";
+
+/// The committed event at global position `position`, with its stream's owner, or
+/// `None` when no event has that position.
+pub async fn read_at_position<C: GenericClient>(
+    client: &C,
+    position: i64,
+) -> Result<Option<StoredEvent>, StoreError> {
+    let statement = client.prepare_cached(SELECT_AT_POSITION).await?;
+    client
+        .query_opt(&statement, &[&position])
+        .await?
+        .as_ref()
+        .map(StoredEvent::from_row)
+        .transpose()
+}
+
+/// How far into a stream to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// To its last committed event.
+    Latest,
+    /// Events at or before this global position.
+    Position(i64),
+    /// Events recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// Up to `limit` events of stream `aggregate_type`/`aggregate_id` with a sequence after
+/// `after_sequence`, oldest first, none beyond `end`. Pass the last sequence read to get
+/// the next batch; a batch shorter than `limit` is the last.
+pub async fn read_stream<C: GenericClient>(
+    client: &C,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+    end: StreamEnd,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let (position, time) = match end {
+        StreamEnd::Latest => (None, None),
+        StreamEnd::Position(p) => (Some(p), None),
+        StreamEnd::Time(t) => (None, Some(t)),
+    };
+    let statement = client.prepare_cached(SELECT_STREAM).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &aggregate_type,
+                &aggregate_id,
+                &after_sequence,
+                &position,
+                &time,
+                &limit,
+            ],
+        )
+        .await?;
+    rows.iter().map(StoredEvent::from_row).collect()
+}
+
+/// How many events stream `aggregate_type`/`aggregate_id` holds.
+pub async fn stream_length<C: GenericClient>(
+    client: &C,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, StoreError> {
+    let statement = client.prepare_cached(COUNT_STREAM).await?;
+    let row = client
+        .query_one(&statement, &[&aggregate_type, &aggregate_id])
+        .await?;
+    Ok(row.try_get(0)?)
+}
