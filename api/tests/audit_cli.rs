@@ -3,177 +3,10 @@
 //! for byte, the same list entries, the same past server), and bad flags are refused
 //! with a message naming them.
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod cli_support;
 
+use cli_support::{data_dir, ok, refused, Serve};
 use serde_json::{json, Value};
-
-fn berth_command(data_dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("BERTH_DATABASE_URL")
-        .env_remove("BERTH_MASTER_KEY")
-        .env("NO_COLOR", "1")
-        .arg("--data-dir")
-        .arg(data_dir);
-    command
-}
-
-fn berth(data_dir: &Path, args: &[&str]) -> Output {
-    berth_command(data_dir)
-        .args(args)
-        .output()
-        .expect("running berth")
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> String {
-    let out = berth(data_dir, args);
-    assert!(
-        out.status.success(),
-        "berth {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Runs `berth args`, expects it to fail, and returns what it said on stderr.
-fn refused(data_dir: &Path, args: &[&str]) -> String {
-    let out = berth(data_dir, args);
-    assert!(!out.status.success(), "berth {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// `berth serve` on the data dir, stopped with SIGTERM (killed if the test fails first).
-struct Serve {
-    child: Child,
-    base: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Serve {
-    fn start(data_dir: &Path) -> Serve {
-        let mut child = berth_command(data_dir)
-            .args(["serve", "--listen", "127.0.0.1:0", "--runtime", "process"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("berth starts");
-        let (tx, rx) = mpsc::channel();
-        let outputs: [Box<dyn std::io::Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for stream in outputs {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let mut seen = Vec::new();
-        let base = loop {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(line) => {
-                    if let Some(at) = line.find("listening on http://") {
-                        let rest = &line[at + "listening on ".len()..];
-                        let end = rest
-                            .find(|c: char| c.is_whitespace() || c == '"')
-                            .unwrap_or(rest.len());
-                        break rest[..end].to_string();
-                    }
-                    seen.push(line);
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("berth did not start listening:\n{}", seen.join("\n"));
-                }
-            }
-        };
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        let token = std::fs::read_to_string(data_dir.join("admin-token"))
-            .expect("the admin token")
-            .trim()
-            .to_string();
-        Serve {
-            child,
-            base,
-            token,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Vec<u8> {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("berth answers");
-        let status = response.status();
-        let bytes = response.bytes().await.expect("a body").to_vec();
-        assert!(
-            status.is_success(),
-            "{path}: {status} {}",
-            String::from_utf8_lossy(&bytes)
-        );
-        bytes
-    }
-
-    async fn get(&self, path: &str) -> Vec<u8> {
-        self.send(reqwest::Method::GET, path, None).await
-    }
-
-    async fn json(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
-        let bytes = self.send(method, path, Some(body)).await;
-        serde_json::from_slice(&bytes).expect("a JSON answer")
-    }
-
-    fn stop(mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while matches!(self.child.try_wait(), Ok(None)) {
-            assert!(Instant::now() < deadline, "berth did not stop within 60 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-audit-cli-")
-        .tempdir_in("/tmp")
-        .expect("a temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("permissions");
-    let path = dir.path().join("data");
-    (dir, path)
-}
 
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
@@ -194,8 +27,7 @@ struct Answers {
 async fn drive_the_api(serve: &Serve) -> Answers {
     use reqwest::Method;
     let entry = serve
-        .json(
-            Method::POST,
+        .post(
             "/api/v1/catalog",
             json!({
                 "name": "audited",
@@ -211,8 +43,7 @@ async fn drive_the_api(serve: &Serve) -> Answers {
         )
         .await;
     let server = serve
-        .json(
-            Method::POST,
+        .post(
             "/api/v1/servers",
             json!({
                 "catalog_id": entry["id"],
@@ -234,14 +65,11 @@ async fn drive_the_api(serve: &Serve) -> Answers {
     let patched_at = patched["position"].as_i64().expect("a position");
     let mut last = patched_at;
     for action in ["disable", "enable", "disable"] {
-        let answer = serve
-            .json(Method::POST, &format!("{path}/{action}"), json!({}))
-            .await;
+        let answer = serve.post(&format!("{path}/{action}"), json!({})).await;
         last = answer["position"].as_i64().expect("a position");
     }
     let wait = format!("min_position={last}");
-    let server_then =
-        serde_json::from_slice(&serve.get(&format!("{path}?at={patched_at}")).await).expect("JSON");
+    let server_then = serve.get_json(&format!("{path}?at={patched_at}")).await;
     Answers {
         patched_at,
         server_then,
@@ -251,20 +79,17 @@ async fn drive_the_api(serve: &Serve) -> Answers {
         jsonl: serve
             .get(&format!("/api/v1/audit/export?format=jsonl&{wait}"))
             .await,
-        server_audit: serde_json::from_slice(
-            &serve
-                .get(&format!("/api/v1/audit?server_id={server_id}&{wait}"))
-                .await,
-        )
-        .expect("JSON"),
+        server_audit: serve
+            .get_json(&format!("/api/v1/audit?server_id={server_id}&{wait}"))
+            .await,
         server_id,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_and_replay_commands_print_what_the_api_answered() {
-    let (guard, dir) = data_dir();
-    let serve = Serve::start(&dir);
+    let (guard, dir) = data_dir("berth-audit-cli-");
+    let serve = Serve::start(&dir, &["--runtime", "process"]);
     let api = drive_the_api(&serve).await;
     serve.stop();
     let id = api.server_id.as_str();

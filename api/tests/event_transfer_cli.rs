@@ -4,67 +4,14 @@
 //! and the master key) verifies, exports the same file again, lists the same users and
 //! takes new commands; importing twice or an altered file is refused and writes nothing.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[allow(dead_code)]
+mod cli_support;
 
-fn berth(data_dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_berth"))
-        .env_remove("DATABASE_URL")
-        .env_remove("BERTH_DATABASE_URL")
-        .env_remove("BERTH_MASTER_KEY")
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running berth");
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input).expect("writing to berth");
-    }
-    child.wait_with_output().expect("waiting for berth")
-}
-
-fn ok(data_dir: &Path, args: &[&str]) -> Output {
-    let out = berth(data_dir, args, None);
-    assert!(
-        out.status.success(),
-        "berth {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A directory the cluster's user can reach, and a data directory inside it.
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix("berth-transfer-cli-")
-        .tempdir_in("/tmp")
-        .expect("a temporary directory");
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
-        .expect("permissions");
-    let path = dir.path().join("data");
-    (dir, path)
-}
+use cli_support::{berth, data_dir, ok, refused, stderr, stdout, succeeded};
 
 #[test]
 fn the_event_log_moves_to_another_data_directory() {
-    let (_source_guard, source) = data_dir();
+    let (_source_guard, source) = data_dir("berth-transfer-cli-");
     ok(&source, &["users", "create", "ann", "--role", "operator"]);
     ok(
         &source,
@@ -73,7 +20,7 @@ fn the_event_log_moves_to_another_data_directory() {
     ok(&source, &["users", "create", "bob", "--role", "viewer"]);
     ok(&source, &["users", "disable", "bob"]);
 
-    let printed = ok(&source, &["events", "export"]);
+    let printed = succeeded(&source, &["events", "export"]);
     let file = printed.stdout.clone();
     let lines: Vec<&str> = std::str::from_utf8(&file).expect("UTF-8").lines().collect();
     assert_eq!(lines.len(), 4, "{lines:?}");
@@ -95,7 +42,7 @@ fn the_event_log_moves_to_another_data_directory() {
     let keys_path = source.join("keys.jsonl");
     let export_arg = export_path.to_string_lossy().into_owned();
     let keys_arg = keys_path.to_string_lossy().into_owned();
-    let written = ok(
+    let written = succeeded(
         &source,
         &[
             "events",
@@ -115,10 +62,10 @@ fn the_event_log_moves_to_another_data_directory() {
 
     let cut = position(lines[1]);
     let after = ok(&source, &["events", "export", "--after", &cut.to_string()]);
-    assert_eq!(stdout(&after), lines[2..].join("\n") + "\n");
+    assert_eq!(after, lines[2..].join("\n") + "\n");
 
     // Another data directory, with the source's master key: the data keys open there.
-    let (_target_guard, target) = data_dir();
+    let (_target_guard, target) = data_dir("berth-transfer-cli-");
     std::fs::create_dir_all(&target).expect("the target data directory");
     std::fs::copy(source.join("master.key"), target.join("master.key"))
         .expect("copying the master key");
@@ -138,30 +85,27 @@ fn the_event_log_moves_to_another_data_directory() {
     );
     let verified = ok(&target, &["verify"]);
     assert!(
-        stdout(&verified).contains(&format!("verified {} events", lines.len())),
-        "{}",
-        stdout(&verified)
+        verified.contains(&format!("verified {} events", lines.len())),
+        "{verified}"
     );
-    assert_eq!(ok(&target, &["events", "export"]).stdout, file);
+    assert_eq!(succeeded(&target, &["events", "export"]).stdout, file);
     assert_eq!(
-        stdout(&ok(&target, &["users", "list"])),
-        stdout(&ok(&source, &["users", "list"]))
+        ok(&target, &["users", "list"]),
+        ok(&source, &["users", "list"])
     );
 
-    let again = berth(&target, &["events", "import", "--input", &export_arg], None);
-    assert!(!again.status.success());
-    assert!(stderr(&again).contains("not empty"), "{}", stderr(&again));
+    let said = refused(&target, &["events", "import", "--input", &export_arg]);
+    assert!(said.contains("not empty"), "{said}");
 
     ok(&target, &["users", "create", "carl", "--role", "viewer"]);
     let verified = ok(&target, &["verify"]);
     assert!(
-        stdout(&verified).contains(&format!("verified {} events", lines.len() + 1)),
-        "{}",
-        stdout(&verified)
+        verified.contains(&format!("verified {} events", lines.len() + 1)),
+        "{verified}"
     );
 
     // An altered line: refused, naming it; nothing written.
-    let (_altered_guard, altered) = data_dir();
+    let (_altered_guard, altered) = data_dir("berth-transfer-cli-");
     let tampered = String::from_utf8_lossy(&file).replacen("ann", "anx", 1);
     let refused = berth(&altered, &["events", "import"], Some(tampered.as_bytes()));
     assert!(!refused.status.success());
@@ -170,5 +114,5 @@ fn the_event_log_moves_to_another_data_directory() {
         "{}",
         stderr(&refused)
     );
-    assert!(ok(&altered, &["events", "export"]).stdout.is_empty());
+    assert!(ok(&altered, &["events", "export"]).is_empty());
 }

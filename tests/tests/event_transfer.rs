@@ -11,7 +11,7 @@ mod api_support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use api_support::{fixture_entry, server_body, Answer, TestApp};
+use api_support::{feed_settled, fixture_entry, server_body, Answer, TestApp};
 use berth_api::bulk_setup::BULK_OPERATIONS;
 use berth_api::runtime_setup::PROCESS_MANAGER;
 use berth_api::{start_server, ServeConfig};
@@ -104,32 +104,9 @@ async fn event_count(db: &Database) -> i64 {
         .get(0)
 }
 
-/// Waits until no event is held back from the feed (by an open transaction anywhere in
-/// the cluster, another test's included).
-async fn settled(db: &Database) {
-    let client = db.connect().await.expect("connecting");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let held: i64 = client
-            .query_one(
-                "SELECT count(*) FROM events \
-                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-                &[],
-            )
-            .await
-            .expect("counting held-back events")
-            .get(0);
-        if held == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "events held back for 30 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The event ids in feed order.
 async fn feed_order(db: &Database) -> Vec<Uuid> {
-    settled(db).await;
+    feed_settled(db).await;
     let pool = db.pool(1).expect("a pool");
     let client = pool.get().await.expect("connecting");
     let mut at = Checkpoint::START;
@@ -497,7 +474,7 @@ async fn export_after_a_position_holds_exactly_the_events_after_it() {
         append(&client, "after", sequence).await;
     }
     append(&client, "other", 1).await;
-    settled(&source).await;
+    feed_settled(&source).await;
     let full = export(&source, 0).await;
     let all = lines(&full);
     assert_eq!(all.len(), 6);
@@ -524,7 +501,7 @@ async fn small_export() -> Vec<u8> {
         append(&client, "bad-input", sequence).await;
     }
     append(&client, "other", 1).await;
-    settled(&source).await;
+    feed_settled(&source).await;
     export(&source, 0).await
 }
 

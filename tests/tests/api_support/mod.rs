@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use berth_api::{start_server, RunningServer, ServeConfig};
+use berth_infrastructure::db::Database;
 use berth_tests::{test_database, TestDatabase};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -278,37 +279,44 @@ impl TestApp {
         row.get(0)
     }
 
-    /// Waits until every event stored so far can be read from the feed. The feed holds
-    /// events back while an older transaction is open anywhere in the cluster (another
-    /// test's included), so a list taken at once could stop short of what was written.
+    /// Waits until every event stored so far can be read from the feed (see
+    /// [`feed_settled`]).
     pub async fn feed_settled(&self) {
-        let sql = self.sql().await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let held_back: i64 = sql
-                .query_one(
-                    "SELECT count(*) FROM events \
-                     WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
-                    &[],
-                )
-                .await
-                .expect("counting held-back events")
-                .get(0);
-            if held_back == 0 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "events held back for 30 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        feed_settled(&self.db.database()).await;
     }
 
     /// Registers a custom catalog entry with a required plain key `API_URL`, a
     /// required secret `API_TOKEN` and an optional `MODE` with a default.
     pub async fn register_fixture(&self, name: &str) -> Answer {
         self.post("/api/v1/catalog", &fixture_entry(name)).await
+    }
+}
+
+/// Waits until every event stored in `db` so far can be read from the feed. The feed
+/// holds events back while an older transaction is open anywhere in the cluster
+/// (another test's included), so a list taken at once could stop short of what was
+/// written.
+pub async fn feed_settled(db: &Database) {
+    let sql = db.connect().await.expect("connecting to the test database");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let held_back: i64 = sql
+            .query_one(
+                "SELECT count(*) FROM events \
+                 WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot())",
+                &[],
+            )
+            .await
+            .expect("counting held-back events")
+            .get(0);
+        if held_back == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events held back for 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
