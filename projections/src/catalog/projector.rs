@@ -1,7 +1,7 @@
 //! `CatalogProjector`: keeps `catalog_entries` in step with catalog events, and the tools
 //! of each entry in step with what its servers discover.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
 use berth_domain::server::{Server, ServerEvent};
@@ -38,11 +38,13 @@ const DELETE_ENTRY: &str = "DELETE FROM catalog_entries WHERE id = $1";
 
 const DELETE_ENTRY_SERVERS: &str = "DELETE FROM catalog_server_tools WHERE catalog_id = $1";
 
-const INSERT_SERVER: &str = "INSERT INTO catalog_server_tools (server_id, catalog_id, position) \
-     VALUES ($1, $2, $3)";
+const INSERT_SERVERS: &str = "INSERT INTO catalog_server_tools (server_id, catalog_id, position) \
+     SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int8[])";
 
-const UPDATE_SERVER_TOOLS: &str = "UPDATE catalog_server_tools SET tools = $2, position = $3 \
-     WHERE server_id = $1 RETURNING catalog_id";
+const UPDATE_SERVER_TOOLS: &str = "UPDATE catalog_server_tools s \
+     SET tools = u.tools, position = u.position \
+     FROM UNNEST($1::uuid[], $2::jsonb[], $3::int8[]) AS u(server_id, tools, position) \
+     WHERE s.server_id = u.server_id RETURNING s.catalog_id";
 
 // Tools are merged by name; when servers disagree about a tool, the most recent
 // discovery describes it (and within one list, the first mention), so a rebuild always
@@ -150,33 +152,85 @@ impl CatalogProjector {
         Ok(())
     }
 
-    /// Records which entry a new server instantiates and what tools servers report;
-    /// returns the entry whose tools may have changed.
-    async fn apply_server(
+    /// Notes which entry a new server instantiates and what tools servers report, for
+    /// [`ServerTools::flush`]. Only those two server events matter here: the others are
+    /// not even decoded.
+    fn note_server(
         &self,
-        tx: &Transaction<'_>,
+        pending: &mut ServerTools,
         event: &StoredEvent,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<(), StoreError> {
+        if !matches!(
+            event.event_type.as_str(),
+            "ServerCreated" | "ServerToolsDiscovered"
+        ) {
+            return Ok(());
+        }
         let server_id = aggregate_uuid(event)?;
         match event.decode::<Server>(&self.upcasters)? {
             ServerEvent::Created { catalog_id, .. } => {
-                let statement = tx.prepare_cached(INSERT_SERVER).await?;
-                tx.execute(&statement, &[&server_id, &catalog_id, &event.position])
-                    .await?;
-                Ok(None)
+                pending
+                    .created
+                    .push((server_id, catalog_id, event.position));
             }
             ServerEvent::ToolsDiscovered { tools } => {
-                let statement = tx.prepare_cached(UPDATE_SERVER_TOOLS).await?;
-                let row = tx
-                    .query_opt(
-                        &statement,
-                        &[&server_id, &to_json(&tools)?, &event.position],
-                    )
-                    .await?;
-                Ok(row.map(|r| r.try_get(0)).transpose()?)
+                // A later discovery in the same batch replaces an earlier one.
+                pending
+                    .tools
+                    .insert(server_id, (to_json(&tools)?, event.position));
             }
-            _ => Ok(None),
+            _ => {}
         }
+        Ok(())
+    }
+}
+
+/// Server changes gathered across a run of server events, written with one multi-row
+/// statement each.
+#[derive(Default)]
+struct ServerTools {
+    created: Vec<(Uuid, Uuid, i64)>,
+    tools: BTreeMap<Uuid, (serde_json::Value, i64)>,
+}
+
+impl ServerTools {
+    /// Writes what was gathered (new servers first, then their tools); returns the
+    /// entries whose tool union may have changed.
+    async fn flush(&mut self, tx: &Transaction<'_>) -> Result<BTreeSet<Uuid>, StoreError> {
+        let mut retool = BTreeSet::new();
+        if !self.created.is_empty() {
+            let (servers, catalogs, positions): (Vec<Uuid>, Vec<Uuid>, Vec<i64>) =
+                std::mem::take(&mut self.created).into_iter().fold(
+                    (Vec::new(), Vec::new(), Vec::new()),
+                    |(mut s, mut c, mut p), (server, catalog, position)| {
+                        s.push(server);
+                        c.push(catalog);
+                        p.push(position);
+                        (s, c, p)
+                    },
+                );
+            let statement = tx.prepare_cached(INSERT_SERVERS).await?;
+            tx.execute(&statement, &[&servers, &catalogs, &positions])
+                .await?;
+        }
+        if !self.tools.is_empty() {
+            let mut servers = Vec::with_capacity(self.tools.len());
+            let mut tools = Vec::with_capacity(self.tools.len());
+            let mut positions = Vec::with_capacity(self.tools.len());
+            for (server, (list, position)) in std::mem::take(&mut self.tools) {
+                servers.push(server);
+                tools.push(list);
+                positions.push(position);
+            }
+            let statement = tx.prepare_cached(UPDATE_SERVER_TOOLS).await?;
+            for row in tx
+                .query(&statement, &[&servers, &tools, &positions])
+                .await?
+            {
+                retool.insert(row.try_get(0)?);
+            }
+        }
+        Ok(retool)
     }
 }
 
@@ -212,13 +266,20 @@ impl Subscriber for CatalogProjector {
 
     async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut retool = BTreeSet::new();
+        let mut pending = ServerTools::default();
         for event in events {
             match event.aggregate_type.as_str() {
-                CatalogEntry::TYPE => self.apply_catalog(tx, event).await?,
-                Server::TYPE => retool.extend(self.apply_server(tx, event).await?),
+                CatalogEntry::TYPE => {
+                    // Removing an entry drops its servers' rows: earlier server events
+                    // must be written first.
+                    retool.extend(pending.flush(tx).await?);
+                    self.apply_catalog(tx, event).await?;
+                }
+                Server::TYPE => self.note_server(&mut pending, event)?,
                 _ => {}
             }
         }
+        retool.extend(pending.flush(tx).await?);
         if !retool.is_empty() {
             let ids: Vec<Uuid> = retool.into_iter().collect();
             let statement = tx.prepare_cached(RECOMPUTE_TOOLS).await?;
