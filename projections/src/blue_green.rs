@@ -159,7 +159,13 @@ async fn build_and_swap<S: Subscriber + Default>(
     prepare_copy(pool, name, tables).await?;
 
     let mut config = db.config().clone();
-    config.options(format!("-c search_path={},public", rebuild_schema(name)));
+    // Keep whatever options the database URL carries; the copy's schema comes first.
+    let search_path = format!("-c search_path={},public", rebuild_schema(name));
+    let connection_options = match config.get_options() {
+        Some(given) if !given.trim().is_empty() => format!("{given} {search_path}"),
+        _ => search_path,
+    };
+    config.options(connection_options);
     let copy_db = Database::from_config(config);
     let copy_pool = copy_db.pool(1)?;
     let runner = SubscriptionRunner::new(
