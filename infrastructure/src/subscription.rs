@@ -61,10 +61,13 @@ pub struct SubscriptionRunner<S> {
     progress: watch::Sender<Checkpoint>,
 }
 
-const LOAD_CHECKPOINT: &str = "INSERT INTO subscription_checkpoints (name) VALUES ($1) \
+/// Loads subscription `$1`'s checkpoint, creating it at the start, and locks its row
+/// until the transaction ends (a batch and a rebuild's swap hold it).
+pub const LOAD_CHECKPOINT: &str = "INSERT INTO subscription_checkpoints (name) VALUES ($1) \
      ON CONFLICT (name) DO UPDATE SET name = excluded.name \
      RETURNING transaction_id::text, global_position";
-const SAVE_CHECKPOINT: &str = "UPDATE subscription_checkpoints \
+/// Sets subscription `$1`'s checkpoint to transaction `$2` (text), position `$3`.
+pub const SAVE_CHECKPOINT: &str = "UPDATE subscription_checkpoints \
      SET transaction_id = $2::text::xid8, global_position = $3, updated_at = now() WHERE name = $1";
 
 fn lock_key(name: &str) -> String {

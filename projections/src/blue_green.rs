@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use berth_infrastructure::db::Database;
 use berth_infrastructure::feed::{self, Checkpoint, FeedFilter, StoredEvent};
-use berth_infrastructure::subscription::{RunnerOptions, Subscriber, SubscriptionRunner};
+use berth_infrastructure::subscription::{
+    RunnerOptions, Subscriber, SubscriptionRunner, LOAD_CHECKPOINT, SAVE_CHECKPOINT,
+};
 use berth_infrastructure::StoreError;
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use serde::Serialize;
@@ -113,11 +115,6 @@ impl<S: Subscriber> Subscriber for Renamed<S> {
     }
 }
 
-const LOCK_CHECKPOINT: &str = "INSERT INTO subscription_checkpoints (name) VALUES ($1) \
-     ON CONFLICT (name) DO UPDATE SET name = excluded.name \
-     RETURNING transaction_id::text, global_position";
-const SAVE_CHECKPOINT: &str = "UPDATE subscription_checkpoints \
-     SET transaction_id = $2::text::xid8, global_position = $3, updated_at = now() WHERE name = $1";
 const FORGET_CHECKPOINT: &str = "DELETE FROM subscription_checkpoints WHERE name = $1";
 
 /// Rebuilds projection `name` (owning `tables`, written by a fresh `S`) blue-green,
@@ -277,9 +274,9 @@ async fn swap<S: Subscriber + Default>(
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{SWAP_LOCK_TIMEOUT}'"))
         .await?;
     let held = Instant::now();
-    let live = Checkpoint::from_row(&tx.query_one(LOCK_CHECKPOINT, &[&name]).await?)?;
+    let live = Checkpoint::from_row(&tx.query_one(LOAD_CHECKPOINT, &[&name]).await?)?;
     let copy_name = rebuild_checkpoint(name);
-    let mut at = Checkpoint::from_row(&tx.query_one(LOCK_CHECKPOINT, &[&copy_name]).await?)?;
+    let mut at = Checkpoint::from_row(&tx.query_one(LOAD_CHECKPOINT, &[&copy_name]).await?)?;
 
     // The live runner may have applied a few more events since the copy's last batch.
     let projector = S::default();
