@@ -14,6 +14,7 @@ use berth_domain::user::User;
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
 
+use crate::aggregate_cache::{AggregateCache, CachedStore};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::ports::SecretCipher;
@@ -27,23 +28,34 @@ pub const MAX_ATTEMPTS: u32 = 8;
 pub static CONFLICT_RETRIES: AtomicU64 = AtomicU64::new(0);
 
 type Store<R, A> = PersistedEventStore<R, A>;
+type Cached<R, A> = CachedStore<R, A>;
 
 /// Executes commands on Berth's aggregates. Cheap to share behind an `Arc`.
+///
+/// Catalog entries, servers and users are kept in memory between commands
+/// ([`crate::aggregate_cache`]): a command on them is one round trip.
 pub struct CommandBus<R: PersistedEventRepository + Clone> {
-    catalog: CqrsFramework<CatalogEntry, Store<R, CatalogEntry>>,
-    servers: CqrsFramework<Server, Store<R, Server>>,
+    catalog: CqrsFramework<CatalogEntry, Cached<R, CatalogEntry>>,
+    servers: CqrsFramework<Server, Cached<R, Server>>,
     bulk: CqrsFramework<BulkOperation, Store<R, BulkOperation>>,
-    users: CqrsFramework<User, Store<R, User>>,
+    users: CqrsFramework<User, Cached<R, User>>,
     key_ring: CqrsFramework<KeyRing, Store<R, KeyRing>>,
-    user_store: Store<R, User>,
-    catalog_store: Store<R, CatalogEntry>,
-    server_store: Store<R, Server>,
+    user_store: Cached<R, User>,
+    catalog_store: Cached<R, CatalogEntry>,
+    pub(crate) server_store: Cached<R, Server>,
     bulk_store: Store<R, BulkOperation>,
     pub(crate) cipher: Arc<dyn SecretCipher>,
 }
 
 fn store<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
     PersistedEventStore::new_event_store(repo.clone()).with_upcasters(upcasters())
+}
+
+fn cached<R: PersistedEventRepository + Clone, A: Aggregate + Clone>(
+    repo: &R,
+    cache: &AggregateCache<A>,
+) -> Cached<R, A> {
+    CachedStore::new(repo, upcasters, cache.clone())
 }
 
 /// Bulk operations record one event per target, so their streams grow past a thousand
@@ -61,15 +73,18 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// No queries are registered with the frameworks: cqrs-es would run them in-process
     /// after the commit and drop their errors; read models follow the event feed instead.
     pub fn new(repo: R, cipher: Arc<dyn SecretCipher>) -> Self {
+        let catalogs = AggregateCache::default();
+        let servers = AggregateCache::default();
+        let users = AggregateCache::default();
         Self {
-            catalog: CqrsFramework::new(store(&repo), vec![], ()),
-            servers: CqrsFramework::new(store(&repo), vec![], ()),
+            catalog: CqrsFramework::new(cached(&repo, &catalogs), vec![], ()),
+            servers: CqrsFramework::new(cached(&repo, &servers), vec![], ()),
             bulk: CqrsFramework::new(snapshotted(&repo), vec![], ()),
-            users: CqrsFramework::new(store(&repo), vec![], ()),
+            users: CqrsFramework::new(cached(&repo, &users), vec![], ()),
             key_ring: CqrsFramework::new(store(&repo), vec![], ()),
-            user_store: store(&repo),
-            catalog_store: store(&repo),
-            server_store: store(&repo),
+            user_store: cached(&repo, &users),
+            catalog_store: cached(&repo, &catalogs),
+            server_store: cached(&repo, &servers),
             bulk_store: snapshotted(&repo),
             cipher,
         }
@@ -82,7 +97,14 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         command: <CatalogEntry as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        execute(&self.catalog, id, command, metadata).await
+        execute(
+            &self.catalog,
+            id,
+            command,
+            metadata,
+            Some(self.catalog_store.cache()),
+        )
+        .await
     }
 
     /// Runs a server command.
@@ -92,7 +114,14 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         command: <Server as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        execute(&self.servers, id, command, metadata).await
+        execute(
+            &self.servers,
+            id,
+            command,
+            metadata,
+            Some(self.server_store.cache()),
+        )
+        .await
     }
 
     /// Runs a bulk operation command.
@@ -102,7 +131,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         command: <BulkOperation as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        execute(&self.bulk, id, command, metadata).await
+        execute(&self.bulk, id, command, metadata, None).await
     }
 
     /// Runs a user command.
@@ -112,7 +141,14 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         command: <User as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        execute(&self.users, id, command, metadata).await
+        execute(
+            &self.users,
+            id,
+            command,
+            metadata,
+            Some(self.user_store.cache()),
+        )
+        .await
     }
 
     /// Runs a key ring command.
@@ -122,12 +158,12 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         let id = berth_domain::keyring::KEY_RING_ID;
-        execute(&self.key_ring, id, command, metadata).await
+        execute(&self.key_ring, id, command, metadata, None).await
     }
 
     /// The current state of a user, from its events.
     pub async fn load_user(&self, id: &str) -> Result<User, AppError> {
-        load(&self.user_store, id).await
+        current(&self.user_store, id).await
     }
 
     /// The current state of a bulk operation, from its snapshot and events.
@@ -137,12 +173,12 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
 
     /// The current state of a catalog entry, from its events.
     pub async fn load_catalog_entry(&self, id: &str) -> Result<CatalogEntry, AppError> {
-        load(&self.catalog_store, id).await
+        current(&self.catalog_store, id).await
     }
 
     /// The current state of a server, from its events.
     pub async fn load_server(&self, id: &str) -> Result<Server, AppError> {
-        load(&self.server_store, id).await
+        current(&self.server_store, id).await
     }
 
     /// The cipher secrets are sealed with.
@@ -164,20 +200,38 @@ where
     Ok(ctx.aggregate().clone())
 }
 
+async fn current<R, A>(store: &Cached<R, A>, id: &str) -> Result<A, AppError>
+where
+    R: PersistedEventRepository + Clone,
+    A: Aggregate + Clone,
+    A::Error: Into<AppError>,
+{
+    let (aggregate, _) = store.current(id).await.map_err(AppError::from_aggregate)?;
+    Ok(aggregate)
+}
+
 async fn execute<A, ES>(
     framework: &CqrsFramework<A, ES>,
     id: &str,
     command: A::Command,
     metadata: &CommandMetadata,
+    cache: Option<&AggregateCache<A>>,
 ) -> Result<Receipt, AppError>
 where
-    A: Aggregate,
+    A: Aggregate + Clone,
     A::Command: Clone,
     A::Error: Into<AppError>,
     ES: EventStore<A>,
 {
     let map = metadata.to_map();
+    let _turn = match cache {
+        Some(cache) => Some(cache.turn(id).await),
+        None => None,
+    };
     let mut attempt = 0;
+    // A refusal may come from a cached state another process has moved on from: the
+    // command runs once more on the stored state before the refusal is reported.
+    let mut recheck = cache;
     loop {
         attempt += 1;
         let (result, position) =
@@ -185,6 +239,11 @@ where
                 .await;
         match result {
             Ok(()) => return Ok(Receipt { position }),
+            Err(AggregateError::UserError(_)) if recheck.is_some() => {
+                if let Some(cache) = recheck.take() {
+                    cache.invalidate(id);
+                }
+            }
             Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                 CONFLICT_RETRIES.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(aggregate_id = id, attempt, "conflict, retrying");

@@ -129,7 +129,13 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         id: Uuid,
         patch: ServerConfigPatch,
     ) -> Result<Receipt, AppError> {
-        let server = self.load_server(&id.to_string()).await?;
+        // The cached state is enough here: the owner and catalog entry never change,
+        // and the command itself checks again that the server exists.
+        let server = self
+            .server_store
+            .cached(&id.to_string())
+            .await
+            .map_err(AppError::from_aggregate)?;
         if !server.created || server.deleted {
             return Err(berth_domain::server::ServerError::NotFound.into());
         }

@@ -1,11 +1,12 @@
 //! The PostgreSQL event repository behind cqrs-es's `PersistedEventStore`.
 //!
-//! One command is one transaction, and its events go in as one statement (`UNNEST` of
-//! arrays), so the common append is a single round trip. A stale sequence collides on
+//! A command's events go in as one statement (`UNNEST` of arrays), so the common append
+//! is a single round trip; commands appending at the same moment share that statement
+//! and its commit ([`crate::group_commit`]). A stale sequence collides on
 //! the `(aggregate_type, aggregate_id, sequence)` unique key and is reported as an
 //! optimistic-lock conflict, which the command bus retries. A snapshot update is guarded
 //! inside the same transaction, so "conflict" is never reported for events that were in
-//! fact saved.
+//! fact saved. Once committed, the append is announced to listeners ([`Announcer`]).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -18,6 +19,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::announce::Announcer;
+use crate::group_commit::GroupCommitter;
 use crate::StoreError;
 
 const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
@@ -49,12 +52,18 @@ const UPSERT_SNAPSHOT: &str = "INSERT INTO snapshots \
 #[derive(Clone)]
 pub struct PostgresEventRepository {
     pool: Pool,
+    announcer: Announcer,
+    committer: GroupCommitter,
 }
 
 impl PostgresEventRepository {
     /// A repository using connections from `pool`.
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            announcer: Announcer::new(pool.clone()),
+            committer: GroupCommitter::new(pool.clone()),
+            pool,
+        }
     }
 
     /// The pool it uses.
@@ -89,45 +98,56 @@ impl PostgresEventRepository {
         client: &C,
         events: &[SerializedEvent],
     ) -> Result<Vec<i64>, PersistenceError> {
-        let mut ids = Vec::with_capacity(events.len());
-        let mut types = Vec::with_capacity(events.len());
-        let mut agg_ids = Vec::with_capacity(events.len());
-        let mut sequences = Vec::with_capacity(events.len());
-        let mut event_types = Vec::with_capacity(events.len());
-        let mut versions = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
-        let mut metadata = Vec::with_capacity(events.len());
-        for e in events {
-            ids.push(Uuid::now_v7());
-            types.push(e.aggregate_type.as_str());
-            agg_ids.push(e.aggregate_id.as_str());
-            sequences.push(i64::try_from(e.sequence).map_err(unknown)?);
-            event_types.push(e.event_type.as_str());
-            versions.push(e.event_version.as_str());
-            payloads.push(&e.payload);
-            metadata.push(&e.metadata);
-        }
-        let statement = client.prepare_cached(APPEND).await.map_err(db_error)?;
-        let rows = client
-            .query(
-                &statement,
-                &[
-                    &ids,
-                    &types,
-                    &agg_ids,
-                    &sequences,
-                    &event_types,
-                    &versions,
-                    &payloads,
-                    &metadata,
-                ],
-            )
-            .await
-            .map_err(append_error)?;
-        rows.iter()
-            .map(|r| r.try_get::<_, i64>(0).map_err(db_error))
-            .collect()
+        append_events(client, events.iter()).await
     }
+}
+
+/// Appends `events` with one statement (its own transaction unless `client` is in one)
+/// and returns their global positions, in the order given. Several commands' events may
+/// go together, each command's consecutive ([`crate::group_commit`]).
+pub(crate) async fn append_events<'a, C: GenericClient>(
+    client: &C,
+    events: impl Iterator<Item = &'a SerializedEvent>,
+) -> Result<Vec<i64>, PersistenceError> {
+    let (lower, _) = events.size_hint();
+    let mut ids = Vec::with_capacity(lower);
+    let mut types = Vec::with_capacity(lower);
+    let mut agg_ids = Vec::with_capacity(lower);
+    let mut sequences = Vec::with_capacity(lower);
+    let mut event_types = Vec::with_capacity(lower);
+    let mut versions = Vec::with_capacity(lower);
+    let mut payloads = Vec::with_capacity(lower);
+    let mut metadata = Vec::with_capacity(lower);
+    for e in events {
+        ids.push(Uuid::now_v7());
+        types.push(e.aggregate_type.as_str());
+        agg_ids.push(e.aggregate_id.as_str());
+        sequences.push(i64::try_from(e.sequence).map_err(unknown)?);
+        event_types.push(e.event_type.as_str());
+        versions.push(e.event_version.as_str());
+        payloads.push(&e.payload);
+        metadata.push(&e.metadata);
+    }
+    let statement = client.prepare_cached(APPEND).await.map_err(db_error)?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &ids,
+                &types,
+                &agg_ids,
+                &sequences,
+                &event_types,
+                &versions,
+                &payloads,
+                &metadata,
+            ],
+        )
+        .await
+        .map_err(append_error)?;
+    rows.iter()
+        .map(|r| r.try_get::<_, i64>(0).map_err(db_error))
+        .collect()
 }
 
 impl PersistedEventRepository for PostgresEventRepository {
@@ -181,11 +201,11 @@ impl PersistedEventRepository for PostgresEventRepository {
         if events.is_empty() && snapshot_update.is_none() {
             return Ok(());
         }
-        let mut client = self.pool.get().await.map_err(connection_error)?;
         let positions = match snapshot_update {
-            // The single statement is its own transaction: one round trip per command.
-            None => Self::append(&client, events).await?,
+            // One statement, its own transaction, shared with the commands running now.
+            None => self.committer.append(events).await?,
             Some((aggregate_id, payload, current_snapshot)) => {
+                let mut client = self.pool.get().await.map_err(connection_error)?;
                 let tx = client.transaction().await.map_err(db_error)?;
                 let positions = Self::append(&tx, events).await?;
                 let last_sequence = events.last().map_or(0, |e| e.sequence);
@@ -213,6 +233,7 @@ impl PersistedEventRepository for PostgresEventRepository {
         };
         if let Some(last) = positions.iter().max() {
             berth_application::receipt::record_position(*last);
+            self.announcer.announce();
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Berth's adapters: the PostgreSQL event store and its ordered feed, migrations, the
 //! embedded PostgreSQL cluster, and the secret cipher.
 
+pub mod announce;
 pub mod cipher;
 pub mod credentials;
 pub mod db;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod event_store;
 pub mod feed;
 pub mod follower;
+pub mod group_commit;
 pub mod key_store;
 pub mod live;
 pub mod mcp;

@@ -116,10 +116,14 @@ async fn read_until(
 async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(40).unwrap();
-    let bus = Arc::new(CommandBus::new(
-        PostgresEventRepository::new(pool.clone()),
-        Arc::new(NoSecrets),
-    ));
+    // Inside one bus, commands on one aggregate take turns; four buses (as four Berth
+    // processes would) race each other. They share one repository, so their appends
+    // also meet in the same group commits.
+    let repo = PostgresEventRepository::new(pool.clone());
+    let buses: Vec<_> = (0..4)
+        .map(|_| Arc::new(CommandBus::new(repo.clone(), Arc::new(NoSecrets))))
+        .collect();
+    let bus = buses[0].clone();
     let md = CommandMetadata::new(Actor::admin());
     let (catalog_id, _) = bus
         .register_catalog_entry(&md, definition(32))
@@ -143,7 +147,7 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
     let barrier = Arc::new(Barrier::new(32));
     let tasks: Vec<_> = (0..32)
         .map(|i| {
-            let (bus, barrier) = (bus.clone(), barrier.clone());
+            let (bus, barrier) = (buses[i % buses.len()].clone(), barrier.clone());
             tokio::spawn(async move {
                 let md = CommandMetadata::new(Actor::admin());
                 let patch = ServerConfigPatch {
@@ -170,7 +174,7 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
     let retries = CONFLICT_RETRIES.load(Ordering::Relaxed) - retries_before;
     assert!(
         retries > 0,
-        "32 simultaneous writers never collided: the race was not exercised"
+        "32 simultaneous writers in four buses never collided: the race was not exercised"
     );
     assert!(!accepted.is_empty());
 

@@ -1,0 +1,9 @@
+//! Scenario `memory`: not built yet.
+
+use crate::Bench;
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench<'_>) -> anyhow::Result<()> {
+    bench.report.note("memory", "not built yet");
+    Ok(())
+}

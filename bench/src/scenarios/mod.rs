@@ -1,0 +1,27 @@
+//! One module per scenario; each records its figures in the run's [`Report`].
+//!
+//! [`Report`]: crate::Report
+
+pub mod commands;
+pub mod http;
+pub mod live;
+pub mod memory;
+pub mod queries;
+pub mod rebuild;
+pub mod runtime;
+
+use crate::Bench;
+
+/// Runs scenario `name` (one of [`crate::SCENARIOS`]).
+pub async fn run(name: &str, bench: &Bench<'_>) -> anyhow::Result<()> {
+    match name {
+        "commands" => commands::run(bench).await,
+        "http" => http::run(bench).await,
+        "rebuild" => rebuild::run(bench).await,
+        "queries" => queries::run(bench).await,
+        "live" => live::run(bench).await,
+        "memory" => memory::run(bench).await,
+        "runtime" => runtime::run(bench).await,
+        other => anyhow::bail!("no scenario is called {other}"),
+    }
+}

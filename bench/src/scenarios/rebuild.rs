@@ -1,0 +1,9 @@
+//! Scenario `rebuild`: not built yet.
+
+use crate::Bench;
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench<'_>) -> anyhow::Result<()> {
+    bench.report.note("rebuild", "not built yet");
+    Ok(())
+}
