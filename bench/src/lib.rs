@@ -9,8 +9,10 @@ pub mod load;
 pub mod peer;
 pub mod report;
 pub mod scenarios;
+pub mod serve;
 pub mod server;
 pub mod stats;
+pub mod volume;
 pub mod workload;
 
 use std::path::PathBuf;
@@ -97,6 +99,12 @@ pub async fn run(bench: &Bench<'_>, only: &[String]) -> Vec<String> {
             bench.report.note(name, &format!("FAILED: {e:#}"));
             failed.push(name.to_owned());
         }
+    }
+    // The data set the rebuild and query scenarios share outlives each of them.
+    if let Err(e) = volume::release().await {
+        bench
+            .report
+            .note("volume", &format!("FAILED to drop the data set: {e:#}"));
     }
     failed
 }

@@ -24,6 +24,9 @@ struct Args {
     /// The `berth` binary measured as a server; by default the one beside this binary.
     #[arg(long)]
     berth: Option<PathBuf>,
+    /// Client counts of the command scenarios, instead of the scale's (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    clients: Vec<usize>,
     /// Also write the JSON lines to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -31,7 +34,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("berth-bench: starting the async runtime: {e}");
@@ -48,7 +54,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let scale = if args.quick { Scale::quick() } else { Scale::full() };
+    let mut scale = if args.quick {
+        Scale::quick()
+    } else {
+        Scale::full()
+    };
+    if !args.clients.is_empty() {
+        scale.clients = args.clients.clone();
+    }
     let berth_binary = args.berth.or_else(beside_this_binary);
     let server = BenchServer::start(args.database_url.as_deref()).await?;
     println!("# berth-bench {}", env!("CARGO_PKG_VERSION"));
@@ -62,8 +75,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         scale: &scale,
         berth_binary,
     };
-    let failed = berth_bench::run(&bench, &args.only).await;
+    // Interrupted, the run is dropped (its `berth serve` children are stopped as they
+    // drop) and the throwaway cluster is still stopped below.
+    let failed = tokio::select! {
+        failed = berth_bench::run(&bench, &args.only) => Some(failed),
+        () = interrupted() => None,
+    };
     server.stop().await?;
+    let Some(failed) = failed else {
+        eprintln!("berth-bench: interrupted; everything it started is stopped");
+        return Ok(ExitCode::from(130));
+    };
     let lines = report.json_lines();
     println!();
     print!("{lines}");
@@ -75,6 +97,21 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("berth-bench: failed scenarios: {}", failed.join(", "));
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
     }
 }
 

@@ -120,6 +120,7 @@ impl Figure {
 /// Collects figures, printing each as a table row on standard output as it arrives.
 pub struct Report {
     figures: Mutex<Vec<Figure>>,
+    notes: Mutex<Vec<(String, String)>>,
     print: bool,
 }
 
@@ -128,12 +129,13 @@ impl Report {
     pub fn new(print: bool) -> Self {
         if print {
             println!(
-                "{:<10} {:<44} {:>12} {:<11} {:<34} {:>8} {}",
-                "scenario", "figure", "value", "unit", "baseline", "ratio", "target"
+                "{:<10} {:<44} {:>12} {:<11} {:<34} {:>8} target",
+                "scenario", "figure", "value", "unit", "baseline", "ratio"
             );
         }
         Self {
             figures: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
             print,
         }
     }
@@ -155,6 +157,18 @@ impl Report {
         if self.print {
             println!("{scenario:<10} note: {text}");
         }
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((scenario.to_owned(), text.to_owned()));
+    }
+
+    /// Every note so far, as (scenario, text).
+    pub fn notes(&self) -> Vec<(String, String)> {
+        self.notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Every figure recorded so far.

@@ -65,7 +65,12 @@ impl BenchServer {
     pub async fn describe(&self) -> anyhow::Result<String> {
         let client = Database::from_config(self.admin.clone()).connect().await?;
         let mut parts = Vec::new();
-        for setting in ["server_version", "fsync", "synchronous_commit", "shared_buffers"] {
+        for setting in [
+            "server_version",
+            "fsync",
+            "synchronous_commit",
+            "shared_buffers",
+        ] {
             let row = client
                 .query_one(&format!("SHOW {setting}"), &[])
                 .await

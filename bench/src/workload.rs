@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_application::servers::{NewServer, ServerConfigPatch};
 use berth_application::{Actor, CommandMetadata};
-use berth_domain::catalog::{
-    CatalogDefinition, ConfigKey, Resources, RuntimeSpec, Transport,
-};
+use berth_domain::catalog::{CatalogDefinition, ConfigKey, Resources, RuntimeSpec, Transport};
 use berth_domain::server::{ConfigChange, RestartPolicy, ServerCommand};
 use uuid::Uuid;
 

@@ -12,7 +12,7 @@ use deadpool_postgres::Transaction;
 use tokio::sync::watch;
 
 use crate::db::Database;
-use crate::feed::{self, Checkpoint, FeedFilter, StoredEvent};
+use crate::feed::{self, Checkpoint, FeedEvent};
 use crate::notify::EventNotifier;
 use crate::StoreError;
 
@@ -26,7 +26,7 @@ pub trait Subscriber: Send + Sync {
     fn apply(
         &self,
         tx: &Transaction<'_>,
-        events: &[StoredEvent],
+        events: &[FeedEvent],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Clears everything the subscriber built, inside `tx` (used by rebuilds). The
@@ -141,23 +141,69 @@ impl<S: Subscriber> SubscriptionRunner<S> {
         let name = self.subscriber.name();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let start = Checkpoint::from_row(&tx.query_one(LOAD_CHECKPOINT, &[&name]).await?)?;
-        let events =
-            feed::read_after(&tx, start, self.options.batch_size, &FeedFilter::default()).await?;
-        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
+        let load = tx.prepare_cached(LOAD_CHECKPOINT).await?;
+        let start = Checkpoint::from_row(&tx.query_one(&load, &[&name]).await?)?;
+        let events = feed::read_feed_after(&tx, start, self.options.batch_size).await?;
+        if events.is_empty() {
             tx.rollback().await?;
             self.progress.send_replace(start);
             return Ok((start, 0));
-        };
-        self.subscriber.apply(&tx, &events).await?;
-        tx.execute(
-            SAVE_CHECKPOINT,
-            &[&name, &last.transaction_id.to_string(), &last.position],
-        )
-        .await?;
+        }
+        let last = self.apply_in(&tx, &events).await?;
         tx.commit().await?;
         self.progress.send_replace(last);
         Ok((last, events.len()))
+    }
+
+    /// Applies `events`, which the caller read from the feed right after `from` (reading
+    /// ahead while the previous batch was applied), in one transaction; returns the new
+    /// checkpoint. Fails, applying nothing, unless the subscription stands at `from`.
+    pub async fn apply_read(
+        &self,
+        from: Checkpoint,
+        events: &[FeedEvent],
+    ) -> Result<Checkpoint, StoreError> {
+        let name = self.subscriber.name();
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let load = tx.prepare_cached(LOAD_CHECKPOINT).await?;
+        let start = Checkpoint::from_row(&tx.query_one(&load, &[&name]).await?)?;
+        if start != from {
+            return Err(StoreError::Malformed(format!(
+                "subscription {name} stands at {start:?}, not at {from:?} where its events \
+                 were read from"
+            )));
+        }
+        if events.is_empty() {
+            return Ok(start);
+        }
+        let last = self.apply_in(&tx, events).await?;
+        tx.commit().await?;
+        self.progress.send_replace(last);
+        Ok(last)
+    }
+
+    /// Applies non-empty `events` and saves the checkpoint after them, inside `tx`.
+    async fn apply_in(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[FeedEvent],
+    ) -> Result<Checkpoint, StoreError> {
+        let last = events
+            .last()
+            .map_or(Checkpoint::START, FeedEvent::checkpoint);
+        self.subscriber.apply(tx, events).await?;
+        let save = tx.prepare_cached(SAVE_CHECKPOINT).await?;
+        tx.execute(
+            &save,
+            &[
+                &self.subscriber.name(),
+                &last.transaction_id.to_string(),
+                &last.position,
+            ],
+        )
+        .await?;
+        Ok(last)
     }
 
     /// Clears the subscriber's read model and its checkpoint in one transaction, so the

@@ -17,6 +17,7 @@ pub mod blue_green;
 pub mod bulk;
 pub mod catalog;
 mod codec;
+mod copy_rows;
 pub mod identity;
 mod page;
 mod runners;

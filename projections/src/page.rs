@@ -159,6 +159,61 @@ impl ListQuery {
             page_size: page.page_size,
         })
     }
+
+    /// [`ListQuery::run`] for filters whose rows the `ORDER BY` index may find only late:
+    /// walking it from the top, PostgreSQL expects matches to be spread evenly, but the
+    /// rows of a time window deep in the past all come after hundreds of thousands of
+    /// newer ones. So this counts first and, when at most `few` rows match, reads and
+    /// sorts just those (a cost bounded by `few`); more matches are read as `run` reads
+    /// them. The page is the same either way.
+    pub(crate) async fn run_counted<C, T>(
+        &self,
+        client: &C,
+        filters: &Filters,
+        page: PageRequest,
+        few: i64,
+        map: impl Fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Page<T>, StoreError>
+    where
+        C: GenericClient,
+    {
+        let conditions = filters.sql();
+        let count_sql = format!("SELECT count(*) FROM {}{conditions}", self.from);
+        let count_statement = client.prepare_cached(&count_sql).await?;
+        let total: i64 = client
+            .query_one(&count_statement, &filters.params(&[]))
+            .await?
+            .try_get(0)?;
+        let n = filters.next_placeholder();
+        // `OFFSET 0` keeps the subquery from being merged into the outer one, so it is
+        // planned on its own: found by the filters' own indexes, then sorted.
+        let from = if total <= few {
+            format!(
+                "(SELECT {} FROM {}{conditions} OFFSET 0) AS matching",
+                self.columns, self.from
+            )
+        } else {
+            format!("{}{conditions}", self.from)
+        };
+        let page_sql = format!(
+            "SELECT {} FROM {from} ORDER BY {} LIMIT ${n} OFFSET ${}",
+            self.columns,
+            self.order,
+            n + 1
+        );
+        let page_statement = client.prepare_cached(&page_sql).await?;
+        let limit = page.page_size;
+        let offset = page.offset();
+        let rows = client
+            .query(&page_statement, &filters.params(&[&limit, &offset]))
+            .await?;
+        Ok(Page {
+            items: rows.iter().map(map).collect::<Result<_, _>>()?,
+            total,
+            page: page.page,
+            page_size: page.page_size,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,9 @@
 //! Empty copies of read-model tables in a schema of their own, with the same columns,
 //! defaults, constraints and indexes under the same names, so that a copy moved into
 //! `public` later is indistinguishable from the table it replaces.
+//!
+//! Non-unique indexes are given back as statements to run once the copy is filled: one sorted build of each index costs a fraction of maintaining it row by
+//! row while a million events go in, and no projector's writes need them.
 
 use berth_infrastructure::StoreError;
 use deadpool_postgres::GenericClient;
@@ -22,13 +25,33 @@ const INDEXES: &str = "SELECT i.relname::text, pg_get_indexdef(x.indexrelid) \
        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid) \
      ORDER BY i.relname";
 
-/// Creates `schema.table` shaped like `public.table`, empty. Constraints and indexes keep
-/// their names: names are unique per schema, and the copy lives in another one.
+/// What a copy still lacks while it is being filled: statements to run once it is full.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// `ALTER TABLE … ADD CONSTRAINT …`: each locks its table, so one at a time, first.
+    pub constraints: Vec<String>,
+    /// `CREATE INDEX …`: any number may run at once on one table.
+    pub indexes: Vec<String>,
+}
+
+impl Deferred {
+    /// Adds `other`'s statements to these.
+    pub(crate) fn extend(&mut self, other: Deferred) {
+        self.constraints.extend(other.constraints);
+        self.indexes.extend(other.indexes);
+    }
+}
+
+/// Creates `schema.table` shaped like `public.table`, empty, with its constraints and
+/// unique indexes (none when `append_only`); returns the statements adding the rest, for
+/// once it is filled. Constraints and indexes keep their names: names are unique per
+/// schema, and the copy lives in another.
 pub(crate) async fn clone_table(
     client: &impl GenericClient,
     schema: &str,
     table: &str,
-) -> Result<(), StoreError> {
+    append_only: bool,
+) -> Result<Deferred, StoreError> {
     let live = format!("public.{}", ident(table));
     let copy = format!("{}.{}", ident(schema), ident(table));
     client
@@ -37,14 +60,18 @@ pub(crate) async fn clone_table(
              INCLUDING IDENTITY INCLUDING STORAGE INCLUDING COMMENTS)"
         ))
         .await?;
+    let mut later = Deferred::default();
     for row in client.query(CONSTRAINTS, &[&live]).await? {
         let (name, definition): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-        client
-            .batch_execute(&format!(
-                "ALTER TABLE {copy} ADD CONSTRAINT {} {definition}",
-                ident(&name)
-            ))
-            .await?;
+        let add = format!(
+            "ALTER TABLE {copy} ADD CONSTRAINT {} {definition}",
+            ident(&name)
+        );
+        if append_only {
+            later.constraints.push(add);
+        } else {
+            client.batch_execute(&add).await?;
+        }
     }
     for row in client.query(INDEXES, &[&live]).await? {
         let (name, definition): (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -58,15 +85,20 @@ pub(crate) async fn clone_table(
         } else {
             ""
         };
-        client
-            .batch_execute(&format!(
-                "CREATE {unique}INDEX {} ON {copy}{}",
-                ident(&name),
-                &definition[using..]
-            ))
-            .await?;
+        let create = format!(
+            "CREATE {unique}INDEX {} ON {copy}{}",
+            ident(&name),
+            &definition[using..]
+        );
+        // A unique index may be what an upsert's ON CONFLICT relies on: it is needed
+        // from the first row, unless the projector only appends.
+        if unique.is_empty() || append_only {
+            later.indexes.push(create);
+        } else {
+            client.batch_execute(&create).await?;
+        }
     }
-    Ok(())
+    Ok(later)
 }
 
 #[cfg(test)]

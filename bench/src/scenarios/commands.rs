@@ -35,7 +35,7 @@ const WARM_UP: Duration = Duration::from_millis(500);
 const TARGET_CLIENTS: usize = 16;
 
 /// Berth's writers.
-struct Berth {
+pub(crate) struct Berth {
     bus: Arc<CommandBus<PostgresEventRepository>>,
     catalog_id: Uuid,
     pool: Pool,
@@ -80,7 +80,9 @@ async fn measure(
     raw.load(max_clients, WARM_UP).await.check()?;
     bench.report.note(
         SCENARIO,
-        &format!("each raw INSERT carries {payload} bytes of JSON, the size of one stored config change"),
+        &format!(
+            "each raw INSERT carries {payload} bytes of JSON, the size of one stored config change"
+        ),
     );
 
     for &clients in &bench.scale.clients {
@@ -89,13 +91,19 @@ async fn measure(
         let label = format!("raw INSERT, {clients} clients");
         for hot in [false, true] {
             let count = if hot { 1 } else { clients };
-            let shape = if hot { "one hot aggregate" } else { "own aggregate" };
+            let shape = if hot {
+                "one hot aggregate"
+            } else {
+                "own aggregate"
+            };
             let servers = berth.servers(count).await?;
             let conflicts_before = CONFLICT_RETRIES.load(Ordering::Relaxed);
             let mut berth_run = berth.load(clients, duration, servers).await.check()?;
             berth_run.conflicts = CONFLICT_RETRIES.load(Ordering::Relaxed) - conflicts_before;
             let peer_ids = peer_servers(&peer, count).await?;
-            let mut peer_run = peer_load(&peer, clients, duration, peer_ids).await.check()?;
+            let mut peer_run = peer_load(&peer, clients, duration, peer_ids)
+                .await
+                .check()?;
 
             let name = format!("Berth, {shape}, {clients} clients");
             let mut throughput = Figure::new(
@@ -110,13 +118,24 @@ async fn measure(
                 throughput = throughput.target(Target::RatioAtLeast(0.7));
             }
             bench.report.add(throughput);
-            latency_figures(bench, &name, &mut berth_run, &label, &mut raw_run.clone_latencies());
+            latency_figures(
+                bench,
+                &name,
+                &mut berth_run,
+                &label,
+                &mut raw_run.clone_latencies(),
+            );
             if berth_run.conflicts > 0 || berth_run.failed > 0 {
                 bench.report.note(
                     SCENARIO,
                     &format!(
-                        "{name}: {} conflicts retried, {} commands failed",
-                        berth_run.conflicts, berth_run.failed
+                        "{name}: {} conflicts retried, {} commands failed{}",
+                        berth_run.conflicts,
+                        berth_run.failed,
+                        berth_run
+                            .first_error
+                            .as_deref()
+                            .map_or(String::new(), |e| format!(" (first: {e})"))
                     ),
                 );
             }
@@ -132,7 +151,13 @@ async fn measure(
                 )
                 .against(&label, raw_run.per_second()),
             );
-            latency_figures(bench, &peer_name, &mut peer_run, &label, &mut raw_run.clone_latencies());
+            latency_figures(
+                bench,
+                &peer_name,
+                &mut peer_run,
+                &label,
+                &mut raw_run.clone_latencies(),
+            );
             let mut versus = Figure::new(
                 SCENARIO,
                 format!("Berth ÷ postgres-es, {shape}, {clients} clients"),
@@ -190,7 +215,7 @@ impl Run {
 }
 
 impl Berth {
-    async fn start(db: &crate::BenchDatabase, clients: usize) -> anyhow::Result<Self> {
+    pub(crate) async fn start(db: &crate::BenchDatabase, clients: usize) -> anyhow::Result<Self> {
         let pool = db.database().pool(clients)?;
         let cipher = Arc::new(MasterKeyCipher::new(MasterKey::generate()));
         let bus = Arc::new(CommandBus::new(
@@ -209,12 +234,15 @@ impl Berth {
     }
 
     /// `count` new servers.
-    async fn servers(&self, count: usize) -> anyhow::Result<Arc<Vec<Uuid>>> {
+    pub(crate) async fn servers(&self, count: usize) -> anyhow::Result<Arc<Vec<Uuid>>> {
         let mut ids = Vec::with_capacity(count);
         for n in 0..count {
             let (id, _) = self
                 .bus
-                .create_server(&workload::metadata(), workload::new_server(self.catalog_id, n))
+                .create_server(
+                    &workload::metadata(),
+                    workload::new_server(self.catalog_id, n),
+                )
                 .await
                 .context("creating a bench server")?;
             ids.push(id);
@@ -223,7 +251,12 @@ impl Berth {
     }
 
     /// Config changes from `clients` clients, client `c` on `servers[c % len]`.
-    async fn load(&self, clients: usize, duration: Duration, servers: Arc<Vec<Uuid>>) -> Run {
+    pub(crate) async fn load(
+        &self,
+        clients: usize,
+        duration: Duration,
+        servers: Arc<Vec<Uuid>>,
+    ) -> Run {
         let bus = Arc::clone(&self.bus);
         drive(clients, duration, move |client, n| {
             let bus = Arc::clone(&bus);

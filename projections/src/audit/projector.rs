@@ -1,7 +1,5 @@
 //! `AuditProjector`: one `audit_log` row per event, written for a whole batch with one
-//! multi-row insert.
-
-use std::collections::{BTreeSet, HashMap};
+//! binary `COPY`.
 
 use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
@@ -9,17 +7,18 @@ use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::{FeedEvent, StoredEvent};
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
-use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
-use uuid::Uuid;
+use futures_util::pin_mut;
 
-use super::summary::{summarize, targets_of, Decoded, Names, Target};
+use super::summary::{summarize, targets_of, Decoded, Names, Targets};
+use crate::blue_green::Rebuildable;
 use crate::codec::lock_checkpoint;
+use crate::copy_rows::CopyRows;
 
 /// The audit projection's subscription name.
 pub const NAME: &str = "audit";
@@ -30,14 +29,21 @@ pub const TABLES: &[&str] = &["audit_log", "audit_target_names"];
 /// The actor recorded for events whose metadata names none.
 pub const UNKNOWN_ACTOR: &str = "unknown";
 
-const INSERT: &str = "INSERT INTO audit_log (position, event_id, at, actor, action, \
-     target_type, target_id, summary, request_id, correlation_id, causation_id) \
-     SELECT * FROM UNNEST($1::int8[], $2::uuid[], $3::timestamptz[], $4::text[], $5::text[], \
-     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])";
+// A batch's rows go in with one binary COPY: PostgreSQL writes them to the table in
+// multi-row steps, with far less work per row than an INSERT of the same rows.
+const COPY: &str = "COPY audit_log (position, event_id, at, actor, action, target_type, \
+     target_id, summary, request_id, correlation_id, causation_id) FROM STDIN (FORMAT binary)";
 
-const LOAD_NAMES: &str = "SELECT n.target_type, n.target_id, n.name FROM audit_target_names n \
-     JOIN UNNEST($1::text[], $2::text[]) AS t(target_type, target_id) \
-     USING (target_type, target_id)";
+/// The columns of `COPY`.
+const COPY_COLUMNS: i16 = 11;
+
+// One primary-key lookup per target, whatever the planner thinks of the table's size: a
+// plain join may be planned as a scan of every name while the table is young (a rebuild
+// fills it from nothing), and a plan cached then stays.
+const LOAD_NAMES: &str = "SELECT t.target_type, t.target_id, n.name \
+     FROM UNNEST($1::text[], $2::text[]) AS t(target_type, target_id) \
+     CROSS JOIN LATERAL (SELECT n.name FROM audit_target_names n \
+         WHERE n.target_type = t.target_type AND n.target_id = t.target_id LIMIT 1) n";
 
 const SAVE_NAMES: &str = "INSERT INTO audit_target_names (target_type, target_id, name) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
@@ -59,7 +65,7 @@ impl AuditProjector {
         }
     }
 
-    fn decode(&self, event: &StoredEvent) -> Decoded {
+    fn decode(&self, event: &FeedEvent) -> Decoded {
         let decoded = match event.aggregate_type.as_str() {
             Server::TYPE => event.decode::<Server>(&self.upcasters).map(Decoded::Server),
             CatalogEntry::TYPE => event
@@ -89,25 +95,45 @@ impl Default for AuditProjector {
     }
 }
 
-/// `<aggregate type>.<payload type tag>`, e.g. `server.start_requested`.
-pub(crate) fn action(event: &StoredEvent) -> String {
-    let tag = event
-        .payload
-        .get("type")
-        .and_then(|t| t.as_str())
-        .unwrap_or(&event.event_type);
-    format!("{}.{tag}", event.aggregate_type)
+impl Rebuildable for AuditProjector {
+    // One row per event, written with COPY and never read back while building.
+    const APPEND_ONLY: &'static [&'static str] = &["audit_log"];
 }
 
-async fn load_names(tx: &Transaction<'_>, targets: BTreeSet<Target>) -> Result<Names, StoreError> {
+/// `<aggregate type>.<payload type tag>`, e.g. `server.start_requested`.
+pub(crate) fn action(event: &StoredEvent) -> String {
+    let tag = event.payload.get("type").and_then(|t| t.as_str());
+    action_name(&event.aggregate_type, tag, &event.event_type)
+}
+
+/// [`action`] of an event read from the feed.
+fn feed_action(event: &FeedEvent) -> String {
+    let tag = event.payload_tag();
+    action_name(&event.aggregate_type, tag.as_deref(), &event.event_type)
+}
+
+/// `<aggregate type>.<tag>`, or `<aggregate type>.<event type>` for a payload without
+/// a text `type`.
+fn action_name(aggregate_type: &str, tag: Option<&str>, event_type: &str) -> String {
+    let tag = tag.unwrap_or(event_type);
+    let mut action = String::with_capacity(aggregate_type.len() + 1 + tag.len());
+    action.push_str(aggregate_type);
+    action.push('.');
+    action.push_str(tag);
+    action
+}
+
+async fn load_names(tx: &Transaction<'_>, targets: &Targets<'_>) -> Result<Names, StoreError> {
     if targets.is_empty() {
         return Ok(Names::default());
     }
-    let (types, ids): (Vec<String>, Vec<String>) = targets.into_iter().unzip();
+    let types: Vec<&str> = targets.iter().map(|(t, _)| t.as_ref()).collect();
+    let ids: Vec<&str> = targets.iter().map(|(_, id)| id.as_ref()).collect();
     let statement = tx.prepare_cached(LOAD_NAMES).await?;
-    let mut known = HashMap::new();
-    for row in tx.query(&statement, &[&types, &ids]).await? {
-        known.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
+    let rows = tx.query(&statement, &[&types, &ids]).await?;
+    let mut known = Vec::with_capacity(rows.len());
+    for row in rows {
+        known.push(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?));
     }
     Ok(Names::new(known))
 }
@@ -130,59 +156,22 @@ async fn save_names(tx: &Transaction<'_>, names: Names) -> Result<(), StoreError
     Ok(())
 }
 
-/// Column arrays for `INSERT`.
-#[derive(Default)]
-struct Rows<'a> {
-    position: Vec<i64>,
-    event_id: Vec<Uuid>,
-    at: Vec<DateTime<Utc>>,
-    actor: Vec<&'a str>,
-    action: Vec<String>,
-    target_type: Vec<&'a str>,
-    target_id: Vec<&'a str>,
-    summary: Vec<String>,
-    request_id: Vec<Option<&'a str>>,
-    correlation_id: Vec<Option<&'a str>>,
-    causation_id: Vec<Option<&'a str>>,
-}
-
-impl<'a> Rows<'a> {
-    fn push(&mut self, event: &'a StoredEvent, summary: String) {
-        self.position.push(event.position);
-        self.event_id.push(event.event_id);
-        self.at.push(event.recorded_at);
-        self.actor
-            .push(event.meta("actor").unwrap_or(UNKNOWN_ACTOR));
-        self.action.push(action(event));
-        self.target_type.push(&event.aggregate_type);
-        self.target_id.push(&event.aggregate_id);
-        self.summary.push(summary);
-        self.request_id.push(event.meta("request_id"));
-        self.correlation_id.push(event.meta("correlation_id"));
-        self.causation_id.push(event.meta("causation_id"));
-    }
-
-    async fn insert(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        let statement = tx.prepare_cached(INSERT).await?;
-        tx.execute(
-            &statement,
-            &[
-                &self.position,
-                &self.event_id,
-                &self.at,
-                &self.actor,
-                &self.action,
-                &self.target_type,
-                &self.target_id,
-                &self.summary,
-                &self.request_id,
-                &self.correlation_id,
-                &self.causation_id,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
+/// Adds the `audit_log` row of `event`, with `summary`, to `rows`.
+fn copy_row(rows: &mut CopyRows, event: &FeedEvent, summary: &str) -> Result<(), StoreError> {
+    let meta = event.meta();
+    rows.row()
+        .int8(event.position)
+        .uuid(&event.event_id)
+        .timestamptz(&event.recorded_at)
+        .text(meta.get("actor").unwrap_or(UNKNOWN_ACTOR))?
+        .text(&feed_action(event))?
+        .text(&event.aggregate_type)?
+        .text(&event.aggregate_id)?
+        .text(summary)?
+        .opt_text(meta.get("request_id"))?
+        .opt_text(meta.get("correlation_id"))?
+        .opt_text(meta.get("causation_id"))?;
+    Ok(())
 }
 
 impl Subscriber for AuditProjector {
@@ -190,23 +179,28 @@ impl Subscriber for AuditProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
         let decoded: Vec<Decoded> = events.iter().map(|e| self.decode(e)).collect();
-        let targets = events
-            .iter()
-            .zip(&decoded)
-            .flat_map(|(e, d)| targets_of(e, d))
-            .collect();
-        let mut names = load_names(tx, targets).await?;
-        let mut rows = Rows::default();
+        let mut targets = Targets::new();
+        for (event, decoded) in events.iter().zip(&decoded) {
+            targets_of(event, decoded, &mut targets);
+        }
+        let mut names = load_names(tx, &targets).await?;
+        // Each row goes out as soon as it is summarised, so PostgreSQL stores the first
+        // rows while the last are still being written.
+        let copy = tx.prepare_cached(COPY).await?;
+        let sink = tx.copy_in(&copy).await?;
+        pin_mut!(sink);
+        let mut rows = CopyRows::new(COPY_COLUMNS);
         for (event, decoded) in events.iter().zip(&decoded) {
             let summary = summarize(event, decoded, &mut names);
-            rows.push(event, summary);
+            copy_row(&mut rows, event, &summary)?;
+            rows.send_full(&mut sink).await?;
         }
-        rows.insert(tx).await?;
+        rows.finish(sink).await?;
         save_names(tx, names).await
     }
 

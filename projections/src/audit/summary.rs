@@ -1,20 +1,24 @@
 //! One-line, human summaries of events for the audit trail. They name servers and catalog
 //! entries by their last known name and never include config values or secrets.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::catalog::{CatalogEntry, CatalogEvent};
 use berth_domain::keyring::KeyRingEvent;
 use berth_domain::server::{RestartPolicy, Server, ServerEvent};
 use berth_domain::user::{User, UserEvent};
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::FeedEvent;
 use cqrs_es::Aggregate;
 
 use crate::codec::variant_name;
 
 /// A server or catalog entry, as `(target_type, target_id)`.
 pub(crate) type Target = (String, String);
+
+/// The targets a batch names, borrowed from its events where they can be.
+pub(crate) type Targets<'a> = BTreeSet<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// An event decoded as what its aggregate says it is, when Berth knows the aggregate.
 pub(crate) enum Decoded {
@@ -35,7 +39,8 @@ pub(crate) enum Decoded {
 /// The names known so far, and those this batch set.
 #[derive(Default)]
 pub(crate) struct Names {
-    known: HashMap<Target, String>,
+    // By target type, then id: looked up for every event without building a key.
+    known: HashMap<String, HashMap<String, String>>,
     changed: HashMap<Target, String>,
 }
 
@@ -44,11 +49,12 @@ const MAX_LISTED_TOOLS: usize = 10;
 
 impl Names {
     /// Starts from names already stored.
-    pub(crate) fn new(known: HashMap<Target, String>) -> Self {
-        Self {
-            known,
-            changed: HashMap::new(),
+    pub(crate) fn new(known: impl IntoIterator<Item = (Target, String)>) -> Self {
+        let mut names = Self::default();
+        for ((target_type, id), name) in known {
+            names.known.entry(target_type).or_default().insert(id, name);
         }
+        names
     }
 
     /// The names this batch recorded, to be stored.
@@ -57,13 +63,16 @@ impl Names {
     }
 
     fn set(&mut self, target_type: &str, id: &str, name: &str) {
-        let key = (target_type.to_string(), id.to_string());
-        self.known.insert(key.clone(), name.to_string());
-        self.changed.insert(key, name.to_string());
+        self.known
+            .entry(target_type.to_string())
+            .or_default()
+            .insert(id.to_string(), name.to_string());
+        self.changed
+            .insert((target_type.to_string(), id.to_string()), name.to_string());
     }
 
     fn get(&self, target_type: &str, id: &str) -> Option<&String> {
-        self.known.get(&(target_type.to_string(), id.to_string()))
+        self.known.get(target_type)?.get(id)
     }
 
     /// `server "github-prod"`, or `server 0192ab34…` while the name is unknown.
@@ -80,30 +89,44 @@ impl Names {
     }
 }
 
-/// The targets whose names summarising `event` needs.
-pub(crate) fn targets_of(event: &StoredEvent, decoded: &Decoded) -> Vec<Target> {
-    let own = (event.aggregate_type.clone(), event.aggregate_id.clone());
+/// Adds to `targets` those whose names summarising `event` needs.
+pub(crate) fn targets_of<'a>(event: &'a FeedEvent, decoded: &Decoded, targets: &mut Targets<'a>) {
+    let own = || {
+        (
+            Cow::Borrowed(event.aggregate_type.as_str()),
+            Cow::Borrowed(event.aggregate_id.as_str()),
+        )
+    };
     match decoded {
         Decoded::Server(ServerEvent::Created { catalog_id, .. }) => {
-            vec![
-                own,
-                (CatalogEntry::TYPE.to_string(), catalog_id.to_string()),
-            ]
+            targets.insert(own());
+            targets.insert((
+                Cow::Borrowed(CatalogEntry::TYPE),
+                Cow::Owned(catalog_id.to_string()),
+            ));
         }
         Decoded::Bulk(
             BulkEvent::TargetSucceeded { server_id } | BulkEvent::TargetFailed { server_id, .. },
-        ) => vec![own, (Server::TYPE.to_string(), server_id.to_string())],
+        ) => {
+            targets.insert(own());
+            targets.insert((
+                Cow::Borrowed(Server::TYPE),
+                Cow::Owned(server_id.to_string()),
+            ));
+        }
         Decoded::Server(_)
         | Decoded::Catalog(_)
         | Decoded::Bulk(_)
         | Decoded::User(_)
-        | Decoded::KeyRing(_) => vec![own],
-        Decoded::Other => vec![],
+        | Decoded::KeyRing(_) => {
+            targets.insert(own());
+        }
+        Decoded::Other => {}
     }
 }
 
 /// The summary of `event`, recording in `names` any name it introduces or changes.
-pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Names) -> String {
+pub(crate) fn summarize(event: &FeedEvent, decoded: &Decoded, names: &mut Names) -> String {
     match decoded {
         Decoded::Server(e) => server(&event.aggregate_id, e, names),
         Decoded::Catalog(e) => catalog(&event.aggregate_id, e, names),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::FeedEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
+use crate::blue_green::Rebuildable;
 use crate::codec::{aggregate_uuid, lock_checkpoint};
 
 /// The bulk operations projection's subscription name.
@@ -70,6 +71,8 @@ impl Default for BulkProjector {
     }
 }
 
+impl Rebuildable for BulkProjector {}
+
 /// A batch's changes, as column arrays for the statements above.
 #[derive(Default)]
 struct Changes {
@@ -95,7 +98,7 @@ struct Changes {
 }
 
 impl Changes {
-    fn add(&mut self, id: Uuid, event: BulkEvent, stored: &StoredEvent) {
+    fn add(&mut self, id: Uuid, event: BulkEvent, stored: &FeedEvent) {
         let (at, position) = (stored.recorded_at, stored.position);
         match event {
             BulkEvent::Began {
@@ -226,7 +229,7 @@ impl Subscriber for BulkProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
         let mut changes = Changes::default();
         for stored in events
             .iter()

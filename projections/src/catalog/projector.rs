@@ -2,11 +2,12 @@
 //! of each entry in step with what its servers discover.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
 use berth_domain::server::{Server, ServerEvent};
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::FeedEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
@@ -14,6 +15,7 @@ use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
+use crate::blue_green::Rebuildable;
 use crate::codec::{aggregate_uuid, lock_checkpoint, to_json, variant_name};
 
 /// The catalog projection's subscription name.
@@ -64,6 +66,11 @@ const RESET: &str = "TRUNCATE catalog_entries, catalog_server_tools";
 /// servers offer) into `catalog_entries`.
 pub struct CatalogProjector {
     upcasters: Vec<Box<dyn EventUpcaster>>,
+    // Building a rebuild's copy: the entries whose tools are recomputed once, when it is
+    // filled, rather than after every batch. An entry's tools are a function of its
+    // servers' rows alone, so the last computation gives the same answer either way,
+    // and an entry with many servers no longer costs a pass over all of them per batch.
+    deferred: Option<Mutex<BTreeSet<Uuid>>>,
 }
 
 impl CatalogProjector {
@@ -71,13 +78,14 @@ impl CatalogProjector {
     pub fn new() -> Self {
         Self {
             upcasters: upcasters(),
+            deferred: None,
         }
     }
 
     async fn apply_catalog(
         &self,
         tx: &Transaction<'_>,
-        event: &StoredEvent,
+        event: &FeedEvent,
     ) -> Result<(), StoreError> {
         let id = aggregate_uuid(event)?;
         match event.decode::<CatalogEntry>(&self.upcasters)? {
@@ -155,11 +163,7 @@ impl CatalogProjector {
     /// Notes which entry a new server instantiates and what tools servers report, for
     /// [`ServerTools::flush`]. Only those two server events matter here: the others are
     /// not even decoded.
-    fn note_server(
-        &self,
-        pending: &mut ServerTools,
-        event: &StoredEvent,
-    ) -> Result<(), StoreError> {
+    fn note_server(&self, pending: &mut ServerTools, event: &FeedEvent) -> Result<(), StoreError> {
         if !matches!(
             event.event_type.as_str(),
             "ServerCreated" | "ServerToolsDiscovered"
@@ -240,6 +244,38 @@ impl Default for CatalogProjector {
     }
 }
 
+impl Rebuildable for CatalogProjector {
+    fn for_copy() -> Self {
+        Self {
+            deferred: Some(Mutex::default()),
+            ..Self::new()
+        }
+    }
+
+    async fn settle(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        let retool = match &self.deferred {
+            Some(deferred) => std::mem::take(
+                &mut *deferred
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+            None => BTreeSet::new(),
+        };
+        recompute_tools(tx, retool).await
+    }
+}
+
+/// Recomputes the tools of the entries `retool`.
+async fn recompute_tools(tx: &Transaction<'_>, retool: BTreeSet<Uuid>) -> Result<(), StoreError> {
+    if retool.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = retool.into_iter().collect();
+    let statement = tx.prepare_cached(RECOMPUTE_TOOLS).await?;
+    tx.execute(&statement, &[&ids]).await?;
+    Ok(())
+}
+
 /// The JSON columns of a definition.
 struct Definition {
     transport: String,
@@ -264,7 +300,7 @@ impl Subscriber for CatalogProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
         let mut retool = BTreeSet::new();
         let mut pending = ServerTools::default();
         for event in events {
@@ -280,10 +316,12 @@ impl Subscriber for CatalogProjector {
             }
         }
         retool.extend(pending.flush(tx).await?);
-        if !retool.is_empty() {
-            let ids: Vec<Uuid> = retool.into_iter().collect();
-            let statement = tx.prepare_cached(RECOMPUTE_TOOLS).await?;
-            tx.execute(&statement, &[&ids]).await?;
+        match &self.deferred {
+            Some(deferred) => deferred
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend(retool),
+            None => recompute_tools(tx, retool).await?,
         }
         Ok(())
     }

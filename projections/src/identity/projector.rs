@@ -2,13 +2,14 @@
 
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::{User, UserEvent};
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::FeedEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
 
+use crate::blue_green::Rebuildable;
 use crate::codec::{aggregate_uuid, lock_checkpoint};
 
 /// The identity projection's subscription name.
@@ -44,7 +45,7 @@ impl IdentityProjector {
         }
     }
 
-    async fn apply_one(&self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), StoreError> {
+    async fn apply_one(&self, tx: &Transaction<'_>, event: &FeedEvent) -> Result<(), StoreError> {
         let id = aggregate_uuid(event)?;
         let at = &event.recorded_at;
         let position = &event.position;
@@ -99,12 +100,14 @@ impl Default for IdentityProjector {
     }
 }
 
+impl Rebuildable for IdentityProjector {}
+
 impl Subscriber for IdentityProjector {
     fn name(&self) -> &str {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
         // Identity events are few (people and keys, not traffic): one statement each.
         for event in events.iter().filter(|e| e.aggregate_type == User::TYPE) {
             self.apply_one(tx, event).await?;

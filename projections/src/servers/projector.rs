@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::FeedEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
@@ -16,6 +16,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::row::{change_of, Change, ServerRow, COLUMNS};
+use crate::blue_green::Rebuildable;
 use crate::codec::{aggregate_uuid, lock_checkpoint, to_json};
 
 /// The servers projection's subscription name.
@@ -66,6 +67,8 @@ impl Default for ServerProjector {
         Self::new()
     }
 }
+
+impl Rebuildable for ServerProjector {}
 
 /// The rows a batch touched: `Some` to write, `None` to delete.
 type Touched = HashMap<Uuid, Option<ServerRow>>;
@@ -172,7 +175,7 @@ impl Subscriber for ServerProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
         let mut decoded = Vec::new();
         for event in events.iter().filter(|e| e.aggregate_type == Server::TYPE) {
             decoded.push((
@@ -188,7 +191,7 @@ impl Subscriber for ServerProjector {
         let ids: Vec<Uuid> = ids.into_iter().collect();
         let mut touched = load(tx, &ids).await?;
         for (id, event, stored) in decoded {
-            match change_of(id, event, stored) {
+            match change_of(id, event, stored.into()) {
                 Change::Create(row) => {
                     touched.insert(id, Some(*row));
                 }
@@ -196,7 +199,7 @@ impl Subscriber for ServerProjector {
                     touched.insert(id, None);
                 }
                 Change::Update(event) => match touched.get_mut(&id) {
-                    Some(Some(row)) => row.apply(event, stored),
+                    Some(Some(row)) => row.apply(event, stored.into()),
                     _ => tracing::warn!(
                         server_id = %id,
                         position = stored.position,

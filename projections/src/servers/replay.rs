@@ -123,7 +123,7 @@ impl Replay {
         {
             self.sealed = secrets.clone();
         }
-        match change_of(self.id, event, stored) {
+        match change_of(self.id, event, stored.into()) {
             Change::Create(row) => {
                 self.row = Some(*row);
                 self.deleted_at = None;
@@ -134,7 +134,7 @@ impl Replay {
                 self.deleted_at = Some(stored.position);
             }
             Change::Update(event) => match self.row.as_mut() {
-                Some(row) => row.apply(event, stored),
+                Some(row) => row.apply(event, stored.into()),
                 None => tracing::warn!(
                     server_id = %self.id,
                     position = stored.position,

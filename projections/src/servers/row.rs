@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use berth_domain::server::{
     Health, RestartPolicy, SealedSecret, Server, ServerEvent, ServerState, Tool,
 };
-use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::feed::{FeedEvent, StoredEvent};
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -41,6 +41,34 @@ pub(crate) struct ServerRow {
     pub restart_attempts: u32,
 }
 
+/// Where an event sits in the log, which is all of the stored row a server row keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Stamp {
+    pub recorded_at: DateTime<Utc>,
+    pub sequence: i64,
+    pub position: i64,
+}
+
+impl From<&StoredEvent> for Stamp {
+    fn from(e: &StoredEvent) -> Self {
+        Self {
+            recorded_at: e.recorded_at,
+            sequence: e.sequence,
+            position: e.position,
+        }
+    }
+}
+
+impl From<&FeedEvent> for Stamp {
+    fn from(e: &FeedEvent) -> Self {
+        Self {
+            recorded_at: e.recorded_at,
+            sequence: e.sequence,
+            position: e.position,
+        }
+    }
+}
+
 /// What an event does to the set of rows.
 pub(crate) enum Change {
     /// A new row.
@@ -52,7 +80,7 @@ pub(crate) enum Change {
 }
 
 /// Splits an event into what it does to the set of rows.
-pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: &StoredEvent) -> Change {
+pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: Stamp) -> Change {
     match event {
         ServerEvent::Created {
             owner,
@@ -94,7 +122,7 @@ impl ServerRow {
     /// Applies `event` (anything but `Created` and `Deleted`, which add and remove rows)
     /// by folding it through the domain's own `Server::apply`, so the read model cannot
     /// drift from the aggregate's rules; then stamps the row with the event's place.
-    pub(crate) fn apply(&mut self, event: ServerEvent, stored: &StoredEvent) {
+    pub(crate) fn apply(&mut self, event: ServerEvent, stored: Stamp) {
         if matches!(event, ServerEvent::Created { .. } | ServerEvent::Deleted) {
             return;
         }
@@ -203,21 +231,12 @@ pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, 
 mod tests {
     use super::*;
 
-    fn stored(sequence: i64) -> StoredEvent {
-        StoredEvent {
+    fn stored(sequence: i64) -> Stamp {
+        Stamp {
             position: sequence * 10,
-            transaction_id: 1,
-            event_id: Uuid::nil(),
-            aggregate_type: "server".into(),
-            aggregate_id: Uuid::nil().to_string(),
             sequence,
-            event_type: String::new(),
-            event_version: "1".into(),
-            payload: serde_json::Value::Null,
-            metadata: serde_json::Value::Null,
             recorded_at: DateTime::<Utc>::from_timestamp(1_700_000_000 + sequence, 0)
                 .unwrap_or_default(),
-            owner: None,
         }
     }
 
@@ -288,10 +307,10 @@ mod tests {
         for (i, event) in events.into_iter().enumerate() {
             let at = stored(i64::try_from(i).unwrap_or_default() + 1);
             server.apply(event.clone());
-            match change_of(Uuid::nil(), event, &at) {
+            match change_of(Uuid::nil(), event, at) {
                 Change::Create(r) => row = Some(*r),
                 Change::Delete => row = None,
-                Change::Update(e) => row.as_mut().expect("created first").apply(e, &at),
+                Change::Update(e) => row.as_mut().expect("created first").apply(e, at),
             }
             let r = row.as_ref().expect("created first");
             assert_eq!(r.name, server.name);

@@ -5,7 +5,6 @@ mod audit;
 mod catalog;
 mod kit;
 mod rebuild;
-mod rebuild_rate;
 mod servers;
 mod sim;
 mod wait;

@@ -9,9 +9,7 @@ use std::time::Duration;
 use berth_application::ports::SecretCipher;
 use berth_application::{Actor, CommandMetadata};
 use berth_domain::catalog::{CatalogCommand, CatalogEntry};
-use berth_domain::server::{
-    ConfigChange, Health, SealedSecret, Server, ServerCommand, ServerEvent, Tool,
-};
+use berth_domain::server::{ConfigChange, Health, SealedSecret, Server, ServerCommand, Tool};
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::event_store::PostgresEventRepository;
 use cqrs_es::persist::SerializedEvent;
@@ -257,81 +255,4 @@ pub async fn write_history(
         total.1 += live;
     }
     total
-}
-
-/// The events of one server's ordinary life: created with config and a secret, started,
-/// running and healthy with tools, reconfigured, stopped (ten events).
-fn server_life(entry: Uuid, n: usize) -> Vec<ServerEvent> {
-    let sealed = || SealedSecret {
-        key_id: "k-0192a7c4".into(),
-        nonce: "bm9uY2Utbm9uY2U=".into(),
-        ciphertext: "c2VhbGVkLXNlY3JldC12YWx1ZS13aXRoLXRhZw==".into(),
-    };
-    let tool = |name: &str| Tool {
-        name: name.into(),
-        description: Some("does things".into()),
-    };
-    vec![
-        ServerEvent::Created {
-            owner: format!("user:user{}", n % 50),
-            catalog_id: entry,
-            catalog_version: 1,
-            name: format!("bulk-{n}"),
-            config: BTreeMap::from([("ORG".to_string(), "acme".to_string())]),
-            secrets: BTreeMap::from([("TOKEN".to_string(), sealed())]),
-            restart_policy: Default::default(),
-        },
-        ServerEvent::StartRequested,
-        ServerEvent::ProvisioningBegan,
-        ServerEvent::ContainerCreated {
-            container_id: format!("c{n:012}"),
-        },
-        ServerEvent::Running,
-        ServerEvent::HealthChanged {
-            health: Health::Healthy,
-        },
-        ServerEvent::ToolsDiscovered {
-            tools: vec![tool("search"), tool("fetch")],
-        },
-        ServerEvent::ConfigUpdated {
-            config: BTreeMap::from([("ORG".to_string(), "acme-eu".to_string())]),
-            secrets: BTreeMap::from([("TOKEN".to_string(), sealed())]),
-            changed_keys: vec!["config.ORG".into()],
-        },
-        ServerEvent::StopRequested,
-        ServerEvent::Stopped,
-    ]
-}
-
-/// Appends one catalog entry and the lives of `servers` servers ([`server_life`]),
-/// many servers per transaction: volume for measuring rebuilds. Returns the events
-/// written.
-pub async fn write_volume(pool: &Pool, servers: usize) -> usize {
-    let metadata = serde_json::to_value(CommandMetadata::new(Actor::User("user7".into())).to_map())
-        .expect("metadata to JSON");
-    let mut entry = Tracked::<CatalogEntry>::new(Uuid::now_v7());
-    let register = CatalogCommand::Register {
-        owner: "user:user7".into(),
-        definition: definition("volume", "for measuring rebuilds"),
-    };
-    let first = entry.record(entry.state.decide(register).expect("register"), &metadata);
-    let mut client = pool.get().await.expect("connection");
-    PostgresEventRepository::append(&client, &first)
-        .await
-        .expect("append");
-    let mut written = first.len();
-    for chunk in (0..servers).collect::<Vec<_>>().chunks(500) {
-        let mut batch = Vec::with_capacity(chunk.len() * 10);
-        for &n in chunk {
-            let mut server = Tracked::<Server>::new(Uuid::now_v7());
-            batch.extend(server.record(server_life(entry.id, n), &metadata));
-        }
-        let tx = client.transaction().await.expect("begin");
-        PostgresEventRepository::append(&tx, &batch)
-            .await
-            .expect("append");
-        tx.commit().await.expect("commit");
-        written += batch.len();
-    }
-    written
 }
