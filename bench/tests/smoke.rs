@@ -8,26 +8,24 @@ use std::process::Command;
 
 use berth_bench::{Bench, BenchServer, Report, Scale, SCENARIOS};
 
-/// The `berth` binary of this build: beside the test's profile directory, built now if
-/// cargo did not build it for this run.
+/// The `berth` binary of this build, beside the test's profile directory. It is built
+/// (a no-op when it is current) because `cargo test -p berth-bench` alone would leave an
+/// older one there, which could not even migrate this tree's database.
 fn berth_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("test executables live in <target>/<profile>/deps");
-    let binary = profile_dir.join("berth");
-    if !binary.is_file() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "berth-api", "--bin", "berth"]);
-        if profile_dir.file_name().is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build for berth");
-        assert!(status.success(), "building the berth binary failed");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "berth-api", "--bin", "berth"]);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        build.arg("--release");
     }
-    binary
+    let status = build.status().expect("running cargo build for berth");
+    assert!(status.success(), "building the berth binary failed");
+    profile_dir.join("berth")
 }
 
 fn docker_required() -> bool {
