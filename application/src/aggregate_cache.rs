@@ -22,9 +22,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::{Mutex as TurnLock, OwnedMutexGuard};
 
+use berth_domain::upcasting::upcast;
 use cqrs_es::persist::{
     EventStoreAggregateContext, EventUpcaster, PersistedEventRepository, PersistedEventStore,
-    SerializedEvent,
 };
 use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 
@@ -145,16 +145,6 @@ impl<A: Clone> AggregateCache<A> {
         }
     }
 
-    /// How many aggregates are kept.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached<A>>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -203,7 +193,7 @@ where
         let (mut aggregate, mut sequence) = self.cache.any(id).unwrap_or_default();
         let newer = self.repo.get_last_events::<A>(id, sequence).await?;
         for serialized in newer {
-            let envelope = EventEnvelope::<A>::try_from(self.upcast(serialized))?;
+            let envelope = EventEnvelope::<A>::try_from(upcast(&self.upcasters, serialized))?;
             sequence = envelope.sequence;
             aggregate.apply(envelope.payload);
         }
@@ -221,15 +211,6 @@ where
             Some((aggregate, _)) => Ok(aggregate),
             None => Ok(self.current(id).await?.0),
         }
-    }
-
-    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        for upcaster in &self.upcasters {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                event = upcaster.upcast(event);
-            }
-        }
-        event
     }
 }
 

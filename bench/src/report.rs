@@ -10,6 +10,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::stats::Latencies;
+
 /// What a figure is compared with, measured in the same run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Baseline {
@@ -115,6 +117,28 @@ impl Figure {
         self.met = target.met(self.value, self.ratio);
         self
     }
+}
+
+/// The p50 and p99 of `latencies` (ms, from `samples` operations), each beside the same
+/// percentile of `baseline`.
+pub fn percentile_figures(
+    scenario: &str,
+    name: &str,
+    latencies: &mut Latencies,
+    samples: u64,
+    baseline_name: &str,
+    baseline: &mut Latencies,
+) -> [Figure; 2] {
+    [50.0, 99.0].map(|p| {
+        Figure::new(
+            scenario,
+            format!("{name}: p{p} latency"),
+            "ms",
+            latencies.percentile_ms(p),
+            samples,
+        )
+        .against(baseline_name, baseline.percentile_ms(p))
+    })
 }
 
 /// Collects figures, printing each as a table row on standard output as it arrives.

@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -103,16 +102,10 @@ impl BerthServe {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours. Should the
-        // bench die without dropping this (SIGKILL, abort), the child gets SIGTERM. The
-        // signal follows the spawning *thread*: this runs on a runtime worker, which
+        // Should the bench die without dropping this (SIGKILL, abort), the child goes too.
+        // The signal follows the spawning *thread*: this runs on a runtime worker, which
         // lives as long as the bench's runtime.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
+        terminate_with_the_bench(&mut command);
         let mut child = command
             .spawn()
             .with_context(|| format!("running {}", binary.display()))?;
@@ -378,6 +371,19 @@ fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .with_context(|| format!("no {field} in {}", path.display()))
+}
+
+/// Makes `command`'s child receive SIGTERM when the thread that spawns it ends (the bench
+/// dying included), so no child outlives a bench killed without cleaning up.
+pub(crate) fn terminate_with_the_bench(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]

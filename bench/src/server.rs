@@ -151,7 +151,7 @@ impl BenchDatabase {
 
     /// A libpq `key=value` string for it, for a child `berth` process's `DATABASE_URL`.
     pub fn url(&self) -> String {
-        conninfo(self.database.config())
+        berth_tests::conninfo(self.database.config())
     }
 
     /// A `postgres://` URL for it, for clients that take only URLs (sqlx).
@@ -190,28 +190,4 @@ impl BenchDatabase {
             .await
             .with_context(|| format!("dropping database {}", self.name))
     }
-}
-
-/// A libpq `key=value` string for `config`.
-fn conninfo(config: &tokio_postgres::Config) -> String {
-    let mut parts = Vec::new();
-    if let Some(host) = config.get_hosts().first() {
-        match host {
-            Host::Tcp(h) => parts.push(format!("host={h}")),
-            Host::Unix(p) => parts.push(format!("host={}", p.display())),
-        }
-    }
-    if let Some(port) = config.get_ports().first() {
-        parts.push(format!("port={port}"));
-    }
-    if let Some(user) = config.get_user() {
-        parts.push(format!("user={user}"));
-    }
-    if let Some(password) = config.get_password() {
-        parts.push(format!("password={}", String::from_utf8_lossy(password)));
-    }
-    if let Some(db) = config.get_dbname() {
-        parts.push(format!("dbname={db}"));
-    }
-    parts.join(" ")
 }

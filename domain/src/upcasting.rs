@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `ApiKeyCreated` | 2 | the bare `hash` string became `digest: {algorithm, value}` |
 
-use cqrs_es::persist::{EventUpcaster, SemanticVersionEventUpcaster};
+use cqrs_es::persist::{EventUpcaster, SemanticVersionEventUpcaster, SerializedEvent};
 use serde_json::{json, Value};
 
 /// The current version of `ApiKeyCreated`.
@@ -26,6 +26,22 @@ pub fn upcasters() -> Vec<Box<dyn EventUpcaster>> {
 
 /// `ApiKeyCreated` v1 → v2: version 1 recorded `"hash": "<hex>"`, always an HMAC-SHA-256;
 /// version 2 names the algorithm beside the value.
+/// Whether any upcaster of `chain` takes an event of this type and version: when none
+/// does, readers can decode the stored payload as it is, without copying it.
+pub fn needs_upcast(chain: &[Box<dyn EventUpcaster>], event_type: &str, version: &str) -> bool {
+    chain.iter().any(|u| u.can_upcast(event_type, version))
+}
+
+/// `event` brought to its current shape: every upcaster of `chain` that takes it, in order.
+pub fn upcast(chain: &[Box<dyn EventUpcaster>], mut event: SerializedEvent) -> SerializedEvent {
+    for upcaster in chain {
+        if upcaster.can_upcast(&event.event_type, &event.event_version) {
+            event = upcaster.upcast(event);
+        }
+    }
+    event
+}
+
 fn api_key_digest_with_algorithm(mut payload: Value) -> Value {
     if let Value::Object(fields) = &mut payload {
         if let Some(hash) = fields.remove("hash") {
@@ -59,13 +75,8 @@ mod tests {
         )
     }
 
-    fn upcast(mut event: SerializedEvent) -> SerializedEvent {
-        for upcaster in upcasters() {
-            if upcaster.can_upcast(&event.event_type, &event.event_version) {
-                event = upcaster.upcast(event);
-            }
-        }
-        event
+    fn upcast(event: SerializedEvent) -> SerializedEvent {
+        super::upcast(&upcasters(), event)
     }
 
     #[test]

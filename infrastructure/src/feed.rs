@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use berth_domain::upcasting::{needs_upcast, upcast};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use cqrs_es::Aggregate;
@@ -106,13 +107,10 @@ impl StoredEvent {
         };
         // Most events are stored in their current shape: read those in place rather than
         // copying the payload for an upcaster chain that would leave it as it is.
-        if !upcasters
-            .iter()
-            .any(|u| u.can_upcast(&self.event_type, &self.event_version))
-        {
+        if !needs_upcast(upcasters, &self.event_type, &self.event_version) {
             return A::Event::deserialize(&self.payload).map_err(malformed);
         }
-        let mut serialized = SerializedEvent::new(
+        let serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
             usize::try_from(self.sequence).unwrap_or_default(),
             self.aggregate_type.clone(),
@@ -121,12 +119,7 @@ impl StoredEvent {
             self.payload.clone(),
             self.metadata.clone(),
         );
-        for upcaster in upcasters {
-            if upcaster.can_upcast(&serialized.event_type, &serialized.event_version) {
-                serialized = upcaster.upcast(serialized);
-            }
-        }
-        serde_json::from_value(serialized.payload).map_err(malformed)
+        serde_json::from_value(upcast(upcasters, serialized).payload).map_err(malformed)
     }
 
     pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {
@@ -289,13 +282,10 @@ impl FeedEvent {
         };
         // Most events are stored in their current shape: decode those straight from the
         // text, without a `serde_json::Value` in between.
-        if !upcasters
-            .iter()
-            .any(|u| u.can_upcast(&self.event_type, &self.event_version))
-        {
+        if !needs_upcast(upcasters, &self.event_type, &self.event_version) {
             return serde_json::from_str(&self.payload).map_err(malformed);
         }
-        let mut serialized = SerializedEvent::new(
+        let serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
             usize::try_from(self.sequence).unwrap_or_default(),
             self.aggregate_type.clone(),
@@ -304,12 +294,7 @@ impl FeedEvent {
             serde_json::from_str(&self.payload).map_err(malformed)?,
             serde_json::from_str(&self.metadata).map_err(malformed)?,
         );
-        for upcaster in upcasters {
-            if upcaster.can_upcast(&serialized.event_type, &serialized.event_version) {
-                serialized = upcaster.upcast(serialized);
-            }
-        }
-        serde_json::from_value(serialized.payload).map_err(malformed)
+        serde_json::from_value(upcast(upcasters, serialized).payload).map_err(malformed)
     }
 
     fn from_row(row: &Row) -> Result<Self, StoreError> {

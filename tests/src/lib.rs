@@ -255,7 +255,7 @@ async fn ensure_template(admin: &tokio_postgres::Config) -> Result<String, Strin
 }
 
 /// A libpq `key=value` string for `config`.
-fn conninfo(config: &tokio_postgres::Config) -> String {
+pub fn conninfo(config: &tokio_postgres::Config) -> String {
     let mut parts = Vec::new();
     let hosts: Vec<String> = config
         .get_hosts()

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::load::{drive, Run};
 use crate::peer::PeerStore;
-use crate::report::{Figure, Target};
+use crate::report::{percentile_figures, Figure, Target};
 use crate::{workload, Bench};
 
 const SCENARIO: &str = "commands";
@@ -87,7 +87,7 @@ async fn measure(
 
     for &clients in &bench.scale.clients {
         let duration = bench.scale.command_run;
-        let raw_run = raw.load(clients, duration).await.check()?;
+        let mut raw_run = raw.load(clients, duration).await.check()?;
         let label = format!("raw INSERT, {clients} clients");
         for hot in [false, true] {
             let count = if hot { 1 } else { clients };
@@ -118,13 +118,7 @@ async fn measure(
                 throughput = throughput.target(Target::RatioAtLeast(0.7));
             }
             bench.report.add(throughput);
-            latency_figures(
-                bench,
-                &name,
-                &mut berth_run,
-                &label,
-                &mut raw_run.clone_latencies(),
-            );
+            latency_figures(bench, &name, &mut berth_run, &label, &mut raw_run.latencies);
             if berth_run.conflicts > 0 || berth_run.failed > 0 {
                 bench.report.note(
                     SCENARIO,
@@ -156,7 +150,7 @@ async fn measure(
                 &peer_name,
                 &mut peer_run,
                 &label,
-                &mut raw_run.clone_latencies(),
+                &mut raw_run.latencies,
             );
             let mut versus = Figure::new(
                 SCENARIO,
@@ -182,25 +176,20 @@ fn latency_figures(
     baseline: &str,
     baseline_latencies: &mut crate::stats::Latencies,
 ) {
-    for p in [50.0, 99.0] {
-        bench.report.add(
-            Figure::new(
-                SCENARIO,
-                format!("{name}: p{p} latency"),
-                "ms",
-                run.latencies.percentile_ms(p),
-                run.done,
-            )
-            .against(baseline, baseline_latencies.percentile_ms(p)),
-        );
+    let figures = percentile_figures(
+        SCENARIO,
+        name,
+        &mut run.latencies,
+        run.done,
+        baseline,
+        baseline_latencies,
+    );
+    for figure in figures {
+        bench.report.add(figure);
     }
 }
 
 impl Run {
-    fn clone_latencies(&self) -> crate::stats::Latencies {
-        self.latencies.clone()
-    }
-
     /// The run, unless nothing succeeded.
     fn check(self) -> anyhow::Result<Self> {
         if self.done == 0 {

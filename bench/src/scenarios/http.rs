@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::load::{drive, Run};
-use crate::report::Figure;
+use crate::report::{percentile_figures, Figure};
 use crate::scenarios::commands::Berth;
 use crate::serve::{BerthServe, ServeOptions};
 use crate::{workload, Bench};
@@ -94,17 +94,15 @@ async fn measure(
             )
             .against(&label, base.per_second()),
         );
-        for p in [50.0, 99.0] {
-            bench.report.add(
-                Figure::new(
-                    SCENARIO,
-                    format!("{name}: p{p} latency"),
-                    "ms",
-                    http.latencies.percentile_ms(p),
-                    http.done,
-                )
-                .against(&label, base.latencies.percentile_ms(p)),
-            );
+        for figure in percentile_figures(
+            SCENARIO,
+            &name,
+            &mut http.latencies,
+            http.done,
+            &label,
+            &mut base.latencies,
+        ) {
+            bench.report.add(figure);
         }
         bench.report.note(
             SCENARIO,

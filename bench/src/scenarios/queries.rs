@@ -553,15 +553,8 @@ async fn export(
 /// Runs `command` to its end; returns its exit code (or 128 + signal), its peak
 /// resident memory in KiB (`ru_maxrss`) and how long it ran.
 fn run_child(mut command: std::process::Command) -> anyhow::Result<(i32, i64, f64)> {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours: should the bench
-    // die, the child gets SIGTERM rather than running on. This thread waits for it.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    // This thread waits for the child, so it lives as long as the child may.
+    crate::serve::terminate_with_the_bench(&mut command);
     let started = Instant::now();
     let child = command.spawn().context("starting berth audit export")?;
     let pid = libc::pid_t::try_from(child.id())?;
