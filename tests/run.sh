@@ -30,6 +30,18 @@ find_pg_bin() {
     return 1
 }
 
+# Scratch space every user may enter: as root, Berth runs process servers as users of
+# their own, and the test kit copies the fixture binary here when the checkout sits
+# where they cannot reach it. Removed at the end, like the cluster.
+scratch=$(mktemp -d /tmp/berth-scratch.XXXXXX)
+chmod 755 "$scratch"
+export BERTH_TEST_SCRATCH="$scratch"
+cleanups=("rm -rf $scratch")
+# `exit` runs the EXIT trap, so an interrupted run cleans up too.
+trap 'for c in "${cleanups[@]}"; do eval "$c"; done' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 if [ -z "${DATABASE_URL:-}" ]; then
     if ! bin=$(find_pg_bin); then
         echo "tests/run.sh: PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH" \
@@ -64,10 +76,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
         fi
         rm -rf "$pg_root"
     }
-    trap stop_cluster EXIT
-    # `exit` runs the EXIT trap, so an interrupted run cleans up too.
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
+    cleanups+=(stop_cluster)
 
     if ! "${as_pg[@]}" "$bin/initdb" -D "$pg_root/data" -U "$pg_user" --auth=trust \
         --encoding=UTF8 --locale=C --no-sync >"$pg_root/initdb.log" 2>&1; then

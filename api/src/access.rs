@@ -2,7 +2,7 @@
 //! not see answers 404 (exactly as if it did not exist); what it may see but its role
 //! does not allow answers 403. The first check always decides sight.
 
-use berth_domain::catalog::{CatalogEntry, CatalogKind};
+use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogKind, RuntimeSpec};
 use berth_domain::user::Role;
 use berth_infrastructure::ownership::stream_owner;
 use uuid::Uuid;
@@ -92,5 +92,24 @@ pub async fn ensure_catalog_changeable(
                 "published"
             }
         )))
+    }
+}
+
+/// A 403 unless `principal` may register or change an entry saying `definition`: a
+/// `process` entry runs its command on Berth's own host, so only administrators write
+/// one. Docker entries are open to operators: the Docker runtime gives every container
+/// the same confinement whoever wrote its entry (no host mounts, no host network, no
+/// privileges, no capabilities), and an entry cannot ask for more.
+pub fn ensure_runtime_allowed(
+    principal: &Principal,
+    definition: &CatalogDefinition,
+) -> Result<(), ApiError> {
+    match definition.runtime {
+        RuntimeSpec::Process { .. } if !principal.is_admin() => Err(ApiError::Forbidden(
+            "entries whose runtime is `process` run commands on Berth's host: only \
+             administrators may register or change them"
+                .into(),
+        )),
+        _ => Ok(()),
     }
 }

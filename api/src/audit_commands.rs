@@ -220,7 +220,7 @@ async fn export(
         Some(path) => {
             let partial = partial_path(path);
             let written = async {
-                let created = std::fs::File::create(&partial)
+                let created = crate::owner_only_file::create(&partial)
                     .with_context(|| format!("creating {}", partial.display()))?;
                 let mut out = std::io::BufWriter::new(created);
                 write_all(pool, &mut file, &mut out).await?;

@@ -118,8 +118,14 @@ pub enum UsersCommand {
     },
     /// Lists every user.
     List,
-    /// Disables a user: its keys stop working at once.
+    /// Disables a user: its keys stop working at once. The last active administrator
+    /// cannot be disabled.
     Disable {
+        /// The user's name.
+        name: String,
+    },
+    /// Enables a disabled user again: its keys that were not revoked work again.
+    Enable {
         /// The user's name.
         name: String,
     },

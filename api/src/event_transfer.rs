@@ -87,8 +87,8 @@ pub async fn export(settings: &Settings, args: &ExportArgs) -> anyhow::Result<()
 
 async fn export_keys_to_file(pool: &Pool, path: &Path) -> anyhow::Result<u64> {
     let mut file = BufWriter::new(
-        tokio::fs::File::create(path)
-            .await
+        crate::owner_only_file::create(path)
+            .map(tokio::fs::File::from_std)
             .with_context(|| format!("creating {}", path.display()))?,
     );
     export_data_keys(pool, &mut file)
@@ -97,8 +97,8 @@ async fn export_keys_to_file(pool: &Pool, path: &Path) -> anyhow::Result<u64> {
 }
 
 async fn export_to_file(pool: &Pool, after: i64, path: &Path) -> anyhow::Result<ExportReport> {
-    let file = tokio::fs::File::create(path)
-        .await
+    let file = crate::owner_only_file::create(path)
+        .map(tokio::fs::File::from_std)
         .with_context(|| format!("creating {}", path.display()))?;
     let outcome = write_to(pool, after, file).await;
     if outcome.is_err() {

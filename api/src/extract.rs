@@ -34,34 +34,63 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let media_type_ok = is_json(req);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let body = read_body(req, payload);
+        Box::pin(async move { parse_json(&body.await?).map(JsonBody) })
+    }
+}
+
+/// A JSON request body that may be left out: no body at all means `T::default()`.
+#[derive(Debug)]
+pub struct OptionalJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
         Box::pin(async move {
-            if !media_type_ok {
-                return Err(ApiError::UnsupportedMediaType);
+            let body = body.await?;
+            if body.is_empty() {
+                return Ok(OptionalJsonBody(T::default()));
             }
-            if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-            }
-            let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::BadRequest {
-                    detail: format!("the request body could not be read: {e}"),
-                    errors: Vec::new(),
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse_json(&body).map(JsonBody)
+            parse_json(&body).map(OptionalJsonBody)
         })
     }
+}
+
+/// The whole body of a JSON request, bounded by [`MAX_BODY_BYTES`].
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> LocalBoxFuture<'static, Result<web::BytesMut, ApiError>> {
+    let media_type_ok = is_json(req);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if !media_type_ok {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+        }
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest {
+                detail: format!("the request body could not be read: {e}"),
+                errors: Vec::new(),
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    })
 }
 
 /// `application/json`, any `+json` type, or no content type at all.
@@ -231,6 +260,19 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
                 name.into_owned(),
                 format!("must be at most {MAX_QUERY_VALUE_CHARS} characters"),
             ));
+        }
+        // No text column can hold a NUL, and nothing Berth names contains one.
+        if value.contains('\0') {
+            return Err(ApiError::bad_field(
+                name.into_owned(),
+                "must not contain a NUL character",
+            ));
+        }
+        if name.contains('\0') {
+            return Err(ApiError::BadRequest {
+                detail: "a query parameter name contains a NUL character".into(),
+                errors: Vec::new(),
+            });
         }
     }
     let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));

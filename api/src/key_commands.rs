@@ -10,11 +10,14 @@ use anyhow::Context;
 use berth_application::metadata::Actor;
 use berth_domain::keyring::KeyRingCommand;
 use berth_domain::user::user_id;
+use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher, MASTER_KEY_ENV, MASTER_KEY_FILE};
 use berth_infrastructure::key_store::{self, Forgotten};
 use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
+use uuid::Uuid;
 
+use crate::state::Bus;
 use crate::user_commands::{cli_bus, cli_metadata, load_masters};
 
 use crate::commands::with_database;
@@ -139,17 +142,46 @@ async fn record_rotation(pool: &Pool, new: &MasterKey, data_keys: u64) {
 
 /// Records that user `name` was forgotten, when such a user exists (owners from before
 /// users existed have no stream to record it on; the log line is then the trail).
-async fn record_forgotten(settings: &Settings, pool: &Pool, name: &str) {
-    let outcome = async {
-        let bus = cli_bus(pool, load_masters(&settings.data_dir)?);
-        let id = user_id(name);
-        let user = bus.load_user(&id.to_string()).await?;
-        if user.name.is_some() && !user.forgotten {
-            bus.record_user_forgotten(id, &cli_metadata()).await?;
-        }
-        anyhow::Ok(())
+/// A user about to be forgotten, checked before its data key is destroyed: the last
+/// active administrator is refused while nothing has happened yet.
+struct Forgettable {
+    bus: Bus,
+    id: Uuid,
+    administrators: Vec<Uuid>,
+    exists: bool,
+}
+
+async fn forgettable_user(
+    settings: &Settings,
+    pool: &Pool,
+    name: &str,
+) -> anyhow::Result<Forgettable> {
+    let bus = cli_bus(pool, load_masters(&settings.data_dir)?);
+    let id = user_id(name);
+    let administrators = administrator_ids(&pool.get().await?).await?;
+    let user = bus.load_user(&id.to_string()).await?;
+    let exists = user.name.is_some() && !user.forgotten;
+    if exists {
+        bus.ensure_forgettable(id, &administrators)
+            .await
+            .with_context(|| format!("forgetting user `{name}`"))?;
     }
-    .await;
+    Ok(Forgettable {
+        bus,
+        id,
+        administrators,
+        exists,
+    })
+}
+
+async fn record_forgotten(user: &Forgettable) {
+    if !user.exists {
+        return;
+    }
+    let outcome = user
+        .bus
+        .record_user_forgotten(user.id, &user.administrators, &cli_metadata())
+        .await;
     if let Err(e) = outcome {
         tracing::error!(error = %e, "the data key is destroyed but the event could not be recorded");
         eprintln!("warning: the data key is destroyed but the event could not be recorded: {e}");
@@ -198,10 +230,14 @@ pub async fn forget_user(settings: &Settings, user: &str) -> anyhow::Result<()> 
             .database()
             .pool(1)
             .context("creating the connection pool")?;
+        let user = match owner.strip_prefix("user:") {
+            Some(name) => Some(forgettable_user(settings, &pool, name).await?),
+            None => None,
+        };
         let outcome = key_store::forget(&pool, &owner).await;
         if outcome.is_ok() {
-            if let Some(name) = owner.strip_prefix("user:") {
-                record_forgotten(settings, &pool, name).await;
+            if let Some(user) = &user {
+                record_forgotten(user).await;
             }
         }
         pool.close();

@@ -29,6 +29,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod owner_only_file;
 pub mod pagination;
 pub mod predefined;
 pub mod problem;

@@ -75,6 +75,9 @@ fn main() -> ExitCode {
             Command::Users(UsersCommand::Disable { name }) => {
                 user_commands::disable(&settings, name).await
             }
+            Command::Users(UsersCommand::Enable { name }) => {
+                user_commands::enable(&settings, name).await
+            }
             Command::Users(UsersCommand::Forget { user }) => {
                 key_commands::forget_user(&settings, user).await
             }

@@ -273,7 +273,8 @@ impl From<ServerError> for ApiError {
             | ServerError::AlreadyEnabled
             | ServerError::AlreadyDisabled
             | ServerError::BeingDeleted { .. }
-            | ServerError::RestartNotAllowed) => Self::Conflict(e.to_string()),
+            | ServerError::RestartNotAllowed
+            | ServerError::AlreadyAtVersion(_)) => Self::Conflict(e.to_string()),
         }
     }
 }
@@ -298,6 +299,9 @@ impl From<UserError> for ApiError {
             e @ (UserError::AlreadyExists
             | UserError::Disabled
             | UserError::AlreadyForgotten
+            | UserError::Forgotten
+            | UserError::AlreadyEnabled
+            | UserError::LastAdministrator
             | UserError::KeyRevoked
             | UserError::KeyExpired
             | UserError::KeyExists) => Self::Conflict(e.to_string()),

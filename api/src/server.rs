@@ -36,6 +36,7 @@ use crate::runtime_setup::{self, BackgroundIntervals, RuntimeChoice};
 use crate::state::AppState;
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
+use berth_application::runtime::ContainerRuntime;
 use berth_infrastructure::credentials::CredentialKeys;
 use berth_projections::wait_until_reached;
 
@@ -150,6 +151,8 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
     live: EventFanout,
+    runtime: Arc<dyn ContainerRuntime>,
+    shutdown_timeout: Duration,
     pool: Pool,
     database: OpenDatabase,
 }
@@ -203,6 +206,8 @@ impl RunningServer {
                 tracing::warn!("a projection did not stop in time");
             }
         }
+        // Nothing drives the runtime any more: end what must not outlive Berth.
+        self.runtime.shutdown(self.shutdown_timeout).await;
         self.pool.close();
         self.database.close().await;
         served
@@ -225,6 +230,8 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             shutdown: parts.shutdown,
             projection_tasks: parts.projection_tasks,
             live: parts.live,
+            runtime: parts.runtime,
+            shutdown_timeout: config.shutdown_timeout,
             pool: parts.pool,
             database,
         }),
@@ -244,6 +251,7 @@ struct Started {
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
     live: EventFanout,
+    runtime: Arc<dyn ContainerRuntime>,
     pool: Pool,
 }
 
@@ -273,7 +281,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         runtime_setup::open_runtime(config.runtime, &config.data_dir, installation).await?;
     let pm = ProcessManager::new(
         bus.clone(),
-        runtime,
+        runtime.clone(),
         Arc::new(McpClientProbe::new()),
         config.process_manager.clone(),
     );
@@ -381,18 +389,33 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         shutdown,
         projection_tasks,
         live,
+        runtime,
         pool,
     })
 }
 
 /// Creates the data directory listable by its owner only. Others may traverse it
 /// (mode 0711): when Berth runs as root, the embedded cluster runs as `postgres` and must
-/// reach `<data_dir>/pg`; the key and token files themselves are mode 0600.
+/// reach `<data_dir>/pg`, and each process server runs as a user of its own and must
+/// reach its home below `<data_dir>/process-logs`; the key and token files themselves are
+/// mode 0600. A directory that exists already is made searchable the same way.
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o711)
         .create(dir)
-        .with_context(|| format!("creating the data directory {}", dir.display()))
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading the data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(
+            dir,
+            std::fs::Permissions::from_mode((mode & 0o7777) | 0o001),
+        )
+        .with_context(|| format!("making the data directory {} searchable", dir.display()))?;
+    }
+    Ok(())
 }

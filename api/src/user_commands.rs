@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_domain::user::{user_id, Role};
+use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::credentials::CredentialKeys;
 use berth_infrastructure::envelope::EnvelopeCipher;
@@ -139,12 +140,27 @@ pub async fn list(settings: &Settings) -> anyhow::Result<()> {
 /// `berth users disable NAME`.
 pub async fn disable(settings: &Settings, name: &str) -> anyhow::Result<()> {
     run(settings, async |cli| {
+        let administrators = administrator_ids(&cli.pool.get().await?).await?;
         cli.bus
-            .disable_user(user_id(name), &cli.metadata)
+            .disable_user(user_id(name), &administrators, &cli.metadata)
             .await
             .with_context(|| format!("disabling user `{name}`"))?;
         cli.catch_up().await?;
         println!("disabled user {name}: its keys no longer work, its tokens stop when they expire");
+        Ok(())
+    })
+    .await
+}
+
+/// `berth users enable NAME`.
+pub async fn enable(settings: &Settings, name: &str) -> anyhow::Result<()> {
+    run(settings, async |cli| {
+        cli.bus
+            .enable_user(user_id(name), &cli.metadata)
+            .await
+            .with_context(|| format!("enabling user `{name}`"))?;
+        cli.catch_up().await?;
+        println!("enabled user {name}: its keys that were not revoked work again");
         Ok(())
     })
     .await

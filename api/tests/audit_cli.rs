@@ -3,6 +3,7 @@
 //! for byte, the same list entries, the same past server), and bad flags are refused
 //! with a message naming them.
 
+#[allow(dead_code)]
 mod cli_support;
 
 use cli_support::{data_dir, ok, refused, Serve};

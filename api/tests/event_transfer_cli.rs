@@ -59,6 +59,12 @@ fn the_event_log_moves_to_another_data_directory() {
         stderr(&written)
     );
     assert_eq!(std::fs::read(&export_path).expect("the export"), file);
+    // The log and the wrapped data keys are for their owner's eyes only.
+    for path in [&export_path, &keys_path] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+    }
 
     let cut = position(lines[1]);
     let after = ok(&source, &["events", "export", "--after", &cut.to_string()]);

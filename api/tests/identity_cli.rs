@@ -65,6 +65,19 @@ fn users_and_keys_are_managed_from_the_command_line() {
     let said = refused(&dir, &["keys", "create", "--user", "nobody"]);
     assert!(said.contains("not found"), "{said}");
 
+    // Enabled again, ann may be given keys; the only administrator cannot be disabled
+    // (which once locked everyone out, with no way back).
+    ok(&dir, &["users", "enable", "ann"]);
+    let said = refused(&dir, &["users", "enable", "ann"]);
+    assert!(said.contains("already enabled"), "{said}");
+    ok(&dir, &["keys", "create", "--user", "ann"]);
+    ok(&dir, &["users", "create", "root", "--role", "admin"]);
+    let said = refused(&dir, &["users", "disable", "root"]);
+    assert!(said.contains("last active administrator"), "{said}");
+    let said = refused(&dir, &["users", "forget", "root"]);
+    assert!(said.contains("last active administrator"), "{said}");
+    ok(&dir, &["keys", "create", "--user", "root"]);
+
     // Every change above is an event on the users' hash chains, which stay intact.
     ok(&dir, &["verify"]);
 }

@@ -45,6 +45,9 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     pub(crate) server_store: Cached<R, Server>,
     bulk_store: Store<R, BulkOperation>,
     pub(crate) cipher: Arc<dyn SecretCipher>,
+    /// Commands that may take away an administrator take turns in this process, so two
+    /// of them never both see the other administrator still active.
+    pub(crate) administrators_turn: tokio::sync::Mutex<()>,
 }
 
 fn store<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
@@ -87,6 +90,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             server_store: cached(&repo, &servers),
             bulk_store: snapshotted(&repo),
             cipher,
+            administrators_turn: tokio::sync::Mutex::new(()),
         }
     }
 

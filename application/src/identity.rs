@@ -2,7 +2,7 @@
 //! revoking keys; recording issued tokens. Keys are generated here and leave only once,
 //! in the answer to whoever asked; the event log keeps their prefix and keyed hash.
 
-use berth_domain::user::{user_id, KeyDigest, Role, UserCommand};
+use berth_domain::user::{user_id, KeyDigest, Role, UserCommand, UserError};
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use rand::rngs::OsRng;
@@ -68,23 +68,74 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     }
 
     /// Disables a user: its keys and tokens stop working (tokens when they expire).
+    /// `administrators` are the ids of every user created as an administrator: the last
+    /// active one is never disabled.
     pub async fn disable_user(
         &self,
         id: Uuid,
+        administrators: &[Uuid],
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(&id.to_string(), UserCommand::Disable, metadata)
-            .await
+        let _turn = self.administrators_turn.lock().await;
+        let another_active_admin = self.another_active_admin(id, administrators).await?;
+        let command = UserCommand::Disable {
+            another_active_admin,
+        };
+        self.user(&id.to_string(), command, metadata).await
     }
 
-    /// Records that a user's data key was destroyed.
-    pub async fn record_user_forgotten(
+    /// Lets a disabled user authenticate again with its keys that were not revoked.
+    pub async fn enable_user(
         &self,
         id: Uuid,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(&id.to_string(), UserCommand::Forget, metadata)
+        self.user(&id.to_string(), UserCommand::Enable, metadata)
             .await
+    }
+
+    /// Fails as forgetting `id` would (it is the last active administrator), before
+    /// anything irreversible is done to it.
+    pub async fn ensure_forgettable(
+        &self,
+        id: Uuid,
+        administrators: &[Uuid],
+    ) -> Result<(), AppError> {
+        let user = self.load_user(&id.to_string()).await?;
+        if user.is_active_admin() && !self.another_active_admin(id, administrators).await? {
+            return Err(UserError::LastAdministrator.into());
+        }
+        Ok(())
+    }
+
+    /// Records that a user's data key was destroyed (which disables it).
+    pub async fn record_user_forgotten(
+        &self,
+        id: Uuid,
+        administrators: &[Uuid],
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        let _turn = self.administrators_turn.lock().await;
+        let another_active_admin = self.another_active_admin(id, administrators).await?;
+        let command = UserCommand::Forget {
+            another_active_admin,
+        };
+        self.user(&id.to_string(), command, metadata).await
+    }
+
+    /// Whether an administrator other than `id` may act, by the store's current state of
+    /// each (not a projection, which may lag behind a disable just committed).
+    async fn another_active_admin(
+        &self,
+        id: Uuid,
+        administrators: &[Uuid],
+    ) -> Result<bool, AppError> {
+        for other in administrators.iter().filter(|other| **other != id) {
+            if self.load_user(&other.to_string()).await?.is_active_admin() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Creates a new key for a user.

@@ -11,6 +11,7 @@ pub mod metadata;
 pub mod ports;
 pub mod process_manager;
 pub mod receipt;
+pub mod redaction;
 pub mod runtime;
 pub mod servers;
 

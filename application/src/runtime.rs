@@ -138,6 +138,10 @@ pub trait ContainerRuntime: Send + Sync {
     /// Removes it (stopping it by force if needed). Missing: nothing.
     async fn remove(&self, server_id: Uuid) -> Result<(), RuntimeError>;
 
+    /// Berth is stopping: ends whatever cannot outlive it (local processes; containers
+    /// keep running and are adopted at the next start).
+    async fn shutdown(&self, _grace: Duration) {}
+
     /// Its status, or `None` when it has no container or process.
     async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError>;
 

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::commands::CommandBus;
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
+use crate::process_manager::pinned_definition;
 use crate::receipt::Receipt;
 
 /// What a caller asks for when creating a server. Secrets arrive in plaintext and are
@@ -141,12 +142,12 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         }
         let catalog_id = server.catalog_id.unwrap_or_default();
         let entry = self.load_catalog_entry(&catalog_id.to_string()).await?;
-        let Some(definition) = entry.definition.filter(|_| !entry.removed) else {
-            return Err(AppError::Invalid(vec![FieldError::new(
+        let definition = pinned_definition(&server, &entry).map_err(|reason| {
+            AppError::Invalid(vec![FieldError::new(
                 "catalog_id",
-                "the server's catalog entry was removed; its config can no longer be changed",
-            )]));
-        };
+                format!("{reason}; the server's config can no longer be changed"),
+            )])
+        })?;
         let config = patch
             .config
             .into_iter()
@@ -166,10 +167,49 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             secrets.insert(k, change);
         }
         let command = ServerCommand::UpdateConfig {
-            schema: definition.config_schema,
+            schema: definition.config_schema.clone(),
             config,
             secrets,
             restart_policy: patch.restart_policy,
+        };
+        self.server(&id.to_string(), command, metadata).await
+    }
+
+    /// Moves a server to version `version` of its catalog entry (the newest when `None`);
+    /// it runs that version from its next start. Its configuration must satisfy that
+    /// version's schema.
+    #[tracing::instrument(skip_all, fields(server_id = %id))]
+    pub async fn upgrade_server(
+        &self,
+        metadata: &CommandMetadata,
+        id: Uuid,
+        version: Option<u32>,
+    ) -> Result<Receipt, AppError> {
+        let server = self.load_server(&id.to_string()).await?;
+        if !server.created || server.deleted {
+            return Err(berth_domain::server::ServerError::NotFound.into());
+        }
+        let catalog_id = server.catalog_id.unwrap_or_default();
+        let entry = self.load_catalog_entry(&catalog_id.to_string()).await?;
+        if entry.definition.is_none() || entry.removed {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "catalog_version",
+                "the server's catalog entry was removed",
+            )]));
+        }
+        let catalog_version = version.unwrap_or(entry.version);
+        let Some(definition) = entry.definition_at(catalog_version) else {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "catalog_version",
+                format!(
+                    "the catalog entry has versions 1 to {}, not {catalog_version}",
+                    entry.version
+                ),
+            )]));
+        };
+        let command = ServerCommand::Upgrade {
+            catalog_version,
+            schema: definition.config_schema.clone(),
         };
         self.server(&id.to_string(), command, metadata).await
     }

@@ -373,17 +373,10 @@ fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("no {field} in {}", path.display()))
 }
 
-/// Makes `command`'s child receive SIGTERM when the thread that spawns it ends (the bench
-/// dying included), so no child outlives a bench killed without cleaning up.
+/// Makes `command`'s child receive SIGTERM when the bench dies, so no child outlives a
+/// bench killed without cleaning up (SIGTERM: `berth serve` then stops what it started).
 pub(crate) fn terminate_with_the_bench(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    berth_infrastructure::child::die_with_parent(command, libc::SIGTERM);
 }
 
 #[cfg(test)]

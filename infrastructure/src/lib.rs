@@ -1,7 +1,9 @@
 //! Berth's adapters: the PostgreSQL event store and its ordered feed, migrations, the
 //! embedded PostgreSQL cluster, and the secret cipher.
 
+pub mod administrators;
 pub mod announce;
+pub mod child;
 pub mod cipher;
 pub mod credentials;
 pub mod db;

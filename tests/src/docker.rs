@@ -101,12 +101,51 @@ pub fn fixture_binary() -> PathBuf {
                 let profile_dir = exe.parent()?.parent()?;
                 Some(profile_dir.join(BIN))
             });
-            if let Some(path) = beside_tests.filter(|p| p.is_file()) {
-                return path;
-            }
-            build::host_binary().unwrap_or_else(|e| panic!("building {BIN}: {e}"))
+            let built = match beside_tests.filter(|p| p.is_file()) {
+                Some(path) => path,
+                None => build::host_binary().unwrap_or_else(|e| panic!("building {BIN}: {e}")),
+            };
+            runnable_by_server_users(built)
         })
         .clone()
+}
+
+/// `binary`, or a copy of it every user may run. As root, Berth runs each process server
+/// as a user of its own, which cannot run a program below a directory only root may
+/// enter (a checkout under `/root`, or in a `mktemp -d` directory). The copy goes to
+/// `BERTH_TEST_SCRATCH` (which `tests/run.sh` creates and removes) or the temporary
+/// directory, under a name that changes with the binary.
+fn runnable_by_server_users(binary: PathBuf) -> PathBuf {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let searchable_by_all = binary
+        .ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o001 != 0));
+    if !nix::unistd::Uid::effective().is_root() || searchable_by_all {
+        return binary;
+    }
+    let meta =
+        std::fs::metadata(&binary).unwrap_or_else(|e| panic!("reading {}: {e}", binary.display()));
+    let scratch = std::env::var_os("BERTH_TEST_SCRATCH")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = scratch.join(format!("{BIN}-{}-{}", meta.len(), meta.mtime()));
+    let copy = dir.join(BIN);
+    if !copy.is_file() {
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)))
+            .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        // Copied under a name of its own, then renamed: concurrent test processes never
+        // run a half-written file.
+        let partial = dir.join(format!(".{BIN}.{}", std::process::id()));
+        std::fs::copy(&binary, &partial)
+            .and_then(|_| {
+                std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755))
+            })
+            .and_then(|()| std::fs::rename(&partial, &copy))
+            .unwrap_or_else(|e| panic!("copying {} to {}: {e}", binary.display(), copy.display()));
+    }
+    copy
 }
 
 /// Removes a container (`docker rm -f -v`) when dropped, whether the test passed or

@@ -431,3 +431,29 @@ async fn limits_on_depth_map_sizes_and_query_values() {
     let a = app.get(&format!("/api/v1/servers/{}x", uuid())).await;
     a.expect_problem(400);
 }
+
+/// A NUL byte cannot be stored in any text column: every text parameter refuses it at
+/// the edge with a 400 naming it, instead of a database error (500).
+#[tokio::test]
+async fn a_nul_byte_in_any_text_parameter_is_a_bad_request_naming_it() {
+    let app = TestApp::spawn().await;
+    for (path, parameter) in [
+        ("/api/v1/servers?q=%00", "q"),
+        ("/api/v1/catalog?q=a%00b", "q"),
+        ("/api/v1/events?event_type=%00", "event_type"),
+        ("/api/v1/events?aggregate_type=%00", "aggregate_type"),
+        ("/api/v1/events?aggregate_id=%00", "aggregate_id"),
+        ("/api/v1/audit?actor=%00", "actor"),
+        ("/api/v1/audit?action=%00", "action"),
+        ("/api/v1/audit/export?actor=%00", "actor"),
+        ("/api/v1/audit/export?action=x%00", "action"),
+        ("/api/v1/events/stream?event_type=%00", "event_type"),
+    ] {
+        let answer = refused(&app, 400, app.get(path)).await;
+        assert_eq!(answer.problem_fields(), vec![parameter], "{path}: {answer}");
+    }
+    // Path ids are typed: a NUL there is a malformed id.
+    let answer = refused(&app, 400, app.get("/api/v1/servers/%00")).await;
+    assert_eq!(answer.problem_fields(), vec!["id"], "{answer}");
+    app.stop().await;
+}

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_support::{fixture_entry, server_body, TestApp};
+use api_support::{fixture_entry, server_body, user, Caller, TestApp};
 use berth_application::servers::NewServer;
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_domain::server::RestartPolicy;
@@ -22,39 +22,6 @@ use live_support::{stream_client, Endpoint, Received, SseClient};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use uuid::Uuid;
-
-/// A user made through the API, with its first key.
-struct Caller {
-    id: String,
-    name: String,
-    key: String,
-}
-
-async fn user(app: &TestApp, name: &str, role: &str) -> Caller {
-    let created = app
-        .post("/api/v1/users", &json!({"name": name, "role": role}))
-        .await;
-    assert_eq!(created.status, 201, "{created:?}");
-    let id = created.json()["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let key = app
-        .post(
-            &format!("/api/v1/users/{id}/keys"),
-            &json!({"name": "main"}),
-        )
-        .await;
-    assert_eq!(key.status, 201, "{key:?}");
-    let body = key.json();
-    let secret = body["key"].as_str().unwrap_or_default().to_string();
-    assert!(secret.starts_with(body["prefix"].as_str().unwrap_or("?")));
-    Caller {
-        id,
-        name: name.into(),
-        key: secret,
-    }
-}
 
 async fn call(app: &TestApp, who: &str, method: Method, path: &str, body: Option<&Value>) -> u16 {
     let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());

@@ -6,21 +6,8 @@ mod api_support;
 use std::time::{Duration, Instant};
 
 use api_support::TestApp;
-use berth_api::runtime_setup::RuntimeChoice;
 use berth_tests::docker::fixture_binary;
-use serde_json::{json, Value};
-
-async fn until(app: &TestApp, id: &str, state: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let server = app.get(&format!("/api/v1/servers/{id}")).await.json();
-        if server["state"] == state {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "never {state}: {server:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use serde_json::json;
 
 fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
@@ -43,14 +30,7 @@ fn process_of(server_id: &str) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_local_process_server_runs_answers_and_stops() {
     let binary = fixture_binary();
-    let app = TestApp::spawn_with(|c| {
-        c.drive_runtime = true;
-        c.runtime = RuntimeChoice::Process;
-        c.process_manager.probe_timeout = Duration::from_secs(8);
-        c.process_manager.stop_grace = Duration::from_secs(2);
-        c.intervals.reconcile = Duration::from_millis(500);
-    })
-    .await;
+    let app = TestApp::spawn_with_processes().await;
     let entry = app
         .post(
             "/api/v1/catalog",
@@ -78,7 +58,7 @@ async fn a_local_process_server_runs_answers_and_stops() {
     app.command(&format!("/api/v1/servers/{id}/start"))
         .await
         .expect(202);
-    let running = until(&app, &id, "running").await;
+    let running = app.until_state(&id, "running").await;
     assert!(running["container_id"].is_string(), "{running}");
     let pid = process_of(&id).unwrap_or_else(|| panic!("no process runs for {id}"));
     assert!(alive(pid), "the process really runs");
@@ -93,6 +73,11 @@ async fn a_local_process_server_runs_answers_and_stops() {
         .unwrap()
         .iter()
         .any(|t| t["name"] == "echo"));
+    let log_file = app.data_dir().join(format!("process-logs/{id}.log"));
+    let mode = std::fs::metadata(&log_file)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()))
+        .unwrap_or_else(|e| panic!("{}: {e}", log_file.display()));
+    assert_eq!(mode & 0o777, 0o600, "the log file is Berth's alone");
     let logs = app.get(&format!("/api/v1/servers/{id}/logs?tail=10")).await;
     assert!(
         String::from_utf8_lossy(&logs.body).contains("serving MCP"),
@@ -102,7 +87,7 @@ async fn a_local_process_server_runs_answers_and_stops() {
     app.command(&format!("/api/v1/servers/{id}/stop"))
         .await
         .expect(202);
-    until(&app, &id, "stopped").await;
+    app.until_state(&id, "stopped").await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while alive(pid) {
         assert!(Instant::now() < deadline, "the process is gone after stop");
@@ -121,7 +106,7 @@ async fn a_local_process_server_runs_answers_and_stops() {
     app.command(&format!("/api/v1/servers/{bad}/start"))
         .await
         .expect(202);
-    let failed = until(&app, &bad, "failed").await;
+    let failed = app.until_state(&bad, "failed").await;
     let error = failed["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("exiting at start as asked"), "{error}");
     app.stop().await;

@@ -196,3 +196,13 @@ mod tests {
         }
     }
 }
+
+/// Which version of its catalog entry a server runs from its next start.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeServerBody {
+    /// The entry's version to run (default: its newest).
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub catalog_version: Option<u32>,
+}

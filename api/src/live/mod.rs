@@ -9,7 +9,7 @@ use berth_infrastructure::live::{EventFanout, FanoutOptions};
 pub mod subscription;
 pub mod visibility;
 
-pub use subscription::{Delivery, LiveSubscription, StreamEnd, StreamRequest};
+pub use subscription::{Delivery, LiveSubscription, StreamCredential, StreamEnd, StreamRequest};
 
 /// How live streams behave.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,9 +18,17 @@
 //! 1–3 hold once more. Once live, the fan-out never waits for the connection: when the
 //! buffer stays full for the stall timeout, or the broadcast overflowed after all, the
 //! stream ends with [`StreamEnd::Lagged`] and the client resumes from its last id.
+//!
+//! A stream lasts only as long as the credential that opened it: every event the
+//! fan-out broadcasts passes the pump, whatever the stream's filter, so the event that
+//! revokes its key or disables its user ends it ([`StreamEnd::Revoked`]), as does its
+//! token's expiry.
 
 use std::sync::Arc;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use berth_infrastructure::feed::{self, Checkpoint, FeedFilter, StoredEvent};
 use berth_infrastructure::live::EventFanout;
@@ -49,6 +57,39 @@ pub struct StreamRequest {
     pub filter: FeedFilter,
     /// Only events the caller may see.
     pub visible: Visibility,
+    /// The credential the stream was opened with: it ends with it.
+    pub credential: StreamCredential,
+}
+
+/// Who opened a stream, and with what: the stream ends when the user is disabled or
+/// forgotten, the key is revoked, or the token expires.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamCredential {
+    /// The user.
+    pub user_id: Uuid,
+    /// The API key presented, or the one the token was issued for.
+    pub key_id: Uuid,
+    /// When the token expires (`None` for a key).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl StreamCredential {
+    /// Why `event` ends a stream opened with this credential, if it does.
+    fn revoked_by(&self, event: &StoredEvent) -> Option<&'static str> {
+        if event.aggregate_type != "user" || event.aggregate_id != self.user_id.to_string() {
+            return None;
+        }
+        match event.event_type.as_str() {
+            "UserDisabled" | "UserForgotten" => Some("its user was disabled"),
+            "ApiKeyRevoked"
+                if event.payload.get("key_id").and_then(|k| k.as_str())
+                    == Some(self.key_id.to_string().as_str()) =>
+            {
+                Some("the API key it was opened with was revoked")
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Why a stream ends, and where its client should resume.
@@ -69,6 +110,13 @@ pub enum StreamEnd {
         /// The last event delivered to it (or its starting cursor).
         last_position: i64,
     },
+    /// The credential it was opened with no longer works.
+    Revoked {
+        /// The last event delivered to it (or its starting cursor).
+        last_position: i64,
+        /// What happened to the credential.
+        reason: &'static str,
+    },
 }
 
 impl StreamEnd {
@@ -77,16 +125,19 @@ impl StreamEnd {
         match self {
             Self::Lagged { last_position }
             | Self::ShuttingDown { last_position }
-            | Self::Unavailable { last_position } => *last_position,
+            | Self::Unavailable { last_position }
+            | Self::Revoked { last_position, .. } => *last_position,
         }
     }
 
-    /// `lagged`, `shutdown` or `unavailable`: the SSE event name and the JSON `type`.
+    /// `lagged`, `shutdown`, `unavailable` or `revoked`: the SSE event name and the
+    /// JSON `type`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Lagged { .. } => "lagged",
             Self::ShuttingDown { .. } => "shutdown",
             Self::Unavailable { .. } => "unavailable",
+            Self::Revoked { .. } => "revoked",
         }
     }
 
@@ -103,6 +154,10 @@ impl StreamEnd {
             ),
             Self::Unavailable { .. } => format!(
                 "the event store could not be read; reconnect with Last-Event-ID: {last} (or after={last}) to resume"
+            ),
+            Self::Revoked { reason, .. } => format!(
+                "this stream was closed because {reason}; a valid credential may resume it with \
+                 Last-Event-ID: {last} (or after={last})"
             ),
         }
     }
@@ -152,6 +207,7 @@ impl LiveSubscription {
             last_position: request.after_position,
             filter: request.filter,
             visible: request.visible,
+            credential: request.credential,
         };
         tokio::spawn(async move {
             if let Some(end) = pump.run().await {
@@ -197,6 +253,7 @@ struct Pump {
     last_position: i64,
     filter: FeedFilter,
     visible: Visibility,
+    credential: StreamCredential,
 }
 
 /// How following the broadcast stopped.
@@ -235,6 +292,13 @@ impl Pump {
     fn shutting_down(&self) -> StreamEnd {
         StreamEnd::ShuttingDown {
             last_position: self.last_position,
+        }
+    }
+
+    fn revoked(&self, reason: &'static str) -> StreamEnd {
+        StreamEnd::Revoked {
+            last_position: self.last_position,
+            reason,
         }
     }
 
@@ -280,11 +344,14 @@ impl Pump {
     /// Passes on what the fan-out broadcasts, never waiting for the connection.
     async fn follow(&mut self) -> Stopped {
         let mut received_any = false;
+        let expiry = expiry(self.credential.expires_at);
+        tokio::pin!(expiry);
         loop {
             let next = tokio::select! {
                 biased;
                 () = closing(&mut self.closing) => return Stopped::Ended(Some(self.shutting_down())),
                 () = self.tx.closed() => return Stopped::Ended(None),
+                () = &mut expiry => return Stopped::Ended(Some(self.revoked("the token it was opened with expired"))),
                 next = self.receiver.recv() => next,
             };
             let event = match next {
@@ -302,6 +369,11 @@ impl Pump {
                 Err(RecvError::Closed) => return Stopped::Ended(Some(self.shutting_down())),
             };
             received_any = true;
+            // Before anything else: an event this stream would not show may still be
+            // the one that revokes it.
+            if let Some(reason) = self.credential.revoked_by(&event) {
+                return Stopped::Ended(Some(self.revoked(reason)));
+            }
             // Already delivered (or passed over) while catching up.
             if event.checkpoint() <= self.last {
                 continue;
@@ -340,6 +412,17 @@ impl Pump {
                 Err(SendTimeoutError::Closed(_)) => return Stopped::Ended(None),
             }
         }
+    }
+}
+
+/// Completes when a token expiring at `at` has expired; never for a key.
+async fn expiry(at: Option<DateTime<Utc>>) {
+    match at {
+        Some(at) => {
+            let left = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::time::sleep(left).await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::access::{ensure_catalog_changeable, load_visible_catalog_entry};
+use crate::access::{
+    ensure_catalog_changeable, ensure_runtime_allowed, load_visible_catalog_entry,
+};
 use crate::auth::{CommandContext, Principal};
 use crate::consistency::await_position;
 use crate::dto::catalog::{CatalogEntryBody, CatalogKindDto, TransportDto};
@@ -141,7 +143,7 @@ pub async fn get(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it (only administrators write `process` entries)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
     )
@@ -153,9 +155,11 @@ pub async fn register(
     JsonBody(body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Operator, "adding a catalog entry")?;
+    let definition = CatalogDefinition::from(body);
+    ensure_runtime_allowed(&principal, &definition)?;
     let (id, receipt) = state
         .bus
-        .register_catalog_entry(&metadata, CatalogDefinition::from(body))
+        .register_catalog_entry(&metadata, definition)
         .await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::CREATED))
@@ -173,7 +177,7 @@ pub async fn register(
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it (only administrators write `process` entries)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
@@ -188,9 +192,11 @@ pub async fn update(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_catalog_changeable(&state, &principal, id, "changing a catalog entry").await?;
+    let definition = CatalogDefinition::from(body);
+    ensure_runtime_allowed(&principal, &definition)?;
     let receipt = state
         .bus
-        .update_catalog_entry(&metadata, id, CatalogDefinition::from(body))
+        .update_catalog_entry(&metadata, id, definition)
         .await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
@@ -206,7 +212,7 @@ pub async fn update(
         (status = 202, description = "Removed", body = CommandAccepted,
             headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it (only administrators write `process` entries)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such entry", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The entry is predefined", body = Problem, content_type = "application/problem+json"),
     )

@@ -128,6 +128,7 @@ fn close_reason(end: &StreamEnd) -> CloseReason {
         StreamEnd::Lagged { .. } => CloseCode::Again,
         StreamEnd::ShuttingDown { .. } => CloseCode::Away,
         StreamEnd::Unavailable { .. } => CloseCode::Error,
+        StreamEnd::Revoked { .. } => CloseCode::Policy,
     };
     CloseReason {
         code,

@@ -13,10 +13,12 @@ use serde::Deserialize;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use utoipa::IntoParams;
 
-use crate::auth::Principal;
+use crate::auth::{Credential, Principal};
 use crate::dto::events::EventDto;
 use crate::extract::ApiQuery;
-use crate::live::{visibility, Delivery, LiveSubscription, StreamEnd, StreamRequest};
+use crate::live::{
+    visibility, Delivery, LiveSubscription, StreamCredential, StreamEnd, StreamRequest,
+};
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
 
@@ -75,9 +77,18 @@ pub async fn subscribe(
         let client = state.pool.get().await?;
         feed::checkpoint_at_position(&client, after).await?
     };
+    let credential = StreamCredential {
+        user_id: principal.user_id,
+        key_id: principal.credential.key_id(),
+        expires_at: match principal.credential {
+            Credential::Token { expires_at, .. } => Some(expires_at),
+            Credential::ApiKey { .. } => None,
+        },
+    };
     let request = StreamRequest {
         after_position: after,
         after: checkpoint,
+        credential,
         filter: FeedFilter {
             aggregate_type: query.aggregate_type,
             aggregate_id: query.aggregate_id,

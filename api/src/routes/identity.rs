@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use berth_application::Receipt;
 use berth_domain::user::Role;
+use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::credentials::{TokenClaims, TOKEN_ISSUER};
 use berth_projections::identity::{get_api_key, get_user, list_api_keys, list_users};
 use berth_projections::{ApiKeyView, UserView};
@@ -191,7 +192,7 @@ pub async fn list(
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only administrators disable users", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already disabled", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already disabled, or the last active administrator", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(user_id = %id))]
@@ -203,7 +204,40 @@ pub async fn disable(
     let id = id.into_inner();
     ensure_self_or_admin(&principal, id)?;
     principal.require(Role::Admin, "disabling a user")?;
-    let receipt = state.bus.disable_user(id, &metadata).await?;
+    let administrators = administrator_ids(&state.pool.get().await?).await?;
+    let receipt = state
+        .bus
+        .disable_user(id, &administrators, &metadata)
+        .await?;
+    let position = settled(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+}
+
+/// Enables a disabled user again: its keys that were not revoked work again.
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{id}/enable",
+    tag = "identity",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 202, description = "Enabled", body = CommandAccepted),
+        (status = 400, description = "Malformed id", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only administrators enable users", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already enabled, or forgotten", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(user_id = %id))]
+pub async fn enable(
+    state: web::Data<AppState>,
+    CommandContext(metadata, principal): CommandContext,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    ensure_self_or_admin(&principal, id)?;
+    principal.require(Role::Admin, "enabling a user")?;
+    let receipt = state.bus.enable_user(id, &metadata).await?;
     let position = settled(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
 }

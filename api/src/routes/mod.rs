@@ -96,6 +96,9 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::POST, "/servers/{id}/disable", || {
             web::route().to(server_actions::disable)
         }),
+        endpoint(M::POST, "/servers/{id}/upgrade", || {
+            web::route().to(server_actions::upgrade)
+        }),
         endpoint(M::GET, "/servers/{id}/events", || {
             web::route().to(events::server_events)
         }),
@@ -129,6 +132,9 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/users", || web::route().to(identity::list)),
         endpoint(M::POST, "/users/{id}/disable", || {
             web::route().to(identity::disable)
+        }),
+        endpoint(M::POST, "/users/{id}/enable", || {
+            web::route().to(identity::enable)
         }),
         endpoint(M::POST, "/users/{id}/keys", || {
             web::route().to(identity::create_key)

@@ -1,5 +1,5 @@
 //! Lifecycle commands: `POST /api/v1/servers/{id}/start|stop|restart|enable|disable`
-//! and `DELETE /api/v1/servers/{id}`.
+//! `DELETE /api/v1/servers/{id}`, and `POST /api/v1/servers/{id}/upgrade`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
@@ -9,6 +9,8 @@ use uuid::Uuid;
 use crate::access::ensure_operable_server;
 use crate::auth::CommandContext;
 use crate::dto::command::CommandAccepted;
+use crate::dto::servers::UpgradeServerBody;
+use crate::extract::OptionalJsonBody;
 use crate::problem::{ApiError, Problem};
 use crate::routes::committed_position;
 use crate::state::AppState;
@@ -105,3 +107,42 @@ lifecycle_handler!(
     "Deletes a server, stopping and removing its container first when it may run.",
     "The server is already being deleted"
 );
+
+/// Moves a server to another version of its catalog entry.
+#[utoipa::path(
+    post,
+    path = "/api/v1/servers/{id}/upgrade",
+    tag = "servers",
+    description = "Moves a server to another version of its catalog entry (the newest unless \
+        `catalog_version` names one). A server runs the version it was created from until its \
+        owner or an administrator moves it; the new version applies from its next start.",
+    params(("id" = Uuid, Path, description = "The server's id")),
+    request_body(content = Option<UpgradeServerBody>, description = "Optional: with no body the server moves to the newest version"),
+    responses(
+        (status = 202, description = "Accepted; the server runs that version from its next start", body = CommandAccepted,
+            headers(("Berth-Position" = i64, description = "Global position of the last event written"))),
+        (status = 400, description = "Malformed JSON, wrong type or unknown field", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller may see this but its role does not allow it", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The server already runs that version, or is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 1 MiB", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No such version, or the server's configuration does not satisfy its schema", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(server_id = %id))]
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    CommandContext(metadata, principal): CommandContext,
+    id: web::Path<Uuid>,
+    OptionalJsonBody(body): OptionalJsonBody<UpgradeServerBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    ensure_operable_server(&state, &principal, id, "upgrading a server").await?;
+    let receipt = state
+        .bus
+        .upgrade_server(&metadata, id, body.catalog_version)
+        .await?;
+    let position = committed_position(&state, receipt).await?;
+    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+}

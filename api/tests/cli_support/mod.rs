@@ -198,6 +198,12 @@ impl Serve {
         self.json(reqwest::Method::POST, path, body).await
     }
 
+    /// SIGKILL, as a crash would: nothing of Berth's own shutdown runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// SIGTERM, then waits for berth to exit and returns how it did.
     pub fn stop(mut self) -> ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);

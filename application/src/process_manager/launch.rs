@@ -3,13 +3,30 @@
 
 use std::collections::BTreeMap;
 
-use berth_domain::catalog::CatalogEntry;
+use berth_domain::catalog::{CatalogDefinition, CatalogEntry};
 use berth_domain::server::Server;
 use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::ports::SecretCipher;
 use crate::runtime::LaunchSpec;
+
+/// The version of `entry` that `server` runs: the one it was created from or upgraded
+/// to, never a later one it was not moved to. Or why there is none.
+pub fn pinned_definition<'a>(
+    server: &Server,
+    entry: &'a CatalogEntry,
+) -> Result<&'a CatalogDefinition, String> {
+    if entry.definition.is_none() || entry.removed {
+        return Err("its catalog entry was removed".into());
+    }
+    entry.definition_at(server.catalog_version).ok_or_else(|| {
+        format!(
+            "its catalog entry has no version {}",
+            server.catalog_version
+        )
+    })
+}
 
 /// The launch spec of `server`, or a reason a person can act on why there is none.
 /// Defaults from the schema fill keys the server does not set.
@@ -19,9 +36,7 @@ pub fn launch_spec(
     entry: &CatalogEntry,
     cipher: &dyn SecretCipher,
 ) -> Result<LaunchSpec, String> {
-    let Some(definition) = entry.definition.as_ref().filter(|_| !entry.removed) else {
-        return Err("its catalog entry was removed".into());
-    };
+    let definition = pinned_definition(server, entry)?;
     let mut env: BTreeMap<String, SecretString> = BTreeMap::new();
     for key in &definition.config_schema {
         if let Some(default) = &key.default {

@@ -15,17 +15,18 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_domain::server::{Health, Server, ServerCommand, ServerError, ServerState};
+use berth_domain::server::{Health, Server, ServerCommand, ServerError, ServerState, Tool};
 use cqrs_es::persist::PersistedEventRepository;
 use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
 pub use decide::{next_step, Step};
-pub use launch::launch_spec;
+pub use launch::{launch_spec, pinned_definition};
 
 use crate::commands::CommandBus;
 use crate::error::AppError;
 use crate::metadata::{Actor, CommandMetadata};
+use crate::redaction::Redactor;
 use crate::runtime::{ContainerRuntime, InstanceState, McpProbe, ProbeError, ProbeReport};
 
 /// How the process manager behaves.
@@ -265,14 +266,50 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         Err(ProcessManagerError::Unsettled(id))
     }
 
+    /// Records an outcome. What carries the server's own words (a failure's output, its
+    /// tools) loses the server's secrets first: the event log keeps it forever.
     async fn record(
         &self,
         id: Uuid,
         command: ServerCommand,
         metadata: &CommandMetadata,
     ) -> Result<(), ProcessManagerError> {
+        let command = match command {
+            ServerCommand::RecordFailed { reason } => ServerCommand::RecordFailed {
+                reason: self.redactor(id).await.redact(&reason),
+            },
+            ServerCommand::RecordExited { exit_code, reason } => ServerCommand::RecordExited {
+                exit_code,
+                reason: self.redactor(id).await.redact(&reason),
+            },
+            ServerCommand::RecordRunning { tools } => ServerCommand::RecordRunning {
+                tools: redact_tools(&self.redactor(id).await, tools),
+            },
+            ServerCommand::RecordTools { tools } => ServerCommand::RecordTools {
+                tools: redact_tools(&self.redactor(id).await, tools),
+            },
+            other => other,
+        };
         self.bus.server(&id.to_string(), command, metadata).await?;
         Ok(())
+    }
+
+    /// What takes server `id`'s secrets out of text. A secret that cannot be opened
+    /// (its key was destroyed) was never given to the server, so it cannot be in what
+    /// the server said.
+    async fn redactor(&self, id: Uuid) -> Redactor {
+        let Ok(server) = self.bus.load_server(&id.to_string()).await else {
+            return Redactor::default();
+        };
+        if server.secrets.is_empty() || self.bus.cipher().prepare(&server.owner).await.is_err() {
+            return Redactor::default();
+        }
+        let plain: Vec<_> = server
+            .secrets
+            .iter()
+            .filter_map(|(key, sealed)| self.bus.cipher().open(&server.owner, id, key, sealed).ok())
+            .collect();
+        Redactor::new(&plain)
     }
 
     fn crash_if(&self, point: CrashPoint) -> Result<(), ProcessManagerError> {
@@ -441,8 +478,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             .load_catalog_entry(&catalog_id.to_string())
             .await
             .ok()
-            .and_then(|e| e.definition)
-            .map(|d| d.transport)
+            .and_then(|entry| pinned_definition(server, &entry).ok().map(|d| d.transport))
             .unwrap_or(berth_domain::catalog::Transport::Stdio);
         let timeout = self.options.probe_timeout;
         let deadline = tokio::time::Instant::now() + timeout;
@@ -530,7 +566,16 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             }
             .into());
         }
-        let result = self.handshake(id, &server).await;
+        let redactor = self.redactor(id).await;
+        let result = self
+            .handshake(id, &server)
+            .await
+            .map(|mut report| {
+                report.tools = redact_tools(&redactor, std::mem::take(&mut report.tools));
+                redactor.redact_json(&mut report.server_info);
+                report
+            })
+            .map_err(|e| redactor.redact(&e.to_string()));
         let health = if result.is_ok() {
             Health::Healthy
         } else {
@@ -566,9 +611,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 }
             }
         }
-        Ok(TestOutcome {
-            result: result.map_err(|e| e.to_string()),
-        })
+        Ok(TestOutcome { result })
     }
 }
 
@@ -585,6 +628,20 @@ fn settle(results: Vec<Result<(), ProcessManagerError>>) -> Result<(), ProcessMa
         }
     }
     Ok(())
+}
+
+/// `tools` with every text of theirs redacted.
+fn redact_tools(redactor: &Redactor, tools: Vec<Tool>) -> Vec<Tool> {
+    if redactor.is_empty() {
+        return tools;
+    }
+    tools
+        .into_iter()
+        .map(|tool| Tool {
+            name: redactor.redact(&tool.name),
+            description: tool.description.map(|d| redactor.redact(&d)),
+        })
+        .collect()
 }
 
 /// A reason with the last lines the server wrote, which usually say why it failed.

@@ -28,6 +28,10 @@ pub struct CatalogEntry {
     /// A custom entry an administrator made visible to every user.
     #[serde(default)]
     pub published: bool,
+    /// What versions 1 to `version - 1` said, oldest first: a server runs the version it
+    /// was created from (or upgraded to), not whatever the entry says now.
+    #[serde(default)]
+    pub past: Vec<CatalogDefinition>,
 }
 
 /// What may be asked of a catalog entry.
@@ -140,6 +144,15 @@ pub enum CatalogError {
 }
 
 impl CatalogEntry {
+    /// What version `version` of the entry said, if it had that version.
+    pub fn definition_at(&self, version: u32) -> Option<&CatalogDefinition> {
+        if version == self.version {
+            return self.definition.as_ref();
+        }
+        let index = usize::try_from(version.checked_sub(1)?).ok()?;
+        self.past.get(index)
+    }
+
     fn live(&self) -> Result<&CatalogDefinition, CatalogError> {
         match &self.definition {
             Some(d) if !self.removed => Ok(d),
@@ -256,8 +269,10 @@ impl Aggregate for CatalogEntry {
                 if shipped {
                     self.shipped = Some(definition.clone());
                 }
+                if let Some(previous) = self.definition.replace(definition) {
+                    self.past.push(previous);
+                }
                 self.version = version;
-                self.definition = Some(definition);
             }
             CatalogEvent::Removed => self.removed = true,
             CatalogEvent::Published => self.published = true,
@@ -296,6 +311,25 @@ mod tests {
             owner: Some("user:a".into()),
             definition: definition("one"),
         }
+    }
+
+    #[test]
+    fn every_version_stays_readable_after_updates() {
+        let mut entry = CatalogEntry::default();
+        entry.apply(registered_custom());
+        for (version, name) in [(2, "two"), (3, "three")] {
+            entry.apply(CatalogEvent::Updated {
+                version,
+                definition: definition(name),
+                shipped: false,
+            });
+        }
+        let name_at = |v| entry.definition_at(v).map(|d| d.name.as_str());
+        assert_eq!(name_at(1), Some("one"));
+        assert_eq!(name_at(2), Some("two"));
+        assert_eq!(name_at(3), Some("three"));
+        assert_eq!(name_at(0), None);
+        assert_eq!(name_at(4), None);
     }
 
     #[test]

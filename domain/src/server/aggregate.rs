@@ -25,6 +25,10 @@ pub struct Server {
     pub owner: String,
     /// The catalog entry it instantiates.
     pub catalog_id: Option<Uuid>,
+    /// The version of that entry it runs: the one it was created from, or the one its
+    /// owner or an administrator upgraded it to. Later versions never reach it silently.
+    #[serde(default)]
+    pub catalog_version: u32,
     /// Its name.
     pub name: String,
     /// Plain configuration.
@@ -77,6 +81,13 @@ pub enum ServerCommand {
         secrets: BTreeMap<String, SealedSecret>,
         /// What to do when it fails.
         restart_policy: RestartPolicy,
+    },
+    /// Move it to another version of its catalog entry (applies from its next start).
+    Upgrade {
+        /// The version to run from now on.
+        catalog_version: u32,
+        /// That version's config schema, which its configuration must satisfy.
+        schema: Vec<ConfigKey>,
     },
     /// Start it again after a failure, as its restart policy allows (process manager).
     RestartAfterFailure,
@@ -147,6 +158,7 @@ impl ServerCommand {
         match self {
             Self::Create { .. } => "create",
             Self::UpdateConfig { .. } => "update",
+            Self::Upgrade { .. } => "upgrade",
             Self::RestartAfterFailure => "restart after failure",
             Self::Start => "start",
             Self::Stop => "stop",
@@ -207,6 +219,27 @@ pub enum ServerError {
     /// The restart policy does not allow another automatic restart.
     #[error("the restart policy allows no further automatic restart")]
     RestartNotAllowed,
+    /// An upgrade to the version the server already runs.
+    #[error("the server already runs version {0} of its catalog entry")]
+    AlreadyAtVersion(u32),
+}
+
+/// The most of a failure reason an event keeps: reasons carry a server's last output,
+/// and the log is forever.
+pub const MAX_REASON_BYTES: usize = 4 * 1024;
+
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary, marked when cut.
+fn bounded_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON_BYTES {
+        const MARK: &str = " … [cut]";
+        let mut end = MAX_REASON_BYTES - MARK.len();
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str(MARK);
+    }
+    reason
 }
 
 impl Server {
@@ -245,6 +278,23 @@ impl Server {
                     events.push(E::RestartPolicyChanged { restart_policy: p });
                 }
                 events
+            }
+            ServerCommand::Upgrade {
+                catalog_version,
+                schema,
+            } => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                if catalog_version == self.catalog_version {
+                    return Err(ServerError::AlreadyAtVersion(catalog_version));
+                }
+                validate_config(&schema, &self.config, &self.secrets)
+                    .map_err(ServerError::Invalid)?;
+                vec![E::Upgraded {
+                    from_version: self.catalog_version,
+                    catalog_version,
+                }]
             }
             ServerCommand::RestartAfterFailure => {
                 let allowed = match self.restart_policy {
@@ -341,13 +391,19 @@ impl Server {
                 }
                 _ => return Err(refuse()),
             },
-            ServerCommand::RecordFailed { reason } => match self.state {
-                S::Stopped | S::Failed => return Err(refuse()),
-                _ if self.delete_pending => vec![E::Failed { reason }, E::Deleted],
-                _ => vec![E::Failed { reason }],
-            },
+            ServerCommand::RecordFailed { reason } => {
+                let reason = bounded_reason(reason);
+                match self.state {
+                    S::Stopped | S::Failed => return Err(refuse()),
+                    _ if self.delete_pending => vec![E::Failed { reason }, E::Deleted],
+                    _ => vec![E::Failed { reason }],
+                }
+            }
             ServerCommand::RecordExited { exit_code, reason } => match self.state {
-                S::Starting | S::Running => vec![E::Exited { exit_code, reason }],
+                S::Starting | S::Running => vec![E::Exited {
+                    exit_code,
+                    reason: bounded_reason(reason),
+                }],
                 _ => return Err(refuse()),
             },
             ServerCommand::RecordStopped => match self.state {
@@ -493,12 +549,13 @@ impl Aggregate for Server {
             E::Created {
                 owner,
                 catalog_id,
+                catalog_version,
                 name,
                 config,
                 secrets,
                 restart_policy,
-                ..
             } => {
+                self.catalog_version = catalog_version;
                 self.restart_policy = restart_policy;
                 self.created = true;
                 self.enabled = true;
@@ -514,6 +571,9 @@ impl Aggregate for Server {
                 self.config = config;
                 self.secrets = secrets;
             }
+            E::Upgraded {
+                catalog_version, ..
+            } => self.catalog_version = catalog_version,
             E::StartRequested => {
                 self.state = ServerState::Pending;
                 self.restart_pending = false;

@@ -31,6 +31,13 @@ pub enum ServerEvent {
         #[serde(default)]
         restart_policy: RestartPolicy,
     },
+    /// It runs another version of its catalog entry from its next start on.
+    Upgraded {
+        /// The version it ran until now.
+        from_version: u32,
+        /// The version it runs from now on.
+        catalog_version: u32,
+    },
     /// Its restart policy changed.
     RestartPolicyChanged {
         /// The policy from now on.
@@ -105,6 +112,7 @@ impl DomainEvent for ServerEvent {
         match self {
             Self::Created { .. } => "ServerCreated",
             Self::ConfigUpdated { .. } => "ServerConfigUpdated",
+            Self::Upgraded { .. } => "ServerUpgraded",
             Self::RestartPolicyChanged { .. } => "ServerRestartPolicyChanged",
             Self::RestartedAfterFailure { .. } => "ServerRestartedAfterFailure",
             Self::StartRequested => "ServerStartRequested",

@@ -7,7 +7,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Server, ServerCommand, ServerError};
+pub use aggregate::{Server, ServerCommand, ServerError, MAX_REASON_BYTES};
 pub use config::{validate_config, ConfigChange, SealedSecret};
 pub use events::ServerEvent;
 pub use state::{Health, RestartPolicy, ServerState, Tool};

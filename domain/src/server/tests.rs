@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use cqrs_es::test::TestFramework;
+use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use super::*;
@@ -524,4 +525,72 @@ fn automatic_restarts_follow_the_policy_and_are_bounded() {
             "restart_policy.max_retries",
             "must be between 1 and 100",
         )]));
+}
+
+#[test]
+fn an_upgrade_moves_the_server_to_another_version_whose_schema_its_config_satisfies() {
+    Given::with(())
+        .given(history(S::Running))
+        .when(ServerCommand::Upgrade {
+            catalog_version: 3,
+            schema: schema(),
+        })
+        .then_expect_events(vec![E::Upgraded {
+            from_version: 1,
+            catalog_version: 3,
+        }]);
+    let mut server = Server::default();
+    for event in history(S::Stopped) {
+        server.apply(event);
+    }
+    server.apply(E::Upgraded {
+        from_version: 1,
+        catalog_version: 3,
+    });
+    assert_eq!(server.catalog_version, 3);
+}
+
+#[test]
+fn an_upgrade_to_the_same_version_or_a_schema_the_config_breaks_is_refused() {
+    Given::with(())
+        .given(history(S::Stopped))
+        .when(ServerCommand::Upgrade {
+            catalog_version: 1,
+            schema: schema(),
+        })
+        .then_expect_error(ServerError::AlreadyAtVersion(1));
+    let stricter = vec![
+        key("REGION", true, false),
+        key("TOKEN", true, true),
+        key("ZONE", true, false),
+    ];
+    Given::with(())
+        .given(history(S::Stopped))
+        .when(ServerCommand::Upgrade {
+            catalog_version: 2,
+            schema: stricter,
+        })
+        .then_expect_error(ServerError::Invalid(vec![FieldError::new(
+            "config.ZONE",
+            "is required",
+        )]));
+}
+
+#[test]
+fn a_failure_reason_is_recorded_bounded() {
+    let long = "é".repeat(MAX_REASON_BYTES);
+    let events = {
+        let mut server = Server::default();
+        for event in history(S::Starting) {
+            server.apply(event);
+        }
+        server
+            .decide(ServerCommand::RecordFailed { reason: long })
+            .expect("a failure is recorded")
+    };
+    let [E::Failed { reason }] = events.as_slice() else {
+        panic!("unexpected events {events:?}");
+    };
+    assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
+    assert!(reason.ends_with("[cut]"));
 }

@@ -79,7 +79,13 @@ pub enum UserCommand {
         role: Role,
     },
     /// Stop the user from authenticating; its keys stop working.
-    Disable,
+    Disable {
+        /// Whether another administrator is active: the application looks, since no
+        /// single user knows. The last active administrator cannot be disabled.
+        another_active_admin: bool,
+    },
+    /// Let a disabled user authenticate again (with keys not revoked).
+    Enable,
     /// Record a new API key. The key itself never reaches the aggregate: only its
     /// prefix and keyed hash.
     CreateKey {
@@ -113,7 +119,11 @@ pub enum UserCommand {
         now: DateTime<Utc>,
     },
     /// Record that the user's data key was destroyed: their secrets are gone for good.
-    Forget,
+    /// It disables the user too, so the last active administrator cannot be forgotten.
+    Forget {
+        /// Whether another administrator is active.
+        another_active_admin: bool,
+    },
 }
 
 /// What happened to a user.
@@ -132,6 +142,8 @@ pub enum UserEvent {
     },
     /// The user can no longer authenticate.
     Disabled,
+    /// The user may authenticate again.
+    Enabled,
     /// A key was created (stored as prefix and keyed digest only). Version 2; version 1
     /// carried the digest as a bare `hash` string (see `crate::upcasting`).
     KeyCreated {
@@ -170,6 +182,7 @@ impl DomainEvent for UserEvent {
         match self {
             Self::Created { .. } => "UserCreated",
             Self::Disabled => "UserDisabled",
+            Self::Enabled => "UserEnabled",
             Self::KeyCreated { .. } => "ApiKeyCreated",
             Self::KeyRevoked { .. } => "ApiKeyRevoked",
             Self::TokenIssued { .. } => "TokenIssued",
@@ -202,6 +215,15 @@ pub enum UserError {
     /// The user was forgotten before.
     #[error("the user was already forgotten")]
     AlreadyForgotten,
+    /// A forgotten user's secrets are gone for good, and so is the user.
+    #[error("the user was forgotten: it cannot be enabled again")]
+    Forgotten,
+    /// Enabling a user that is not disabled.
+    #[error("the user is already enabled")]
+    AlreadyEnabled,
+    /// Disabling (or forgetting) the only active administrator would lock everyone out.
+    #[error("this is the last active administrator: enable or create another administrator first")]
+    LastAdministrator,
     /// No key with this id belongs to the user.
     #[error("API key not found")]
     KeyNotFound,
@@ -220,6 +242,11 @@ pub enum UserError {
 }
 
 impl User {
+    /// An administrator that may act: disabling it takes away an administrator.
+    pub fn is_active_admin(&self) -> bool {
+        self.role == Some(Role::Admin) && !self.disabled
+    }
+
     fn live(&self) -> Result<(), UserError> {
         if self.name.is_none() {
             return Err(UserError::NotFound);
@@ -247,9 +274,26 @@ impl User {
                 let owner = super::owner_of(&name);
                 Ok(vec![UserEvent::Created { name, role, owner }])
             }
-            UserCommand::Disable => {
+            UserCommand::Disable {
+                another_active_admin,
+            } => {
                 self.live()?;
+                if self.is_active_admin() && !another_active_admin {
+                    return Err(UserError::LastAdministrator);
+                }
                 Ok(vec![UserEvent::Disabled])
+            }
+            UserCommand::Enable => {
+                if self.name.is_none() {
+                    return Err(UserError::NotFound);
+                }
+                if self.forgotten {
+                    return Err(UserError::Forgotten);
+                }
+                if !self.disabled {
+                    return Err(UserError::AlreadyEnabled);
+                }
+                Ok(vec![UserEvent::Enabled])
             }
             UserCommand::CreateKey {
                 key_id,
@@ -306,12 +350,17 @@ impl User {
                     expires_at,
                 }])
             }
-            UserCommand::Forget => {
+            UserCommand::Forget {
+                another_active_admin,
+            } => {
                 if self.name.is_none() {
                     return Err(UserError::NotFound);
                 }
                 if self.forgotten {
                     return Err(UserError::AlreadyForgotten);
+                }
+                if self.is_active_admin() && !another_active_admin {
+                    return Err(UserError::LastAdministrator);
                 }
                 Ok(vec![UserEvent::Forgotten])
             }
@@ -345,6 +394,7 @@ impl Aggregate for User {
                 self.role = Some(role);
             }
             UserEvent::Disabled => self.disabled = true,
+            UserEvent::Enabled => self.disabled = false,
             UserEvent::KeyCreated {
                 key_id,
                 prefix,

@@ -144,15 +144,21 @@ fn revoking_twice_and_forgetting_twice_are_refused() {
         .then_expect_error(UserError::KeyRevoked);
     Given::with(())
         .given(vec![created()])
-        .when(UserCommand::Forget)
+        .when(UserCommand::Forget {
+            another_active_admin: false,
+        })
         .then_expect_events(vec![UserEvent::Forgotten]);
     Given::with(())
         .given(vec![created(), UserEvent::Forgotten])
-        .when(UserCommand::Forget)
+        .when(UserCommand::Forget {
+            another_active_admin: false,
+        })
         .then_expect_error(UserError::AlreadyForgotten);
     Given::with(())
         .given(vec![created(), UserEvent::Forgotten])
-        .when(UserCommand::Disable)
+        .when(UserCommand::Disable {
+            another_active_admin: false,
+        })
         .then_expect_error(UserError::Disabled);
 }
 
@@ -161,4 +167,62 @@ fn user_ids_follow_from_names() {
     assert_eq!(user_id("ann"), user_id("ann"));
     assert_ne!(user_id("ann"), user_id("bob"));
     assert_eq!(owner_of("ann"), "user:ann");
+}
+
+fn admin_created() -> UserEvent {
+    UserEvent::Created {
+        name: "root".into(),
+        role: Role::Admin,
+        owner: "user:root".into(),
+    }
+}
+
+#[test]
+fn the_last_active_administrator_can_be_neither_disabled_nor_forgotten() {
+    for command in [
+        UserCommand::Disable {
+            another_active_admin: false,
+        },
+        UserCommand::Forget {
+            another_active_admin: false,
+        },
+    ] {
+        Given::with(())
+            .given(vec![admin_created()])
+            .when(command)
+            .then_expect_error(UserError::LastAdministrator);
+    }
+    Given::with(())
+        .given(vec![admin_created()])
+        .when(UserCommand::Disable {
+            another_active_admin: true,
+        })
+        .then_expect_events(vec![UserEvent::Disabled]);
+    // A disabled administrator is no longer one that counts.
+    Given::with(())
+        .given(vec![admin_created(), UserEvent::Disabled])
+        .when(UserCommand::Forget {
+            another_active_admin: false,
+        })
+        .then_expect_events(vec![UserEvent::Forgotten]);
+}
+
+#[test]
+fn a_disabled_user_can_be_enabled_again_unless_forgotten() {
+    Given::with(())
+        .given(vec![created(), UserEvent::Disabled])
+        .when(UserCommand::Enable)
+        .then_expect_events(vec![UserEvent::Enabled]);
+    Given::with(())
+        .given(vec![created()])
+        .when(UserCommand::Enable)
+        .then_expect_error(UserError::AlreadyEnabled);
+    Given::with(())
+        .given(vec![created(), UserEvent::Forgotten])
+        .when(UserCommand::Enable)
+        .then_expect_error(UserError::Forgotten);
+    Given::with(())
+        .given(vec![])
+        .when(UserCommand::Enable)
+        .then_expect_error(UserError::NotFound);
 }

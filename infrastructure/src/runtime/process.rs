@@ -2,10 +2,16 @@
 //! without a shell, in its own process group, with a cleared environment.
 //!
 //! Processes live only as long as this Berth process: the table of them is in memory,
-//! and dropping the runtime kills them. After a restart of Berth every server is missing
-//! here, and the reconciler records that drift like a vanished container.
+//! each process is killed when Berth dies (however it dies), and whatever a Berth that
+//! died left in their process groups is ended by the next one before it starts anything
+//! ([`orphans`]). After a restart of Berth every server is missing here, and the
+//! reconciler records that drift like a vanished container.
+//!
+//! When Berth runs as root, each process runs as a user of its own ([`identity`]).
 
+pub mod identity;
 mod logs;
+pub mod orphans;
 mod spawn;
 mod stdio;
 
@@ -51,6 +57,10 @@ const STDIO_CONNECT_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct ProcessRuntime {
     log_dir: PathBuf,
+    /// Where each running process group is recorded ([`orphans`]).
+    records: PathBuf,
+    /// User ids for server processes; `None` when Berth is not root and cannot switch.
+    uids: Option<Arc<identity::UidPool>>,
     instances: Mutex<HashMap<Uuid, Arc<Instance>>>,
 }
 
@@ -64,6 +74,10 @@ struct Instance {
     transport: Transport,
     spec_hash: String,
     home: PathBuf,
+    /// The user it runs as, when Berth switches users.
+    user: Option<identity::ServerUid>,
+    /// Where its running process group is recorded.
+    records: PathBuf,
     logs: Arc<LogBook>,
     /// Serialises start, stop and remove of this instance.
     lifecycle: tokio::sync::Mutex<()>,
@@ -101,14 +115,32 @@ impl Drop for Run {
     }
 }
 
+impl Drop for Instance {
+    fn drop(&mut self) {
+        orphans::remove(&self.records, self.server_id);
+    }
+}
+
 impl ProcessRuntime {
     /// A runtime keeping logs and the servers' home directories under `log_dir`
-    /// (created when the first process starts).
+    /// (created when the first process starts). First it ends whatever processes a
+    /// previous Berth on this directory left running: none may run twice.
     pub fn new(log_dir: PathBuf) -> Self {
+        // Children run inside their home directory, so a relative `HOME` would point
+        // somewhere else for them.
+        let log_dir = std::path::absolute(&log_dir).unwrap_or(log_dir);
+        let records = log_dir.join("run");
+        let killed = orphans::sweep(&records);
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                "ended processes of servers a previous Berth left running"
+            );
+        }
         Self {
-            // Children run inside their home directory, so a relative `HOME` would point
-            // somewhere else for them.
-            log_dir: std::path::absolute(&log_dir).unwrap_or(log_dir),
+            log_dir,
+            records,
+            uids: identity::switching_users().then(|| identity::UidPool::new(identity::UID_RANGE)),
             instances: Mutex::new(HashMap::new()),
         }
     }
@@ -139,6 +171,7 @@ impl ProcessRuntime {
             .map(|path| OsString::from(path.expose_secret()))
             .unwrap_or_else(inherited_path);
         let program = resolve_program(command, &path)?;
+        let user = self.uids.as_ref().map(|pool| pool.take()).transpose()?;
         Ok(Instance {
             server_id: spec.server_id,
             instance_id: format!("proc-{}", Uuid::new_v4()),
@@ -152,6 +185,8 @@ impl ProcessRuntime {
             transport: spec.transport,
             spec_hash: spec_hash(spec),
             home: self.log_dir.join("home").join(spec.server_id.to_string()),
+            user,
+            records: self.records.clone(),
             logs: Arc::new(LogBook::new(
                 self.log_dir.join(format!("{}.log", spec.server_id)),
             )),
@@ -289,6 +324,15 @@ impl ContainerRuntime for ProcessRuntime {
             instance.logs.file(),
         );
         Ok(())
+    }
+
+    async fn shutdown(&self, grace: Duration) {
+        let instances: Vec<_> = self.table().values().cloned().collect();
+        futures_util::future::join_all(instances.iter().map(|instance| async move {
+            let _lifecycle = instance.lifecycle.lock().await;
+            instance.stop(grace).await;
+        }))
+        .await;
     }
 
     async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError> {

@@ -164,6 +164,10 @@ fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
                 changed_keys.join(", ")
             )
         }
+        E::Upgraded {
+            from_version,
+            catalog_version,
+        } => format!("moved {s} from version {from_version} to version {catalog_version} of its catalog entry"),
         E::StartRequested => format!("requested start of {s}"),
         E::RestartPolicyChanged { restart_policy } => match restart_policy {
             RestartPolicy::Never => format!("set {s} never to restart after a failure"),
@@ -256,6 +260,7 @@ fn user(id: &str, event: &UserEvent, names: &mut Names) -> String {
     match event {
         UserEvent::Created { role, .. } => format!("created {u} with role {role}"),
         UserEvent::Disabled => format!("disabled {u}"),
+        UserEvent::Enabled => format!("enabled {u}"),
         UserEvent::KeyCreated {
             name,
             prefix,

@@ -24,6 +24,9 @@ const INSERT_USER: &str = "INSERT INTO users (id, name, role, created_at, update
 const DISABLE_USER: &str = "UPDATE users SET disabled = true, forgotten = forgotten OR $2, \
      updated_at = $3, position = $4 WHERE id = $1";
 
+const ENABLE_USER: &str =
+    "UPDATE users SET disabled = false, updated_at = $2, position = $3 WHERE id = $1";
+
 const INSERT_KEY: &str = "INSERT INTO api_keys \
      (id, user_id, name, prefix, hash, expires_at, created_at, position) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -60,6 +63,10 @@ impl IdentityProjector {
                 let statement = tx.prepare_cached(DISABLE_USER).await?;
                 tx.execute(&statement, &[&id, &forgotten, at, position])
                     .await?;
+            }
+            UserEvent::Enabled => {
+                let statement = tx.prepare_cached(ENABLE_USER).await?;
+                tx.execute(&statement, &[&id, at, position]).await?;
             }
             UserEvent::KeyCreated {
                 key_id,

@@ -148,6 +148,7 @@ impl ServerRow {
             deleted: false,
             owner: self.owner.clone(),
             catalog_id: Some(self.catalog_id),
+            catalog_version: u32::try_from(self.catalog_version).unwrap_or_default(),
             name: self.name.clone(),
             config: self.config.clone(),
             secrets: self
@@ -170,6 +171,7 @@ impl ServerRow {
 
     fn absorb(&mut self, server: Server) {
         self.owner = server.owner;
+        self.catalog_version = i64::from(server.catalog_version);
         self.name = server.name;
         self.config = server.config;
         self.secret_keys = server.secrets.into_keys().collect();

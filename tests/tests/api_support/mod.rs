@@ -153,6 +153,35 @@ impl TestApp {
         }
     }
 
+    /// Starts Berth driving servers as local processes, with timeouts short enough for
+    /// tests.
+    pub async fn spawn_with_processes() -> Self {
+        Self::spawn_with(|c| {
+            c.drive_runtime = true;
+            c.runtime = berth_api::runtime_setup::RuntimeChoice::Process;
+            c.process_manager.probe_timeout = Duration::from_secs(8);
+            c.process_manager.stop_grace = Duration::from_secs(2);
+            c.intervals.reconcile = Duration::from_millis(500);
+        })
+        .await
+    }
+
+    /// Waits (up to 60 s) until server `id` is in `state`, and returns it.
+    pub async fn until_state(&self, id: &str, state: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let server = self.get(&format!("/api/v1/servers/{id}")).await.json();
+            if server["state"] == state {
+                return server;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {state}: {server:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Stops Berth and starts it again on the same database and data directory.
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {
@@ -171,6 +200,11 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.stop().await.expect("stopping berth");
         }
+    }
+
+    /// Its data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// The admin token.
@@ -317,6 +351,46 @@ pub async fn feed_settled(db: &Database) {
             "events held back for 30 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A user made through the API, with its first key.
+pub struct Caller {
+    /// Its user id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its first API key.
+    pub key: String,
+    /// That key's id.
+    pub key_id: String,
+}
+
+/// Creates user `name` with `role` as the administrator, and a first key for it.
+pub async fn user(app: &TestApp, name: &str, role: &str) -> Caller {
+    let created = app
+        .post("/api/v1/users", &json!({"name": name, "role": role}))
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let key = app
+        .post(
+            &format!("/api/v1/users/{id}/keys"),
+            &json!({"name": "main"}),
+        )
+        .await;
+    assert_eq!(key.status, 201, "{key:?}");
+    let body = key.json();
+    let secret = body["key"].as_str().unwrap_or_default().to_string();
+    assert!(secret.starts_with(body["prefix"].as_str().unwrap_or("?")));
+    Caller {
+        id,
+        name: name.into(),
+        key: secret,
+        key_id: body["id"].as_str().unwrap_or_default().to_string(),
     }
 }
 

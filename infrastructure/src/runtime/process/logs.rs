@@ -206,9 +206,12 @@ async fn open_log_file(path: &Path) -> std::io::Result<tokio::fs::File> {
         aside.push(".1");
         tokio::fs::rename(path, aside).await?;
     }
+    // Readable by Berth's user only: a server's output may hold its secrets, and other
+    // servers run on the same host.
     tokio::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .await
 }

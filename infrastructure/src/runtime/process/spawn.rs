@@ -1,5 +1,6 @@
 //! Spawning a server's program: a resolved absolute path, no shell, its own process
-//! group, a cleared environment, and pumps for its output.
+//! group, its own user when Berth is root, death with Berth, a cleared environment, and
+//! pumps for its output.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -15,23 +16,14 @@ use tokio::process::Command;
 use tokio::sync::watch;
 
 use super::stdio::StdioChannel;
-use super::{logs, Exit, Instance, Run};
+use super::{identity, logs, orphans, Exit, Instance, Run};
 
 /// `PATH` for children when Berth itself has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 impl Instance {
     pub(super) async fn spawn(&self) -> Result<Run, RuntimeError> {
-        std::fs::create_dir_all(&self.home)
-            .and_then(|()| {
-                std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700))
-            })
-            .map_err(|error| {
-                RuntimeError::Failed(format!(
-                    "cannot prepare the home directory {}: {error}",
-                    self.home.display()
-                ))
-            })?;
+        self.prepare_home()?;
         let port = match self.transport {
             Transport::Http => Some(free_port()?),
             Transport::Stdio => None,
@@ -55,6 +47,16 @@ impl Instance {
             // After the configuration: Berth connects to this port, so it must win.
             command.env("PORT", port.to_string());
         }
+        if let Some(user) = &self.user {
+            // A user with no account: name it, for programs that ask who they are.
+            let name = format!("berth-{}", user.uid());
+            command
+                .uid(user.uid())
+                .gid(user.uid())
+                .env("USER", &name)
+                .env("LOGNAME", &name);
+        }
+        crate::child::die_with_parent(command.as_std_mut(), libc::SIGKILL);
         command
             .stdin(if port.is_none() {
                 Stdio::piped()
@@ -67,6 +69,15 @@ impl Instance {
             .kill_on_drop(true);
 
         let mut child = command.spawn().map_err(|error| match error.kind() {
+            std::io::ErrorKind::PermissionDenied if self.user.is_some() => {
+                RuntimeError::CommandUnavailable {
+                    command: self.program.display().to_string(),
+                    reason: format!(
+                        "{error}: server processes run as users of their own, and this one \
+                         may not run it (is it under a directory only root may enter?)"
+                    ),
+                }
+            }
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
                 RuntimeError::CommandUnavailable {
                     command: self.program.display().to_string(),
@@ -86,6 +97,16 @@ impl Instance {
                 RuntimeError::Failed("the process exited before it could be tracked".into())
             })?;
         tracing::info!(server_id = %self.server_id, pid = pid.as_raw(), program = %self.program.display(), "process started");
+        match orphans::GroupRecord::of(pid.as_raw()) {
+            Some(record) => {
+                if let Err(error) = orphans::write(&self.records, self.server_id, record) {
+                    tracing::warn!(server_id = %self.server_id, %error, "cannot record the process group; a crash of Berth could leave its helpers running");
+                }
+            }
+            None => {
+                tracing::debug!(server_id = %self.server_id, "the process ended before it was recorded")
+            }
+        }
 
         let log = self.logs.begin_run().await;
         let mut pumps = Vec::new();
@@ -104,6 +125,7 @@ impl Instance {
 
         let (exit_sender, exit) = watch::channel(None);
         let server_id = self.server_id;
+        let records = self.records.clone();
         tokio::spawn(async move {
             let code = match child.wait().await {
                 Ok(status) => exit_code(status),
@@ -119,6 +141,9 @@ impl Instance {
             if tokio::time::timeout(OUTPUT_DRAIN, drained).await.is_err() {
                 tracing::debug!(%server_id, "output still open after exit; not waiting longer");
             }
+            // The server is its process group: helpers its leader left behind end with it.
+            let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
+            orphans::remove(&records, server_id);
             tracing::info!(%server_id, ?code, "process exited");
             let _ = exit_sender.send(Some(Exit { code }));
         });
@@ -128,6 +153,33 @@ impl Instance {
             stdio,
             port,
         })
+    }
+}
+
+impl Instance {
+    /// The server's private home: mode 0700, its own user's when it has one, below
+    /// directories that user may search but not list.
+    fn prepare_home(&self) -> Result<(), RuntimeError> {
+        let failed = |error: std::io::Error| {
+            RuntimeError::Failed(format!(
+                "cannot prepare the home directory {}: {error}",
+                self.home.display()
+            ))
+        };
+        std::fs::create_dir_all(&self.home).map_err(failed)?;
+        std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700))
+            .map_err(failed)?;
+        if let Some(user) = &self.user {
+            // `<log_dir>/home/<id>`: the two levels above are Berth's own.
+            for dir in self.home.ancestors().skip(1).take(2) {
+                identity::make_searchable_only(dir)?;
+            }
+            if let Some(log_dir) = self.home.ancestors().nth(2) {
+                identity::check_reachable(log_dir)?;
+            }
+            identity::give_to(&self.home, user.uid())?;
+        }
+        Ok(())
     }
 }
 

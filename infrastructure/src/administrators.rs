@@ -1,0 +1,25 @@
+//! Who was made an administrator, as the event store says (a role is given when a user
+//! is created and never changes), so a check against locking everyone out never waits
+//! for a projection.
+
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+const ADMINISTRATORS: &str = "SELECT aggregate_id FROM events \
+     WHERE event_type = 'UserCreated' AND aggregate_type = 'user' \
+     AND payload->>'role' = 'admin'";
+
+/// The ids of every user created as an administrator, disabled or not.
+pub async fn administrator_ids<C: GenericClient>(client: &C) -> Result<Vec<Uuid>, StoreError> {
+    let statement = client.prepare_cached(ADMINISTRATORS).await?;
+    let rows = client.query(&statement, &[]).await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            id.parse()
+                .map_err(|_| StoreError::Malformed(format!("user id `{id}`")))
+        })
+        .collect()
+}
