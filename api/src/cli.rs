@@ -58,9 +58,18 @@ pub enum Command {
     /// Manages users.
     #[command(subcommand)]
     Users(UsersCommand),
-    /// Checks every event's hash chain and reports the first altered, missing or
-    /// unlinked event; exits non-zero if there is one.
-    Verify,
+    /// Checks every event's hash chain and holds the log to its signed checkpoints;
+    /// reports the first altered, missing, unlinked or truncated event and exits
+    /// non-zero if there is one.
+    Verify {
+        /// A checkpoint kept elsewhere (from `berth checkpoint` or an export) that the
+        /// log must still match; may be given more than once.
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
+    },
+    /// Signs the event log's head now and prints the checkpoint as JSON, to keep
+    /// somewhere the database cannot reach.
+    Checkpoint,
     /// Queries and exports the audit trail.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -240,7 +249,7 @@ mod tests {
         );
         assert!(matches!(
             Cli::try_parse_from(["berth", "verify"]).map(|c| c.command),
-            Ok(Command::Verify)
+            Ok(Command::Verify { .. })
         ));
         assert!(matches!(
             Cli::try_parse_from("berth keys rotate-master --new-key-file /k".split(' '))

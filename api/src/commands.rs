@@ -1,9 +1,13 @@
 //! What each `berth` subcommand does.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use berth_infrastructure::checkpoint::{
+    checkpoints, read_kept, verify_checkpoints, LogSigner, LATEST_CHECKPOINT_FILE, SIGNING_KEY_ENV,
+    SIGNING_KEY_FILE,
+};
 use berth_infrastructure::migrations;
 use berth_projections::{Projections, RebuildOptions, PROJECTION_NAMES};
 use secrecy::SecretString;
@@ -70,32 +74,111 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `berth verify`: checks every event's hash chain; an error names the first break.
-pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
-    let report = with_database(settings, async |database| {
+/// `berth verify [--anchor FILE]...`: checks every event's hash chain, then holds the
+/// log to its signed checkpoints (the stored ones, the newest one kept in the data
+/// directory, and each anchor a person kept elsewhere); an error names the first break.
+pub async fn verify(settings: &Settings, anchors: &[PathBuf]) -> anyhow::Result<()> {
+    let mut kept = Vec::new();
+    let latest = settings.data_dir.join(LATEST_CHECKPOINT_FILE);
+    for path in anchors.iter().chain(latest.exists().then_some(&latest)) {
+        kept.push(
+            read_kept(path).with_context(|| format!("reading the anchor {}", path.display()))?,
+        );
+    }
+    let signer = LogSigner::existing(&settings.data_dir).context("loading the log signing key")?;
+    let (chains, signed) = with_database(settings, async |database| {
         let pool = database
             .database()
             .pool(1)
             .context("creating the connection pool")?;
-        let report = berth_infrastructure::verify::verify(&pool).await;
+        let outcome = async {
+            let chains = berth_infrastructure::verify::verify(&pool)
+                .await
+                .context("reading the event log")?;
+            let mut all = checkpoints(&pool.get().await?).await?;
+            all.extend(kept);
+            let signed = match (&signer, all.is_empty()) {
+                (_, true) => None,
+                (Some(signer), false) => Some(verify_checkpoints(&pool, signer, all).await?),
+                (None, false) => anyhow::bail!(
+                    "there are {} signed checkpoints but no signing key to check them with: \
+                     set {SIGNING_KEY_ENV} or restore {}",
+                    all.len(),
+                    settings.data_dir.join(SIGNING_KEY_FILE).display()
+                ),
+            };
+            anyhow::Ok((chains, signed))
+        }
+        .await;
         pool.close();
-        report.context("reading the event log")
+        outcome
     })
     .await?;
-    match report.first_break {
-        None => {
-            println!(
-                "verified {} events in {} streams: every hash chain is intact",
-                report.events, report.streams
-            );
-            Ok(())
-        }
-        Some(found) => anyhow::bail!(
+    if let Some(found) = chains.first_break {
+        anyhow::bail!(
             "the hash chain breaks at {found} ({} events in {} streams checked)",
-            report.events,
-            report.streams
-        ),
+            chains.events,
+            chains.streams
+        );
     }
+    println!(
+        "verified {} events in {} streams: every hash chain is intact",
+        chains.events, chains.streams
+    );
+    match signed {
+        None => {
+            println!("no signed checkpoint yet: the log's tail is covered by its hash chains only")
+        }
+        Some(report) => {
+            if let Some(found) = report.first_break {
+                anyhow::bail!("the log does not match a signed checkpoint: {found}");
+            }
+            if let Some(newest) = &report.newest {
+                println!(
+                    "{} signed checkpoints hold; the newest covers {} events up to position {} \
+                     (signed {} by {}); {} events after it are covered by hash chains only",
+                    report.checked,
+                    newest.event_count,
+                    newest.position,
+                    newest.recorded_at,
+                    newest.key_id,
+                    report.events_after_newest
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `berth checkpoint`: signs the event log's head now, keeps it in the data directory
+/// and prints it as JSON (the newest one when nothing new was appended): a checkpoint a
+/// person can keep elsewhere and pass to `berth verify --anchor`.
+pub async fn checkpoint(settings: &Settings) -> anyhow::Result<()> {
+    let signer =
+        LogSigner::from_env_or_file(&settings.data_dir).context("loading the log signing key")?;
+    let newest = with_database(settings, async |database| {
+        let pool = database
+            .database()
+            .pool(1)
+            .context("creating the connection pool")?;
+        let outcome = async {
+            match crate::checkpoint_setup::record_and_keep(&pool, &signer, &settings.data_dir)
+                .await?
+            {
+                Some(recorded) => anyhow::Ok(Some(recorded)),
+                None => Ok(checkpoints(&pool.get().await?).await?.pop()),
+            }
+        }
+        .await;
+        pool.close();
+        outcome
+    })
+    .await?;
+    match newest {
+        Some(checkpoint) => println!("{}", serde_json::to_string_pretty(&checkpoint)?),
+        None => anyhow::bail!("the event log is empty: there is nothing to sign yet"),
+    }
+    Ok(())
 }
 
 /// `berth projections rebuild NAME`.

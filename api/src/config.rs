@@ -56,6 +56,8 @@ pub struct Settings {
     pub rate_limit_burst: u32,
     /// Seconds the tokens of `POST /api/v1/auth/token` live.
     pub token_ttl_secs: u64,
+    /// Seconds between signed checkpoints of the event log (one is also signed at stop).
+    pub checkpoint_interval_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -74,6 +76,7 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
             .finish()
     }
 }
@@ -94,6 +97,7 @@ impl Default for Settings {
             rate_limit_per_second: RateLimitOptions::default().per_second,
             rate_limit_burst: RateLimitOptions::default().burst,
             token_ttl_secs: crate::server::DEFAULT_TOKEN_TTL.as_secs(),
+            checkpoint_interval_secs: crate::server::DEFAULT_CHECKPOINT_INTERVAL.as_secs(),
         }
     }
 }
@@ -117,7 +121,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "runtime",
     "data_dir",
     "listen",
@@ -131,6 +135,7 @@ const ENV_KEYS: [&str; 13] = [
     "rate_limit_per_second",
     "rate_limit_burst",
     "token_ttl_secs",
+    "checkpoint_interval_secs",
 ];
 
 impl Settings {
@@ -168,6 +173,8 @@ impl Settings {
             burst: self.rate_limit_burst.max(1),
         };
         config.token_ttl = Duration::from_secs(self.token_ttl_secs.clamp(1, 24 * 3600));
+        config.checkpoint_interval =
+            Duration::from_secs(self.checkpoint_interval_secs.clamp(1, 24 * 3600));
         config
     }
 }

@@ -15,6 +15,7 @@ pub mod audit_file;
 pub mod auth;
 pub mod bootstrap;
 pub mod bulk_setup;
+pub mod checkpoint_setup;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -51,7 +51,8 @@ fn main() -> ExitCode {
             Command::Events(EventsCommand::Import(args)) => {
                 event_transfer::import(&settings, args).await
             }
-            Command::Verify => commands::verify(&settings).await,
+            Command::Verify { anchors } => commands::verify(&settings, anchors).await,
+            Command::Checkpoint => commands::checkpoint(&settings).await,
             Command::Audit(command) => audit_commands::run(&settings, command).await,
             Command::Replay(command) => replay_commands::run(&settings, command).await,
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {

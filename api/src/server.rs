@@ -27,6 +27,7 @@ use crate::app;
 use crate::auth::Authenticator;
 use crate::bootstrap;
 use crate::bulk_setup;
+use crate::checkpoint_setup;
 use crate::database::OpenDatabase;
 use crate::live::{LiveOptions, LiveStreams};
 use crate::metrics::Metrics;
@@ -37,6 +38,7 @@ use crate::state::AppState;
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
 use berth_application::runtime::ContainerRuntime;
+use berth_infrastructure::checkpoint::LogSigner;
 use berth_infrastructure::credentials::CredentialKeys;
 use berth_projections::wait_until_reached;
 
@@ -46,6 +48,9 @@ const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long tokens live unless configured: long enough for a session of work, short
 /// enough that a revoked key's tokens die soon.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How often the event log's head is signed unless configured otherwise.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long the first start waits for the administrator's key to become usable.
 const BOOTSTRAP_WAIT: Duration = Duration::from_secs(30);
@@ -84,6 +89,8 @@ pub struct ServeConfig {
     pub rate_limit: RateLimitOptions,
     /// How long the tokens of `POST /api/v1/auth/token` live.
     pub token_ttl: Duration,
+    /// How often the event log's head is signed (and once more at stop).
+    pub checkpoint_interval: Duration,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -103,6 +110,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("live", &self.live)
             .field("rate_limit", &self.rate_limit)
             .field("token_ttl", &self.token_ttl)
+            .field("checkpoint_interval", &self.checkpoint_interval)
             .finish()
     }
 }
@@ -125,6 +133,7 @@ impl ServeConfig {
             live: LiveOptions::default(),
             rate_limit: RateLimitOptions::default(),
             token_ttl: DEFAULT_TOKEN_TTL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 
@@ -322,6 +331,15 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         Arc::new(bulk_driver),
         db.clone(),
         pool.clone(),
+        shutdown_rx.clone(),
+    ));
+    let signer =
+        LogSigner::from_env_or_file(&config.data_dir).context("loading the log signing key")?;
+    projection_tasks.push(checkpoint_setup::spawn_checkpointer(
+        pool.clone(),
+        signer,
+        config.data_dir.clone(),
+        config.checkpoint_interval,
         shutdown_rx.clone(),
     ));
     if config.drive_runtime {

@@ -105,4 +105,14 @@ async fn a_restart_on_the_same_data_dir_finds_everything_it_had() {
     assert!(enabled["position"].as_i64().unwrap() > last);
     stop(berth);
     assert!(!dir.join("pg").join("postmaster.pid").exists());
+
+    // Each stop signed the log's head: the last event written is covered.
+    let kept: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("checkpoint.latest.json")).expect("a kept checkpoint"),
+    )
+    .expect("a checkpoint as JSON");
+    assert!(kept["position"].as_i64().unwrap() >= enabled["position"].as_i64().unwrap());
+    let said = cli_support::ok(&dir, &["verify"]);
+    assert!(said.contains("signed checkpoints hold"), "{said}");
+    assert!(said.contains("0 events after it"), "{said}");
 }

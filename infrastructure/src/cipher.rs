@@ -2,8 +2,7 @@
 //! to its owner, server and key name as associated data.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -18,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::Zeroizing;
+
+use crate::key_file;
 
 /// The environment variable holding the master key, base64 of 32 bytes.
 pub const MASTER_KEY_ENV: &str = "BERTH_MASTER_KEY";
@@ -105,88 +106,27 @@ impl MasterKey {
 
     /// Loads the key from `path`, creating it (32 random bytes, mode 0600) if absent.
     pub fn from_file(path: &Path) -> Result<Self, MasterKeyError> {
-        let io_err = |source| MasterKeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        match fs::metadata(path) {
-            Ok(meta) => {
-                if meta.len() != KEY_LEN as u64 {
-                    return Err(MasterKeyError::MalformedFile {
-                        path: path.to_owned(),
-                        len: meta.len(),
-                    });
-                }
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(
-                        path = %path.display(),
-                        mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                        "the master key file is readable by other users; chmod 600 it"
-                    );
-                }
-                let bytes = Zeroizing::new(fs::read(path).map_err(io_err)?);
-                let bytes: [u8; KEY_LEN] =
-                    bytes
-                        .as_slice()
-                        .try_into()
-                        .map_err(|_| MasterKeyError::MalformedFile {
-                            path: path.to_owned(),
-                            len: bytes.len() as u64,
-                        })?;
-                Ok(Self::from_bytes(bytes))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::create_file(path),
-            Err(e) => Err(io_err(e)),
+        let (bytes, created) = key_file::load_or_create(path).map_err(|e| match e {
+            key_file::KeyFileError::WrongLength(len) => MasterKeyError::MalformedFile {
+                path: path.to_owned(),
+                len,
+            },
+            key_file::KeyFileError::Io(source) => MasterKeyError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let key = Self::from_bytes(*bytes);
+        if created {
+            tracing::info!(path = %path.display(), key_id = %key.id, "created a new master key");
         }
-    }
-
-    /// Writes a new key to a private temporary file and links it into place, so a
-    /// crash never leaves a truncated key and two processes racing agree on one key.
-    fn create_file(path: &Path) -> Result<Self, MasterKeyError> {
-        let io_err = |source| MasterKeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_err)?;
-        }
-        let key = Self::generate();
-        let tmp = path.with_extension(format!("key.tmp-{}", std::process::id()));
-        let written = (|| {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(key.bytes.as_slice())?;
-            file.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(io_err(e));
-        }
-        let linked = fs::hard_link(&tmp, path);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {
-                tracing::info!(path = %path.display(), key_id = %key.id, "created a new master key");
-                Ok(key)
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Self::from_file(path),
-            Err(e) => Err(io_err(e)),
-        }
+        Ok(key)
     }
 
     /// Writes the key to a new file at `path` (mode 0600, synced); refuses to
     /// overwrite an existing file.
     pub fn write_new_file(&self, path: &Path) -> io::Result<()> {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(self.bytes.as_slice())?;
-        file.sync_all()
+        key_file::write_new(path, self.bytes.as_slice())
     }
 
     /// The retired master keys kept in `data_dir` as `master.key.retired-<id>` by
@@ -378,6 +318,8 @@ impl SecretCipher for MasterKeyCipher {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn cipher() -> MasterKeyCipher {

@@ -3,6 +3,7 @@
 
 pub mod administrators;
 pub mod announce;
+pub mod checkpoint;
 pub mod child;
 pub mod cipher;
 pub mod credentials;
@@ -14,6 +15,7 @@ pub mod event_store;
 pub mod feed;
 pub mod follower;
 pub mod group_commit;
+pub mod key_file;
 pub mod key_store;
 pub mod live;
 pub mod mcp;

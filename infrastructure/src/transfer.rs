@@ -31,4 +31,4 @@ pub use error::TransferError;
 pub use export::{export_events, ExportReport};
 pub use import::{import_events, ImportOptions, ImportReport};
 pub use keys::{export_data_keys, DataKeyLine, DataKeys};
-pub use line::EventLine;
+pub use line::{CheckpointLine, EventLine};

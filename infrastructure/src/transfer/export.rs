@@ -5,7 +5,8 @@ use serde_json::value::RawValue;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_postgres::{IsolationLevel, Row};
 
-use super::{EventLine, TransferError};
+use super::{CheckpointLine, EventLine, TransferError};
+use crate::checkpoint::checkpoints;
 use crate::feed::{self, parse_xid, Checkpoint};
 use crate::StoreError;
 
@@ -38,6 +39,8 @@ pub struct ExportReport {
     /// The position of the last one (`None` when there was none): the cursor for a
     /// later `--after`.
     pub last_position: Option<i64>,
+    /// Signed checkpoints written after the events.
+    pub checkpoints: u64,
 }
 
 /// Writes every event after global position `after` (in feed order, as `after=` cursors
@@ -60,10 +63,12 @@ pub async fn export_events<W: AsyncWrite + Unpin>(
         .start()
         .await?;
     let statement = tx.prepare_cached(EXPORT_AFTER).await?;
-    let mut at = feed::checkpoint_at_position(&tx, after).await?;
+    let start = feed::checkpoint_at_position(&tx, after).await?;
+    let mut at = start;
     let mut report = ExportReport {
         events: 0,
         last_position: None,
+        checkpoints: 0,
     };
     let mut buffer = Vec::with_capacity(FLUSH_AT + 64 * 1024);
     loop {
@@ -89,6 +94,17 @@ pub async fn export_events<W: AsyncWrite + Unpin>(
         if i64::try_from(rows.len()).unwrap_or(i64::MAX) < BATCH {
             break;
         }
+    }
+    // The signed checkpoints of what was exported, after the events they cover, so
+    // whoever holds the public key can hold the file to them.
+    let signed = checkpoints(&tx)
+        .await
+        .map_err(|e| StoreError::Malformed(e.to_string()))?;
+    for checkpoint in signed.into_iter().filter(|c| c.checkpoint() > start) {
+        serde_json::to_writer(&mut buffer, &CheckpointLine { checkpoint })
+            .map_err(|e| StoreError::Malformed(format!("a checkpoint: {e}")))?;
+        buffer.push(b'\n');
+        report.checkpoints += 1;
     }
     out.write_all(&buffer).await.map_err(TransferError::Write)?;
     out.flush().await.map_err(TransferError::Write)?;

@@ -4,7 +4,7 @@
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-use super::line::ValidLine;
+use super::line::{ValidLine, CHECKPOINT_LINE_START};
 use super::{DataKeys, TransferError};
 
 /// Lines sent per statement.
@@ -241,23 +241,29 @@ impl<R: AsyncBufRead + Unpin> Lines<R> {
         }
     }
 
-    /// The next event, or `None` at the end of the input.
+    /// The next event, or `None` at the end of the input. Checkpoint lines are passed
+    /// over.
     async fn next(&mut self) -> Result<Option<ValidLine>, TransferError> {
-        self.buffer.clear();
-        self.number += 1;
-        let read = self
-            .input
-            .read_line(&mut self.buffer)
-            .await
-            .map_err(|source| TransferError::Read {
-                line: self.number,
-                source,
-            })?;
-        if read == 0 {
-            return Ok(None);
+        loop {
+            self.buffer.clear();
+            self.number += 1;
+            let read = self
+                .input
+                .read_line(&mut self.buffer)
+                .await
+                .map_err(|source| TransferError::Read {
+                    line: self.number,
+                    source,
+                })?;
+            if read == 0 {
+                return Ok(None);
+            }
+            let text = self.buffer.strip_suffix('\n').unwrap_or(&self.buffer);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if text.starts_with(CHECKPOINT_LINE_START) {
+                continue;
+            }
+            return ValidLine::parse(self.number, text).map(Some);
         }
-        let text = self.buffer.strip_suffix('\n').unwrap_or(&self.buffer);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        ValidLine::parse(self.number, text).map(Some)
     }
 }

@@ -40,6 +40,18 @@ pub struct EventLine {
     pub hash: String,
 }
 
+/// A signed checkpoint carried by an export, on a line of its own after the events:
+/// `{"checkpoint": {...}}`. Import passes over it: the store it goes into signs its own.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointLine {
+    /// The checkpoint.
+    pub checkpoint: crate::checkpoint::SignedCheckpoint,
+}
+
+/// How a checkpoint line starts, as the export writes it.
+pub(super) const CHECKPOINT_LINE_START: &str = "{\"checkpoint\":";
+
 /// A line that passed validation, ready to insert.
 #[derive(Debug)]
 pub(super) struct ValidLine {
