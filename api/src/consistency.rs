@@ -11,7 +11,8 @@ use crate::problem::ApiError;
 pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Returns once `projection` has reached `min_position` (at once when absent), or a
-/// 503 with `Retry-After` when it has not within [`MAX_WAIT`].
+/// 503 with `Retry-After` when it has not within [`MAX_WAIT`]. A position beyond the
+/// newest event is a 422 at once: no write answered it, so waiting could only time out.
 pub async fn await_position(
     pool: &Pool,
     projection: &str,
@@ -25,6 +26,16 @@ pub async fn await_position(
     }
     if position == 0 {
         return Ok(());
+    }
+    let head = {
+        let client = pool.get().await?;
+        berth_infrastructure::feed::head_position(&client).await?
+    };
+    if position > head {
+        return Err(ApiError::invalid_field(
+            "min_position",
+            format!("is beyond the newest event of the log (position {head})"),
+        ));
     }
     if berth_projections::wait_until_reached(pool, projection, position, MAX_WAIT).await? {
         Ok(())

@@ -39,7 +39,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-/// A JSON request body that may be left out: no body at all means `T::default()`.
+/// A JSON request body that may be left out: no body at all (or `null`) means
+/// `T::default()`.
 #[derive(Debug)]
 pub struct OptionalJsonBody<T>(pub T);
 
@@ -51,7 +52,8 @@ impl<T: DeserializeOwned + Default + 'static> FromRequest for OptionalJsonBody<T
         let body = read_body(req, payload);
         Box::pin(async move {
             let body = body.await?;
-            if body.is_empty() {
+            let text = body.trim_ascii();
+            if text.is_empty() || text == b"null" {
                 return Ok(OptionalJsonBody(T::default()));
             }
             parse_json(&body).map(OptionalJsonBody)
@@ -121,24 +123,37 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             errors: Vec::new(),
         });
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let mut document: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+            detail: format!("the request body is not valid JSON: {e}"),
+            errors: Vec::new(),
+        })?;
+    whole_numbers_as_integers(&mut document);
+    let value = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::BadRequest {
-                detail: format!("the request body is not valid JSON: {inner}"),
-                errors: Vec::new(),
-            }
-        } else {
-            field_error(&path, &strip_position(&inner.to_string()))
-        }
-    })?;
-    de.end().map_err(|e| ApiError::BadRequest {
-        detail: format!("the request body is not valid JSON: {e}"),
-        errors: Vec::new(),
+        field_error(&path, &strip_position(&e.into_inner().to_string()))
     })?;
     Ok(value)
+}
+
+/// Writes every number with no fractional part (`80.0`, `1e3`) as an integer: JSON does
+/// not tell them apart, and neither does JSON Schema's `integer`, so a count sent as
+/// `80.0` means 80.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !(n.is_i64() || n.is_u64()) => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15) {
+                // Exact: whole and below 2^53.
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = f as i64;
+                *value = Value::from(whole);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(map) => map.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
+    }
 }
 
 /// The deepest nesting of `[` and `{` in `bytes`, outside strings. Not a validator:

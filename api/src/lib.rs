@@ -30,6 +30,7 @@ pub mod live;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod openapi_rules;
 pub mod owner_only_file;
 pub mod pagination;
 pub mod predefined;

@@ -91,6 +91,11 @@ answers `403`."
         identity::issue_token,
         identity::me,
     ),
+    components(schemas(
+        crate::audit_file::ExportFormat,
+        crate::dto::catalog::CatalogKindDto,
+        crate::routes::servers::ServerStateDto,
+    )),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
@@ -117,10 +122,17 @@ pub struct ApiDoc;
     )
 )]
 pub async fn document() -> Result<HttpResponse, ApiError> {
-    let json = ApiDoc::openapi().to_json().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(json))
+        .body(document_json()?.to_string()))
+}
+
+/// The whole document as JSON: what the handlers declare, completed with the rules
+/// every route shares (see [`crate::openapi_rules`]).
+pub fn document_json() -> Result<serde_json::Value, ApiError> {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).map_err(ApiError::internal)?;
+    crate::openapi_rules::complete(&mut document);
+    Ok(document)
 }
 
 #[cfg(test)]

@@ -1,8 +1,28 @@
 //! `page` and `page_size` query parameters, checked once for every list.
 
 use berth_projections::PageRequest;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::problem::{ApiError, ProblemField};
+
+/// The query of a list that takes nothing but a page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Page number, from 1.
+    pub page: Option<i64>,
+    /// Items per page, 1 to 500 (default 50).
+    pub page_size: Option<i64>,
+}
+
+impl PageQuery {
+    /// The page asked for, checked.
+    pub fn request(&self) -> Result<PageRequest, ApiError> {
+        page_request(self.page, self.page_size)
+    }
+}
 
 /// Items per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
@@ -32,6 +52,29 @@ pub fn page_request(page: Option<i64>, page_size: Option<i64>) -> Result<PageReq
     } else {
         Err(ApiError::Invalid(errors))
     }
+}
+
+/// Every item of a paged list, read a page of [`MAX_PAGE_SIZE`] at a time (for the
+/// command line, which prints whole lists).
+pub async fn every_item<T, E, Fut>(mut read: impl FnMut(PageRequest) -> Fut) -> Result<Vec<T>, E>
+where
+    Fut: std::future::Future<Output = Result<berth_projections::Page<T>, E>>,
+{
+    let mut items = Vec::new();
+    for page in 1.. {
+        let read = read(PageRequest {
+            page,
+            page_size: MAX_PAGE_SIZE,
+        })
+        .await?;
+        let done = read.items.len() < usize::try_from(MAX_PAGE_SIZE).unwrap_or(usize::MAX)
+            || page.saturating_mul(MAX_PAGE_SIZE) >= read.total;
+        items.extend(read.items);
+        if done {
+            break;
+        }
+    }
+    Ok(items)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::commands::with_database;
 use crate::config::Settings;
 use crate::database::OpenDatabase;
+use crate::pagination::every_item;
 use crate::state::Bus;
 
 /// The master key and the retired ones in `data_dir` (or `BERTH_MASTER_KEY`).
@@ -122,7 +123,7 @@ pub async fn list(settings: &Settings) -> anyhow::Result<()> {
     run(settings, async |cli| {
         cli.catch_up().await?;
         let client = cli.pool.get().await?;
-        let users = list_users(&client).await?;
+        let users = every_item(|page| list_users(&client, page)).await?;
         println!("{:<36}  {:<24}  {:<8}  STATE", "ID", "NAME", "ROLE");
         for u in users {
             let state = match (u.forgotten, u.disabled) {
@@ -195,7 +196,7 @@ pub async fn list_keys(settings: &Settings, user: &str) -> anyhow::Result<()> {
     run(settings, async |cli| {
         cli.catch_up().await?;
         let client = cli.pool.get().await?;
-        let keys = list_api_keys(&client, user_id(user)).await?;
+        let keys = every_item(|page| list_api_keys(&client, user_id(user), page)).await?;
         println!("{:<36}  {:<14}  {:<20}  STATE", "ID", "PREFIX", "NAME");
         for k in keys {
             let state = match (k.revoked_at, k.expires_at) {

@@ -299,12 +299,46 @@ async fn min_position_reads_your_writes_and_gives_up_after_five_seconds() {
         .await;
     after.expect_problem(404);
 
+    // A position no write answered: refused at once, naming the parameter.
     let far = app.head().await + 1_000_000;
     let started = Instant::now();
-    let late = app
+    let beyond = app
         .get(&format!("/api/v1/servers?min_position={far}"))
         .await;
+    beyond.expect_problem(422);
+    assert_eq!(beyond.problem_fields(), vec!["min_position"]);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // A read model that cannot catch up (its checkpoint row is held by another
+    // transaction): the query waits 5 s, then answers 503 with Retry-After.
+    let mut sql = app.sql().await;
+    let held = sql.transaction().await.expect("a transaction");
+    held.execute(
+        "SELECT 1 FROM subscription_checkpoints WHERE name = 'servers' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("holding the servers projection's checkpoint");
+    let written = app
+        .post(
+            "/api/v1/servers",
+            &server_body(
+                &app.register_fixture("ryw-late").await.id(),
+                "late",
+                "t0ken-value",
+            ),
+        )
+        .await;
+    written.expect(201);
+    let started = Instant::now();
+    let late = app
+        .get(&format!(
+            "/api/v1/servers?min_position={}",
+            written.position()
+        ))
+        .await;
     let waited = started.elapsed();
+    held.rollback().await.expect("letting the projection go");
     late.expect_problem(503);
     assert!(late.header("retry-after").is_some(), "{late}");
     assert!(

@@ -928,8 +928,7 @@ async fn the_bootstrap_key_is_an_admin_key_and_revoking_it_survives_a_restart() 
         .send(Method::GET, "/api/v1/users", None, Some(&second_key), &[])
         .await;
     assert_eq!(answer.status, 200);
-    let unique: Vec<Uuid> = answer
-        .json()
+    let unique: Vec<Uuid> = answer.json()["items"]
         .as_array()
         .map(|a| {
             a.iter()

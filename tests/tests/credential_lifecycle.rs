@@ -175,7 +175,7 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active() {
             .send(Method::GET, "/api/v1/users", None, Some(&a.key), &[])
             .await
             .json();
-        let others: Vec<String> = users
+        let others: Vec<String> = users["items"]
             .as_array()
             .cloned()
             .unwrap_or_default()

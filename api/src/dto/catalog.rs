@@ -59,6 +59,7 @@ pub enum RuntimeSpecDto {
         command: Vec<String>,
         /// The port an `http` server listens on inside the container.
         #[serde(default)]
+        #[schema(minimum = 1, maximum = 65535)]
         port: Option<u16>,
     },
     /// A local command run by the process runtime (no shell is involved).

@@ -41,6 +41,7 @@ pub enum RestartPolicyBody {
     /// Restart it, with a growing pause, at most `max_retries` (1–100) times in a row.
     OnFailure {
         /// Automatic restarts allowed in a row.
+        #[schema(minimum = 1, maximum = 100)]
         max_retries: u32,
     },
 }

@@ -45,7 +45,11 @@ pub struct StreamQuery {
 }
 
 /// The position to resume after: the `Last-Event-ID` header when present, else `after`.
+/// A malformed `after` is refused even when the header wins.
 pub fn resume_position(headers: &HeaderMap, after: Option<i64>) -> Result<i64, ApiError> {
+    if after.is_some_and(|after| after < 0) {
+        return Err(ApiError::invalid_field("after", "must be 0 or more"));
+    }
     if let Some(value) = headers.get(LAST_EVENT_ID) {
         return value
             .to_str()
@@ -59,11 +63,7 @@ pub fn resume_position(headers: &HeaderMap, after: Option<i64>) -> Result<i64, A
                 )
             });
     }
-    match after {
-        Some(after) if after < 0 => Err(ApiError::invalid_field("after", "must be 0 or more")),
-        Some(after) => Ok(after),
-        None => Ok(0),
-    }
+    Ok(after.unwrap_or(0))
 }
 
 /// Opens a live subscription for `principal` from `after` with the query's filters.

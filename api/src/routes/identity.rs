@@ -11,7 +11,7 @@ use berth_domain::user::Role;
 use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::credentials::{TokenClaims, TOKEN_ISSUER};
 use berth_projections::identity::{get_api_key, get_user, list_api_keys, list_users};
-use berth_projections::{ApiKeyView, UserView};
+use berth_projections::{ApiKeyView, Page, UserView};
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ use uuid::Uuid;
 use crate::auth::{CommandContext, Credential, Principal};
 use crate::consistency::await_position;
 use crate::dto::command::CommandAccepted;
-use crate::extract::JsonBody;
+use crate::extract::{ApiQuery, JsonBody};
+use crate::pagination::PageQuery;
 use crate::problem::{ApiError, Problem};
 use crate::routes::committed_position;
 use crate::state::AppState;
@@ -160,13 +161,15 @@ pub async fn create_user(
     }))
 }
 
-/// Lists every user.
+/// Lists the users, by name, a page at a time.
 #[utoipa::path(
     get,
     path = "/api/v1/users",
     tag = "identity",
+    params(PageQuery),
     responses(
-        (status = 200, description = "Every user, by name", body = Vec<UserView>),
+        (status = 200, description = "A page of users, by name", body = Page<UserView>),
+        (status = 422, description = "`page` or `page_size` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only administrators list users", body = Problem, content_type = "application/problem+json"),
     )
@@ -175,10 +178,12 @@ pub async fn create_user(
 pub async fn list(
     state: web::Data<AppState>,
     principal: Principal,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Admin, "listing users")?;
+    let page = query.request()?;
     let client = state.pool.get().await?;
-    Ok(HttpResponse::Ok().json(list_users(&client).await?))
+    Ok(HttpResponse::Ok().json(list_users(&client, page).await?))
 }
 
 /// Disables a user: its keys stop working at once, its tokens when they expire.
@@ -288,9 +293,10 @@ pub async fn create_key(
     get,
     path = "/api/v1/users/{id}/keys",
     tag = "identity",
-    params(("id" = Uuid, Path, description = "The user's id")),
+    params(("id" = Uuid, Path, description = "The user's id"), PageQuery),
     responses(
-        (status = 200, description = "The user's keys, oldest first", body = Vec<ApiKeyView>),
+        (status = 200, description = "A page of the user's keys, oldest first", body = Page<ApiKeyView>),
+        (status = 422, description = "`page` or `page_size` out of range", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user (or another user, for non-administrators)", body = Problem, content_type = "application/problem+json"),
     )
@@ -300,14 +306,16 @@ pub async fn list_keys(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_self_or_admin(&principal, id)?;
+    let page = query.request()?;
     let client = state.pool.get().await?;
     if get_user(&client, id).await?.is_none() {
         return Err(ApiError::NotFound("no user has this id".into()));
     }
-    Ok(HttpResponse::Ok().json(list_api_keys(&client, id).await?))
+    Ok(HttpResponse::Ok().json(list_api_keys(&client, id, page).await?))
 }
 
 /// Revokes an API key (administrators any key, users their own).

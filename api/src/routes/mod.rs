@@ -178,19 +178,31 @@ pub fn resources(endpoints: Vec<Endpoint>) -> Vec<Resource> {
     paths
         .into_iter()
         .map(|path| {
-            endpoints
+            let methods: Vec<&Endpoint> = endpoints.iter().filter(|e| e.path == path).collect();
+            let allow = methods
                 .iter()
-                .filter(|e| e.path == path)
+                .map(|e| e.method.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            methods
+                .iter()
                 .fold(web::resource(path), |resource, e| {
                     resource.route((e.route)().method(e.method.clone()))
                 })
-                .default_service(web::to(method_not_allowed))
+                .default_service(web::to(move |req: HttpRequest| {
+                    let allow = allow.clone();
+                    async move { method_not_allowed(req, allow) }
+                }))
         })
         .collect()
 }
 
-async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed(req.method().to_string()))
+/// A 405 listing, in `Allow`, the methods the resource answers (RFC 9110).
+fn method_not_allowed(req: HttpRequest, allow: String) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        allow,
+    })
 }
 
 /// Answers paths no route matches.

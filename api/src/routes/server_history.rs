@@ -6,27 +6,14 @@ use berth_domain::server::Server;
 use berth_projections::servers::{server_history, HistoryEntry};
 use berth_projections::Page;
 use cqrs_es::Aggregate;
-use serde::Deserialize;
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::access::ensure_visible;
 use crate::auth::Principal;
 use crate::extract::ApiQuery;
-use crate::pagination::page_request;
+use crate::pagination::{page_request, PageQuery};
 use crate::problem::{ApiError, Problem};
 use crate::state::AppState;
-
-/// Query parameters of `GET /api/v1/servers/{id}/history`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryQuery {
-    /// Page number, from 1.
-    pub page: Option<i64>,
-    /// Items per page, 1 to 500 (default 50).
-    pub page_size: Option<i64>,
-}
 
 /// Lists every event of one server, oldest first (a deleted server's included), each
 /// with its position, sequence, time, actor, type and what it changed:
@@ -38,7 +25,7 @@ pub struct HistoryQuery {
     get,
     path = "/api/v1/servers/{id}/history",
     tag = "servers",
-    params(("id" = Uuid, Path, description = "The server's id"), HistoryQuery),
+    params(("id" = Uuid, Path, description = "The server's id"), PageQuery),
     responses(
         (status = 200, description = "A page of the server's changes, oldest first", body = Page<HistoryEntry>),
         (status = 400, description = "Malformed parameter", body = Problem, content_type = "application/problem+json"),
@@ -52,7 +39,7 @@ pub async fn history(
     state: web::Data<AppState>,
     principal: Principal,
     id: web::Path<Uuid>,
-    ApiQuery(query): ApiQuery<HistoryQuery>,
+    ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let page = page_request(query.page, query.page_size)?;

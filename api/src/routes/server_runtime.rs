@@ -88,8 +88,10 @@ pub async fn test(
 /// `GET /servers/{id}/logs` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// How many of the last lines (default 100, at most 10000).
+    #[param(maximum = 10000)]
     pub tail: Option<usize>,
     /// Keep the connection open and stream new lines as server-sent events.
     pub follow: Option<bool>,
@@ -105,7 +107,8 @@ const MAX_TAIL: usize = 10_000;
     tag = "servers",
     params(("id" = Uuid, Path, description = "The server's id"), LogsQuery),
     responses(
-        (status = 200, description = "Lines of output (`text/plain`, or `text/event-stream` with `follow=true`)", body = String, content_type = "text/plain"),
+        (status = 200, description = "Lines of output (`text/plain`, or `text/event-stream` with `follow=true`)",
+            content((String = "text/plain"), (String = "text/event-stream"))),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`tail` out of range", body = Problem, content_type = "application/problem+json"),

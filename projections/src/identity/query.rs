@@ -8,6 +8,8 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::page::{Filters, ListQuery, Page, PageRequest};
+
 /// A user as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserView {
@@ -97,16 +99,26 @@ fn key_view(row: &Row) -> Result<ApiKeyView, StoreError> {
     })
 }
 
-/// Every user, by name.
-pub async fn list_users(client: &impl GenericClient) -> Result<Vec<UserView>, StoreError> {
-    let sql = format!("SELECT {USER_COLUMNS} FROM users ORDER BY name");
-    let statement = client.prepare_cached(&sql).await?;
-    client
-        .query(&statement, &[])
-        .await?
-        .iter()
-        .map(user_view)
-        .collect()
+const USERS: ListQuery = ListQuery {
+    columns: USER_COLUMNS,
+    from: "users",
+    order: "name, id",
+};
+
+const KEYS: ListQuery = ListQuery {
+    columns: KEY_COLUMNS,
+    from: "api_keys",
+    order: "created_at, id",
+};
+
+/// A page of the users, by name.
+pub async fn list_users(
+    client: &impl GenericClient,
+    page: PageRequest,
+) -> Result<Page<UserView>, StoreError> {
+    USERS
+        .run(client, &Filters::default(), page, user_view)
+        .await
 }
 
 /// One user.
@@ -124,20 +136,15 @@ pub async fn get_user(
         .transpose()
 }
 
-/// A user's keys, oldest first.
+/// A page of a user's keys, oldest first.
 pub async fn list_api_keys(
     client: &impl GenericClient,
     user_id: Uuid,
-) -> Result<Vec<ApiKeyView>, StoreError> {
-    let sql =
-        format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY created_at, id");
-    let statement = client.prepare_cached(&sql).await?;
-    client
-        .query(&statement, &[&user_id])
-        .await?
-        .iter()
-        .map(key_view)
-        .collect()
+    page: PageRequest,
+) -> Result<Page<ApiKeyView>, StoreError> {
+    let mut filters = Filters::default();
+    filters.push("user_id = $?", Some(user_id));
+    KEYS.run(client, &filters, page, key_view).await
 }
 
 /// One key.

@@ -228,7 +228,9 @@ async fn rebuilds_beside_writers_and_readers_lose_nothing_and_match_a_cold_rebui
                     list_catalog(&client, &CatalogFilter::default(), page(1, 20))
                         .await
                         .expect("catalog list while rebuilding");
-                    list_users(&client).await.expect("users while rebuilding");
+                    list_users(&client, page(1, 20))
+                        .await
+                        .expect("users while rebuilding");
                     for (i, name) in PROJECTION_NAMES.iter().enumerate() {
                         let at = checkpoint_of(&client, name).await.expect("checkpoint");
                         // Feed order, not position order: a later transaction may hold
