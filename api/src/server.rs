@@ -322,6 +322,10 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let mut projection_tasks =
         Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
     projection_tasks.push(live_task);
+    projection_tasks.push(crate::live::memory::spawn_release_after_closing(
+        live.clone(),
+        shutdown_rx.clone(),
+    ));
     let bulk_driver = BulkDriver::new(
         bus.clone(),
         PostgresEventRepository::new(pool.clone()),

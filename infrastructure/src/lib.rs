@@ -19,6 +19,7 @@ pub mod key_file;
 pub mod key_store;
 pub mod live;
 pub mod mcp;
+pub mod memory;
 pub mod migrations;
 pub mod notify;
 pub mod ownership;

@@ -42,8 +42,26 @@ async fn schemathesis_finds_the_document_true_with_every_check() {
         .await
         .expect(201);
 
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis/schemathesis.toml");
     let seed = std::env::var("BERTH_SCHEMATHESIS_SEED").unwrap_or_else(|_| DEFAULT_SEED.into());
+    let mut output = run_schemathesis(&st, &app, &seed).await;
+    if tool_crashed(&output.stdout) {
+        // CPython 3.11 can fail inside `ast` while hypothesis describes a generator
+        // ("AST constructor recursion depth mismatch"): the tool broke, nothing was found.
+        eprintln!("schemathesis crashed inside Python; running it once more");
+        output = run_schemathesis(&st, &app, &seed).await;
+    }
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found the document untrue (seed {seed}):\n{said}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(said.contains("passed"), "{said}");
+    app.stop().await;
+}
+
+async fn run_schemathesis(st: &Path, app: &TestApp, seed: &str) -> std::process::Output {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis/schemathesis.toml");
     let mut command = tokio::process::Command::new(st);
     command
         .arg("--config-file")
@@ -59,20 +77,18 @@ async fn schemathesis_finds_the_document_true_with_every_check() {
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--exclude-path", "/api/v1/events/ws"])
         .args(["--max-examples", "20", "--workers", "2"])
-        .args(["--request-timeout", "2", "--seed", &seed])
+        .args(["--request-timeout", "2", "--seed", seed])
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    let output = tokio::time::timeout(RUN_LIMIT, command.output())
+    tokio::time::timeout(RUN_LIMIT, command.output())
         .await
         .unwrap_or_else(|_| panic!("schemathesis ran longer than {RUN_LIMIT:?}"))
-        .expect("running schemathesis");
-    let said = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "schemathesis found the document untrue (seed {seed}):\n{said}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(said.contains("passed"), "{said}");
-    app.stop().await;
+        .expect("running schemathesis")
+}
+
+/// Whether the run ended on an error inside the tool's own Python rather than a finding.
+fn tool_crashed(stdout: &[u8]) -> bool {
+    let said = String::from_utf8_lossy(stdout);
+    said.contains("AST constructor recursion depth mismatch") && !said.contains("= FAILURES =")
 }

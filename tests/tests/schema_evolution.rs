@@ -73,9 +73,10 @@ async fn a_version_1_key_event_loads_projects_and_stays_usable() {
 
     // Projected: the identity read model lists the key with its v1 digest.
     let keys = eventually(&app, &format!("/api/v1/users/{user}/keys"), |k| {
-        k.as_array().is_some_and(|a| !a.is_empty())
+        k["items"].as_array().is_some_and(|a| !a.is_empty())
     })
-    .await;
+    .await["items"]
+        .clone();
     assert_eq!(keys[0]["id"], key_id);
     assert_eq!(keys[0]["prefix"], "berth_4f9c2a1b");
     assert_eq!(keys[0]["name"], "deploy");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use berth_infrastructure::live::{EventFanout, FanoutOptions};
 
+pub mod memory;
 pub mod subscription;
 pub mod visibility;
 

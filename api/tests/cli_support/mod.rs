@@ -198,6 +198,16 @@ impl Serve {
         self.json(reqwest::Method::POST, path, body).await
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     /// SIGKILL, as a crash would: nothing of Berth's own shutdown runs.
     pub fn kill(mut self) {
         let _ = self.child.kill();
