@@ -314,6 +314,20 @@ async fn create_is_idempotent_and_locks_the_container_down() {
         .iter()
         .any(|opt| opt.starts_with("no-new-privileges")));
     assert!(host.tmpfs.unwrap().contains_key("/tmp"));
+    // Whoever wrote the entry (operators may): nothing of the host reaches in.
+    assert!(host.binds.unwrap_or_default().is_empty(), "no host mounts");
+    assert!(host.mounts.unwrap_or_default().is_empty(), "no mounts");
+    assert!(host.devices.unwrap_or_default().is_empty(), "no devices");
+    assert_ne!(
+        host.network_mode.as_deref(),
+        Some("host"),
+        "no host network"
+    );
+    assert_ne!(host.pid_mode.as_deref(), Some("host"), "no host processes");
+    assert!(
+        host.cap_add.unwrap_or_default().is_empty(),
+        "no capability added"
+    );
     assert_eq!(
         host.restart_policy
             .and_then(|policy| policy.name)

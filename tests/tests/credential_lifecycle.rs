@@ -232,3 +232,29 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_stream_ends_when_its_token_expires() {
+    let app = TestApp::spawn_with(|c| c.token_ttl = Duration::from_secs(2)).await;
+    let token = app
+        .send(Method::POST, "/api/v1/auth/token", None, None, &[])
+        .await
+        .json()["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let opened = Instant::now();
+    let endpoint = Endpoint {
+        base: app.url(""),
+        token,
+    };
+    let mut sse = SseClient::open(&stream_client(), &endpoint, "", None).await;
+    let (kind, data, took) = sse_end(&mut sse, opened).await;
+    assert_eq!(kind, "revoked", "{data}");
+    assert!(data.contains("expired"), "{data}");
+    assert!(
+        took < Duration::from_secs(4),
+        "the stream outlived its token: {took:?}"
+    );
+    app.stop().await;
+}
