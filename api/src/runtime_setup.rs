@@ -50,9 +50,12 @@ pub async fn open_runtime(
     data_dir: &Path,
     installation: Uuid,
 ) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
-    let process = || -> Arc<dyn ContainerRuntime> {
-        Arc::new(ProcessRuntime::new(data_dir.join("process-logs")))
-    };
+    let log_dir = data_dir.join("process-logs");
+    // Whatever runtime is chosen now: a dead Berth may have left processes from a run with
+    // the process runtime, and none may run twice.
+    ProcessRuntime::end_leftovers(&log_dir);
+    let process =
+        || -> Arc<dyn ContainerRuntime> { Arc::new(ProcessRuntime::new(log_dir.clone())) };
     let runtime = match choice {
         RuntimeChoice::Process => process(),
         RuntimeChoice::Docker => {

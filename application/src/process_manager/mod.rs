@@ -118,6 +118,8 @@ pub struct ProcessManager<R: PersistedEventRepository + Clone> {
 
 const MAX_STEPS: usize = 16;
 const LOG_LINES_IN_ERRORS: usize = 10;
+/// How long a server that failed its handshake gets to exit before its output is read.
+const EXIT_WAIT: Duration = Duration::from_secs(3);
 
 fn is_stale_outcome(err: &AppError) -> bool {
     // Someone changed the server while the runtime worked (stopped it during start, ...):
@@ -449,7 +451,11 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 .await
             }
             Err(e) => {
-                let status = self.runtime.inspect(id).await.ok().flatten();
+                let status = match e {
+                    // It hung up: it is usually on its way out.
+                    ProbeError::Closed { .. } => self.settled_status(id).await,
+                    _ => self.runtime.inspect(id).await.ok().flatten(),
+                };
                 let output = self.last_output(id).await;
                 let what = match status.map(|s| s.state) {
                     Some(InstanceState::Exited {
@@ -496,6 +502,24 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// The instance's status once it has exited, or as it is after [`EXIT_WAIT`]: the exit
+    /// of a server that hung up on the handshake (reported once its last output is in the
+    /// log) says more than the hang-up.
+    async fn settled_status(&self, id: Uuid) -> Option<crate::runtime::InstanceStatus> {
+        let deadline = tokio::time::Instant::now() + EXIT_WAIT;
+        loop {
+            let status = self.runtime.inspect(id).await.ok().flatten();
+            let exited = matches!(
+                status.as_ref().map(|s| &s.state),
+                Some(InstanceState::Exited { .. }) | None
+            );
+            if exited || tokio::time::Instant::now() >= deadline {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

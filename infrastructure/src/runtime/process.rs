@@ -123,26 +123,31 @@ impl Drop for Instance {
 
 impl ProcessRuntime {
     /// A runtime keeping logs and the servers' home directories under `log_dir`
-    /// (created when the first process starts). First it ends whatever processes a
-    /// previous Berth on this directory left running: none may run twice.
+    /// (created when the first process starts). Call [`ProcessRuntime::end_leftovers`]
+    /// first, so that nothing a dead Berth left runs twice.
     pub fn new(log_dir: PathBuf) -> Self {
         // Children run inside their home directory, so a relative `HOME` would point
         // somewhere else for them.
         let log_dir = std::path::absolute(&log_dir).unwrap_or(log_dir);
-        let records = log_dir.join("run");
-        let killed = orphans::sweep(&records);
+        Self {
+            records: log_dir.join("run"),
+            log_dir,
+            uids: identity::switching_users().then(|| identity::UidPool::new(identity::UID_RANGE)),
+            instances: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Ends every process a previous Berth with this `log_dir` left running (it died
+    /// without stopping them) and returns how many there were.
+    pub fn end_leftovers(log_dir: &Path) -> usize {
+        let killed = orphans::sweep(&log_dir.join("run"));
         if killed > 0 {
             tracing::warn!(
                 killed,
                 "ended processes of servers a previous Berth left running"
             );
         }
-        Self {
-            log_dir,
-            records,
-            uids: identity::switching_users().then(|| identity::UidPool::new(identity::UID_RANGE)),
-            instances: Mutex::new(HashMap::new()),
-        }
+        killed
     }
 
     fn table(&self) -> MutexGuard<'_, HashMap<Uuid, Arc<Instance>>> {
