@@ -37,14 +37,10 @@ pub struct TailArgs {
     /// Only events of this aggregate.
     #[arg(long, value_name = "ID")]
     pub aggregate_id: Option<String>,
-    /// Berth's address.
-    #[arg(
-        long,
-        env = "BERTH_URL",
-        default_value = "http://127.0.0.1:7070",
-        value_name = "URL"
-    )]
-    pub url: String,
+    /// Berth's address (default: where the `berth serve` of this data directory
+    /// listens, recorded in `<data_dir>/berth.url`, else the `listen` setting).
+    #[arg(long, env = "BERTH_URL", value_name = "URL")]
+    pub url: Option<String>,
     /// A file holding the bearer token (default: the `BERTH_TOKEN` environment variable
     /// when set, else `<data_dir>/admin-token`).
     #[arg(long, value_name = "PATH")]
@@ -101,7 +97,7 @@ pub enum TailError {
 pub async fn run(settings: &Settings, args: &TailArgs) -> anyhow::Result<()> {
     let token = resolve_token(args.token_file.as_deref(), &settings.data_dir)?;
     let options = TailOptions {
-        url: args.url.clone(),
+        url: resolve_url(args.url.as_deref(), settings),
         token,
         after: args.after,
         event_type: args.event_type.clone(),
@@ -119,6 +115,19 @@ pub async fn run(settings: &Settings, args: &TailArgs) -> anyhow::Result<()> {
         },
         stopped = stop_signal() => stopped,
     }
+}
+
+/// Where Berth listens: `url` when given, else what the running `berth serve` of the data
+/// directory recorded, else the `listen` setting.
+pub fn resolve_url(url: Option<&str>, settings: &Settings) -> String {
+    if let Some(url) = url {
+        return url.to_owned();
+    }
+    std::fs::read_to_string(settings.data_dir.join(crate::server::URL_FILE))
+        .ok()
+        .map(|recorded| recorded.trim().to_owned())
+        .filter(|recorded| !recorded.is_empty())
+        .unwrap_or_else(|| format!("http://{}", settings.listen))
 }
 
 /// The bearer token: from `token_file` when given, else `BERTH_TOKEN`, else

@@ -49,6 +49,9 @@ const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// enough that a revoked key's tokens die soon.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
 
+/// The file in the data directory that holds the URL a running `berth serve` listens on.
+pub const URL_FILE: &str = "berth.url";
+
 /// How often the event log's head is signed unless configured otherwise.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -162,6 +165,7 @@ pub struct RunningServer {
     live: EventFanout,
     runtime: Arc<dyn ContainerRuntime>,
     shutdown_timeout: Duration,
+    data_dir: PathBuf,
     pool: Pool,
     database: OpenDatabase,
 }
@@ -217,6 +221,13 @@ impl RunningServer {
         }
         // Nothing drives the runtime any more: end what must not outlive Berth.
         self.runtime.shutdown(self.shutdown_timeout).await;
+        // Unless another Berth wrote its own address since.
+        let url_file = self.data_dir.join(URL_FILE);
+        if std::fs::read_to_string(&url_file)
+            .is_ok_and(|url| url.trim() == format!("http://{}", self.addr))
+        {
+            let _ = std::fs::remove_file(&url_file);
+        }
         self.pool.close();
         self.database.close().await;
         served
@@ -241,6 +252,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             live: parts.live,
             runtime: parts.runtime,
             shutdown_timeout: config.shutdown_timeout,
+            data_dir: config.data_dir.clone(),
             pool: parts.pool,
             database,
         }),
@@ -402,6 +414,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let http = server.handle();
     let http_task = tokio::spawn(server);
     tracing::info!("listening on http://{addr}");
+    // For the commands run beside it (`berth events tail`): where this Berth listens.
+    let url_file = config.data_dir.join(URL_FILE);
+    if let Err(e) = std::fs::write(&url_file, format!("http://{addr}\n")) {
+        tracing::warn!(path = %url_file.display(), error = %e, "cannot record where Berth listens");
+    }
     Ok(Started {
         addr,
         admin_token: admin.token,

@@ -300,3 +300,21 @@ async fn tail_prints_every_event_once_across_a_server_restart() {
     assert!(message.contains("/nonexistent/token"), "{message}");
     assert!(!missing.wait().success(), "a missing token is a failure");
 }
+
+/// Without `--url`, `events tail` finds the `berth serve` of its data directory wherever
+/// it listens (it used to retry 127.0.0.1:7070 forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_finds_berth_on_a_non_default_port() {
+    let (_guard, dir) = data_dir();
+    let port = free_port();
+    let server = serve(&dir, port);
+    let tail = Running::spawn(&["events", "tail", "--after", "0", "--json"], &dir);
+    let first: Value = serde_json::from_str(&tail.line()).expect("an event as JSON");
+    assert_eq!(first["position"], 1, "{first}");
+    drop(tail);
+    drop(server);
+    assert!(
+        !dir.join("berth.url").exists(),
+        "a stopped Berth leaves no address behind"
+    );
+}

@@ -84,6 +84,12 @@ pub async fn fixture_image() -> String {
         .clone()
 }
 
+/// Removes the fixture images earlier test runs imported, all but `current`; images of
+/// the same name that the test kit did not make stay.
+pub fn remove_stale_fixture_images(current: &str) {
+    build::remove_stale_tags(current);
+}
+
 /// The fixture binary built for this host, for tests that run it as a local process:
 /// `BERTH_FIXTURE_BIN` when set, else the one cargo built next to the running test
 /// (it does for this package's integration tests), else built now.

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 
 use berth_application::runtime::{McpEndpoint, McpProbe, StdioConnection};
 use berth_infrastructure::mcp::McpClientProbe;
-use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
+use berth_tests::docker::{
+    fixture_image, remove_stale_fixture_images, require_docker, ContainerCleanup,
+    FIXTURE_REPOSITORY,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -202,4 +205,45 @@ async fn the_image_serves_http_and_stops_promptly() {
         "{:?}",
         stopping.elapsed()
     );
+}
+
+/// An image of the fixture's name that a person made (the README's
+/// `berth-fixture-mcp:dev`) is never removed by the test kit's clean-up of its own old
+/// images.
+#[tokio::test]
+async fn the_test_kit_removes_only_images_it_made() {
+    if !require_docker() {
+        return;
+    }
+    let current = fixture_image().await;
+    let theirs = format!(
+        "{FIXTURE_REPOSITORY}:person-{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    // An image with nothing in it, imported the way a person would, without the label.
+    let mut import = std::process::Command::new("docker")
+        .args(["import", "-", &theirs])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("running docker import");
+    {
+        use std::io::Write;
+        // An empty tar archive: two zero blocks.
+        let mut stdin = import.stdin.take().expect("stdin");
+        stdin.write_all(&[0u8; 1024]).expect("writing the archive");
+    }
+    assert!(import.wait().expect("docker import").success());
+
+    remove_stale_fixture_images(&current);
+    let kept = Command::new("docker")
+        .args(["image", "inspect", &theirs])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("running docker")
+        .status
+        .success();
+    docker(&["rmi", &theirs]).await;
+    assert!(kept, "the test kit removed {theirs}, which it did not make");
 }

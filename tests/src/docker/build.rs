@@ -74,6 +74,8 @@ pub(super) fn fixture_image() -> Result<String, String> {
         &format!(r#"ENTRYPOINT ["{FIXTURE_PATH_IN_IMAGE}"]"#),
         "--change",
         "LABEL org.opencontainers.image.title=berth-fixture-mcp",
+        "--change",
+        &format!("LABEL {MADE_BY_TEST_KIT}"),
         "-",
         &tag,
     ]);
@@ -151,13 +153,19 @@ fn write_if_changed(path: &Path, contents: &[u8]) -> Result<(), String> {
     std::fs::write(path, contents).map_err(|e| format!("writing {}: {e}", path.display()))
 }
 
-/// Removes fixture images of earlier builds, so they do not pile up. Ones still used
-/// by a container stay (no `-f`).
-fn remove_stale_tags(current: &str) {
+/// The label on every image the test kit imports: only those are ever removed by it.
+pub(super) const MADE_BY_TEST_KIT: &str = "berth.test-kit=fixture";
+
+/// Removes fixture images that earlier test runs imported, so they do not pile up. Images
+/// a person made under the same name (`berth-fixture-mcp:dev`, as the README shows) have
+/// no test-kit label and stay; so do ones still used by a container (no `-f`).
+pub(super) fn remove_stale_tags(current: &str) {
     let mut list = Command::new("docker");
     list.args([
         "images",
         FIXTURE_REPOSITORY,
+        "--filter",
+        &format!("label={MADE_BY_TEST_KIT}"),
         "--format",
         "{{.Repository}}:{{.Tag}}",
     ]);
