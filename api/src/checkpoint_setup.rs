@@ -7,23 +7,36 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_infrastructure::checkpoint::{
-    keep, record_checkpoint, LogSigner, SignedCheckpoint, LATEST_CHECKPOINT_FILE,
+    holds, keep, read_kept, record_checkpoint, LogSigner, SignedCheckpoint, LATEST_CHECKPOINT_FILE,
 };
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Signs the head and keeps it in `data_dir`; `None` when nothing new was appended.
+/// Refuses while the table no longer holds the checkpoint kept in `data_dir`: the log
+/// was tampered with, and signing on would paper over it.
 pub async fn record_and_keep(
     pool: &Pool,
     signer: &LogSigner,
     data_dir: &Path,
 ) -> anyhow::Result<Option<SignedCheckpoint>> {
+    let path = data_dir.join(LATEST_CHECKPOINT_FILE);
+    if path.exists() {
+        let kept = read_kept(&path)?;
+        if !holds(&pool.get().await?, &kept).await? {
+            anyhow::bail!(
+                "the checkpoints table no longer holds the checkpoint kept in {} (position {}): \
+                 nothing more is signed; run `berth verify`",
+                path.display(),
+                kept.position
+            );
+        }
+    }
     let recorded = record_checkpoint(pool, signer)
         .await
         .context("signing a checkpoint of the event log")?;
     if let Some(checkpoint) = &recorded {
-        let path = data_dir.join(LATEST_CHECKPOINT_FILE);
         keep(&path, checkpoint).with_context(|| format!("keeping {}", path.display()))?;
         tracing::info!(
             position = checkpoint.position,

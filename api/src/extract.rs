@@ -123,16 +123,42 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             errors: Vec::new(),
         });
     }
-    let mut document: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
-            detail: format!("the request body is not valid JSON: {e}"),
-            errors: Vec::new(),
-        })?;
-    whole_numbers_as_integers(&mut document);
-    let value = serde_path_to_error::deserialize(document).map_err(|e| {
-        let path = e.path().to_string();
-        field_error(&path, &strip_position(&e.into_inner().to_string()))
-    })?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let typed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = match typed {
+        Ok(value) => {
+            de.end().map_err(|e| ApiError::BadRequest {
+                detail: format!("the request body is not valid JSON: {e}"),
+                errors: Vec::new(),
+            })?;
+            value
+        }
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                return Err(ApiError::BadRequest {
+                    detail: format!("the request body is not valid JSON: {inner}"),
+                    errors: Vec::new(),
+                });
+            }
+            // A whole number written as `80.0` is still that number: read it again with
+            // such numbers made integers. Anything else wrong is reported as it is.
+            if !inner.to_string().contains("floating point") {
+                return Err(field_error(&path, &strip_position(&inner.to_string())));
+            }
+            let mut document: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| ApiError::BadRequest {
+                    detail: format!("the request body is not valid JSON: {e}"),
+                    errors: Vec::new(),
+                })?;
+            whole_numbers_as_integers(&mut document);
+            serde_path_to_error::deserialize(document).map_err(|e| {
+                let path = e.path().to_string();
+                field_error(&path, &strip_position(&e.into_inner().to_string()))
+            })?
+        }
+    };
     Ok(value)
 }
 
@@ -312,6 +338,26 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Count {
+        n: u32,
+    }
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_numbers_and_duplicates_are_refused() {
+        assert_eq!(
+            parse_json::<Count>(br#"{"n": 80.0}"#).map(|c| c.n).ok(),
+            Some(80)
+        );
+        assert_eq!(
+            parse_json::<Count>(br#"{"n": 80}"#).map(|c| c.n).ok(),
+            Some(80)
+        );
+        assert!(parse_json::<Count>(br#"{"n": 80.5}"#).is_err());
+        assert!(parse_json::<Count>(br#"{"n": 1, "n": 2}"#).is_err());
+    }
 
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]

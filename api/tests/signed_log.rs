@@ -125,17 +125,25 @@ async fn a_forged_actor_with_a_recomputed_hash_is_caught() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_checkpoint_signed_by_another_key_is_refused() {
+async fn a_checkpoint_not_signed_by_this_installation_is_refused_and_not_built_on() {
     let db = test_database().await;
     let (_guard, dir) = data_dir("berth-signed-log-");
     signed_log(&db, &dir);
-    // Another installation's key (another data directory) signs a checkpoint of its own
-    // into the same database: this installation does not accept it.
-    let (_other_guard, other) = data_dir("berth-signed-log-other-");
-    std::fs::create_dir_all(&other).expect("the other data directory");
-    std::fs::copy(dir.join("master.key"), other.join("master.key")).expect("the master key");
-    ok(&db, &other, &["users", "create", "dan", "--role", "viewer"]);
-    ok(&db, &other, &["checkpoint"]);
+    // A row the attacker wrote: a copy of the real one further on, whose signature does
+    // not cover what it says.
+    let client = db.database().connect().await.expect("connecting");
+    client
+        .execute(
+            "INSERT INTO log_checkpoints SELECT transaction_id, position + 1000, event_count, \
+             head_hash, digest, recorded_at, key_id, signature FROM log_checkpoints",
+            &[],
+        )
+        .await
+        .expect("forging a checkpoint");
     let said = refused(&db, &dir, &["verify"]);
     assert!(said.contains("does not verify"), "{said}");
+    // And Berth does not sign on from it.
+    ok(&db, &dir, &["users", "create", "dan", "--role", "viewer"]);
+    let said = refused(&db, &dir, &["checkpoint"]);
+    assert!(said.contains("not signed by this installation"), "{said}");
 }

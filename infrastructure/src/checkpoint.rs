@@ -18,7 +18,7 @@ mod verify;
 pub use digest::LogDigest;
 pub use record::SignedCheckpoint;
 pub use signing::{LogSigner, SIGNING_KEY_ENV, SIGNING_KEY_FILE};
-pub use store::{checkpoints, keep, read_kept, record_checkpoint, LATEST_CHECKPOINT_FILE};
+pub use store::{checkpoints, holds, keep, read_kept, record_checkpoint, LATEST_CHECKPOINT_FILE};
 pub use verify::{verify_checkpoints, CheckpointBreak, CheckpointBreakKind, CheckpointReport};
 
 use crate::StoreError;

@@ -146,16 +146,26 @@ async fn every_endpoint_answers_each_role_on_own_and_others_resources() {
     }
     servers.insert("vic".into(), server_owned_by(&app, "vic", &plain).await);
     app.feed_settled().await;
-    assert_eq!(
-        app.sql()
-            .await
-            .query_one(
+    // Readable by the feed is not yet applied by the projector: wait for the row.
+    let sql = app.sql().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let owner = loop {
+        let owner = sql
+            .query_opt(
                 "SELECT owner FROM servers WHERE id = $1::text::uuid",
-                &[&servers["ann"]]
+                &[&servers["ann"]],
             )
             .await
-            .map(|r| r.get::<_, String>(0))
-            .ok(),
+            .ok()
+            .flatten()
+            .map(|r| r.get::<_, String>(0));
+        if owner.is_some() || std::time::Instant::now() > deadline {
+            break owner;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        owner,
         Some("user:ann".to_string()),
         "the servers read model records the owner"
     );

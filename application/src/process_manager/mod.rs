@@ -278,17 +278,17 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     ) -> Result<(), ProcessManagerError> {
         let command = match command {
             ServerCommand::RecordFailed { reason } => ServerCommand::RecordFailed {
-                reason: self.redactor(id).await.redact(&reason),
+                reason: self.redacted(id, &reason).await,
             },
             ServerCommand::RecordExited { exit_code, reason } => ServerCommand::RecordExited {
                 exit_code,
-                reason: self.redactor(id).await.redact(&reason),
+                reason: self.redacted(id, &reason).await,
             },
             ServerCommand::RecordRunning { tools } => ServerCommand::RecordRunning {
-                tools: redact_tools(&self.redactor(id).await, tools),
+                tools: self.redacted_tools(id, tools).await,
             },
             ServerCommand::RecordTools { tools } => ServerCommand::RecordTools {
-                tools: redact_tools(&self.redactor(id).await, tools),
+                tools: self.redacted_tools(id, tools).await,
             },
             other => other,
         };
@@ -296,22 +296,50 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         Ok(())
     }
 
-    /// What takes server `id`'s secrets out of text. A secret that cannot be opened
-    /// (its key was destroyed) was never given to the server, so it cannot be in what
-    /// the server said.
-    async fn redactor(&self, id: Uuid) -> Redactor {
-        let Ok(server) = self.bus.load_server(&id.to_string()).await else {
-            return Redactor::default();
-        };
-        if server.secrets.is_empty() || self.bus.cipher().prepare(&server.owner).await.is_err() {
-            return Redactor::default();
+    /// What takes server `id`'s secrets out of text; `None` when they cannot be read
+    /// now (the key store is unreachable), and so what the server said cannot be vetted.
+    async fn redactor(&self, id: Uuid) -> Option<Redactor> {
+        let server = self.bus.load_server(&id.to_string()).await.ok()?;
+        if server.secrets.is_empty() {
+            return Some(Redactor::default());
         }
-        let plain: Vec<_> = server
-            .secrets
-            .iter()
-            .filter_map(|(key, sealed)| self.bus.cipher().open(&server.owner, id, key, sealed).ok())
-            .collect();
-        Redactor::new(&plain)
+        self.bus.cipher().prepare(&server.owner).await.ok()?;
+        let mut plain = Vec::with_capacity(server.secrets.len());
+        for (key, sealed) in &server.secrets {
+            match self.bus.cipher().open(&server.owner, id, key, sealed) {
+                Ok(secret) => plain.push(secret),
+                // Destroyed (crypto-shredded): it was never handed to the server.
+                Err(crate::ports::CipherError::Destroyed { .. }) => {}
+                Err(_) => return None,
+            }
+        }
+        Some(Redactor::new(&plain))
+    }
+
+    /// `text` without server `id`'s secrets; only the part before its output when they
+    /// cannot be read (fail closed: the event log keeps what it is given forever).
+    async fn redacted(&self, id: Uuid, text: &str) -> String {
+        match self.redactor(id).await {
+            Some(redactor) => redactor.redact(text),
+            None => format!(
+                "{} (its output is left out: its secrets could not be read to redact it)",
+                text.split_once(OUTPUT_MARK).map_or(text, |(what, _)| what)
+            ),
+        }
+    }
+
+    /// `tools` without server `id`'s secrets; only their names when those cannot be read.
+    async fn redacted_tools(&self, id: Uuid, tools: Vec<Tool>) -> Vec<Tool> {
+        match self.redactor(id).await {
+            Some(redactor) => redact_tools(&redactor, tools),
+            None => tools
+                .into_iter()
+                .map(|tool| Tool {
+                    name: tool.name,
+                    description: None,
+                })
+                .collect(),
+        }
     }
 
     fn crash_if(&self, point: CrashPoint) -> Result<(), ProcessManagerError> {
@@ -590,16 +618,32 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             }
             .into());
         }
+        // Fail closed: without the secrets to vet it, what the server said is left out.
         let redactor = self.redactor(id).await;
         let result = self
             .handshake(id, &server)
             .await
             .map(|mut report| {
-                report.tools = redact_tools(&redactor, std::mem::take(&mut report.tools));
-                redactor.redact_json(&mut report.server_info);
+                match &redactor {
+                    Some(redactor) => {
+                        report.tools = redact_tools(redactor, std::mem::take(&mut report.tools));
+                        redactor.redact_json(&mut report.server_info);
+                    }
+                    None => {
+                        for tool in &mut report.tools {
+                            tool.description = None;
+                        }
+                        report.server_info = serde_json::Value::Null;
+                    }
+                }
                 report
             })
-            .map_err(|e| redactor.redact(&e.to_string()));
+            .map_err(|e| match &redactor {
+                Some(redactor) => redactor.redact(&e.to_string()),
+                None => "the handshake failed (its details are left out: the server's \
+                         secrets could not be read to redact them)"
+                    .to_owned(),
+            });
         let health = if result.is_ok() {
             Health::Healthy
         } else {
@@ -668,11 +712,14 @@ fn redact_tools(redactor: &Redactor, tools: Vec<Tool>) -> Vec<Tool> {
         .collect()
 }
 
+/// What separates a reason from the server's own output in it.
+const OUTPUT_MARK: &str = "; last output:\n";
+
 /// A reason with the last lines the server wrote, which usually say why it failed.
 fn with_output(what: String, output: &[String]) -> String {
     if output.is_empty() {
         what
     } else {
-        format!("{what}; last output:\n{}", output.join("\n"))
+        format!("{what}{OUTPUT_MARK}{}", output.join("\n"))
     }
 }

@@ -53,6 +53,14 @@ pub async fn record_checkpoint(
         Some(row) => Some(from_row(&row)?),
         None => None,
     };
+    // Continuing from a checkpoint someone else wrote would sign their digest.
+    if let Some(last) = last.as_ref().filter(|last| !last.signed_by(signer)) {
+        return Err(CheckpointError::Malformed(format!(
+            "the newest stored checkpoint (position {}) is not signed by this installation's \
+             key; nothing more is signed until `berth verify` has been looked at",
+            last.position
+        )));
+    }
     let (mut digest, mut after) = match &last {
         Some(cp) => (
             LogDigest::resume(&cp.digest, cp.event_count)
@@ -110,6 +118,26 @@ pub async fn record_checkpoint(
     .await?;
     tx.commit().await?;
     Ok(Some(checkpoint))
+}
+
+/// Whether the table holds exactly `checkpoint` (one kept elsewhere must still be there:
+/// rows are never changed nor deleted).
+pub async fn holds<C: GenericClient>(
+    client: &C,
+    checkpoint: &SignedCheckpoint,
+) -> Result<bool, CheckpointError> {
+    let row = client
+        .query_opt(
+            "SELECT transaction_id::text, position, event_count, head_hash, digest, \
+             recorded_at, key_id, signature FROM log_checkpoints \
+             WHERE transaction_id = $1::text::xid8 AND position = $2",
+            &[&checkpoint.transaction_id.to_string(), &checkpoint.position],
+        )
+        .await?;
+    Ok(match row {
+        Some(row) => from_row(&row)? == *checkpoint,
+        None => false,
+    })
 }
 
 /// Every recorded checkpoint, in feed order.

@@ -115,12 +115,6 @@ impl Drop for Run {
     }
 }
 
-impl Drop for Instance {
-    fn drop(&mut self) {
-        orphans::remove(&self.records, self.server_id);
-    }
-}
-
 impl ProcessRuntime {
     /// A runtime keeping logs and the servers' home directories under `log_dir`
     /// (created when the first process starts). Call [`ProcessRuntime::end_leftovers`]

@@ -65,9 +65,16 @@ pub fn write(dir: &Path, server_id: Uuid, record: GroupRecord) -> std::io::Resul
     writeln!(file, "{} {}", record.pgid, record.started)
 }
 
-/// Forgets `server_id`'s record (its group ended or was stopped).
-pub fn remove(dir: &Path, server_id: Uuid) {
-    let _ = std::fs::remove_file(record_path(dir, server_id));
+/// Forgets `server_id`'s record of `record` (its group ended or was stopped), unless a
+/// newer run of the server has recorded its own group there since.
+pub fn remove_if_recorded(dir: &Path, server_id: Uuid, record: GroupRecord) {
+    let path = record_path(dir, server_id);
+    let current = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| GroupRecord::parse(&text));
+    if current == Some(record) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Ends every group recorded in `dir` that still has processes, and removes the

@@ -97,7 +97,8 @@ impl Instance {
                 RuntimeError::Failed("the process exited before it could be tracked".into())
             })?;
         tracing::info!(server_id = %self.server_id, pid = pid.as_raw(), program = %self.program.display(), "process started");
-        match orphans::GroupRecord::of(pid.as_raw()) {
+        let record = orphans::GroupRecord::of(pid.as_raw());
+        match record {
             Some(record) => {
                 if let Err(error) = orphans::write(&self.records, self.server_id, record) {
                     tracing::warn!(server_id = %self.server_id, %error, "cannot record the process group; a crash of Berth could leave its helpers running");
@@ -143,7 +144,9 @@ impl Instance {
             }
             // The server is its process group: helpers its leader left behind end with it.
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::Signal::SIGKILL);
-            orphans::remove(&records, server_id);
+            if let Some(record) = record {
+                orphans::remove_if_recorded(&records, server_id, record);
+            }
             tracing::info!(%server_id, ?code, "process exited");
             let _ = exit_sender.send(Some(Exit { code }));
         });
@@ -166,6 +169,16 @@ impl Instance {
                 self.home.display()
             ))
         };
+        if self.user.is_some() {
+            // A home left by an earlier run belongs to the user id that run had: start
+            // afresh rather than hand this one files it cannot write.
+            match std::fs::remove_dir_all(&self.home) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(failed(error))
+                }
+                _ => {}
+            }
+        }
         std::fs::create_dir_all(&self.home).map_err(failed)?;
         std::fs::set_permissions(&self.home, std::fs::Permissions::from_mode(0o700))
             .map_err(failed)?;
