@@ -27,6 +27,10 @@ pub async fn await_position(
     if position == 0 {
         return Ok(());
     }
+    // Usually there already: one look, no more round trips than before.
+    if berth_projections::wait_until_reached(pool, projection, position, Duration::ZERO).await? {
+        return Ok(());
+    }
     let head = {
         let client = pool.get().await?;
         berth_infrastructure::feed::head_position(&client).await?

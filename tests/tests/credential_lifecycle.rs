@@ -140,7 +140,7 @@ async fn the_last_active_administrator_cannot_be_disabled_and_users_can_be_enabl
         .expect(202);
     let as_second = |method: Method, path: String| {
         let (app, key) = (&app, second.key.clone());
-        async move { app.send(method, &path, None, Some(&key), &[]).await }
+        async move { app.send_as(&key, method, &path).await }
     };
     as_second(Method::POST, format!("/api/v1/users/{}/disable", second.id))
         .await
@@ -155,12 +155,10 @@ async fn the_last_active_administrator_cannot_be_disabled_and_users_can_be_enabl
         .await
         .expect_problem(409);
     let viewer = user(&app, "vic", "viewer").await;
-    app.send(
+    app.send_as(
+        &viewer.key,
         Method::POST,
         &format!("/api/v1/users/{admin_id}/enable"),
-        None,
-        Some(&viewer.key),
-        &[],
     )
     .await
     .expect_problem(404);
@@ -189,23 +187,17 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active() {
             .filter(|id| *id != a.id && *id != b.id)
             .collect();
         for id in &others {
-            app.send(
-                Method::POST,
-                &format!("/api/v1/users/{id}/disable"),
-                None,
-                Some(&a.key),
-                &[],
-            )
-            .await
-            .expect(202);
+            app.send_as(&a.key, Method::POST, &format!("/api/v1/users/{id}/disable"))
+                .await
+                .expect(202);
         }
         let (disable_b, disable_a) = (
             format!("/api/v1/users/{}/disable", b.id),
             format!("/api/v1/users/{}/disable", a.id),
         );
         let (one, two) = tokio::join!(
-            app.send(Method::POST, &disable_b, None, Some(&a.key), &[]),
-            app.send(Method::POST, &disable_a, None, Some(&b.key), &[]),
+            app.send_as(&a.key, Method::POST, &disable_b),
+            app.send_as(&b.key, Method::POST, &disable_a),
         );
         let statuses = [one.status.as_u16(), two.status.as_u16()];
         assert!(
@@ -213,7 +205,7 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active() {
             "round {round}: both administrators were disabled: {statuses:?}"
         );
         let winner = if one.status == 202 { &a } else { &b };
-        app.send(Method::GET, "/api/v1/me", None, Some(&winner.key), &[])
+        app.send_as(&winner.key, Method::GET, "/api/v1/me")
             .await
             .expect(200);
         // Hand over to the next round: the winner brings back every administrator
@@ -223,12 +215,10 @@ async fn two_administrators_disabling_each_other_at_once_leave_one_active() {
             .iter()
             .chain(statuses.contains(&202).then_some(&loser.id));
         for id in disabled {
-            app.send(
+            app.send_as(
+                &winner.key,
                 Method::POST,
                 &format!("/api/v1/users/{id}/enable"),
-                None,
-                Some(&winner.key),
-                &[],
             )
             .await
             .expect(202);

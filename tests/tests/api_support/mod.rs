@@ -264,6 +264,11 @@ impl TestApp {
         }
     }
 
+    /// `method path` without a body, sent with `key` instead of the admin token.
+    pub async fn send_as(&self, key: &str, method: Method, path: &str) -> Answer {
+        self.send(method, path, None, Some(key), &[]).await
+    }
+
     /// `GET path` with the token.
     pub async fn get(&self, path: &str) -> Answer {
         self.send(Method::GET, path, None, None, &[]).await
