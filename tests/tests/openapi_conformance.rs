@@ -79,6 +79,9 @@ async fn run_schemathesis(st: &Path, app: &TestApp, seed: &str) -> std::process:
         .args(["--max-examples", "20", "--workers", "2"])
         .args(["--request-timeout", "2", "--seed", seed])
         .env("NO_COLOR", "1")
+        // Its cache of found examples goes to the working directory: beside the tool in
+        // the target directory, not into the source tree.
+        .current_dir(st.parent().unwrap_or(st))
         .stdin(Stdio::null())
         .kill_on_drop(true);
     tokio::time::timeout(RUN_LIMIT, command.output())
