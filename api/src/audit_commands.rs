@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use berth_projections::{list_audit, AuditEntry, AuditFilter, PageRequest, Projections};
+use berth_projections::{list_audit, AuditFilter, PageRequest, Projections};
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Args, Subcommand};
 use deadpool_postgres::Pool;
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::audit_file::{AuditFile, ExportFormat};
 use crate::commands::with_database;
 use crate::config::Settings;
+use crate::table::{Align, Table};
 
 /// The most entries `berth audit list` prints; `berth audit export` has no limit.
 pub const MAX_LIST_LIMIT: i64 = 10_000;
@@ -175,14 +176,25 @@ async fn list(pool: &Pool, filter: &AuditFilter, limit: i64, json: bool) -> anyh
             writeln!(out)?;
         }
     } else {
-        writeln!(
-            out,
-            "{:>8}  {:<20}  {:<24}  {:<28}  {:<44}  SUMMARY",
-            "POSITION", "AT", "ACTOR", "ACTION", "TARGET"
-        )?;
-        for entry in &page.items {
-            writeln!(out, "{}", table_row(entry))?;
+        let mut table = Table::new(&[
+            ("POSITION", Align::Right),
+            ("AT", Align::Left),
+            ("ACTOR", Align::Left),
+            ("ACTION", Align::Left),
+            ("TARGET", Align::Left),
+            ("SUMMARY", Align::Left),
+        ]);
+        for e in &page.items {
+            table.row(vec![
+                e.position.to_string(),
+                e.at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                e.actor.to_string(),
+                e.action.to_string(),
+                format!("{}/{}", e.target_type, e.target_id),
+                e.summary.clone(),
+            ]);
         }
+        table.write(&mut out)?;
     }
     out.flush()?;
     eprintln!(
@@ -191,18 +203,6 @@ async fn list(pool: &Pool, filter: &AuditFilter, limit: i64, json: bool) -> anyh
         page.total
     );
     Ok(())
-}
-
-fn table_row(e: &AuditEntry) -> String {
-    let target = format!("{}/{}", e.target_type, e.target_id);
-    format!(
-        "{:>8}  {:<20}  {:<24}  {:<28}  {target:<44}  {}",
-        e.position,
-        e.at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        e.actor,
-        e.action,
-        e.summary.replace(['\n', '\r'], " ")
-    )
 }
 
 async fn export(

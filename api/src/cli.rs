@@ -27,6 +27,10 @@ pub struct Cli {
     /// How log lines are written [default: text].
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Logs what a one-shot command does (starting the embedded cluster, migrations),
+    /// which it otherwise keeps to warnings and errors; `berth serve` always logs.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -195,6 +199,18 @@ fn parse_interval(s: &str) -> Result<f64, String> {
 }
 
 impl Cli {
+    /// The log filter to use given the configured one: a one-shot command logs only
+    /// warnings and errors unless `-v` or `RUST_LOG` asks for more, so a person sees its
+    /// answer, not the embedded cluster starting and stopping.
+    pub fn log_filter<'a>(&self, configured: &'a str) -> &'a str {
+        let asked = self.verbose || std::env::var_os("RUST_LOG").is_some();
+        if asked || matches!(self.command, Command::Serve { .. }) {
+            configured
+        } else {
+            "warn"
+        }
+    }
+
     /// The settings the flags override.
     pub fn overrides(&self) -> FlagOverrides {
         FlagOverrides {

@@ -13,7 +13,7 @@ use berth_projections::{Projections, RebuildOptions, PROJECTION_NAMES};
 use secrecy::SecretString;
 
 use crate::config::Settings;
-use crate::database::OpenDatabase;
+use crate::database::{HeldCluster, OpenDatabase};
 use crate::server::start_server;
 
 /// `berth serve`: runs until SIGINT or SIGTERM, then stops cleanly.
@@ -38,20 +38,31 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(settings: &Settings) -> anyhow::Result<OpenDatabase> {
+async fn open(settings: &Settings, held: HeldCluster) -> anyhow::Result<OpenDatabase> {
     let url = settings.database_url.clone().map(SecretString::from);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    OpenDatabase::open(url.as_ref(), Path::new(&settings.data_dir)).await
+    OpenDatabase::open(url.as_ref(), Path::new(&settings.data_dir), held).await
 }
 
-/// Runs `work` against the migrated database, then stops the embedded cluster
+/// Runs `work` against the migrated database (the running Berth's embedded cluster
+/// when one holds it), then stops the embedded cluster if this process started it,
 /// whatever the outcome.
 pub(crate) async fn with_database<T>(
     settings: &Settings,
     work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let database = open(settings).await?;
+    with_database_held(settings, HeldCluster::Join, work).await
+}
+
+/// [`with_database`], refusing an embedded cluster another Berth process holds when
+/// `held` says so: for what must not run beside a live Berth.
+pub(crate) async fn with_database_held<T>(
+    settings: &Settings,
+    held: HeldCluster,
+    work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let database = open(settings, held).await?;
     let outcome = async {
         migrations::run(database.database())
             .await
@@ -65,7 +76,7 @@ pub(crate) async fn with_database<T>(
 
 /// `berth migrate`.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let database = open(settings).await?;
+    let database = open(settings, HeldCluster::Join).await?;
     let applied = migrations::run(database.database())
         .await
         .context("applying migrations");

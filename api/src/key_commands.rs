@@ -20,8 +20,9 @@ use uuid::Uuid;
 use crate::state::Bus;
 use crate::user_commands::{cli_bus, cli_metadata, load_masters};
 
-use crate::commands::with_database;
+use crate::commands::{with_database, with_database_held};
 use crate::config::Settings;
+use crate::database::HeldCluster;
 
 /// The environment variable that may hold the new master key (base64 of 32 bytes).
 pub const NEW_MASTER_KEY_ENV: &str = "BERTH_NEW_MASTER_KEY";
@@ -69,7 +70,9 @@ pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> 
         );
     }
 
-    let rewrapped = with_database(settings, async |database| {
+    // A running Berth keeps the old key in memory and would wrap new data keys under
+    // it: refuse to rotate beside one (on the embedded cluster, where that is known).
+    let rewrapped = with_database_held(settings, HeldCluster::Refuse, async |database| {
         let pool = database
             .database()
             .pool(1)

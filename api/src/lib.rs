@@ -42,6 +42,7 @@ pub mod routes;
 pub mod runtime_setup;
 pub mod server;
 pub mod state;
+pub mod table;
 pub mod user_commands;
 
 pub use server::{start_server, RunningServer, ServeConfig};

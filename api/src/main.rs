@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = logging::init(settings.log_format, &settings.log) {
+    if let Err(e) = logging::init(settings.log_format, cli.log_filter(&settings.log)) {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }

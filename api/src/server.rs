@@ -28,7 +28,7 @@ use crate::auth::Authenticator;
 use crate::bootstrap;
 use crate::bulk_setup;
 use crate::checkpoint_setup;
-use crate::database::OpenDatabase;
+use crate::database::{HeldCluster, OpenDatabase};
 use crate::live::{LiveOptions, LiveStreams};
 use crate::metrics::Metrics;
 use crate::predefined;
@@ -239,7 +239,12 @@ impl RunningServer {
 /// Starts Berth as `berth serve` does and returns once it accepts requests.
 pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> {
     create_private_dir(&config.data_dir)?;
-    let database = OpenDatabase::open(config.database_url.as_ref(), &config.data_dir).await?;
+    let database = OpenDatabase::open(
+        config.database_url.as_ref(),
+        &config.data_dir,
+        HeldCluster::Refuse,
+    )
+    .await?;
     match start_on(&config, &database).await {
         Ok(parts) => Ok(RunningServer {
             addr: parts.addr,

@@ -26,6 +26,7 @@ use crate::config::Settings;
 use crate::database::OpenDatabase;
 use crate::pagination::every_item;
 use crate::state::Bus;
+use crate::table::{Align, Table};
 
 /// The master key and the retired ones in `data_dir` (or `BERTH_MASTER_KEY`).
 pub fn load_masters(data_dir: &Path) -> anyhow::Result<MasterKeyCipher> {
@@ -124,15 +125,26 @@ pub async fn list(settings: &Settings) -> anyhow::Result<()> {
         cli.catch_up().await?;
         let client = cli.pool.get().await?;
         let users = every_item(|page| list_users(&client, page)).await?;
-        println!("{:<36}  {:<24}  {:<8}  STATE", "ID", "NAME", "ROLE");
+        let mut table = Table::new(&[
+            ("ID", Align::Left),
+            ("NAME", Align::Left),
+            ("ROLE", Align::Left),
+            ("STATE", Align::Left),
+        ]);
         for u in users {
             let state = match (u.forgotten, u.disabled) {
                 (true, _) => "forgotten",
                 (false, true) => "disabled",
                 (false, false) => "active",
             };
-            println!("{:<36}  {:<24}  {:<8}  {state}", u.id, u.name, u.role);
+            table.row(vec![
+                u.id.to_string(),
+                u.name,
+                u.role.to_string(),
+                state.into(),
+            ]);
         }
+        table.write(&mut std::io::stdout().lock())?;
         Ok(())
     })
     .await
@@ -197,7 +209,12 @@ pub async fn list_keys(settings: &Settings, user: &str) -> anyhow::Result<()> {
         cli.catch_up().await?;
         let client = cli.pool.get().await?;
         let keys = every_item(|page| list_api_keys(&client, user_id(user), page)).await?;
-        println!("{:<36}  {:<14}  {:<20}  STATE", "ID", "PREFIX", "NAME");
+        let mut table = Table::new(&[
+            ("ID", Align::Left),
+            ("PREFIX", Align::Left),
+            ("NAME", Align::Left),
+            ("STATE", Align::Left),
+        ]);
         for k in keys {
             let state = match (k.revoked_at, k.expires_at) {
                 (Some(_), _) => "revoked".to_string(),
@@ -205,8 +222,9 @@ pub async fn list_keys(settings: &Settings, user: &str) -> anyhow::Result<()> {
                 (None, Some(at)) => format!("expires {}", at.to_rfc3339()),
                 (None, None) => "active".to_string(),
             };
-            println!("{:<36}  {:<14}  {:<20}  {state}", k.id, k.prefix, k.name);
+            table.row(vec![k.id.to_string(), k.prefix, k.name, state]);
         }
+        table.write(&mut std::io::stdout().lock())?;
         Ok(())
     })
     .await

@@ -161,6 +161,19 @@ async fn the_audit_and_replay_commands_print_what_the_api_answered() {
     assert!(rows[0].starts_with("POSITION"), "{table}");
     assert_eq!(rows.len(), 2, "{table}");
     assert!(rows[1].contains(&format!("server/{id}")) && rows[1].contains("user:admin"));
+    // Columns line up whatever their cells: every heading starts where its column's
+    // cells start, long catalog targets and short user ones alike.
+    let all = ok(&dir, &["audit", "list"]);
+    let heading = all.lines().next().expect("a heading");
+    let summary_at = heading.find("SUMMARY").expect("a SUMMARY column");
+    let target_at = heading.find("TARGET").expect("a TARGET column");
+    for row in all.lines().skip(1) {
+        for at in [target_at, summary_at] {
+            assert_eq!(&row[at - 2..at], "  ", "misaligned: {row:?}\n{all}");
+            assert_ne!(&row[at..=at], " ", "misaligned: {row:?}\n{all}");
+        }
+    }
+    assert!(all.contains("catalog_entry/"), "{all}");
     let none = ok(&dir, &["audit", "list", "--from", "2999-01-01T00:00:00Z"]);
     assert_eq!(none.lines().count(), 1, "{none}");
 

@@ -20,7 +20,10 @@ use nix::fcntl::Flock;
 
 use crate::db::Database;
 use crate::StoreError;
-use cluster_dir::{connection, init, lock, read_version, rotate_log, tail, write_settings, Layout};
+use cluster_dir::{
+    announce_owner, connection, init, lock, read_owner, read_version, rotate_log, tail,
+    write_settings, Layout,
+};
 pub use error::EmbeddedError;
 use host::{find_binaries, Binaries, ClusterUser};
 
@@ -83,6 +86,48 @@ impl EmbeddedOptions {
             start_timeout: Duration::from_secs(60),
             own_process_group: true,
         }
+    }
+}
+
+/// Connects to the cluster under `data_dir` that another Berth process started and
+/// holds (a `berth serve`, typically), without taking it over: this process never
+/// stops it. Waits up to `timeout` for a holder that is still starting it.
+pub async fn join_running(
+    data_dir: &Path,
+    database: &str,
+    timeout: Duration,
+) -> Result<Database, EmbeddedError> {
+    let data_dir = fs::canonicalize(data_dir)
+        .map_err(|e| EmbeddedError::io(format!("resolving {}", data_dir.display()), e))?;
+    let layout = Layout::new(&data_dir);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let reason = match read_owner(&layout)? {
+            None => "its lock does not say where it listens".to_owned(),
+            Some((port, user)) => {
+                let mut config = tokio_postgres::Config::new();
+                config
+                    .host_path(&layout.root)
+                    .port(port)
+                    .user(&user)
+                    .dbname(database)
+                    .application_name("berth")
+                    .connect_timeout(Duration::from_secs(10));
+                let joined = Database::from_config(config);
+                match joined.connect().await {
+                    Ok(_) => return Ok(joined),
+                    Err(e) => e.to_string(),
+                }
+            }
+        };
+        if tokio::time::Instant::now() >= deadline {
+            return Err(EmbeddedError::NotAnswering {
+                dir: layout.root,
+                waited_secs: timeout.as_secs(),
+                reason,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -182,7 +227,8 @@ impl EmbeddedPostgres {
         if len > SOCKET_PATH_MAX {
             return Err(EmbeddedError::SocketPathTooLong { path: socket, len });
         }
-        let lock = lock(&layout, &user)?;
+        let mut lock = lock(&layout, &user)?;
+        announce_owner(&mut lock, &layout, port, &user.name)?;
 
         let existing = read_version(&layout.pgdata)?;
         let binaries = find_binaries(

@@ -42,7 +42,8 @@ impl Layout {
 }
 
 /// Takes `berth.lock` so two processes never drive one cluster. It is released by the
-/// kernel when this process dies, however it dies.
+/// kernel when this process dies, however it dies. Its holder writes where the cluster
+/// listens into it ([`announce_owner`]), so other Berth processes can join it.
 pub(super) fn lock(layout: &Layout, user: &ClusterUser) -> Result<Flock<File>, EmbeddedError> {
     let file = OpenOptions::new()
         .create(true)
@@ -66,6 +67,40 @@ pub(super) fn lock(layout: &Layout, user: &ClusterUser) -> Result<Flock<File>, E
 }
 
 /// The major version of an initialised cluster, `None` if there is none yet.
+/// Records, in the held lock file, the port naming the cluster's Unix socket and the
+/// superuser: what a process joining the running cluster needs.
+pub(super) fn announce_owner(
+    lock: &mut Flock<File>,
+    layout: &Layout,
+    port: u16,
+    user: &str,
+) -> Result<(), EmbeddedError> {
+    let file: &mut File = lock;
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| writeln!(file, "{port}\n{user}"));
+    written.map_err(|e| EmbeddedError::io(format!("writing {}", layout.lock.display()), e))
+}
+
+/// What the lock's holder announced: the port and the superuser, once both are written.
+pub(super) fn read_owner(layout: &Layout) -> Result<Option<(u16, String)>, EmbeddedError> {
+    let text = match fs::read_to_string(&layout.lock) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(EmbeddedError::io(
+                format!("reading {}", layout.lock.display()),
+                e,
+            ))
+        }
+    };
+    let mut lines = text.lines();
+    let port = lines.next().and_then(|l| l.trim().parse::<u16>().ok());
+    let user = lines.next().map(str::trim).filter(|u| !u.is_empty());
+    Ok(port.zip(user.map(str::to_owned)))
+}
+
 pub(super) fn read_version(pgdata: &Path) -> Result<Option<String>, EmbeddedError> {
     match fs::read_to_string(pgdata.join("PG_VERSION")) {
         Ok(v) => Ok(Some(v.trim().to_owned())),
