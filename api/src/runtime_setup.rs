@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use berth_application::process_manager::{EventRef, ProcessManager};
 use berth_application::runtime::ContainerRuntime;
+use berth_application::runtime_set::RuntimeSet;
 use berth_application::{Actor, CommandMetadata};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
@@ -29,7 +30,7 @@ pub type Pm = ProcessManager<PostgresEventRepository>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeChoice {
-    /// Docker when its socket answers, local processes otherwise.
+    /// Local processes, and Docker beside them when its engine answers.
     #[default]
     Auto,
     /// Docker only (fails to start when the engine does not answer).
@@ -44,42 +45,42 @@ const HEALTH_CHECKS_AT_ONCE: usize = 8;
 /// The subscription name of the process manager's checkpoint and lock.
 pub const PROCESS_MANAGER: &str = "process-manager";
 
-/// Opens the chosen runtime.
+/// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
+/// them when its engine answers, each running the entries of its kind.
 pub async fn open_runtime(
     choice: RuntimeChoice,
     data_dir: &Path,
     installation: Uuid,
-) -> anyhow::Result<Arc<dyn ContainerRuntime>> {
+) -> anyhow::Result<Arc<RuntimeSet>> {
     let log_dir = data_dir.join("process-logs");
     // Whatever runtime is chosen now: a dead Berth may have left processes from a run with
     // the process runtime, and none may run twice.
     ProcessRuntime::end_leftovers(&log_dir);
     let process =
         || -> Arc<dyn ContainerRuntime> { Arc::new(ProcessRuntime::new(log_dir.clone())) };
-    let runtime = match choice {
-        RuntimeChoice::Process => process(),
+    let docker = || DockerRuntime::connect().map(|d| d.for_installation(installation.to_string()));
+    let runtimes = match choice {
+        RuntimeChoice::Process => RuntimeSet::new(None, Some(process())),
         RuntimeChoice::Docker => {
-            let docker = DockerRuntime::connect()
-                .context("connecting to Docker")?
-                .for_installation(installation.to_string());
+            let docker = docker().context("connecting to Docker")?;
             anyhow::ensure!(
                 docker.answers().await,
                 "the Docker engine does not answer (is dockerd running, and may this user use its socket?)"
             );
-            Arc::new(docker)
+            RuntimeSet::new(Some(Arc::new(docker)), None)
         }
-        RuntimeChoice::Auto => match DockerRuntime::connect()
-            .map(|d| d.for_installation(installation.to_string()))
-        {
-            Ok(docker) if docker.answers().await => Arc::new(docker),
+        RuntimeChoice::Auto => match docker() {
+            Ok(docker) if docker.answers().await => {
+                RuntimeSet::new(Some(Arc::new(docker)), Some(process()))
+            }
             _ => {
-                tracing::info!("no Docker engine answers; running MCP servers as local processes");
-                process()
+                tracing::info!("no Docker engine answers; `docker` entries cannot run here");
+                RuntimeSet::new(None, Some(process()))
             }
         },
     };
-    tracing::info!(runtime = runtime.kind(), "container runtime chosen");
-    Ok(runtime)
+    tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
+    Ok(Arc::new(runtimes))
 }
 
 /// How often the background work runs.

@@ -296,15 +296,21 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
             .await
             .context("loading the credential keys")?,
     );
-    let bus = Arc::new(CommandBus::new(
-        PostgresEventRepository::new(pool.clone()),
-        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
-    ));
     let installation = berth_infrastructure::db::installation_id(&pool)
         .await
         .context("reading the installation id")?;
-    let runtime =
+    let runtimes =
         runtime_setup::open_runtime(config.runtime, &config.data_dir, installation).await?;
+    let mut bus = CommandBus::new(
+        PostgresEventRepository::new(pool.clone()),
+        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
+    );
+    if config.drive_runtime {
+        // A Berth that drives no runtime cannot tell which another one has.
+        bus = bus.running_on(runtimes.kinds());
+    }
+    let bus = Arc::new(bus);
+    let runtime: Arc<dyn ContainerRuntime> = runtimes;
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),

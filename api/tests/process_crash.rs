@@ -1,7 +1,11 @@
-//! `kill -9` of `berth serve` while it runs process servers: the attack found every
-//! child alive afterwards (reparented to PID 1), `on_failure` servers running twice after
-//! the restart, `never` servers recorded gone while still running, and the orphans still
-//! there after a clean stop of the second Berth. Process groups are counted at each step.
+//! `kill -9` or SIGTERM of `berth serve` while it runs process servers, then a new Berth.
+//! The attack found every child alive after a `kill -9` (reparented to PID 1),
+//! `on_failure` servers running twice after the restart, `never` servers recorded gone
+//! while still running, and the orphans still there after a clean stop of the second
+//! Berth. A restart then recorded a failure for every process server, using up an
+//! `on_failure` retry and leaving `never` servers failed. Now every process ends with its
+//! Berth and every server that was running runs again, once, with no failure recorded.
+//! Process groups are counted at each step.
 
 #[allow(dead_code)]
 mod cli_support;
@@ -83,8 +87,24 @@ async fn until_states(berth: &Serve, ids: &[String], wanted: &[&str]) -> Vec<Str
     }
 }
 
+/// How the first Berth ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ending {
+    Killed,
+    Stopped,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn process_servers_die_with_berth_and_run_once_after_a_restart() {
+async fn process_servers_die_with_a_killed_berth_and_run_once_after_a_restart() {
+    servers_end_with_berth_and_run_again(Ending::Killed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_servers_stopped_with_berth_run_again_after_a_restart_without_a_failure() {
+    servers_end_with_berth_and_run_again(Ending::Stopped).await;
+}
+
+async fn servers_end_with_berth_and_run_again(ending: Ending) {
     let (_guard, dir) = data_dir("berth-crash-");
     let berth = Serve::start(&dir, &["--runtime", "process"]);
     let entry = berth
@@ -133,19 +153,27 @@ async fn process_servers_die_with_berth_and_run_once_after_a_restart() {
     let all_running = ["running"; 6];
     let started = until_states(&berth, &ids, &all_running).await;
     let before = process_groups(&dir);
+    let newest = berth.get_json("/api/v1/audit?page_size=1").await;
+    let audited_before = newest["items"][0]["position"].as_i64().unwrap_or_default();
 
-    berth.kill();
+    match ending {
+        Ending::Killed => berth.kill(),
+        Ending::Stopped => assert!(berth.stop().success(), "a clean stop"),
+    }
     let after_kill = groups_when(&dir, Duration::from_secs(5), BTreeMap::is_empty);
 
     let berth = Serve::start(&dir, &["--runtime", "process"]);
-    let wanted = [
-        "running", "running", "running", "failed", "failed", "failed",
-    ];
-    let restarted = until_states(&berth, &ids, &wanted).await;
+    let restarted = until_states(&berth, &ids, &all_running).await;
     // Give a duplicate every chance to appear before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_restart = process_groups(&dir);
-    let never = berth.get_json(&format!("/api/v1/servers/{}", ids[3])).await;
+    let mut servers = Vec::new();
+    for id in &ids {
+        servers.push(berth.get_json(&format!("/api/v1/servers/{id}")).await);
+    }
+    let audit = berth
+        .get_json("/api/v1/audit?actor=system:process-manager&page_size=500")
+        .await;
 
     let status = berth.stop();
     let after_stop = groups_when(&dir, Duration::from_secs(5), BTreeMap::is_empty);
@@ -155,16 +183,16 @@ async fn process_servers_die_with_berth_and_run_once_after_a_restart() {
     assert!(before.values().all(|(_, n)| *n == 1), "{before:?}");
     assert!(
         after_kill.is_empty(),
-        "processes outlived a kill -9 of Berth: {after_kill:?}"
+        "processes outlived Berth ({ending:?}): {after_kill:?}"
     );
-    assert_eq!(restarted, wanted, "after the restart");
+    assert_eq!(restarted, all_running, "after the restart ({ending:?})");
     let serving: BTreeSet<&str> = after_restart.values().map(|(s, _)| s.as_str()).collect();
-    let expected: BTreeSet<&str> = ids[..3].iter().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = ids.iter().map(String::as_str).collect();
     assert_eq!(
         serving, expected,
-        "exactly the running servers have processes: {after_restart:?}"
+        "every server has its process again: {after_restart:?}"
     );
-    assert_eq!(after_restart.len(), 3, "one group each: {after_restart:?}");
+    assert_eq!(after_restart.len(), 6, "one group each: {after_restart:?}");
     assert!(
         after_restart.values().all(|(_, n)| *n == 1),
         "{after_restart:?}"
@@ -173,11 +201,30 @@ async fn process_servers_die_with_berth_and_run_once_after_a_restart() {
         before.keys().all(|pgid| !after_restart.contains_key(pgid)),
         "a process of the first Berth survived: {before:?} / {after_restart:?}"
     );
+    for server in &servers {
+        assert_eq!(server["restart_attempts"], 0, "no retry used: {server}");
+        assert!(server["last_error"].is_null(), "no failure: {server}");
+    }
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|a| a["position"].as_i64() > Some(audited_before))
+                .filter_map(|a| a["action"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let relaunched = actions
+        .iter()
+        .filter(|a| **a == "server.relaunched")
+        .count();
+    assert_eq!(relaunched, 6, "{actions:?}");
     assert!(
-        never["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("gone")),
-        "{never}"
+        !actions
+            .iter()
+            .any(|a| *a == "server.failed" || *a == "server.exited"),
+        "a failure was recorded ({ending:?}): {actions:?}"
     );
     assert!(status.success(), "a clean stop: {status}");
     assert!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_domain::bulk::BulkOperation;
-use berth_domain::catalog::CatalogEntry;
+use berth_domain::catalog::{CatalogEntry, RuntimeKind};
 use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
@@ -48,6 +48,9 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     /// Commands that may take away an administrator take turns in this process, so two
     /// of them never both see the other administrator still active.
     pub(crate) administrators_turn: tokio::sync::Mutex<()>,
+    /// The runtime kinds servers may be created for; `None` when this bus creates no
+    /// servers that will run here (the command line).
+    pub(crate) runtimes: Option<Vec<RuntimeKind>>,
 }
 
 fn store<R: PersistedEventRepository + Clone, A: Aggregate>(repo: &R) -> Store<R, A> {
@@ -91,7 +94,15 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             bulk_store: snapshotted(&repo),
             cipher,
             administrators_turn: tokio::sync::Mutex::new(()),
+            runtimes: None,
         }
+    }
+
+    /// Refuses servers of entries that none of `kinds` runs, when they are created or
+    /// upgraded, instead of letting them fail at start.
+    pub fn running_on(mut self, kinds: Vec<RuntimeKind>) -> Self {
+        self.runtimes = Some(kinds);
+        self
     }
 
     /// Runs a catalog command.

@@ -13,6 +13,7 @@ pub mod process_manager;
 pub mod receipt;
 pub mod redaction;
 pub mod runtime;
+pub mod runtime_set;
 pub mod servers;
 
 pub use commands::CommandBus;

@@ -10,7 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_domain::catalog::{Resources, RuntimeSpec, Transport};
+use berth_domain::catalog::{Resources, RuntimeKind, RuntimeSpec, Transport};
 use secrecy::SecretString;
 use tokio::io::{AsyncRead, AsyncWrite};
 use uuid::Uuid;
@@ -122,8 +122,11 @@ pub enum RuntimeError {
 /// Runs MCP servers.
 #[async_trait]
 pub trait ContainerRuntime: Send + Sync {
-    /// `docker` or `process`.
+    /// `docker` or `process` (or both, for a [`crate::runtime_set::RuntimeSet`]).
     fn kind(&self) -> &'static str;
+
+    /// Whether it runs servers of entries of this runtime kind.
+    fn runs(&self, kind: RuntimeKind) -> bool;
 
     /// Creates the server's container or process without starting it; when one exists
     /// already (a crash after creating it), returns that one. Returns the instance id.

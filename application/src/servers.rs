@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_domain::catalog::CatalogEntry;
+use berth_domain::catalog::{CatalogDefinition, CatalogEntry, RuntimeKind};
 use berth_domain::server::{ConfigChange, RestartPolicy, SealedSecret, ServerCommand};
 use berth_domain::FieldError;
 use cqrs_es::persist::PersistedEventRepository;
@@ -87,6 +87,40 @@ impl LifecycleAction {
 }
 
 impl<R: PersistedEventRepository + Clone> CommandBus<R> {
+    /// Refuses an entry whose runtime this installation does not have (422 naming
+    /// `field`), so its servers are not created only to fail at start.
+    fn ensure_runs_here(
+        &self,
+        definition: &CatalogDefinition,
+        field: &'static str,
+    ) -> Result<(), AppError> {
+        let kind = definition.runtime.kind();
+        match &self.runtimes {
+            Some(kinds) if !kinds.contains(&kind) => {
+                let here: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                let how = match kind {
+                    RuntimeKind::Docker => {
+                        "no Docker engine answered when Berth started: start it (or let Berth \
+                         use its socket) and restart Berth with `--runtime auto`"
+                    }
+                    RuntimeKind::Process => {
+                        "Berth was started with `--runtime docker`: restart it with \
+                         `--runtime auto` to run process entries"
+                    }
+                };
+                Err(AppError::Invalid(vec![FieldError::new(
+                    field,
+                    format!(
+                        "this catalog entry runs on the {kind} runtime, which this installation \
+                         does not have (it runs: {}); {how}",
+                        here.join(", ")
+                    ),
+                )]))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Creates a server owned by the caller from a catalog entry.
     #[tracing::instrument(skip_all, fields(catalog_id = %new.catalog_id))]
     pub async fn create_server(
@@ -108,6 +142,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let definition = entry
             .definition
             .unwrap_or_else(|| unreachable!("checked live"));
+        self.ensure_runs_here(&definition, "catalog_id")?;
         let command = ServerCommand::Create {
             owner,
             catalog_id: new.catalog_id,
@@ -207,6 +242,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
                 ),
             )]));
         };
+        self.ensure_runs_here(definition, "catalog_version")?;
         let command = ServerCommand::Upgrade {
             catalog_version,
             schema: definition.config_schema.clone(),

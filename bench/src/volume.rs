@@ -132,6 +132,9 @@ pub fn server_life(entry: Uuid, n: usize) -> Vec<(ServerEvent, CommandMetadata)>
     let tool = |name: &str| Tool {
         name: name.into(),
         description: Some("does things".into()),
+        input_schema: Some(
+            serde_json::json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+        ),
     };
     let user = || CommandMetadata::new(Actor::User(owner_name(n)));
     let start = user();

@@ -37,7 +37,7 @@ pub use page::{Page, PageRequest};
 pub use runners::{Projections, RebuildError};
 pub use servers::{get_server, list_servers, ServerFilter, ServerProjector, ServerView};
 pub use status::{sample_status, status, ProjectionStatus};
-pub use wait::wait_until_reached;
+pub use wait::{wait_until_reached, wait_until_released};
 
 /// The names of the projections, as used by `rebuild`, `status` and checkpoints.
 pub const PROJECTION_NAMES: [&str; 5] = [

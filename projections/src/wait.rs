@@ -1,8 +1,9 @@
-//! Read-your-writes: waiting, bounded, until a projection has applied a given event.
+//! Read-your-writes: waiting, bounded, until a projection has applied a given event, or
+//! until the event feed itself has released it.
 
 use std::time::Duration;
 
-use berth_infrastructure::feed::has_reached;
+use berth_infrastructure::feed::{has_reached, head_checkpoint};
 use berth_infrastructure::subscription::checkpoint_of;
 use berth_infrastructure::StoreError;
 use deadpool_postgres::Pool;
@@ -20,13 +21,36 @@ pub async fn wait_until_reached(
     position: i64,
     timeout: Duration,
 ) -> Result<bool, StoreError> {
+    wait(pool, Some(name), position, timeout).await
+}
+
+/// Whether the event feed shows the event at global `position` (its transaction and
+/// every older one have ended, so a feed reader sees it), waiting up to `timeout`.
+pub async fn wait_until_released(
+    pool: &Pool,
+    position: i64,
+    timeout: Duration,
+) -> Result<bool, StoreError> {
+    wait(pool, None, position, timeout).await
+}
+
+/// Waits for subscription `name`'s checkpoint, or the feed's head when `None`.
+async fn wait(
+    pool: &Pool,
+    name: Option<&str>,
+    position: i64,
+    timeout: Duration,
+) -> Result<bool, StoreError> {
     let deadline = Instant::now() + timeout;
     loop {
         {
             // The connection goes back to the pool between polls, so many waiting
             // readers do not starve it.
             let client = pool.get().await?;
-            let checkpoint = checkpoint_of(&client, name).await?;
+            let checkpoint = match name {
+                Some(name) => checkpoint_of(&client, name).await?,
+                None => head_checkpoint(&client).await?,
+            };
             if has_reached(&client, checkpoint, position).await? {
                 return Ok(true);
             }

@@ -24,18 +24,13 @@ fn shell_entry(name: &str, script: &str) -> Value {
 /// Registers `entry` as the administrator, creates a server of it with `API_TOKEN`
 /// set to `secret`, starts it, and returns the server's id.
 async fn start_server_of(app: &TestApp, entry: &Value, secret: &str) -> String {
-    let entry = app.post("/api/v1/catalog", entry).await.expect(201).id();
+    let entry = app.register(entry).await;
     let id = app
-        .post(
-            "/api/v1/servers",
+        .create_server(
             &json!({"catalog_id": entry, "name": "probe", "secrets": {"API_TOKEN": secret}}),
         )
-        .await
-        .expect(201)
-        .id();
-    app.command(&format!("/api/v1/servers/{id}/start"))
-        .await
-        .expect(202);
+        .await;
+    app.start(&id).await;
     id
 }
 

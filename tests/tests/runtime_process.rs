@@ -5,7 +5,7 @@ mod api_support;
 
 use std::time::{Duration, Instant};
 
-use api_support::TestApp;
+use api_support::{process_fixture_entry, TestApp};
 use berth_tests::docker::fixture_binary;
 use serde_json::json;
 
@@ -109,5 +109,78 @@ async fn a_local_process_server_runs_answers_and_stops() {
     let failed = app.until_state(&bad, "failed").await;
     let error = failed["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("exiting at start as asked"), "{error}");
+    app.stop().await;
+}
+
+/// Tools are recorded with their input schemas, and an `http` server's address is in the
+/// API while it runs (and answers MCP there), gone once it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_http_server_publishes_its_address_and_its_tools_their_schemas() {
+    let app = TestApp::spawn_with_processes().await;
+    let entry = app
+        .register(&process_fixture_entry("local-http", "http", &[]))
+        .await;
+    let id = app
+        .create_server(&json!({"catalog_id": entry, "name": "over-http"}))
+        .await;
+    app.start(&id).await;
+    let running = app.until_state(&id, "running").await;
+    let echo = running["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "echo"))
+        .unwrap_or_else(|| panic!("no echo tool: {running:#}"));
+    assert_eq!(
+        echo["input_schema"]["properties"]["text"]["type"], "string",
+        "{echo}"
+    );
+    assert_eq!(echo["input_schema"]["required"], json!(["text"]), "{echo}");
+
+    let endpoint = running["endpoint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no endpoint: {running:#}"));
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") && endpoint.ends_with("/mcp"),
+        "{endpoint}"
+    );
+    let answer = reqwest::Client::new()
+        .post(endpoint)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "berth-test", "version": "0"}}
+        }))
+        .send()
+        .await
+        .expect("the published address answers");
+    assert!(answer.status().is_success(), "{answer:?}");
+    let body = answer.text().await.unwrap_or_default();
+    assert!(body.contains("protocolVersion"), "{body}");
+    let audit = app
+        .get(&format!(
+            "/api/v1/audit?server_id={id}&action=server.endpoint_published"
+        ))
+        .await
+        .json();
+    assert_eq!(audit["total"], 1, "{audit}");
+
+    app.command(&format!("/api/v1/servers/{id}/stop"))
+        .await
+        .expect(202);
+    let stopped = app.until_state(&id, "stopped").await;
+    assert!(stopped["endpoint"].is_null(), "{stopped:#}");
+    // A stopped server's output: a problem saying there is none, not an empty 200.
+    for query in ["tail=10", "follow=true"] {
+        let logs = app.get(&format!("/api/v1/servers/{id}/logs?{query}")).await;
+        logs.expect_problem(409);
+        let detail = logs.json()["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            detail.contains("stopped") && detail.contains("no output"),
+            "{detail}"
+        );
+    }
     app.stop().await;
 }

@@ -167,7 +167,9 @@ async fn past_states_and_history_are_rebuilt_from_the_events() {
                 tools: vec![Tool {
                     name: "echo".into(),
                     description: Some("says it back".into()),
+                    input_schema: Some(serde_json::json!({"type": "object", "properties": {"text": {"type": "string"}}})),
                 }],
+                endpoint: None,
             },
         )
         .await;
@@ -365,7 +367,8 @@ async fn past_states_and_history_are_rebuilt_from_the_events() {
         change(
             "tools",
             json!([]),
-            json!([{"name": "echo", "description": "says it back"}]),
+            json!([{"name": "echo", "description": "says it back",
+                     "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}}}]),
         ),
         change("state", json!("running"), json!("stopping")),
         change("container_id", json!("c-traveller-1"), Value::Null),

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::access::ensure_visible;
 use crate::auth::Principal;
+use crate::consistency::await_released;
 use crate::dto::events::{EventDto, EventPage};
 use crate::extract::ApiQuery;
 use crate::problem::{ApiError, ProblemField};
@@ -39,6 +40,9 @@ pub struct EventsQuery {
     pub event_type: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
     pub limit: Option<i64>,
+    /// Wait (at most 5 s) until the event at this position can be listed: pass the
+    /// `position` a command answered to see it (read-your-writes).
+    pub min_position: Option<i64>,
 }
 
 /// Query parameters of `GET /api/v1/servers/{id}/events`.
@@ -50,6 +54,8 @@ pub struct ServerEventsQuery {
     pub after: Option<i64>,
     /// Events per page, 1 to 1000 (default 100).
     pub limit: Option<i64>,
+    /// Wait (at most 5 s) until the event at this position can be listed.
+    pub min_position: Option<i64>,
 }
 
 fn checked(after: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiError> {
@@ -110,6 +116,7 @@ async fn page(
         (status = 400, description = "Malformed parameter", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Parameter out of range", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`min_position` not yet listed within 5 s", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -119,6 +126,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<EventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (after, limit) = checked(query.after, query.limit)?;
+    await_released(&state.pool, query.min_position).await?;
     let filter = FeedFilter {
         aggregate_type: query.aggregate_type,
         aggregate_id: query.aggregate_id,
@@ -139,6 +147,7 @@ pub async fn list(
         (status = 401, description = "No or bad token", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Parameter out of range", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`min_position` not yet listed within 5 s", body = crate::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all, fields(server_id = %id))]
@@ -158,6 +167,7 @@ pub async fn server_events(
     )
     .await?;
     let (after, limit) = checked(query.after, query.limit)?;
+    await_released(&state.pool, query.min_position).await?;
     let server = state.bus.load_server(&id.to_string()).await?;
     if !server.created {
         return Err(ApiError::NotFound("no server has this id".into()));

@@ -111,6 +111,7 @@ const MAX_TAIL: usize = 10_000;
             content((String = "text/plain"), (String = "text/event-stream"))),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such server", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It has no container or process now (stopped, or not started), so no output", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`tail` out of range", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -134,11 +135,23 @@ pub async fn logs(
     if !server.created || server.deleted {
         return Err(ServerError::NotFound.into());
     }
+    // No container or process: say so, rather than an empty answer that reads as a
+    // server that said nothing.
+    let no_output = || {
+        let failed = match &server.last_error {
+            Some(_) => "; its `last_error` holds the last lines it wrote",
+            None => "",
+        };
+        ApiError::Conflict(format!(
+            "the server is {} and has no container or process, so no output to show{failed}",
+            server.state
+        ))
+    };
     let runtime = state.pm.runtime();
     if query.follow.unwrap_or(false) {
         let lines = match runtime.follow_logs(id, tail).await {
             Ok(lines) => lines,
-            Err(RuntimeError::NotFound) => futures_util::stream::empty().boxed(),
+            Err(RuntimeError::NotFound) => return Err(no_output()),
             Err(e) => return Err(runtime_error(e)),
         };
         let events = lines.map(|line| {
@@ -153,7 +166,7 @@ pub async fn logs(
     }
     let lines = match runtime.logs(id, tail).await {
         Ok(lines) => lines,
-        Err(RuntimeError::NotFound) => Vec::new(),
+        Err(RuntimeError::NotFound) => return Err(no_output()),
         Err(e) => return Err(runtime_error(e)),
     };
     let mut text = lines.join("\n");

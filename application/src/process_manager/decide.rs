@@ -29,6 +29,9 @@ pub enum Step {
         /// Whether there is still a container or process to remove.
         present: bool,
     },
+    /// The record says starting or running, and its local process ended with the Berth
+    /// that ran it: start it again, which is no failure of its own.
+    Relaunch,
     /// `failed` and its restart policy allows another try: restart it after a pause.
     ScheduleRestart {
         /// Which automatic restart in a row this will be (1, 2, ...).
@@ -36,8 +39,19 @@ pub enum Step {
     },
 }
 
-/// The next step for `server`, given what the runtime says about it (`None`: nothing).
-pub fn next_step(server: &Server, instance: Option<&InstanceStatus>) -> Step {
+/// Whether a server's instances end when Berth stops: local processes do, containers
+/// keep running and are adopted by the next Berth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Docker containers.
+    OutlivesBerth,
+    /// Local processes.
+    EndsWithBerth,
+}
+
+/// The next step for `server`, given what the runtime says about it (`None`: nothing)
+/// and whether what it runs ends with Berth.
+pub fn next_step(server: &Server, instance: Option<&InstanceStatus>, lifetime: Lifetime) -> Step {
     if !server.created || server.deleted {
         return if instance.is_some() {
             Step::RemoveLeftover
@@ -48,6 +62,11 @@ pub fn next_step(server: &Server, instance: Option<&InstanceStatus>) -> Step {
     match server.state {
         ServerState::Pending => Step::BeginProvisioning,
         ServerState::Creating => Step::Create,
+        ServerState::Starting | ServerState::Running
+            if instance.is_none() && lifetime == Lifetime::EndsWithBerth =>
+        {
+            Step::Relaunch
+        }
         ServerState::Starting => Step::Start,
         ServerState::Stopping => Step::Stop,
         ServerState::Running => match instance.map(|i| &i.state) {
@@ -94,6 +113,8 @@ mod tests {
 
     use super::*;
 
+    const DOCKER: Lifetime = Lifetime::OutlivesBerth;
+
     fn server(state: ServerState) -> Server {
         Server {
             created: true,
@@ -119,9 +140,9 @@ mod tests {
             (ServerState::Starting, Step::Start),
             (ServerState::Stopping, Step::Stop),
         ] {
-            assert_eq!(next_step(&server(state), None), step);
+            assert_eq!(next_step(&server(state), None, DOCKER), step);
             let running = instance(InstanceState::Running);
-            assert_eq!(next_step(&server(state), Some(&running)), step);
+            assert_eq!(next_step(&server(state), Some(&running), DOCKER), step);
         }
     }
 
@@ -129,7 +150,7 @@ mod tests {
     fn a_running_server_whose_container_died_or_vanished_is_recorded_as_exited() {
         let s = server(ServerState::Running);
         assert_eq!(
-            next_step(&s, Some(&instance(InstanceState::Running))),
+            next_step(&s, Some(&instance(InstanceState::Running)), DOCKER),
             Step::Nothing
         );
         assert_eq!(
@@ -138,7 +159,8 @@ mod tests {
                 Some(&instance(InstanceState::Exited {
                     exit_code: Some(137),
                     oom_killed: true
-                }))
+                })),
+                Lifetime::OutlivesBerth
             ),
             Step::RecordExit {
                 exit_code: Some(137),
@@ -147,7 +169,7 @@ mod tests {
             }
         );
         assert_eq!(
-            next_step(&s, None),
+            next_step(&s, None, DOCKER),
             Step::RecordExit {
                 exit_code: None,
                 oom_killed: false,
@@ -160,29 +182,74 @@ mod tests {
     fn leftovers_of_stopped_failed_and_deleted_servers_are_removed() {
         let leftover = instance(InstanceState::Running);
         for s in [server(ServerState::Stopped), server(ServerState::Failed)] {
-            assert_eq!(next_step(&s, Some(&leftover)), Step::RemoveLeftover);
-            assert_eq!(next_step(&s, None), Step::Nothing);
+            assert_eq!(next_step(&s, Some(&leftover), DOCKER), Step::RemoveLeftover);
+            assert_eq!(next_step(&s, None, DOCKER), Step::Nothing);
         }
         let mut deleted = server(ServerState::Stopped);
         deleted.deleted = true;
-        assert_eq!(next_step(&deleted, Some(&leftover)), Step::RemoveLeftover);
         assert_eq!(
-            next_step(&Server::default(), Some(&leftover)),
+            next_step(&deleted, Some(&leftover), DOCKER),
             Step::RemoveLeftover
         );
-        assert_eq!(next_step(&Server::default(), None), Step::Nothing);
+        assert_eq!(
+            next_step(&Server::default(), Some(&leftover), DOCKER),
+            Step::RemoveLeftover
+        );
+        assert_eq!(next_step(&Server::default(), None, DOCKER), Step::Nothing);
     }
 
     #[test]
     fn failed_servers_restart_only_as_their_policy_allows() {
         let mut s = server(ServerState::Failed);
-        assert_eq!(next_step(&s, None), Step::Nothing);
+        assert_eq!(next_step(&s, None, DOCKER), Step::Nothing);
         s.restart_policy = RestartPolicy::OnFailure { max_retries: 2 };
-        assert_eq!(next_step(&s, None), Step::ScheduleRestart { attempt: 1 });
+        assert_eq!(
+            next_step(&s, None, DOCKER),
+            Step::ScheduleRestart { attempt: 1 }
+        );
         s.restart_attempts = 2;
-        assert_eq!(next_step(&s, None), Step::Nothing);
+        assert_eq!(next_step(&s, None, DOCKER), Step::Nothing);
         s.restart_attempts = 0;
         s.enabled = false;
-        assert_eq!(next_step(&s, None), Step::Nothing);
+        assert_eq!(next_step(&s, None, DOCKER), Step::Nothing);
+    }
+
+    #[test]
+    fn a_local_process_lost_with_berth_is_relaunched_and_a_dead_one_is_an_exit() {
+        let local = Lifetime::EndsWithBerth;
+        for state in [ServerState::Starting, ServerState::Running] {
+            assert_eq!(next_step(&server(state), None, local), Step::Relaunch);
+            assert_eq!(next_step(&server(state), None, DOCKER), {
+                if state == ServerState::Starting {
+                    Step::Start
+                } else {
+                    Step::RecordExit {
+                        exit_code: None,
+                        oom_killed: false,
+                        present: false,
+                    }
+                }
+            });
+        }
+        // A process that died while Berth ran is still there, exited: its failure counts.
+        let died = instance(InstanceState::Exited {
+            exit_code: Some(1),
+            oom_killed: false,
+        });
+        assert_eq!(
+            next_step(&server(ServerState::Running), Some(&died), local),
+            Step::RecordExit {
+                exit_code: Some(1),
+                oom_killed: false,
+                present: true
+            }
+        );
+        for state in [
+            ServerState::Stopped,
+            ServerState::Failed,
+            ServerState::Pending,
+        ] {
+            assert_ne!(next_step(&server(state), None, local), Step::Relaunch);
+        }
     }
 }

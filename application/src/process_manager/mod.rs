@@ -15,19 +15,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_domain::catalog::RuntimeKind;
 use berth_domain::server::{Health, Server, ServerCommand, ServerError, ServerState, Tool};
 use cqrs_es::persist::PersistedEventRepository;
 use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
-pub use decide::{next_step, Step};
+pub use decide::{next_step, Lifetime, Step};
 pub use launch::{launch_spec, pinned_definition};
 
 use crate::commands::CommandBus;
 use crate::error::AppError;
 use crate::metadata::{Actor, CommandMetadata};
 use crate::redaction::Redactor;
-use crate::runtime::{ContainerRuntime, InstanceState, McpProbe, ProbeError, ProbeReport};
+use crate::runtime::{
+    ContainerRuntime, InstanceState, McpEndpoint, McpProbe, ProbeError, ProbeReport,
+};
 
 /// How the process manager behaves.
 #[derive(Debug, Clone)]
@@ -247,7 +250,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                     return Ok(());
                 }
             };
-            let step = next_step(&server, instance.as_ref());
+            let lifetime = if instance.is_none() && server.state.is_active() {
+                self.lifetime(&server).await
+            } else {
+                Lifetime::OutlivesBerth
+            };
+            let step = next_step(&server, instance.as_ref(), lifetime);
             tracing::debug!(?step, state = %server.state, "next step");
             let outcome = match step {
                 Step::Nothing => return Ok(()),
@@ -268,6 +276,19 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         Err(ProcessManagerError::Unsettled(id))
     }
 
+    /// Whether what runs `server` ends with Berth: a local process does (an unknown
+    /// entry counts as a container, whose disappearance is an exit).
+    async fn lifetime(&self, server: &Server) -> Lifetime {
+        let catalog_id = server.catalog_id.unwrap_or_default().to_string();
+        let Ok(entry) = self.bus.load_catalog_entry(&catalog_id).await else {
+            return Lifetime::OutlivesBerth;
+        };
+        match pinned_definition(server, &entry).map(|d| d.runtime.kind()) {
+            Ok(RuntimeKind::Process) => Lifetime::EndsWithBerth,
+            _ => Lifetime::OutlivesBerth,
+        }
+    }
+
     /// Records an outcome. What carries the server's own words (a failure's output, its
     /// tools) loses the server's secrets first: the event log keeps it forever.
     async fn record(
@@ -284,8 +305,9 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 exit_code,
                 reason: self.redacted(id, &reason).await,
             },
-            ServerCommand::RecordRunning { tools } => ServerCommand::RecordRunning {
+            ServerCommand::RecordRunning { tools, endpoint } => ServerCommand::RecordRunning {
                 tools: self.redacted_tools(id, tools).await,
+                endpoint,
             },
             ServerCommand::RecordTools { tools } => ServerCommand::RecordTools {
                 tools: self.redacted_tools(id, tools).await,
@@ -337,6 +359,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 .map(|tool| Tool {
                     name: tool.name,
                     description: None,
+                    input_schema: None,
                 })
                 .collect(),
         }
@@ -359,6 +382,10 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         match step {
             Step::Nothing | Step::ScheduleRestart { .. } => Ok(()),
             Step::BeginProvisioning => self.record(id, ServerCommand::BeginProvisioning, md).await,
+            Step::Relaunch => {
+                tracing::info!("its process ended with the Berth that ran it; starting it again");
+                self.record(id, ServerCommand::Relaunch, md).await
+            }
             Step::Create => self.create(id, server, md).await,
             Step::Start => self.start(id, server, md).await,
             Step::Stop => {
@@ -468,11 +495,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         }
         self.crash_if(CrashPoint::Start)?;
         match self.handshake(id, server).await {
-            Ok(report) => {
+            Ok((report, endpoint)) => {
                 self.record(
                     id,
                     ServerCommand::RecordRunning {
                         tools: report.tools,
+                        endpoint,
                     },
                     md,
                 )
@@ -505,7 +533,13 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         }
     }
 
-    async fn handshake(&self, id: Uuid, server: &Server) -> Result<ProbeReport, ProbeError> {
+    /// Probes the server, retrying an `http` server until it listens; returns what it
+    /// answered and, for an `http` server, the URL it answered at.
+    async fn handshake(
+        &self,
+        id: Uuid,
+        server: &Server,
+    ) -> Result<(ProbeReport, Option<String>), ProbeError> {
         let catalog_id = server.catalog_id.unwrap_or_default();
         let transport = self
             .bus
@@ -520,6 +554,10 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         // the deadline; a stdio server gets one attempt with the whole timeout.
         loop {
             let endpoint = self.runtime.connect(id, transport).await?;
+            let url = match &endpoint {
+                McpEndpoint::Http(url) => Some(url.clone()),
+                McpEndpoint::Stdio(_) => None,
+            };
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.probe.probe(endpoint, left).await {
                 Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))
@@ -528,7 +566,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-                other => return other,
+                other => return other.map(|report| (report, url)),
             }
         }
     }
@@ -623,7 +661,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         let result = self
             .handshake(id, &server)
             .await
-            .map(|mut report| {
+            .map(|(mut report, _)| {
                 match &redactor {
                     Some(redactor) => {
                         report.tools = redact_tools(redactor, std::mem::take(&mut report.tools));
@@ -632,6 +670,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                     None => {
                         for tool in &mut report.tools {
                             tool.description = None;
+                            tool.input_schema = None;
                         }
                         report.server_info = serde_json::Value::Null;
                     }
@@ -708,6 +747,10 @@ fn redact_tools(redactor: &Redactor, tools: Vec<Tool>) -> Vec<Tool> {
         .map(|tool| Tool {
             name: redactor.redact(&tool.name),
             description: tool.description.map(|d| redactor.redact(&d)),
+            input_schema: tool.input_schema.map(|mut schema| {
+                redactor.redact_json(&mut schema);
+                schema
+            }),
         })
         .collect()
 }

@@ -52,6 +52,42 @@ pub enum RuntimeSpec {
     },
 }
 
+/// Which runtime runs an entry's servers: the `type` of its [`RuntimeSpec`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// Docker containers.
+    Docker,
+    /// Local processes.
+    Process,
+}
+
+impl RuntimeKind {
+    /// Its name in the API (`docker`, `process`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Process => "process",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl RuntimeSpec {
+    /// The runtime that runs it.
+    pub fn kind(&self) -> RuntimeKind {
+        match self {
+            Self::Docker { .. } => RuntimeKind::Docker,
+            Self::Process { .. } => RuntimeKind::Process,
+        }
+    }
+}
+
 /// One configuration key a server of this kind takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

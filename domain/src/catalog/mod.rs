@@ -6,5 +6,5 @@ mod definition;
 pub use aggregate::{CatalogCommand, CatalogEntry, CatalogError, CatalogEvent};
 pub(crate) use definition::check_value;
 pub use definition::{
-    CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeSpec, Transport,
+    CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeKind, RuntimeSpec, Transport,
 };

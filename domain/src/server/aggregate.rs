@@ -57,6 +57,9 @@ pub struct Server {
     /// Automatic restarts in a row since the last start a person asked for.
     #[serde(default)]
     pub restart_attempts: u32,
+    /// Where an `http` server answers MCP while it runs.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// What may be asked of a server: by people (create … delete) and by the process
@@ -91,6 +94,9 @@ pub enum ServerCommand {
     },
     /// Start it again after a failure, as its restart policy allows (process manager).
     RestartAfterFailure,
+    /// Start it again because its process ended with the Berth that ran it, not by any
+    /// fault of its own (process manager): no failure, no restart attempt used.
+    Relaunch,
     /// Change some config keys and secrets.
     UpdateConfig {
         /// The catalog entry's current config schema.
@@ -125,6 +131,8 @@ pub enum ServerCommand {
     RecordRunning {
         /// What its `tools/list` answered.
         tools: Vec<Tool>,
+        /// The URL an `http` server answers MCP at (`None` for stdio servers).
+        endpoint: Option<String>,
     },
     /// It could not be started or kept running.
     RecordFailed {
@@ -160,6 +168,7 @@ impl ServerCommand {
             Self::UpdateConfig { .. } => "update",
             Self::Upgrade { .. } => "upgrade",
             Self::RestartAfterFailure => "restart after failure",
+            Self::Relaunch => "relaunch",
             Self::Start => "start",
             Self::Stop => "stop",
             Self::Restart => "restart",
@@ -311,6 +320,12 @@ impl Server {
                     attempt: self.restart_attempts + 1,
                 }]
             }
+            ServerCommand::Relaunch => match self.state {
+                S::Starting | S::Running if self.enabled && !self.delete_pending => {
+                    vec![E::Relaunched]
+                }
+                _ => return Err(refuse()),
+            },
             ServerCommand::Start => {
                 if self.delete_pending {
                     return Err(refuse_deleting());
@@ -376,9 +391,12 @@ impl Server {
             },
             // Running, healthy and its tools are one fact (the handshake succeeded), so
             // they are recorded together: no reader sees a running server of unknown health.
-            ServerCommand::RecordRunning { tools } => match self.state {
+            ServerCommand::RecordRunning { tools, endpoint } => match self.state {
                 S::Starting => {
                     let mut events = vec![E::Running];
+                    if let Some(url) = endpoint.filter(|url| Some(url) != self.endpoint.as_ref()) {
+                        events.push(E::EndpointPublished { url });
+                    }
                     if self.health != Health::Healthy {
                         events.push(E::HealthChanged {
                             health: Health::Healthy,
@@ -584,6 +602,12 @@ impl Aggregate for Server {
                 self.state = ServerState::Pending;
                 self.restart_attempts = attempt;
             }
+            E::Relaunched => {
+                self.state = ServerState::Pending;
+                self.container_id = None;
+                self.endpoint = None;
+                self.health = Health::Unknown;
+            }
             E::ProvisioningBegan => self.state = ServerState::Creating,
             E::ContainerCreated { container_id } => {
                 self.state = ServerState::Starting;
@@ -593,10 +617,12 @@ impl Aggregate for Server {
                 self.state = ServerState::Running;
                 self.last_error = None;
             }
+            E::EndpointPublished { url } => self.endpoint = Some(url),
             E::Failed { reason } | E::Exited { reason, .. } => {
                 self.state = ServerState::Failed;
                 self.last_error = Some(reason);
                 self.container_id = None;
+                self.endpoint = None;
                 self.restart_pending = false;
                 self.health = Health::Unknown;
             }
@@ -608,6 +634,7 @@ impl Aggregate for Server {
             E::Stopped => {
                 self.state = ServerState::Stopped;
                 self.container_id = None;
+                self.endpoint = None;
                 self.health = Health::Unknown;
             }
             E::Enabled => self.enabled = true,

@@ -48,6 +48,9 @@ pub enum ServerEvent {
         /// 1 for the first automatic restart in a row, 2 for the next, ...
         attempt: u32,
     },
+    /// Berth started it again because its process ended with the Berth that ran it
+    /// (→ pending); not a failure, and no restart attempt is used.
+    Relaunched,
     /// Configuration or secrets changed; the whole new set is recorded.
     ConfigUpdated {
         /// Plain configuration from now on.
@@ -56,6 +59,11 @@ pub enum ServerEvent {
         secrets: BTreeMap<String, SealedSecret>,
         /// The keys that changed (set or removed), for the audit trail.
         changed_keys: Vec<String>,
+    },
+    /// An `http` server answers MCP at this URL until it stops.
+    EndpointPublished {
+        /// The URL, e.g. `http://127.0.0.1:49153/mcp`.
+        url: String,
     },
     /// Someone asked it to start (→ pending).
     StartRequested,
@@ -115,10 +123,12 @@ impl DomainEvent for ServerEvent {
             Self::Upgraded { .. } => "ServerUpgraded",
             Self::RestartPolicyChanged { .. } => "ServerRestartPolicyChanged",
             Self::RestartedAfterFailure { .. } => "ServerRestartedAfterFailure",
+            Self::Relaunched => "ServerRelaunched",
             Self::StartRequested => "ServerStartRequested",
             Self::ProvisioningBegan => "ServerProvisioningBegan",
             Self::ContainerCreated { .. } => "ServerContainerCreated",
             Self::Running => "ServerRunning",
+            Self::EndpointPublished { .. } => "ServerEndpointPublished",
             Self::Failed { .. } => "ServerFailed",
             Self::Exited { .. } => "ServerExited",
             Self::StopRequested => "ServerStopRequested",

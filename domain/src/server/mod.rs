@@ -10,4 +10,4 @@ mod tests;
 pub use aggregate::{Server, ServerCommand, ServerError, MAX_REASON_BYTES};
 pub use config::{validate_config, ConfigChange, SealedSecret};
 pub use events::ServerEvent;
-pub use state::{Health, RestartPolicy, ServerState, Tool};
+pub use state::{Health, RestartPolicy, ServerState, Tool, MAX_INPUT_SCHEMA_BYTES};

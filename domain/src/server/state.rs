@@ -97,7 +97,16 @@ pub struct Tool {
     /// What it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The JSON Schema of its arguments (`inputSchema`), which clients need to call it.
+    /// Absent in events recorded before it was kept, and for a schema over
+    /// [`MAX_INPUT_SCHEMA_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
 }
+
+/// The largest input schema kept with a tool (as JSON text): the event log keeps every
+/// tool list forever, and a real schema is a few KiB.
+pub const MAX_INPUT_SCHEMA_BYTES: usize = 64 * 1024;
 
 /// What Berth does when a running server fails or exits by itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -107,7 +107,10 @@ fn every_lifecycle_command_in_every_state() {
         ("created", || ServerCommand::RecordContainerCreated {
             container_id: "c2".into(),
         }),
-        ("running", || ServerCommand::RecordRunning { tools: vec![] }),
+        ("running", || ServerCommand::RecordRunning {
+            tools: vec![],
+            endpoint: None,
+        }),
         ("failed", || ServerCommand::RecordFailed {
             reason: "boom".into(),
         }),
@@ -445,6 +448,7 @@ fn health_and_tools_are_recorded_only_when_they_change() {
     let tools = vec![Tool {
         name: "echo".into(),
         description: None,
+        input_schema: None,
     }];
     h.push(E::ToolsDiscovered {
         tools: tools.clone(),
@@ -593,4 +597,51 @@ fn a_failure_reason_is_recorded_bounded() {
     };
     assert!(reason.len() <= MAX_REASON_BYTES, "{} bytes", reason.len());
     assert!(reason.ends_with("[cut]"));
+}
+
+#[test]
+fn a_server_lost_with_berth_is_relaunched_without_using_a_restart_attempt() {
+    for state in [S::Starting, S::Running] {
+        assert_eq!(
+            outcome(state, ServerCommand::Relaunch),
+            Ok(vec![E::Relaunched])
+        );
+    }
+    for state in [S::Stopped, S::Pending, S::Creating, S::Stopping, S::Failed] {
+        assert_eq!(
+            outcome(state, ServerCommand::Relaunch),
+            Err(ServerError::InvalidTransition {
+                from: state,
+                command: "relaunch",
+            })
+        );
+    }
+    let mut server = Server::default();
+    let mut h = history(S::Running);
+    h.extend([
+        E::Failed { reason: "x".into() },
+        E::RestartedAfterFailure { attempt: 1 },
+        E::ProvisioningBegan,
+        E::ContainerCreated {
+            container_id: "c2".into(),
+        },
+        E::Running,
+        E::Relaunched,
+    ]);
+    for event in h {
+        server.apply(event);
+    }
+    assert_eq!(server.state, S::Pending);
+    assert_eq!(server.restart_attempts, 1, "a relaunch is not an attempt");
+    assert_eq!(server.container_id, None);
+    // Being deleted, it is not brought back.
+    let mut deleting = history(S::Running);
+    deleting.push(E::DeletionRequested);
+    Given::with(())
+        .given(deleting)
+        .when(ServerCommand::Relaunch)
+        .then_expect_error(ServerError::InvalidTransition {
+            from: S::Stopping,
+            command: "relaunch",
+        });
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_application::runtime::{McpEndpoint, McpProbe, ProbeError, ProbeReport};
-use berth_domain::server::Tool;
+use berth_domain::server::{Tool, MAX_INPUT_SCHEMA_BYTES};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -181,6 +181,27 @@ fn read_initialize(result: &Value) -> Result<Initialized, ProbeError> {
     })
 }
 
+/// A tool's `inputSchema` as kept: a JSON object no larger than
+/// [`MAX_INPUT_SCHEMA_BYTES`]; anything else is left out (and logged), not refused, so one
+/// odd tool does not keep a server from running.
+fn input_schema(tool: &str, schema: Option<&Value>) -> Option<Value> {
+    let schema = schema?;
+    if !schema.is_object() {
+        tracing::warn!(tool, "a tool's inputSchema is not a JSON object; left out");
+        return None;
+    }
+    let size = serde_json::to_vec(schema).map_or(usize::MAX, |bytes| bytes.len());
+    if size > MAX_INPUT_SCHEMA_BYTES {
+        tracing::warn!(
+            tool,
+            size,
+            "a tool's inputSchema is too large to keep; left out"
+        );
+        return None;
+    }
+    Some(schema.clone())
+}
+
 /// Reads one `tools/list` page: its tools and the cursor of the next page, if any.
 fn read_tools_page(result: &Value) -> Result<(Vec<Tool>, Option<String>), ProbeError> {
     let listed = result
@@ -202,6 +223,7 @@ fn read_tools_page(result: &Value) -> Result<(Vec<Tool>, Option<String>), ProbeE
                     .get("description")
                     .and_then(Value::as_str)
                     .map(str::to_owned),
+                input_schema: input_schema(name, tool.get("inputSchema")),
             })
         })
         .collect::<Result<Vec<_>, ProbeError>>()?;

@@ -159,7 +159,7 @@ impl ProcessRuntime {
         let RuntimeSpec::Process { command, args } = &spec.runtime else {
             return Err(RuntimeError::Failed(
                 "this catalog entry runs a container image; the process runtime runs only \
-                 `process` entries (start Berth with `--runtime docker` for it)"
+                 `process` entries"
                     .into(),
             ));
         };
@@ -254,6 +254,10 @@ impl Instance {
 impl ContainerRuntime for ProcessRuntime {
     fn kind(&self) -> &'static str {
         "process"
+    }
+
+    fn runs(&self, kind: berth_domain::catalog::RuntimeKind) -> bool {
+        kind == berth_domain::catalog::RuntimeKind::Process
     }
 
     #[tracing::instrument(skip_all, fields(server_id = %spec.server_id))]

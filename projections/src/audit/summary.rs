@@ -178,11 +178,13 @@ fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
         E::RestartedAfterFailure { attempt } => {
             format!("restarted {s} after a failure (attempt {attempt})")
         }
+        E::Relaunched => format!("started {s} again: its process ended with the Berth that ran it"),
         E::ProvisioningBegan => format!("began provisioning {s}"),
         E::ContainerCreated { container_id } => {
             format!("created container {} for {s}", shorten(container_id, 12))
         }
         E::Running => format!("{s} is running"),
+        E::EndpointPublished { url } => format!("{s} answers MCP at {url}"),
         E::Failed { reason } => format!("{s} failed: {}", one_line(reason)),
         E::Exited {
             exit_code: Some(code),

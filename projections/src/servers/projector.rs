@@ -28,11 +28,11 @@ pub const TABLES: &[&str] = &["servers"];
 const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version, owner, \
      state, enabled, restart_pending, delete_pending, config, secret_keys, health, tools, \
      container_id, last_error, created_at, updated_at, version, position, restart_policy, \
-     restart_attempts) \
+     restart_attempts, endpoint) \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::text[], \
      $6::text[], $7::bool[], $8::bool[], $9::bool[], $10::jsonb[], $11::jsonb[], $12::text[], \
      $13::jsonb[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], \
-     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[]) \
+     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[], $22::text[]) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, catalog_id = excluded.catalog_id, \
      catalog_version = excluded.catalog_version, owner = excluded.owner, \
      state = excluded.state, enabled = excluded.enabled, \
@@ -41,7 +41,8 @@ const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version
      tools = excluded.tools, container_id = excluded.container_id, \
      last_error = excluded.last_error, created_at = excluded.created_at, \
      updated_at = excluded.updated_at, version = excluded.version, position = excluded.position, \
-     restart_policy = excluded.restart_policy, restart_attempts = excluded.restart_attempts";
+     restart_policy = excluded.restart_policy, restart_attempts = excluded.restart_attempts, \
+     endpoint = excluded.endpoint";
 
 const DELETE: &str = "DELETE FROM servers WHERE id = ANY($1)";
 
@@ -108,6 +109,7 @@ struct Columns {
     position: Vec<i64>,
     restart_policy: Vec<Value>,
     restart_attempts: Vec<i32>,
+    endpoint: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -129,6 +131,7 @@ impl Columns {
         self.restart_pending.push(r.restart_pending);
         self.delete_pending.push(r.delete_pending);
         self.container_id.push(r.container_id);
+        self.endpoint.push(r.endpoint);
         self.last_error.push(r.last_error);
         self.created_at.push(r.created_at);
         self.updated_at.push(r.updated_at);
@@ -163,6 +166,7 @@ impl Columns {
                 &self.position,
                 &self.restart_policy,
                 &self.restart_attempts,
+                &self.endpoint,
             ],
         )
         .await?;

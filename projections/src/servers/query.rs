@@ -59,11 +59,14 @@ pub struct ServerView {
     pub secrets: Value,
     /// `unknown`, `healthy` or `unhealthy`.
     pub health: String,
-    /// The tools it last reported: `[{ "name", "description"? }]`.
+    /// The tools it last reported: `[{ "name", "description"?, "input_schema"? }]`.
     #[schema(value_type = Vec<Object>)]
     pub tools: Value,
     /// The runtime's id for its container or process.
     pub container_id: Option<String>,
+    /// Where an `http` server answers MCP while it runs (Streamable HTTP, on this
+    /// machine's loopback); `null` for stdio servers and when it does not run.
+    pub endpoint: Option<String>,
     /// Why it last failed.
     pub last_error: Option<String>,
     /// When it was created.
@@ -116,6 +119,7 @@ impl ServerRow {
             health: self.health_name(),
             tools: to_json(&self.tools)?,
             container_id: self.container_id.clone(),
+            endpoint: self.endpoint.clone(),
             last_error: self.last_error.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,

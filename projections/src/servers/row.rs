@@ -39,6 +39,7 @@ pub(crate) struct ServerRow {
     pub position: i64,
     pub restart_policy: RestartPolicy,
     pub restart_attempts: u32,
+    pub endpoint: Option<String>,
 }
 
 /// Where an event sits in the log, which is all of the stored row a server row keeps.
@@ -107,6 +108,7 @@ pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: Stamp) -> Change {
             health: Health::default(),
             tools: Vec::new(),
             container_id: None,
+            endpoint: None,
             last_error: None,
             created_at: stored.recorded_at,
             updated_at: stored.recorded_at,
@@ -166,6 +168,7 @@ impl ServerRow {
             tools: self.tools.clone(),
             restart_policy: self.restart_policy,
             restart_attempts: self.restart_attempts,
+            endpoint: self.endpoint.clone(),
         }
     }
 
@@ -185,6 +188,7 @@ impl ServerRow {
         self.tools = server.tools;
         self.restart_policy = server.restart_policy;
         self.restart_attempts = server.restart_attempts;
+        self.endpoint = server.endpoint;
     }
 
     /// Reads a row selected with [`COLUMNS`].
@@ -215,6 +219,7 @@ impl ServerRow {
             restart_policy: from_json(row.try_get("restart_policy")?)?,
             restart_attempts: u32::try_from(row.try_get::<_, i32>("restart_attempts")?)
                 .unwrap_or_default(),
+            endpoint: row.try_get("endpoint")?,
         })
     }
 
@@ -227,7 +232,8 @@ impl ServerRow {
 /// Every column of `servers`, in table order.
 pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, state, enabled, \
      restart_pending, delete_pending, config, secret_keys, health, tools, container_id, \
-     last_error, created_at, updated_at, version, position, restart_policy, restart_attempts";
+     last_error, created_at, updated_at, version, position, restart_policy, restart_attempts, \
+     endpoint";
 
 #[cfg(test)]
 mod tests {
@@ -285,6 +291,7 @@ mod tests {
                 tools: vec![Tool {
                     name: "search".into(),
                     description: None,
+                    input_schema: None,
                 }],
             },
             E::RestartRequested,

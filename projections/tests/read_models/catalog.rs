@@ -184,6 +184,7 @@ async fn entries_show_the_union_of_tools_their_servers_discovered() {
     let tool = |name: &str, description: Option<&str>| Tool {
         name: name.into(),
         description: description.map(Into::into),
+        input_schema: None,
     };
     let bus = &h.bus;
     let record = move |server: uuid::Uuid, tools| async move {

@@ -77,7 +77,15 @@ async fn a_server_is_followed_from_creation_to_deletion() {
         (v.state.as_str(), v.container_id.as_deref()),
         ("starting", Some("c0ffee"))
     );
-    runtime(&h, id, ServerCommand::RecordRunning { tools: vec![] }).await;
+    runtime(
+        &h,
+        id,
+        ServerCommand::RecordRunning {
+            tools: vec![],
+            endpoint: Some("http://127.0.0.1:5000/mcp".into()),
+        },
+    )
+    .await;
     runtime(
         &h,
         id,
@@ -89,6 +97,9 @@ async fn a_server_is_followed_from_creation_to_deletion() {
     let tools = vec![Tool {
         name: "search".into(),
         description: Some("Searches code".into()),
+        input_schema: Some(
+            serde_json::json!({"type": "object", "properties": {"text": {"type": "string"}}}),
+        ),
     }];
     runtime(&h, id, ServerCommand::RecordTools { tools }).await;
     let v = view(&h, id).await.unwrap();
@@ -96,9 +107,11 @@ async fn a_server_is_followed_from_creation_to_deletion() {
     assert_eq!(v.health, "healthy");
     assert_eq!(
         v.tools,
-        json!([{ "name": "search", "description": "Searches code" }])
+        json!([{ "name": "search", "description": "Searches code",
+                 "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}} }])
     );
-    assert_eq!(v.version, 7);
+    assert_eq!(v.endpoint.as_deref(), Some("http://127.0.0.1:5000/mcp"));
+    assert_eq!(v.version, 8);
 
     act(&h, id, LifecycleAction::Stop).await;
     assert_eq!(view(&h, id).await.unwrap().state, "stopping");
@@ -106,6 +119,7 @@ async fn a_server_is_followed_from_creation_to_deletion() {
     let v = view(&h, id).await.unwrap();
     assert_eq!(v.state, "stopped");
     assert_eq!(v.container_id, None);
+    assert_eq!(v.endpoint, None);
     assert_eq!(v.health, "unknown");
 
     let patch = ServerConfigPatch {
@@ -185,7 +199,15 @@ async fn failures_restarts_and_deletion_while_running_are_shown() {
         ServerCommand::RecordContainerCreated { container_id },
     )
     .await;
-    runtime(&h, id, ServerCommand::RecordRunning { tools: vec![] }).await;
+    runtime(
+        &h,
+        id,
+        ServerCommand::RecordRunning {
+            tools: vec![],
+            endpoint: None,
+        },
+    )
+    .await;
     let v = view(&h, id).await.unwrap();
     assert_eq!((v.state.as_str(), v.last_error), ("running", None));
 

@@ -108,7 +108,10 @@ impl Writer {
             9 => C::RecordContainerCreated {
                 container_id: format!("c-{}", self.rng.gen::<u32>()),
             },
-            10 => C::RecordRunning { tools: vec![] },
+            10 => C::RecordRunning {
+                tools: vec![],
+                endpoint: None,
+            },
             11 => C::RecordFailed {
                 reason: format!("failure {}", self.rng.gen::<u16>()),
             },
@@ -122,6 +125,7 @@ impl Writer {
                     .map(|_| Tool {
                         name: format!("tool{}", self.rng.gen_range(0..6)),
                         description: self.rng.gen_bool(0.5).then(|| "does things".into()),
+                        input_schema: None,
                     })
                     .collect(),
             },

@@ -290,6 +290,41 @@ impl TestApp {
         self.send(Method::POST, path, None, None, &[]).await
     }
 
+    /// Registers catalog entry `entry`, expecting 201, and returns its id.
+    pub async fn register(&self, entry: &Value) -> String {
+        self.post("/api/v1/catalog", entry).await.expect(201).id()
+    }
+
+    /// Creates a server from `body`, expecting 201, and returns its id.
+    pub async fn create_server(&self, body: &Value) -> String {
+        self.post("/api/v1/servers", body).await.expect(201).id()
+    }
+
+    /// Asks server `id` to start, expecting 202.
+    pub async fn start(&self, id: &str) {
+        self.command(&format!("/api/v1/servers/{id}/start"))
+            .await
+            .expect(202);
+    }
+
+    /// Deletes server `id` and waits (up to 60 s) until it is gone.
+    pub async fn delete_and_wait(&self, id: &str) {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v1/servers/{id}"),
+            None,
+            None,
+            &[],
+        )
+        .await
+        .expect(202);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while self.get(&format!("/api/v1/servers/{id}")).await.status != 404 {
+            assert!(std::time::Instant::now() < deadline, "{id} never deleted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Every response header and body received so far, concatenated.
     pub fn transcript(&self) -> Vec<u8> {
         self.transcript
@@ -412,6 +447,21 @@ pub fn fixture_entry(name: &str) -> Value {
             {"key": "MODE", "description": "speed", "required": false, "secret": false, "default": "fast"}
         ],
         "resources": {"memory_mb": 128, "cpus": 0.5, "pids": 32}
+    })
+}
+
+/// A `process` catalog entry running the fixture MCP server over `transport`, with the
+/// optional plain settings `keys`.
+pub fn process_fixture_entry(name: &str, transport: &str, keys: &[&str]) -> Value {
+    let schema: Vec<Value> = keys
+        .iter()
+        .map(|key| json!({"key": key, "required": false, "secret": false}))
+        .collect();
+    json!({
+        "name": name,
+        "transport": transport,
+        "runtime": {"type": "process", "command": berth_tests::docker::fixture_binary().to_string_lossy()},
+        "config_schema": schema
     })
 }
 

@@ -62,7 +62,7 @@ pub fn plan(spec: &LaunchSpec, installation: &str) -> Result<ContainerPlan, Runt
     else {
         return Err(RuntimeError::Failed(
             "this catalog entry runs a local command; the Docker runtime runs only `docker` \
-             entries (start Berth with `--runtime process` for it)"
+             entries"
                 .into(),
         ));
     };
