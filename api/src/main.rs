@@ -3,12 +3,11 @@
 
 use std::process::ExitCode;
 
-use berth_api::cli::{Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand};
-use berth_api::config::Settings;
-use berth_api::{
-    audit_commands, commands, event_tail, event_transfer, key_commands, logging, replay_commands,
-    user_commands,
+use berth_api::cli::args::{
+    Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand,
 };
+use berth_api::cli::config::Settings;
+use berth_api::cli::{audit, commands, events_tail, events_transfer, keys, logging, replay, users};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -44,43 +43,37 @@ fn main() -> ExitCode {
             Command::Projections(ProjectionsCommand::Status { interval, json }) => {
                 commands::status(&settings, *interval, *json).await
             }
-            Command::Events(EventsCommand::Tail(args)) => event_tail::run(&settings, args).await,
+            Command::Events(EventsCommand::Tail(args)) => events_tail::run(&settings, args).await,
             Command::Events(EventsCommand::Export(args)) => {
-                event_transfer::export(&settings, args).await
+                events_transfer::export(&settings, args).await
             }
             Command::Events(EventsCommand::Import(args)) => {
-                event_transfer::import(&settings, args).await
+                events_transfer::import(&settings, args).await
             }
             Command::Verify { anchors } => commands::verify(&settings, anchors).await,
             Command::Checkpoint => commands::checkpoint(&settings).await,
-            Command::Audit(command) => audit_commands::run(&settings, command).await,
-            Command::Replay(command) => replay_commands::run(&settings, command).await,
+            Command::Audit(command) => audit::run(&settings, command).await,
+            Command::Replay(command) => replay::run(&settings, command).await,
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
-                key_commands::rotate_master(&settings, new_key_file.as_deref()).await
+                keys::rotate_master(&settings, new_key_file.as_deref()).await
             }
             Command::Keys(KeysCommand::Create {
                 user,
                 name,
                 expires_at,
-            }) => user_commands::create_key(&settings, user, name, *expires_at).await,
-            Command::Keys(KeysCommand::List { user }) => {
-                user_commands::list_keys(&settings, user).await
-            }
+            }) => users::create_key(&settings, user, name, *expires_at).await,
+            Command::Keys(KeysCommand::List { user }) => users::list_keys(&settings, user).await,
             Command::Keys(KeysCommand::Revoke { key_id }) => {
-                user_commands::revoke_key(&settings, *key_id).await
+                users::revoke_key(&settings, *key_id).await
             }
             Command::Users(UsersCommand::Create { name, role }) => {
-                user_commands::create_user(&settings, name, *role).await
+                users::create_user(&settings, name, *role).await
             }
-            Command::Users(UsersCommand::List) => user_commands::list(&settings).await,
-            Command::Users(UsersCommand::Disable { name }) => {
-                user_commands::disable(&settings, name).await
-            }
-            Command::Users(UsersCommand::Enable { name }) => {
-                user_commands::enable(&settings, name).await
-            }
+            Command::Users(UsersCommand::List) => users::list(&settings).await,
+            Command::Users(UsersCommand::Disable { name }) => users::disable(&settings, name).await,
+            Command::Users(UsersCommand::Enable { name }) => users::enable(&settings, name).await,
             Command::Users(UsersCommand::Forget { user }) => {
-                key_commands::forget_user(&settings, user).await
+                keys::forget_user(&settings, user).await
             }
         }
     });

@@ -386,7 +386,7 @@ mod tests {
     #[test]
     fn the_listening_line_gives_the_address() {
         let line =
-            "2025-01-01T00:00:00Z  INFO berth_api::server: listening on http://127.0.0.1:4321";
+            "2025-01-01T00:00:00Z  INFO berth_api::serve::server: listening on http://127.0.0.1:4321";
         assert_eq!(
             listening_address(line).as_deref(),
             Some("http://127.0.0.1:4321")

@@ -24,7 +24,7 @@ async fn catalog_events(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn the_shipped_catalog_is_listed_and_restarts_add_no_events() {
     let mut app = TestApp::spawn().await;
-    let shipped = berth_api::predefined::definitions().expect("the shipped catalog parses");
+    let shipped = berth_api::serve::predefined::definitions().expect("the shipped catalog parses");
     let head = app.head().await;
     let listed = app
         .get(&format!(
@@ -111,7 +111,7 @@ async fn the_openapi_document_lists_every_route() {
         .unwrap_or_default()
         .starts_with("3."));
     let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-    let routes = berth_api::routes::all_routes();
+    let routes = berth_api::http::routes::all_routes();
     assert!(routes.len() >= 23);
     for (method, path) in &routes {
         let method = method.as_str().to_ascii_lowercase();

@@ -7,7 +7,7 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::{fixture_entry, TestApp};
-use berth_api::rate_limit::RateLimitOptions;
+use berth_api::http::rate_limit::RateLimitOptions;
 use reqwest::Method;
 
 #[tokio::test]

@@ -582,7 +582,7 @@ async fn bad_bulk_requests_are_refused_and_write_nothing() {
 fn the_target_concurrency_is_a_setting() {
     use std::io::Write;
 
-    use berth_api::config::{FlagOverrides, Settings};
+    use berth_api::cli::config::{FlagOverrides, Settings};
 
     let defaults = Settings::load(None, &FlagOverrides::default()).expect("defaults");
     assert_eq!(defaults.serve_config().bulk.concurrency, 8);

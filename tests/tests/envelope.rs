@@ -309,7 +309,7 @@ async fn the_cli_rotates_the_key_file_and_forgets_a_user() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(4).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let settings = berth_api::config::Settings {
+    let settings = berth_api::cli::config::Settings {
         data_dir: dir.path().to_owned(),
         database_url: Some(db.url()),
         ..Default::default()
@@ -325,7 +325,7 @@ async fn the_cli_rotates_the_key_file_and_forgets_a_user() {
     let a1 = create(&bus, catalog_id, "alice", "a1", "alice-1").await;
     let b1 = create(&bus, catalog_id, "bob", "b1", "bob-1").await;
 
-    berth_api::key_commands::rotate_master(&settings, None)
+    berth_api::cli::keys::rotate_master(&settings, None)
         .await
         .unwrap();
     let current = MasterKey::from_file(&key_file).unwrap();
@@ -339,7 +339,7 @@ async fn the_cli_rotates_the_key_file_and_forgets_a_user() {
     assert_eq!(open_token(&bus, &served, a1).await.unwrap(), "alice-1");
     assert_eq!(open_token(&bus, &served, b1).await.unwrap(), "bob-1");
 
-    berth_api::key_commands::forget_user(&settings, "alice")
+    berth_api::cli::keys::forget_user(&settings, "alice")
         .await
         .unwrap();
     assert!(matches!(

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use api_support::{feed_settled, fixture_entry, server_body, Answer, TestApp};
-use berth_api::bulk_setup::BULK_OPERATIONS;
-use berth_api::runtime_setup::PROCESS_MANAGER;
+use berth_api::serve::bulk::BULK_OPERATIONS;
+use berth_api::serve::runtimes::PROCESS_MANAGER;
 use berth_api::{start_server, ServeConfig};
 use berth_infrastructure::cipher::MASTER_KEY_FILE;
 use berth_infrastructure::db::Database;

@@ -68,7 +68,7 @@ async fn random_input_never_breaks_berth() {
     };
 
     let documented = documented_statuses(&app).await;
-    let routes = berth_api::routes::all_routes();
+    let routes = berth_api::http::routes::all_routes();
     let client = reqwest::Client::builder()
         .build()
         .expect("building the HTTP client");

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use api_support::TestApp;
-use berth_api::runtime_setup::RuntimeChoice;
+use berth_api::serve::runtimes::RuntimeChoice;
 use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
 use serde_json::{json, Value};
 

@@ -8,7 +8,7 @@ mod api_support;
 use std::time::Duration;
 
 use api_support::{process_fixture_entry, TestApp};
-use berth_api::runtime_setup::RuntimeChoice;
+use berth_api::serve::runtimes::RuntimeChoice;
 use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
 use reqwest::Method;
 use serde_json::{json, Value};

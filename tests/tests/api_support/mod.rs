@@ -158,7 +158,7 @@ impl TestApp {
     pub async fn spawn_with_processes() -> Self {
         Self::spawn_with(|c| {
             c.drive_runtime = true;
-            c.runtime = berth_api::runtime_setup::RuntimeChoice::Process;
+            c.runtime = berth_api::serve::runtimes::RuntimeChoice::Process;
             c.process_manager.probe_timeout = Duration::from_secs(8);
             c.process_manager.stop_grace = Duration::from_secs(2);
             c.intervals.reconcile = Duration::from_millis(500);

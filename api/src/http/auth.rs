@@ -1,0 +1,353 @@
+//! Bearer authentication of `/api/v1/*`: an API key (looked up by prefix, compared by
+//! keyed hash) or a short-lived token (a JWT verified statelessly), and the principal
+//! that commands then act for.
+
+use std::sync::Arc;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::middleware::Next;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use berth_application::identity::key_prefix;
+use berth_application::ports::ApiKeyHasher;
+use berth_application::{Actor, CommandMetadata};
+use berth_domain::user::{owner_of, Role};
+use berth_infrastructure::credentials::{CredentialKeys, TokenError};
+use berth_projections::identity::find_keys_by_prefix;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use futures_util::future::{ready, Ready};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::http::problem::ApiError;
+use crate::http::request_id::RequestId;
+
+/// How the caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// An API key.
+    ApiKey {
+        /// The key's id.
+        key_id: Uuid,
+    },
+    /// A token issued for an API key.
+    Token {
+        /// The key the token was issued for.
+        key_id: Uuid,
+        /// When the token expires.
+        expires_at: DateTime<Utc>,
+    },
+}
+
+impl Credential {
+    /// The API key behind the credential: rate limits are per key, however many tokens
+    /// it was exchanged for.
+    pub fn key_id(&self) -> Uuid {
+        match self {
+            Self::ApiKey { key_id } | Self::Token { key_id, .. } => *key_id,
+        }
+    }
+}
+
+/// Who is calling, once their credential was verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The actor recorded on the commands they send (`user:NAME`).
+    pub actor: Actor,
+    /// The user's id.
+    pub user_id: Uuid,
+    /// The user's name.
+    pub name: String,
+    /// What the user may do.
+    pub role: Role,
+    /// How they authenticated.
+    pub credential: Credential,
+}
+
+impl Principal {
+    /// The owner string of what this caller creates and may see (`user:NAME`).
+    pub fn owner(&self) -> String {
+        owner_of(&self.name)
+    }
+
+    /// Administrators see and manage everything.
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// `None` for administrators (no filter), else the caller's owner string: what lists,
+    /// streams and exports are narrowed to.
+    pub fn owner_filter(&self) -> Option<String> {
+        (!self.is_admin()).then(|| self.owner())
+    }
+
+    /// Whether the caller may see something owned by `owner` (`None`: owned by no user).
+    pub fn may_see(&self, owner: Option<&str>) -> bool {
+        // Compared without building `user:NAME`: this runs per event per live subscriber.
+        self.is_admin() || owner.and_then(|o| o.strip_prefix("user:")) == Some(self.name.as_str())
+    }
+
+    /// A 403 unless the caller's role is at least `role`; `action` says what was refused.
+    pub fn require(&self, role: Role, action: &str) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "{action} needs the {role} role; this caller is a {}",
+                self.role
+            )))
+        }
+    }
+}
+
+/// Verifies credentials: keys against the identity read model, tokens by signature.
+pub struct Authenticator {
+    pool: Pool,
+    keys: Arc<CredentialKeys>,
+}
+
+impl Authenticator {
+    /// An authenticator reading keys through `pool` and tokens with `keys`.
+    pub fn new(pool: Pool, keys: Arc<CredentialKeys>) -> Self {
+        Self { pool, keys }
+    }
+
+    /// The installation's credential keys (to sign tokens and hash new keys).
+    pub fn keys(&self) -> &Arc<CredentialKeys> {
+        &self.keys
+    }
+
+    /// The principal `headers` prove, and the rate-limit key of its credential.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Principal, CredentialDigest), Refusal> {
+        let presented = bearer(headers)?;
+        let principal = if presented.contains('.') {
+            self.token(presented)?
+        } else {
+            self.api_key(presented).await?
+        };
+        let digest = CredentialDigest::of(&principal.credential.key_id().to_string());
+        Ok((principal, digest))
+    }
+
+    fn token(&self, token: &str) -> Result<Principal, Refusal> {
+        let claims = self.keys.verify(token).map_err(|e| match e {
+            TokenError::Expired => Refusal::Denied("the token has expired; get a new one"),
+            TokenError::Invalid => Refusal::Denied("the bearer token is not valid"),
+        })?;
+        let role = claims
+            .role
+            .parse()
+            .map_err(|_| Refusal::Denied("the bearer token is not valid"))?;
+        Ok(Principal {
+            actor: Actor::User(claims.sub.clone()),
+            user_id: claims.uid,
+            name: claims.sub.clone(),
+            role,
+            credential: Credential::Token {
+                key_id: claims.key,
+                expires_at: claims.expires_at(),
+            },
+        })
+    }
+
+    async fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
+        const NOT_VALID: Refusal = Refusal::Denied("the bearer token is not valid");
+        let prefix = key_prefix(key).ok_or(NOT_VALID)?;
+        let client = self.pool.get().await.map_err(Refusal::unavailable)?;
+        let candidates = find_keys_by_prefix(&client, prefix)
+            .await
+            .map_err(Refusal::unavailable)?;
+        let hash = self.keys.hash(key);
+        let found = candidates
+            .into_iter()
+            .find(|c| constant_time_eq(c.hash.as_bytes(), hash.as_bytes()))
+            .ok_or(NOT_VALID)?;
+        if found.revoked {
+            return Err(Refusal::Denied("the API key was revoked"));
+        }
+        if found.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return Err(Refusal::Denied("the API key has expired"));
+        }
+        if found.user_disabled {
+            return Err(Refusal::Denied("the API key's user is disabled"));
+        }
+        let role = found.role.parse().map_err(|_| NOT_VALID)?;
+        Ok(Principal {
+            actor: Actor::User(found.user_name.clone()),
+            user_id: found.user_id,
+            name: found.user_name,
+            role,
+            credential: Credential::ApiKey {
+                key_id: found.key_id,
+            },
+        })
+    }
+}
+
+/// Compares every byte whatever the first difference, so timing tells nothing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Why a request was not authenticated.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The credential is missing, malformed, unknown, expired, revoked or disabled.
+    Denied(&'static str),
+    /// Keys could not be looked up.
+    Unavailable(ApiError),
+}
+
+impl Refusal {
+    fn unavailable(cause: impl std::fmt::Display) -> Self {
+        Self::Unavailable(ApiError::unavailable(cause))
+    }
+}
+
+/// The bearer credential in `headers`; the error says what is wrong without echoing it.
+fn bearer(headers: &HeaderMap) -> Result<&str, Refusal> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Refusal::Denied("send `Authorization: Bearer <token>`"))?
+        .to_str()
+        .map_err(|_| Refusal::Denied("the Authorization header is not valid text"))?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or(Refusal::Denied(
+        "the Authorization header must be `Bearer <token>`",
+    ))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Refusal::Denied("only Bearer tokens are accepted"));
+    }
+    Ok(token.trim())
+}
+
+/// The SHA-256 of the credential a request authenticated with, set by the
+/// authentication middleware.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CredentialDigest(pub [u8; 32]);
+
+impl CredentialDigest {
+    /// The digest of `credential`.
+    pub fn of(credential: &str) -> Self {
+        Self(Sha256::digest(credential.as_bytes()).into())
+    }
+}
+
+/// Middleware: lets a request through only with a valid bearer credential, recording
+/// the caller as a [`Principal`] in the request's extensions.
+pub async fn require_bearer(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(auth) = req.app_data::<web::Data<Authenticator>>().cloned() else {
+        let response = ApiError::internal("the app has no authenticator").error_response();
+        return Ok(req.into_response(response));
+    };
+    match auth.authenticate(req.headers()).await {
+        Ok((principal, digest)) => {
+            req.extensions_mut().insert(principal);
+            req.extensions_mut().insert(digest);
+            Ok(next.call(req).await?.map_into_boxed_body())
+        }
+        Err(Refusal::Denied(reason)) => {
+            tracing::info!(reason, "request refused: not authenticated");
+            let response = ApiError::Unauthorized(reason.into()).error_response();
+            Ok(req.into_response(response))
+        }
+        Err(Refusal::Unavailable(error)) => Ok(req.into_response(error.error_response())),
+    }
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            req.extensions().get::<Principal>().cloned().ok_or_else(|| {
+                ApiError::Unauthorized("send `Authorization: Bearer <token>`".into())
+            }),
+        )
+    }
+}
+
+/// The metadata of a command sent by this request, and who sent it.
+#[derive(Debug, Clone)]
+pub struct CommandContext(pub CommandMetadata, pub Principal);
+
+impl FromRequest for CommandContext {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = match Principal::from_request(req, payload).into_inner() {
+            Ok(p) => p,
+            Err(e) => return ready(Err(e)),
+        };
+        let mut metadata = CommandMetadata::new(principal.actor.clone());
+        if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+            metadata.request_id = *id;
+        }
+        ready(Ok(Self(metadata, principal)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    fn headers(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    #[test]
+    fn only_bearer_credentials_are_read() {
+        assert_eq!(bearer(&headers("Bearer berth_abc")).ok(), Some("berth_abc"));
+        assert_eq!(
+            bearer(&headers("bearer  berth_abc")).ok(),
+            Some("berth_abc")
+        );
+        assert!(bearer(&headers("Basic berth_abc")).is_err());
+        assert!(bearer(&headers("berth_abc")).is_err());
+        assert!(bearer(&HeaderMap::new()).is_err());
+    }
+
+    fn principal(role: Role) -> Principal {
+        Principal {
+            actor: Actor::User("ann".into()),
+            user_id: Uuid::nil(),
+            name: "ann".into(),
+            role,
+            credential: Credential::ApiKey {
+                key_id: Uuid::nil(),
+            },
+        }
+    }
+
+    #[test]
+    fn roles_gate_actions_and_owners_gate_sight() {
+        let viewer = principal(Role::Viewer);
+        assert!(viewer.require(Role::Viewer, "reading").is_ok());
+        assert!(matches!(
+            viewer.require(Role::Operator, "starting a server"),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(viewer.may_see(Some("user:ann")));
+        assert!(!viewer.may_see(Some("user:bob")));
+        assert!(!viewer.may_see(None));
+        assert_eq!(viewer.owner_filter().as_deref(), Some("user:ann"));
+        let admin = principal(Role::Admin);
+        assert!(admin.may_see(None) && admin.may_see(Some("user:bob")));
+        assert_eq!(admin.owner_filter(), None);
+    }
+}

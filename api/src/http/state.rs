@@ -1,0 +1,40 @@
+//! What every request handler shares.
+
+use std::sync::Arc;
+
+use berth_application::process_manager::ProcessManager;
+use berth_application::CommandBus;
+use berth_infrastructure::event_store::PostgresEventRepository;
+use deadpool_postgres::Pool;
+
+use crate::http::auth::Authenticator;
+use crate::http::live::LiveStreams;
+use crate::http::metrics::Metrics;
+use crate::http::rate_limit::RateLimiter;
+
+/// The command bus as the API runs it: events in PostgreSQL.
+pub type Bus = CommandBus<PostgresEventRepository>;
+
+/// The process manager as the API drives it.
+pub type Pm = ProcessManager<PostgresEventRepository>;
+
+/// Shared by every worker and request; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// Runs commands.
+    pub bus: Arc<Bus>,
+    /// Drives the runtime; answers `test` and `logs`.
+    pub pm: Arc<Pm>,
+    /// Connections for queries (read models, the event feed).
+    pub pool: Pool,
+    /// HTTP and store metrics.
+    pub metrics: Arc<Metrics>,
+    /// Verifies API keys and tokens.
+    pub auth: Arc<Authenticator>,
+    /// How long the tokens of `POST /auth/token` live.
+    pub token_ttl: std::time::Duration,
+    /// The live event streams (SSE, WebSocket).
+    pub live: LiveStreams,
+    /// Token buckets per credential.
+    pub rate_limiter: Arc<RateLimiter>,
+}

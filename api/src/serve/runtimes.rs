@@ -1,0 +1,220 @@
+//! Choosing the container runtime (`--runtime auto|docker|process`) and running the
+//! process manager's background work: following the event feed, reconciling every
+//! server at start and periodically, and checking health.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_application::process_manager::EventRef;
+use berth_application::runtime::ContainerRuntime;
+use berth_application::runtime_set::RuntimeSet;
+use berth_application::{Actor, CommandMetadata};
+use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::follower;
+use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
+use deadpool_postgres::Pool;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::http::state::Pm;
+
+/// Which runtime runs MCP servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeChoice {
+    /// Local processes, and Docker beside them when its engine answers.
+    #[default]
+    Auto,
+    /// Docker only (fails to start when the engine does not answer).
+    Docker,
+    /// Local processes only.
+    Process,
+}
+
+/// Health checks running at the same time.
+const HEALTH_CHECKS_AT_ONCE: usize = 8;
+
+/// The subscription name of the process manager's checkpoint and lock.
+pub const PROCESS_MANAGER: &str = "process-manager";
+
+/// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
+/// them when its engine answers, each running the entries of its kind.
+pub async fn open_runtime(
+    choice: RuntimeChoice,
+    data_dir: &Path,
+    installation: Uuid,
+) -> anyhow::Result<Arc<RuntimeSet>> {
+    let log_dir = data_dir.join("process-logs");
+    // Whatever runtime is chosen now: a dead Berth may have left processes from a run with
+    // the process runtime, and none may run twice.
+    ProcessRuntime::end_leftovers(&log_dir);
+    let process =
+        || -> Arc<dyn ContainerRuntime> { Arc::new(ProcessRuntime::new(log_dir.clone())) };
+    let docker = || DockerRuntime::connect().map(|d| d.for_installation(installation.to_string()));
+    let runtimes = match choice {
+        RuntimeChoice::Process => RuntimeSet::new(None, Some(process())),
+        RuntimeChoice::Docker => {
+            let docker = docker().context("connecting to Docker")?;
+            anyhow::ensure!(
+                docker.answers().await,
+                "the Docker engine does not answer (is dockerd running, and may this user use its socket?)"
+            );
+            RuntimeSet::new(Some(Arc::new(docker)), None)
+        }
+        RuntimeChoice::Auto => match docker() {
+            Ok(docker) if docker.answers().await => {
+                RuntimeSet::new(Some(Arc::new(docker)), Some(process()))
+            }
+            _ => {
+                tracing::info!("no Docker engine answers; `docker` entries cannot run here");
+                RuntimeSet::new(None, Some(process()))
+            }
+        },
+    };
+    tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
+    Ok(Arc::new(runtimes))
+}
+
+/// How often the background work runs.
+#[derive(Debug, Clone)]
+pub struct BackgroundIntervals {
+    /// Between full reconciliations (drift detection).
+    pub reconcile: Duration,
+    /// Between health checks of running servers.
+    pub health: Duration,
+}
+
+impl Default for BackgroundIntervals {
+    fn default() -> Self {
+        Self {
+            reconcile: Duration::from_secs(10),
+            health: Duration::from_secs(30),
+        }
+    }
+}
+
+fn event_ref(e: &StoredEvent) -> EventRef {
+    EventRef {
+        aggregate_type: e.aggregate_type.clone(),
+        aggregate_id: e.aggregate_id.clone(),
+        event_id: e.event_id,
+        correlation_id: e.meta("correlation_id").and_then(|c| c.parse().ok()),
+    }
+}
+
+/// Starts the process manager's background tasks; they end when `shutdown` turns true.
+pub fn spawn_background(
+    pm: Arc<Pm>,
+    db: Database,
+    pool: Pool,
+    intervals: BackgroundIntervals,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    let follow_pm = pm.clone();
+    let (follow_db, follow_pool) = (db.clone(), pool.clone());
+    let mut stop = shutdown.clone();
+    let follower = tokio::spawn(async move {
+        let handle = |events: Vec<StoredEvent>| {
+            let pm = follow_pm.clone();
+            async move {
+                let refs: Vec<EventRef> = events.iter().map(event_ref).collect();
+                pm.handle_events(refs).await
+            }
+        };
+        let result = follower::follow(
+            &follow_db,
+            &follow_pool,
+            PROCESS_MANAGER,
+            100,
+            Duration::from_secs(1),
+            handle,
+            async move { stopped(&mut stop).await },
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the process manager stopped following the event feed");
+        }
+    });
+    let periodic = tokio::spawn(periodic(pm, db, pool, intervals, shutdown));
+    vec![follower, periodic]
+}
+
+/// Reconciles everything at start and every `intervals.reconcile`; checks health of
+/// running servers every `intervals.health`. Only the replica holding the lock does it.
+async fn periodic(
+    pm: Arc<Pm>,
+    db: Database,
+    pool: Pool,
+    intervals: BackgroundIntervals,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let lock = tokio::select! {
+        lock = berth_infrastructure::follower::advisory_lock(&db, "berth.reconciler") => lock,
+        () = stopped(&mut shutdown) => return,
+    };
+    let _lock = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot take the reconciler lock; no drift detection");
+            return;
+        }
+    };
+    let mut reconcile = tokio::time::interval(intervals.reconcile);
+    let mut health = tokio::time::interval(intervals.health);
+    health.tick().await;
+    loop {
+        tokio::select! {
+            _ = reconcile.tick() => {
+                match servers_in(&pool, &["pending", "creating", "starting", "running", "stopping", "failed"]).await {
+                    Ok(ids) => {
+                        if let Err(e) = pm.reconcile_all(ids).await {
+                            tracing::warn!(error = %e, "reconciliation failed");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list servers to reconcile"),
+                }
+            }
+            _ = health.tick() => {
+                let metadata = CommandMetadata::new(Actor::System("health-check".into()));
+                match servers_in(&pool, &["running"]).await {
+                    Ok(ids) => {
+                        // Each check may wait out its timeout: run several at once.
+                        futures_util::stream::iter(ids)
+                            .for_each_concurrent(HEALTH_CHECKS_AT_ONCE, |id| {
+                                let (pm, metadata) = (&pm, &metadata);
+                                async move {
+                                    if let Err(e) = pm.check(id, metadata).await {
+                                        tracing::debug!(server_id = %id, error = %e, "health check skipped");
+                                    }
+                                }
+                            })
+                            .await;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot list servers to check"),
+                }
+            }
+            () = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+async fn servers_in(pool: &Pool, states: &[&str]) -> anyhow::Result<Vec<Uuid>> {
+    let client = pool.get().await?;
+    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+    let rows = client
+        .query("SELECT id FROM servers WHERE state = ANY($1)", &[&states])
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Completes once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`; drop it here, not across an await.
+    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+}

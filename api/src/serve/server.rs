@@ -1,0 +1,470 @@
+//! The composition root of `berth serve`: database, migrations, master key, predefined
+//! catalog, admin token, projections and the HTTP server, started in that order and
+//! stopped in reverse. Tests start the same stack in-process on port 0.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::HttpServer;
+use anyhow::Context;
+use berth_application::{Actor, CommandBus, CommandMetadata};
+use berth_infrastructure::db::Database;
+use berth_infrastructure::envelope::EnvelopeCipher;
+use berth_infrastructure::event_store::PostgresEventRepository;
+use berth_infrastructure::live::EventFanout;
+use berth_infrastructure::mcp::McpClientProbe;
+use berth_infrastructure::migrations;
+use berth_projections::Projections;
+use deadpool_postgres::Pool;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::http::app;
+use crate::http::auth::Authenticator;
+use crate::http::live::{LiveOptions, LiveStreams};
+use crate::http::metrics::Metrics;
+use crate::http::rate_limit::{RateLimitOptions, RateLimiter};
+use crate::http::state::AppState;
+use crate::serve::bootstrap;
+use crate::serve::bulk;
+use crate::serve::checkpoints;
+use crate::serve::database::{HeldCluster, OpenDatabase};
+use crate::serve::predefined;
+use crate::serve::runtimes::{self, BackgroundIntervals, RuntimeChoice};
+use berth_application::bulk::{BulkDriver, BulkDriverOptions};
+use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
+use berth_application::runtime::ContainerRuntime;
+use berth_infrastructure::checkpoint::LogSigner;
+use berth_infrastructure::credentials::CredentialKeys;
+use berth_projections::wait_until_reached;
+
+/// How long projections get to finish their batch when stopping.
+const PROJECTION_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long tokens live unless configured: long enough for a session of work, short
+/// enough that a revoked key's tokens die soon.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// The file in the data directory that holds the URL a running `berth serve` listens on.
+pub const URL_FILE: &str = "berth.url";
+
+/// How often the event log's head is signed unless configured otherwise.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How long the first start waits for the administrator's key to become usable.
+const BOOTSTRAP_WAIT: Duration = Duration::from_secs(30);
+
+/// What `start_server` needs.
+#[derive(Clone)]
+pub struct ServeConfig {
+    /// Where the admin token, the master key and the embedded cluster live.
+    pub data_dir: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// An external PostgreSQL server; `None` starts the embedded cluster.
+    pub database_url: Option<SecretString>,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// Database connections shared by requests and projections.
+    pub pool_size: usize,
+    /// How long in-flight requests get to finish when stopping.
+    pub shutdown_timeout: Duration,
+    /// Which runtime runs MCP servers.
+    pub runtime: RuntimeChoice,
+    /// How the process manager behaves.
+    pub process_manager: ProcessManagerOptions,
+    /// How often drift detection and health checks run.
+    pub intervals: BackgroundIntervals,
+    /// Run the process manager (follow the feed, reconcile, check health). Off for an
+    /// API-only replica: commands are recorded, another replica acts on them.
+    pub drive_runtime: bool,
+    /// How bulk operations are driven. They are driven whatever `drive_runtime` says:
+    /// the driver only records commands.
+    pub bulk: BulkDriverOptions,
+    /// How the live event streams behave (heartbeat, buffers).
+    pub live: LiveOptions,
+    /// Requests per second (and burst) each credential may send; `0` per second
+    /// disables the limit.
+    pub rate_limit: RateLimitOptions,
+    /// How long the tokens of `POST /api/v1/auth/token` live.
+    pub token_ttl: Duration,
+    /// How often the event log's head is signed (and once more at stop).
+    pub checkpoint_interval: Duration,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("workers", &self.workers)
+            .field("pool_size", &self.pool_size)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("runtime", &self.runtime)
+            .field("process_manager", &self.process_manager)
+            .field("intervals", &self.intervals)
+            .field("drive_runtime", &self.drive_runtime)
+            .field("bulk", &self.bulk)
+            .field("live", &self.live)
+            .field("rate_limit", &self.rate_limit)
+            .field("token_ttl", &self.token_ttl)
+            .field("checkpoint_interval", &self.checkpoint_interval)
+            .finish()
+    }
+}
+
+impl ServeConfig {
+    /// Defaults: `127.0.0.1:7070`, the embedded cluster, 2 workers, 16 connections.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            listen: "127.0.0.1:7070".into(),
+            database_url: None,
+            workers: 2,
+            pool_size: 16,
+            shutdown_timeout: Duration::from_secs(10),
+            runtime: RuntimeChoice::Auto,
+            process_manager: ProcessManagerOptions::default(),
+            intervals: BackgroundIntervals::default(),
+            drive_runtime: true,
+            bulk: BulkDriverOptions::default(),
+            live: LiveOptions::default(),
+            rate_limit: RateLimitOptions::default(),
+            token_ttl: DEFAULT_TOKEN_TTL,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
+
+    /// Uses the PostgreSQL server at `url` instead of the embedded cluster.
+    pub fn with_database_url(mut self, url: impl Into<String>) -> Self {
+        self.database_url = Some(SecretString::from(url.into()));
+        self
+    }
+
+    /// Listens on `listen` (e.g. `127.0.0.1:0`).
+    pub fn with_listen(mut self, listen: impl Into<String>) -> Self {
+        self.listen = listen.into();
+        self
+    }
+}
+
+/// A started Berth: its address and admin token, and what stopping it needs.
+pub struct RunningServer {
+    addr: SocketAddr,
+    admin_token: Option<SecretString>,
+    admin_token_path: PathBuf,
+    http: ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    projection_tasks: Vec<JoinHandle<()>>,
+    live: EventFanout,
+    runtime: Arc<dyn ContainerRuntime>,
+    shutdown_timeout: Duration,
+    data_dir: PathBuf,
+    pool: Pool,
+    database: OpenDatabase,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bootstrap administrator's key, from `<data_dir>/admin-token` (empty when that
+    /// file is gone). Handle with care.
+    pub fn admin_token(&self) -> &str {
+        self.admin_token
+            .as_ref()
+            .map(|t| t.expose_secret())
+            .unwrap_or_default()
+    }
+
+    /// Where the admin token is stored.
+    pub fn admin_token_path(&self) -> &Path {
+        &self.admin_token_path
+    }
+
+    /// The database it uses.
+    pub fn database(&self) -> &Database {
+        self.database.database()
+    }
+
+    /// Ends the live event streams, stops accepting connections, lets in-flight
+    /// requests finish, stops the projections, closes the pool and stops the embedded
+    /// cluster if there is one.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        // Live streams never finish on their own: end them so the graceful stop need
+        // not wait out its timeout.
+        self.live.close();
+        self.http.stop(true).await;
+        let served = self.http_task.await;
+        tracing::info!("HTTP server stopped");
+        let _ = self.shutdown.send(true);
+        for task in self.projection_tasks {
+            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a projection did not stop in time");
+            }
+        }
+        // Nothing drives the runtime any more: end what must not outlive Berth.
+        self.runtime.shutdown(self.shutdown_timeout).await;
+        // Unless another Berth wrote its own address since.
+        let url_file = self.data_dir.join(URL_FILE);
+        if std::fs::read_to_string(&url_file)
+            .is_ok_and(|url| url.trim() == format!("http://{}", self.addr))
+        {
+            let _ = std::fs::remove_file(&url_file);
+        }
+        self.pool.close();
+        self.database.close().await;
+        served
+            .context("the HTTP server task failed")?
+            .context("the HTTP server failed")
+    }
+}
+
+/// Starts Berth as `berth serve` does and returns once it accepts requests.
+pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    create_private_dir(&config.data_dir)?;
+    let database = OpenDatabase::open(
+        config.database_url.as_ref(),
+        &config.data_dir,
+        HeldCluster::Refuse,
+    )
+    .await?;
+    match start_on(&config, &database).await {
+        Ok(parts) => Ok(RunningServer {
+            addr: parts.addr,
+            admin_token: parts.admin_token,
+            admin_token_path: parts.admin_token_path,
+            http: parts.http,
+            http_task: parts.http_task,
+            shutdown: parts.shutdown,
+            projection_tasks: parts.projection_tasks,
+            live: parts.live,
+            runtime: parts.runtime,
+            shutdown_timeout: config.shutdown_timeout,
+            data_dir: config.data_dir.clone(),
+            pool: parts.pool,
+            database,
+        }),
+        Err(e) => {
+            database.close().await;
+            Err(e)
+        }
+    }
+}
+
+struct Started {
+    addr: SocketAddr,
+    admin_token: Option<SecretString>,
+    admin_token_path: PathBuf,
+    http: ServerHandle,
+    http_task: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<bool>,
+    projection_tasks: Vec<JoinHandle<()>>,
+    live: EventFanout,
+    runtime: Arc<dyn ContainerRuntime>,
+    pool: Pool,
+}
+
+async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Result<Started> {
+    let db = database.database().clone();
+    let applied = migrations::run(&db).await.context("applying migrations")?;
+    tracing::info!(applied, "database schema is up to date");
+    let pool = db
+        .pool(config.pool_size)
+        .context("creating the connection pool")?;
+
+    let masters = crate::serve::master_keys::load_masters(&config.data_dir)?;
+    tracing::info!(key_id = masters.current_key_id(), "master key loaded");
+    let credentials = Arc::new(
+        CredentialKeys::load(&pool, &masters)
+            .await
+            .context("loading the credential keys")?,
+    );
+    let installation = berth_infrastructure::db::installation_id(&pool)
+        .await
+        .context("reading the installation id")?;
+    let runtimes = runtimes::open_runtime(config.runtime, &config.data_dir, installation).await?;
+    let mut bus = CommandBus::new(
+        PostgresEventRepository::new(pool.clone()),
+        Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
+    );
+    if config.drive_runtime {
+        // A Berth that drives no runtime cannot tell which another one has.
+        bus = bus.running_on(runtimes.kinds());
+    }
+    let bus = Arc::new(bus);
+    let runtime: Arc<dyn ContainerRuntime> = runtimes;
+    let pm = ProcessManager::new(
+        bus.clone(),
+        runtime.clone(),
+        Arc::new(McpClientProbe::new()),
+        config.process_manager.clone(),
+    );
+
+    let shipped = predefined::definitions()?;
+    let sync = CommandMetadata::new(Actor::System("catalog-sync".into()));
+    let changed = bus
+        .sync_predefined_catalog(&sync, shipped)
+        .await
+        .context("synchronising the predefined catalog")?;
+    tracing::info!(changed, "predefined catalog synchronised");
+
+    let admin = bootstrap::ensure_admin(&bus, &credentials, &config.data_dir).await?;
+
+    let listener =
+        TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // Before the HTTP server: no stream may subscribe before the fan-out knows its start.
+    let (live, live_task) = EventFanout::start(
+        &db,
+        pool.clone(),
+        config.live.fanout.clone(),
+        shutdown_rx.clone(),
+    )
+    .await
+    .context("starting the live event fan-out")?;
+    let mut projection_tasks =
+        Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
+    projection_tasks.push(live_task);
+    projection_tasks.push(crate::http::live::memory::spawn_release_after_closing(
+        live.clone(),
+        shutdown_rx.clone(),
+    ));
+    let bulk_driver = BulkDriver::new(
+        bus.clone(),
+        PostgresEventRepository::new(pool.clone()),
+        config.bulk.clone(),
+    );
+    projection_tasks.push(bulk::spawn_bulk_driver(
+        Arc::new(bulk_driver),
+        db.clone(),
+        pool.clone(),
+        shutdown_rx.clone(),
+    ));
+    let signer =
+        LogSigner::from_env_or_file(&config.data_dir).context("loading the log signing key")?;
+    projection_tasks.push(checkpoints::spawn_checkpointer(
+        pool.clone(),
+        signer,
+        config.data_dir.clone(),
+        config.checkpoint_interval,
+        shutdown_rx.clone(),
+    ));
+    if config.drive_runtime {
+        projection_tasks.extend(runtimes::spawn_background(
+            pm.clone(),
+            db,
+            pool.clone(),
+            config.intervals.clone(),
+            shutdown_rx,
+        ));
+    }
+
+    if let Some(position) = admin.position {
+        // The administrator's key must work on the first request.
+        let reached = wait_until_reached(
+            &pool,
+            berth_projections::identity::NAME,
+            position,
+            BOOTSTRAP_WAIT,
+        )
+        .await
+        .context("waiting for the identity projection")?;
+        if !reached {
+            tracing::warn!(
+                "the identity projection has not caught up yet; the admin key works once it has"
+            );
+        }
+    }
+
+    let state = AppState {
+        bus,
+        pm,
+        pool: pool.clone(),
+        metrics: Arc::new(Metrics::new()),
+        auth: Arc::new(Authenticator::new(pool.clone(), credentials)),
+        token_ttl: config.token_ttl,
+        live: LiveStreams {
+            fanout: live.clone(),
+            options: config.live.clone(),
+        },
+        rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+    };
+    let server = HttpServer::new(move || app::build(state.clone()))
+        .workers(config.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs())
+        .listen(listener)
+        .with_context(|| format!("listening on {addr}"));
+    let server = match server {
+        Ok(server) => server.run(),
+        Err(e) => {
+            let _ = shutdown.send(true);
+            return Err(e);
+        }
+    };
+    let http = server.handle();
+    let http_task = tokio::spawn(server);
+    tracing::info!("listening on http://{addr}");
+    // For the commands run beside it (`berth events tail`): where this Berth listens.
+    let url_file = config.data_dir.join(URL_FILE);
+    if let Err(e) = std::fs::write(&url_file, format!("http://{addr}\n")) {
+        tracing::warn!(path = %url_file.display(), error = %e, "cannot record where Berth listens");
+    }
+    Ok(Started {
+        addr,
+        admin_token: admin.token,
+        admin_token_path: admin.path,
+        http,
+        http_task,
+        shutdown,
+        projection_tasks,
+        live,
+        runtime,
+        pool,
+    })
+}
+
+/// Creates the data directory listable by its owner only. Others may traverse it
+/// (mode 0711): when Berth runs as root, the embedded cluster runs as `postgres` and must
+/// reach `<data_dir>/pg`, and each process server runs as a user of its own and must
+/// reach its home below `<data_dir>/process-logs`; the key and token files themselves are
+/// mode 0600. A directory that exists already is made searchable the same way.
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("reading the data directory {}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o001 == 0 {
+        std::fs::set_permissions(
+            dir,
+            std::fs::Permissions::from_mode((mode & 0o7777) | 0o001),
+        )
+        .with_context(|| format!("making the data directory {} searchable", dir.display()))?;
+    }
+    Ok(())
+}
