@@ -1,9 +1,10 @@
 //! The `KeyRing` aggregate: the installation's record of master-key rotations, so a
 //! rotation is an event with an actor in the audit log like every other change.
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
+
+use crate::decide::handle_by_decide;
 
 /// The id of the one key ring an installation has.
 pub const KEY_RING_ID: &str = "master";
@@ -55,6 +56,20 @@ impl DomainEvent for KeyRingEvent {
 #[error("key ring error")]
 pub struct KeyRingError;
 
+impl KeyRing {
+    /// A rotation is always recorded: the ring only counts them.
+    pub fn decide(&self, command: KeyRingCommand) -> Result<Vec<KeyRingEvent>, KeyRingError> {
+        let KeyRingCommand::RecordRotation {
+            master_key_id,
+            data_keys,
+        } = command;
+        Ok(vec![KeyRingEvent::MasterKeyRotated {
+            master_key_id,
+            data_keys,
+        }])
+    }
+}
+
 impl Aggregate for KeyRing {
     const TYPE: &'static str = "key_ring";
     type Command = KeyRingCommand;
@@ -62,23 +77,7 @@ impl Aggregate for KeyRing {
     type Error = KeyRingError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        let KeyRingCommand::RecordRotation {
-            master_key_id,
-            data_keys,
-        } = command;
-        let event = KeyRingEvent::MasterKeyRotated {
-            master_key_id,
-            data_keys,
-        };
-        sink.write(event, self).await;
-        Ok(())
-    }
+    handle_by_decide!();
 
     fn apply(&mut self, _event: Self::Event) {
         self.rotations += 1;

@@ -8,6 +8,7 @@
 
 pub mod bulk;
 pub mod catalog;
+mod decide;
 pub mod keyring;
 pub mod server;
 pub mod upcasting;

@@ -3,12 +3,13 @@
 
 use std::collections::HashSet;
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::events::{BulkAction, BulkEvent, BulkState, TargetOutcome};
+use crate::decide::handle_by_decide;
 use crate::FieldError;
 
 /// The most servers one bulk operation may target (after removing repeats).
@@ -223,17 +224,7 @@ impl Aggregate for BulkOperation {
     type Error = BulkError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    handle_by_decide!();
 
     fn apply(&mut self, event: Self::Event) {
         match event {

@@ -1,10 +1,11 @@
 //! The `CatalogEntry` aggregate.
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
+
 use serde::{Deserialize, Serialize};
 
 use super::definition::{CatalogDefinition, CatalogKind};
+use crate::decide::handle_by_decide;
 use crate::FieldError;
 
 /// A kind of MCP server, predefined or custom, with a version bumped on every update.
@@ -234,17 +235,7 @@ impl Aggregate for CatalogEntry {
     type Error = CatalogError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    handle_by_decide!();
 
     fn apply(&mut self, event: Self::Event) {
         match event {

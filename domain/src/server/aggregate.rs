@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -11,6 +10,7 @@ use super::config::{validate_config, ConfigChange, SealedSecret};
 use super::events::ServerEvent;
 use super::state::{Health, RestartPolicy, ServerState, Tool};
 use crate::catalog::ConfigKey;
+use crate::decide::handle_by_decide;
 use crate::validation::{check_name, Violations};
 use crate::FieldError;
 
@@ -549,17 +549,7 @@ impl Aggregate for Server {
     type Error = ServerError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    handle_by_decide!();
 
     fn apply(&mut self, event: Self::Event) {
         use ServerEvent as E;

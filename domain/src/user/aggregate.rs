@@ -3,12 +3,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
+
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::role::Role;
+use crate::decide::handle_by_decide;
 use crate::validation::{check_name, Violations};
 use crate::FieldError;
 
@@ -375,17 +376,7 @@ impl Aggregate for User {
     type Error = UserError;
     type Services = ();
 
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
-    }
+    handle_by_decide!();
 
     fn apply(&mut self, event: Self::Event) {
         match event {
