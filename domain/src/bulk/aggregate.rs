@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use cqrs_es::Aggregate;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
