@@ -29,6 +29,12 @@ pub enum AppError {
     /// reached an aggregate.
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
+    /// The caller may not see what it named: answered exactly as if it did not exist.
+    #[error("{0}")]
+    Hidden(String),
+    /// The caller may see it, but its role or ownership does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Concurrent writers kept winning after every retry.
     #[error("the resource was changed concurrently too many times; try again")]
     Conflict,

@@ -1,6 +1,7 @@
 //! Berth's use cases: commands with metadata, bounded retry on conflicts, secret sealing,
 //! and the ports (traits) the infrastructure implements.
 
+pub mod access;
 pub mod aggregate_cache;
 pub mod bulk;
 pub mod catalog;

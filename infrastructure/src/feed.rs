@@ -531,6 +531,21 @@ pub async fn head_checkpoint<C: GenericClient>(client: &C) -> Result<Checkpoint,
     }
 }
 
+const OLDEST_OPEN_TRANSACTION: &str =
+    "SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 \
+     FROM pg_stat_activity \
+     WHERE xact_start IS NOT NULL \
+       AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) \
+       AND pid <> pg_backend_pid()";
+
+/// Seconds since the oldest transaction that holds an xid or a snapshot began, anywhere
+/// in the cluster: feed readers stop below it (`pg_snapshot_xmin`), so it is how long
+/// they may be made to wait.
+pub async fn oldest_open_transaction_age<C: GenericClient>(client: &C) -> Result<f64, StoreError> {
+    let statement = client.prepare_cached(OLDEST_OPEN_TRANSACTION).await?;
+    Ok(client.query_one(&statement, &[]).await?.try_get(0)?)
+}
+
 /// The highest position stored so far (0 for an empty store).
 pub async fn head_position<C: GenericClient>(client: &C) -> Result<i64, StoreError> {
     let row = client

@@ -50,3 +50,31 @@ pub async fn owned_among<C: GenericClient>(
         })
         .collect()
 }
+
+/// The stream owners as the access rules ask for them, read from `stream_owners`.
+pub struct PgStreamOwners {
+    pool: deadpool_postgres::Pool,
+}
+
+impl PgStreamOwners {
+    /// Owners read through `pool`.
+    pub fn new(pool: deadpool_postgres::Pool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait::async_trait]
+impl berth_application::access::StreamOwners for PgStreamOwners {
+    async fn owner(
+        &self,
+        aggregate_type: &str,
+        id: uuid::Uuid,
+    ) -> Result<Option<String>, berth_application::AppError> {
+        let unavailable =
+            |e: &dyn std::fmt::Display| berth_application::AppError::Unavailable(e.to_string());
+        let client = self.pool.get().await.map_err(|e| unavailable(&e))?;
+        stream_owner(&client, aggregate_type, &id.to_string())
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+}

@@ -103,3 +103,30 @@ pub async fn stream_length<C: GenericClient>(
         .await?;
     Ok(row.try_get(0)?)
 }
+
+/// Streams of `aggregate_type` that have an event of type `began` and none of type
+/// `finished`, oldest first, each with its `began` event's id. Read from the store
+/// itself, so a lagging read model cannot hide one.
+pub async fn unfinished_streams<C: GenericClient>(
+    client: &C,
+    aggregate_type: &str,
+    began: &str,
+    finished: &str,
+) -> Result<Vec<(String, uuid::Uuid)>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT b.aggregate_id, b.event_id FROM events b \
+             WHERE b.event_type = $1 AND b.aggregate_type = $2 \
+               AND NOT EXISTS (SELECT 1 FROM events c \
+                               WHERE c.aggregate_type = b.aggregate_type \
+                                 AND c.aggregate_id = b.aggregate_id AND c.event_type = $3) \
+             ORDER BY b.global_position",
+        )
+        .await?;
+    let rows = client
+        .query(&statement, &[&began, &aggregate_type, &finished])
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}

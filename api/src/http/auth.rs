@@ -9,10 +9,10 @@ use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::middleware::Next;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest, ResponseError};
+use berth_application::access::Caller;
 use berth_application::identity::key_prefix;
 use berth_application::ports::ApiKeyHasher;
 use berth_application::{Actor, CommandMetadata};
-use berth_domain::user::{owner_of, Role};
 use berth_infrastructure::credentials::{CredentialKeys, TokenError};
 use berth_projections::identity::find_keys_by_prefix;
 use chrono::{DateTime, Utc};
@@ -51,54 +51,21 @@ impl Credential {
     }
 }
 
-/// Who is calling, once their credential was verified.
+/// Who is calling, once their credential was verified: the caller the access rules
+/// judge ([`Caller`], which it dereferences to), and the credential it proved itself with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The actor recorded on the commands they send (`user:NAME`).
-    pub actor: Actor,
-    /// The user's id.
-    pub user_id: Uuid,
-    /// The user's name.
-    pub name: String,
-    /// What the user may do.
-    pub role: Role,
+    /// The user, as the rules see it.
+    pub caller: Caller,
     /// How they authenticated.
     pub credential: Credential,
 }
 
-impl Principal {
-    /// The owner string of what this caller creates and may see (`user:NAME`).
-    pub fn owner(&self) -> String {
-        owner_of(&self.name)
-    }
+impl std::ops::Deref for Principal {
+    type Target = Caller;
 
-    /// Administrators see and manage everything.
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-
-    /// `None` for administrators (no filter), else the caller's owner string: what lists,
-    /// streams and exports are narrowed to.
-    pub fn owner_filter(&self) -> Option<String> {
-        (!self.is_admin()).then(|| self.owner())
-    }
-
-    /// Whether the caller may see something owned by `owner` (`None`: owned by no user).
-    pub fn may_see(&self, owner: Option<&str>) -> bool {
-        // Compared without building `user:NAME`: this runs per event per live subscriber.
-        self.is_admin() || owner.and_then(|o| o.strip_prefix("user:")) == Some(self.name.as_str())
-    }
-
-    /// A 403 unless the caller's role is at least `role`; `action` says what was refused.
-    pub fn require(&self, role: Role, action: &str) -> Result<(), ApiError> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(ApiError::Forbidden(format!(
-                "{action} needs the {role} role; this caller is a {}",
-                self.role
-            )))
-        }
+    fn deref(&self) -> &Caller {
+        &self.caller
     }
 }
 
@@ -144,10 +111,12 @@ impl Authenticator {
             .parse()
             .map_err(|_| Refusal::Denied("the bearer token is not valid"))?;
         Ok(Principal {
-            actor: Actor::User(claims.sub.clone()),
-            user_id: claims.uid,
-            name: claims.sub.clone(),
-            role,
+            caller: Caller {
+                actor: Actor::User(claims.sub.clone()),
+                user_id: claims.uid,
+                name: claims.sub.clone(),
+                role,
+            },
             credential: Credential::Token {
                 key_id: claims.key,
                 expires_at: claims.expires_at(),
@@ -178,10 +147,12 @@ impl Authenticator {
         }
         let role = found.role.parse().map_err(|_| NOT_VALID)?;
         Ok(Principal {
-            actor: Actor::User(found.user_name.clone()),
-            user_id: found.user_id,
-            name: found.user_name,
-            role,
+            caller: Caller {
+                actor: Actor::User(found.user_name.clone()),
+                user_id: found.user_id,
+                name: found.user_name,
+                role,
+            },
             credential: Credential::ApiKey {
                 key_id: found.key_id,
             },
@@ -299,6 +270,8 @@ impl FromRequest for CommandContext {
 #[cfg(test)]
 mod tests {
     use actix_web::http::header::HeaderValue;
+    use berth_application::AppError;
+    use berth_domain::user::Role;
 
     use super::*;
 
@@ -324,10 +297,12 @@ mod tests {
 
     fn principal(role: Role) -> Principal {
         Principal {
-            actor: Actor::User("ann".into()),
-            user_id: Uuid::nil(),
-            name: "ann".into(),
-            role,
+            caller: Caller {
+                actor: Actor::User("ann".into()),
+                user_id: Uuid::nil(),
+                name: "ann".into(),
+                role,
+            },
             credential: Credential::ApiKey {
                 key_id: Uuid::nil(),
             },
@@ -340,7 +315,7 @@ mod tests {
         assert!(viewer.require(Role::Viewer, "reading").is_ok());
         assert!(matches!(
             viewer.require(Role::Operator, "starting a server"),
-            Err(ApiError::Forbidden(_))
+            Err(AppError::Forbidden(_))
         ));
         assert!(viewer.may_see(Some("user:ann")));
         assert!(!viewer.may_see(Some("user:bob")));

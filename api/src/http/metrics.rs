@@ -27,16 +27,6 @@ const DURATION_BUCKETS: [f64; 12] = [
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Age of the oldest transaction that holds an xid or a snapshot, anywhere in the
-/// cluster: feed readers stop below it (`pg_snapshot_xmin`), so it is how long they may
-/// be made to wait.
-const OLDEST_OPEN_TRANSACTION: &str =
-    "SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0)::float8 \
-     FROM pg_stat_activity \
-     WHERE xact_start IS NOT NULL \
-       AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) \
-       AND pid <> pg_backend_pid()";
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
@@ -166,9 +156,8 @@ impl Metrics {
         }
         let client = pool.get().await?;
         self.head_position.set(feed::head_position(&client).await?);
-        let statement = client.prepare_cached(OLDEST_OPEN_TRANSACTION).await?;
-        let age: f64 = client.query_one(&statement, &[]).await?.try_get(0)?;
-        self.oldest_transaction_age.set(age);
+        self.oldest_transaction_age
+            .set(feed::oldest_open_transaction_age(&client).await?);
         Ok(())
     }
 

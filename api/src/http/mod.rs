@@ -2,7 +2,6 @@
 //! rate limits, metrics), the routes, the wire shapes, the live event streams, and the one
 //! mapping of errors to problem documents.
 
-pub mod access;
 pub mod app;
 pub mod auth;
 pub mod consistency;

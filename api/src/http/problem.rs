@@ -248,6 +248,8 @@ impl From<AppError> for ApiError {
             AppError::Bulk(e) => e.into(),
             AppError::User(e) => e.into(),
             AppError::Invalid(errors) => Self::invalid(errors),
+            AppError::Hidden(what) => Self::NotFound(what),
+            AppError::Forbidden(why) => Self::Forbidden(why),
             AppError::Conflict => Self::Conflict(AppError::Conflict.to_string()),
             AppError::Unavailable(cause) => Self::unavailable(cause),
             AppError::Cipher(e @ CipherError::Destroyed { .. }) => Self::Conflict(e.to_string()),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use berth_application::access::StreamOwners;
 use berth_application::process_manager::ProcessManager;
 use berth_application::CommandBus;
 use berth_infrastructure::event_store::PostgresEventRepository;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub token_ttl: std::time::Duration,
     /// The live event streams (SSE, WebSocket).
     pub live: LiveStreams,
+    /// Who owns each stream, for the access rules.
+    pub owners: Arc<dyn StreamOwners>,
     /// Token buckets per credential.
     pub rate_limiter: Arc<RateLimiter>,
 }

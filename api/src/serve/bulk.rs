@@ -17,6 +17,7 @@ use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::follower;
+use berth_infrastructure::stream::unfinished_streams;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
@@ -35,14 +36,6 @@ const DRIVER_LOCK: &str = "berth.bulk-operations.driver";
 
 /// Bulk operations driven at the same time (each with its own target concurrency).
 const OPERATIONS_AT_ONCE: usize = 4;
-
-/// Operations begun but not completed, oldest first, with their `Began` event's id.
-/// Read from the event store itself, so a lagging read model cannot hide one.
-const UNFINISHED: &str = "SELECT b.aggregate_id, b.event_id FROM events b \
-     WHERE b.event_type = $1 AND b.aggregate_type = $2 \
-       AND NOT EXISTS (SELECT 1 FROM events c WHERE c.aggregate_type = b.aggregate_type \
-                       AND c.aggregate_id = b.aggregate_id AND c.event_type = $3) \
-     ORDER BY b.global_position";
 
 /// The pause before resuming again after the database failed.
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
@@ -121,23 +114,17 @@ fn began_in(events: &[StoredEvent]) -> Vec<Began> {
 /// because it could not be driven). Fails only when the database did.
 async fn resume(driver: &Driver, pool: &Pool) -> anyhow::Result<()> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            UNFINISHED,
-            &[
-                &BulkEvent::BEGAN,
-                &BulkOperation::TYPE,
-                &BulkEvent::COMPLETED,
-            ],
-        )
-        .await?;
+    let unfinished = unfinished_streams(
+        &client,
+        BulkOperation::TYPE,
+        BulkEvent::BEGAN,
+        BulkEvent::COMPLETED,
+    )
+    .await?;
     drop(client);
-    let began: Vec<Began> = rows
-        .iter()
-        .filter_map(|r| {
-            let id: String = r.try_get(0).ok()?;
-            Some((id.parse().ok()?, r.try_get(1).ok()))
-        })
+    let began: Vec<Began> = unfinished
+        .into_iter()
+        .filter_map(|(id, event_id)| Some((id.parse().ok()?, Some(event_id))))
         .collect();
     if began.is_empty() {
         return Ok(());

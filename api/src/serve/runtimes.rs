@@ -11,10 +11,12 @@ use berth_application::process_manager::EventRef;
 use berth_application::runtime::ContainerRuntime;
 use berth_application::runtime_set::RuntimeSet;
 use berth_application::{Actor, CommandMetadata};
+use berth_domain::server::ServerState;
 use berth_infrastructure::db::Database;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::follower;
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
+use berth_projections::servers::server_ids_in;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -171,7 +173,14 @@ async fn periodic(
     loop {
         tokio::select! {
             _ = reconcile.tick() => {
-                match servers_in(&pool, &["pending", "creating", "starting", "running", "stopping", "failed"]).await {
+                match servers_in(&pool, &[
+                    ServerState::Pending,
+                    ServerState::Creating,
+                    ServerState::Starting,
+                    ServerState::Running,
+                    ServerState::Stopping,
+                    ServerState::Failed,
+                ]).await {
                     Ok(ids) => {
                         if let Err(e) = pm.reconcile_all(ids).await {
                             tracing::warn!(error = %e, "reconciliation failed");
@@ -182,7 +191,7 @@ async fn periodic(
             }
             _ = health.tick() => {
                 let metadata = CommandMetadata::new(Actor::System("health-check".into()));
-                match servers_in(&pool, &["running"]).await {
+                match servers_in(&pool, &[ServerState::Running]).await {
                     Ok(ids) => {
                         // Each check may wait out its timeout: run several at once.
                         futures_util::stream::iter(ids)
@@ -204,13 +213,9 @@ async fn periodic(
     }
 }
 
-async fn servers_in(pool: &Pool, states: &[&str]) -> anyhow::Result<Vec<Uuid>> {
+async fn servers_in(pool: &Pool, states: &[ServerState]) -> anyhow::Result<Vec<Uuid>> {
     let client = pool.get().await?;
-    let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
-    let rows = client
-        .query("SELECT id FROM servers WHERE state = ANY($1)", &[&states])
-        .await?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
+    Ok(server_ids_in(&client, states).await?)
 }
 
 /// Completes once `shutdown` turns true (or its sender is gone).

@@ -17,6 +17,7 @@ use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::live::EventFanout;
 use berth_infrastructure::mcp::McpClientProbe;
 use berth_infrastructure::migrations;
+use berth_infrastructure::ownership::PgStreamOwners;
 use berth_projections::Projections;
 use deadpool_postgres::Pool;
 use secrecy::{ExposeSecret, SecretString};
@@ -407,6 +408,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
             options: config.live.clone(),
         },
         rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
+        owners: Arc::new(PgStreamOwners::new(pool.clone())),
     };
     let server = HttpServer::new(move || app::build(state.clone()))
         .workers(config.workers.max(1))

@@ -9,5 +9,5 @@ mod row;
 
 pub use history::{server_history, FieldChange, HistoryEntry};
 pub use projector::{ServerProjector, NAME, TABLES};
-pub use query::{get_server, list_servers, ServerFilter, ServerView, SECRET_MASK};
+pub use query::{get_server, list_servers, server_ids_in, ServerFilter, ServerView, SECRET_MASK};
 pub use replay::{server_as_of, AsOf, PastServer};

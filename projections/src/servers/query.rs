@@ -1,5 +1,6 @@
 //! Reading the servers projection.
 
+use berth_domain::server::ServerState;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
@@ -161,4 +162,18 @@ pub async fn get_server(
         .as_ref()
         .map(view)
         .transpose()
+}
+
+/// The ids of live servers in any of `states`: what the reconciler and the health
+/// checks walk.
+pub async fn server_ids_in(
+    client: &impl GenericClient,
+    states: &[ServerState],
+) -> Result<Vec<Uuid>, StoreError> {
+    let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+    let statement = client
+        .prepare_cached("SELECT id FROM servers WHERE state = ANY($1)")
+        .await?;
+    let rows = client.query(&statement, &[&states]).await?;
+    rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }

@@ -14,6 +14,7 @@ pub fn visible(principal: &Principal, event: &StoredEvent) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use berth_application::access::Caller;
     use berth_application::Actor;
     use berth_domain::user::Role;
     use chrono::Utc;
@@ -41,10 +42,12 @@ mod tests {
 
     fn principal(name: &str, role: Role) -> Principal {
         Principal {
-            actor: Actor::User(name.into()),
-            user_id: Uuid::nil(),
-            name: name.into(),
-            role,
+            caller: Caller {
+                actor: Actor::User(name.into()),
+                user_id: Uuid::nil(),
+                name: name.into(),
+                role,
+            },
             credential: Credential::ApiKey {
                 key_id: Uuid::nil(),
             },

@@ -8,7 +8,6 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::http::access::ensure_visible;
 use crate::http::auth::{CommandContext, Principal};
 use crate::http::consistency::await_position;
 use crate::http::dto::command::CommandAccepted;
@@ -17,6 +16,7 @@ use crate::http::problem::{ApiError, Problem};
 use crate::http::routes::catalog::ReadQuery;
 use crate::http::routes::committed_position;
 use crate::http::state::AppState;
+use berth_application::access::ensure_visible;
 use berth_domain::bulk::{BulkError, BulkOperation};
 use berth_domain::server::Server;
 use berth_domain::user::Role;
@@ -170,7 +170,14 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let not_found = "no bulk operation has this id";
-    ensure_visible(&state, &principal, BulkOperation::TYPE, id, not_found).await?;
+    ensure_visible(
+        &*state.owners,
+        &principal,
+        BulkOperation::TYPE,
+        id,
+        not_found,
+    )
+    .await?;
     await_position(
         &state.pool,
         berth_projections::bulk::NAME,

@@ -9,9 +9,6 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::http::access::{
-    ensure_catalog_changeable, ensure_runtime_allowed, load_visible_catalog_entry,
-};
 use crate::http::auth::{CommandContext, Principal};
 use crate::http::consistency::await_position;
 use crate::http::dto::catalog::{CatalogEntryBody, CatalogKindDto, TransportDto};
@@ -156,7 +153,7 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Operator, "adding a catalog entry")?;
     let definition = CatalogDefinition::from(body);
-    ensure_runtime_allowed(&principal, &definition)?;
+    principal.ensure_runtime_allowed(&definition)?;
     let (id, receipt) = state
         .bus
         .register_catalog_entry(&metadata, definition)
@@ -191,9 +188,12 @@ pub async fn update(
     JsonBody(body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_catalog_changeable(&state, &principal, id, "changing a catalog entry").await?;
+    state
+        .bus
+        .changeable_catalog_entry(&principal, id, "changing a catalog entry")
+        .await?;
     let definition = CatalogDefinition::from(body);
-    ensure_runtime_allowed(&principal, &definition)?;
+    principal.ensure_runtime_allowed(&definition)?;
     let receipt = state
         .bus
         .update_catalog_entry(&metadata, id, definition)
@@ -224,7 +224,10 @@ pub async fn remove(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_catalog_changeable(&state, &principal, id, "removing a catalog entry").await?;
+    state
+        .bus
+        .changeable_catalog_entry(&principal, id, "removing a catalog entry")
+        .await?;
     let receipt = state.bus.remove_catalog_entry(&metadata, id).await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
@@ -284,7 +287,7 @@ async fn set_visibility(
     id: Uuid,
     command: CatalogCommand,
 ) -> Result<HttpResponse, ApiError> {
-    load_visible_catalog_entry(&state, &principal, id).await?;
+    state.bus.visible_catalog_entry(&principal, id).await?;
     principal.require(Role::Admin, "publishing or unpublishing a catalog entry")?;
     let receipt = state
         .bus

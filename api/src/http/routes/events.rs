@@ -11,13 +11,13 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-use crate::http::access::ensure_visible;
 use crate::http::auth::Principal;
 use crate::http::consistency::await_released;
 use crate::http::dto::events::{EventDto, EventPage};
 use crate::http::extract::ApiQuery;
 use crate::http::problem::{ApiError, ProblemField};
 use crate::http::state::AppState;
+use berth_application::access::ensure_visible;
 
 /// Events per page when the caller does not say.
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -159,7 +159,7 @@ pub async fn server_events(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_visible(
-        &state,
+        &*state.owners,
         &principal,
         Server::TYPE,
         id,

@@ -6,7 +6,6 @@ use actix_web::{web, HttpResponse};
 use berth_application::servers::LifecycleAction;
 use uuid::Uuid;
 
-use crate::http::access::ensure_operable_server;
 use crate::http::auth::CommandContext;
 use crate::http::dto::command::CommandAccepted;
 use crate::http::dto::servers::UpgradeServerBody;
@@ -14,6 +13,7 @@ use crate::http::extract::OptionalJsonBody;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::routes::committed_position;
 use crate::http::state::AppState;
+use berth_application::access::ensure_operable_server;
 
 async fn run(
     state: web::Data<AppState>,
@@ -22,7 +22,7 @@ async fn run(
     action: LifecycleAction,
 ) -> Result<HttpResponse, ApiError> {
     let CommandContext(metadata, principal) = context;
-    ensure_operable_server(&state, &principal, id, "operating a server").await?;
+    ensure_operable_server(&*state.owners, &principal, id, "operating a server").await?;
     let receipt = state.bus.server_lifecycle(&metadata, id, action).await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
@@ -138,7 +138,7 @@ pub async fn upgrade(
     OptionalJsonBody(body): OptionalJsonBody<UpgradeServerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_operable_server(&state, &principal, id, "upgrading a server").await?;
+    ensure_operable_server(&*state.owners, &principal, id, "upgrading a server").await?;
     let receipt = state
         .bus
         .upgrade_server(&metadata, id, body.catalog_version)

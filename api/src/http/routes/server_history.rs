@@ -8,12 +8,12 @@ use berth_projections::Page;
 use cqrs_es::Aggregate;
 use uuid::Uuid;
 
-use crate::http::access::ensure_visible;
 use crate::http::auth::Principal;
 use crate::http::extract::ApiQuery;
 use crate::http::pagination::{page_request, PageQuery};
 use crate::http::problem::{ApiError, Problem};
 use crate::http::state::AppState;
+use berth_application::access::ensure_visible;
 
 /// Lists every event of one server, oldest first (a deleted server's included), each
 /// with its position, sequence, time, actor, type and what it changed:
@@ -44,7 +44,7 @@ pub async fn history(
     let id = id.into_inner();
     let page = page_request(query.page, query.page_size)?;
     ensure_visible(
-        &state,
+        &*state.owners,
         &principal,
         Server::TYPE,
         id,

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::access::{ensure_operable_server, ensure_visible};
 use crate::http::auth::{CommandContext, Principal};
 use crate::http::extract::ApiQuery;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::state::AppState;
+use berth_application::access::{ensure_operable_server, ensure_visible};
 
 /// The outcome of an MCP handshake against a running server.
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,7 +58,7 @@ pub async fn test(
     id: web::Path<Uuid>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_operable_server(&state, &principal, id, "testing a server").await?;
+    ensure_operable_server(&*state.owners, &principal, id, "testing a server").await?;
     let outcome = state.pm.check(id, &metadata).await?;
     let body = match outcome.result {
         Ok(report) => TestResult {
@@ -123,7 +123,14 @@ pub async fn logs(
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_visible(&state, &principal, "server", id, "no server has this id").await?;
+    ensure_visible(
+        &*state.owners,
+        &principal,
+        "server",
+        id,
+        "no server has this id",
+    )
+    .await?;
     let tail = query.tail.unwrap_or(100);
     if tail > MAX_TAIL {
         return Err(ApiError::invalid_field(

@@ -11,7 +11,6 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::http::access::{ensure_operable_server, ensure_visible, may_see_catalog_entry};
 use crate::http::auth::{CommandContext, Principal};
 use crate::http::consistency::await_position;
 use crate::http::dto::command::CommandAccepted;
@@ -21,6 +20,7 @@ use crate::http::pagination::page_request;
 use crate::http::problem::{ApiError, Problem};
 use crate::http::routes::committed_position;
 use crate::http::state::AppState;
+use berth_application::access::{ensure_operable_server, ensure_visible};
 
 /// A server's lifecycle state, as a list filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, ToSchema)]
@@ -177,7 +177,14 @@ async fn server_at(
     id: Uuid,
     at: AsOf,
 ) -> Result<HttpResponse, ApiError> {
-    ensure_visible(state, principal, Server::TYPE, id, "no server has this id").await?;
+    ensure_visible(
+        &*state.owners,
+        principal,
+        Server::TYPE,
+        id,
+        "no server has this id",
+    )
+    .await?;
     let client = state.pool.get().await?;
     match server_as_of(&client, id, at).await? {
         PastServer::Existing(server) => Ok(HttpResponse::Ok().json(server)),
@@ -218,7 +225,7 @@ pub async fn create(
             .bus
             .load_catalog_entry(&new.catalog_id.to_string())
             .await?;
-        if !may_see_catalog_entry(&principal, &entry) {
+        if !principal.may_see_catalog_entry(&entry) {
             return Err(ApiError::invalid_field(
                 "catalog_id",
                 "no catalog entry has this id",
@@ -257,7 +264,7 @@ pub async fn update_config(
     JsonBody(body): JsonBody<PatchServerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_operable_server(&state, &principal, id, "changing a server").await?;
+    ensure_operable_server(&*state.owners, &principal, id, "changing a server").await?;
     let patch = body.into_patch().map_err(ApiError::invalid)?;
     let receipt = state.bus.update_server_config(&metadata, id, patch).await?;
     let position = committed_position(&state, receipt).await?;
