@@ -50,8 +50,11 @@ pub fn parse_xid(text: &str) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Malformed(format!("transaction id {text}")))
 }
 
-/// One stored event with everything the table holds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One stored event, the one record every reader of the store returns: the feed's
+/// subscribers, the live fan-out, the event lists, stream reads and time travel. Its
+/// JSON is kept as the text PostgreSQL rendered, so a reader decodes only what it
+/// needs, straight into its own types, and skips the rest for the cost of a copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Global position (unique, increasing in insert order; may have holes).
     pub position: i64,
@@ -69,16 +72,31 @@ pub struct StoredEvent {
     pub event_type: String,
     /// Payload shape version.
     pub event_version: String,
-    /// The event itself.
-    pub payload: serde_json::Value,
-    /// actor, request_id, correlation_id, causation_id.
-    pub metadata: serde_json::Value,
+    /// The event itself, as JSON text.
+    pub payload: String,
+    /// actor, request_id, correlation_id, causation_id, as JSON text.
+    pub metadata: String,
     /// Commit time as the database saw it.
     pub recorded_at: DateTime<Utc>,
-    /// Who owns the event's stream (`user:NAME`), when a user does (`stream_owners`).
-    #[serde(default)]
+    /// Who owns the event's stream (`user:NAME`), when a user does. Filled by the
+    /// readers that answer people ([`read_after`], stream reads); `None` from
+    /// [`read_feed_after`], whose subscribers follow the whole feed.
     pub owner: Option<String>,
 }
+
+/// The columns every reader selects, in [`StoredEvent::from_row`]'s order; `{owner}`
+/// is `o.owner` where the query joins `stream_owners`, else `NULL::text`.
+macro_rules! event_columns {
+    ($owner:literal) => {
+        concat!(
+            "e.global_position, e.transaction_id::text, e.event_id, e.aggregate_type, ",
+            "e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload::text, ",
+            "e.metadata::text, e.recorded_at, ",
+            $owner
+        )
+    };
+}
+pub(crate) use event_columns;
 
 impl StoredEvent {
     /// The checkpoint just after this event.
@@ -89,9 +107,38 @@ impl StoredEvent {
         }
     }
 
-    /// A metadata field as text (`actor`, `request_id`, ...).
-    pub fn meta(&self, key: &str) -> Option<&str> {
-        self.metadata.get(key).and_then(|v| v.as_str())
+    /// The metadata's text fields, read without copying them. Metadata that is not a
+    /// JSON object has none.
+    pub fn meta(&self) -> Metadata<'_> {
+        serde_json::from_str(&self.metadata).unwrap_or_default()
+    }
+
+    /// The payload's top-level field `key` when it is text, found without decoding the
+    /// rest.
+    pub fn payload_field(&self, key: &str) -> Option<Cow<'_, str>> {
+        use serde::de::DeserializeSeed;
+        let mut deserializer = serde_json::Deserializer::from_str(&self.payload);
+        Field { key }.deserialize(&mut deserializer).ok().flatten()
+    }
+
+    /// The payload's `type` field (the tag of Berth's event enums).
+    pub fn payload_tag(&self) -> Option<Cow<'_, str>> {
+        self.payload_field("type")
+    }
+
+    /// The payload as a JSON value (for showing it whole).
+    pub fn payload_value(&self) -> Result<serde_json::Value, StoreError> {
+        self.json(&self.payload)
+    }
+
+    /// The metadata as a JSON value (for showing it whole).
+    pub fn metadata_value(&self) -> Result<serde_json::Value, StoreError> {
+        self.json(&self.metadata)
+    }
+
+    fn json(&self, text: &str) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(text)
+            .map_err(|e| StoreError::Malformed(format!("event {} is not JSON: {e}", self.position)))
     }
 
     /// The payload as `A`'s event type, after upcasting older shapes.
@@ -105,10 +152,10 @@ impl StoredEvent {
                 self.position, self.event_type, self.event_version
             ))
         };
-        // Most events are stored in their current shape: read those in place rather than
-        // copying the payload for an upcaster chain that would leave it as it is.
+        // Most events are stored in their current shape: decode those straight from the
+        // text, without a `serde_json::Value` in between.
         if !needs_upcast(upcasters, &self.event_type, &self.event_version) {
-            return A::Event::deserialize(&self.payload).map_err(malformed);
+            return serde_json::from_str(&self.payload).map_err(malformed);
         }
         let serialized = SerializedEvent::new(
             self.aggregate_id.clone(),
@@ -116,27 +163,43 @@ impl StoredEvent {
             self.aggregate_type.clone(),
             self.event_type.clone(),
             self.event_version.clone(),
-            self.payload.clone(),
-            self.metadata.clone(),
+            serde_json::from_str(&self.payload).map_err(malformed)?,
+            serde_json::from_str(&self.metadata).map_err(malformed)?,
         );
         serde_json::from_value(upcast(upcasters, serialized).payload).map_err(malformed)
     }
 
+    /// Reads a row selected with [`event_columns`].
     pub(crate) fn from_row(row: &Row) -> Result<Self, StoreError> {
+        // Columns by index: a name lookup per column per row is measurable at the rates
+        // rebuilds read.
         Ok(Self {
-            position: row.try_get("global_position")?,
-            transaction_id: parse_xid(&row.try_get::<_, String>("transaction_id")?)?,
-            event_id: row.try_get("event_id")?,
-            aggregate_type: row.try_get("aggregate_type")?,
-            aggregate_id: row.try_get("aggregate_id")?,
-            sequence: row.try_get("sequence")?,
-            event_type: row.try_get("event_type")?,
-            event_version: row.try_get("event_version")?,
-            payload: row.try_get("payload")?,
-            metadata: row.try_get("metadata")?,
-            recorded_at: row.try_get("recorded_at")?,
-            owner: row.try_get("owner")?,
+            position: row.try_get(0)?,
+            transaction_id: parse_xid(row.try_get::<_, &str>(1)?)?,
+            event_id: row.try_get(2)?,
+            aggregate_type: row.try_get(3)?,
+            aggregate_id: row.try_get(4)?,
+            sequence: row.try_get(5)?,
+            event_type: row.try_get(6)?,
+            event_version: row.try_get(7)?,
+            payload: row.try_get(8)?,
+            metadata: row.try_get(9)?,
+            recorded_at: row.try_get(10)?,
+            owner: row.try_get(11)?,
         })
+    }
+}
+
+/// What the process manager needs of an event: which stream it touched and the ids
+/// its outcomes are caused by and correlated with.
+impl From<&StoredEvent> for berth_application::process_manager::EventRef {
+    fn from(e: &StoredEvent) -> Self {
+        Self {
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
+            event_id: e.event_id,
+            correlation_id: e.meta().get("correlation_id").and_then(|c| c.parse().ok()),
+        }
     }
 }
 
@@ -169,10 +232,10 @@ impl FeedFilter {
     }
 }
 
-const READ_AFTER: &str = "SELECT e.global_position, e.transaction_id::text AS transaction_id, \
-     e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-     e.payload, e.metadata, e.recorded_at, o.owner \
-     FROM events e LEFT JOIN stream_owners o \
+const READ_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!("o.owner"),
+    " FROM events e LEFT JOIN stream_owners o \
        ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
      WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
        AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
@@ -181,7 +244,8 @@ const READ_AFTER: &str = "SELECT e.global_position, e.transaction_id::text AS tr
        AND ($6::text IS NULL OR e.event_type = $6) \
        AND ($7::text IS NULL OR o.owner = $7) \
      ORDER BY e.transaction_id, e.global_position \
-     LIMIT $3";
+     LIMIT $3"
+);
 
 // The ORDER BY names `e.` explicitly: a bare `transaction_id` would resolve to the text
 // alias in the select list and order xids as strings ("1000" before "999").
@@ -213,107 +277,6 @@ pub async fn read_after<C: GenericClient>(
         )
         .await?;
     rows.iter().map(StoredEvent::from_row).collect()
-}
-
-/// One event as durable subscribers receive it: the stored row with its JSON kept as
-/// the text PostgreSQL rendered, so a subscriber decodes only the events it needs,
-/// straight into its own types, and skips the rest for the cost of a copy. Unlike
-/// [`StoredEvent`] it does not carry the stream's owner: subscribers follow the whole
-/// feed, and reading it without the owner is cheaper.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedEvent {
-    /// Global position (unique, increasing in insert order; may have holes).
-    pub position: i64,
-    /// The writing transaction.
-    pub transaction_id: u64,
-    /// Unique id, for idempotent consumers.
-    pub event_id: Uuid,
-    /// `server`, `catalog_entry`, ...
-    pub aggregate_type: String,
-    /// The aggregate's id.
-    pub aggregate_id: String,
-    /// 1, 2, 3 ... within the aggregate.
-    pub sequence: i64,
-    /// E.g. `ServerStartRequested`.
-    pub event_type: String,
-    /// Payload shape version.
-    pub event_version: String,
-    /// The event itself, as JSON text.
-    pub payload: String,
-    /// actor, request_id, correlation_id, causation_id, as JSON text.
-    pub metadata: String,
-    /// Commit time as the database saw it.
-    pub recorded_at: DateTime<Utc>,
-}
-
-impl FeedEvent {
-    /// The checkpoint just after this event.
-    pub fn checkpoint(&self) -> Checkpoint {
-        Checkpoint {
-            transaction_id: self.transaction_id,
-            position: self.position,
-        }
-    }
-
-    /// The metadata's text fields, read without copying them. Metadata that is not a
-    /// JSON object has none.
-    pub fn meta(&self) -> Metadata<'_> {
-        serde_json::from_str(&self.metadata).unwrap_or_default()
-    }
-
-    /// The payload's `type` field when it is text (the tag of Berth's event enums),
-    /// found without decoding the rest.
-    pub fn payload_tag(&self) -> Option<Cow<'_, str>> {
-        serde_json::from_str::<Tag<'_>>(&self.payload)
-            .ok()
-            .and_then(|t| t.0)
-    }
-
-    /// The payload as `A`'s event type, after upcasting older shapes.
-    pub fn decode<A: Aggregate>(
-        &self,
-        upcasters: &[Box<dyn EventUpcaster>],
-    ) -> Result<A::Event, StoreError> {
-        let malformed = |e: serde_json::Error| {
-            StoreError::Malformed(format!(
-                "event {} ({} v{}) does not decode: {e}",
-                self.position, self.event_type, self.event_version
-            ))
-        };
-        // Most events are stored in their current shape: decode those straight from the
-        // text, without a `serde_json::Value` in between.
-        if !needs_upcast(upcasters, &self.event_type, &self.event_version) {
-            return serde_json::from_str(&self.payload).map_err(malformed);
-        }
-        let serialized = SerializedEvent::new(
-            self.aggregate_id.clone(),
-            usize::try_from(self.sequence).unwrap_or_default(),
-            self.aggregate_type.clone(),
-            self.event_type.clone(),
-            self.event_version.clone(),
-            serde_json::from_str(&self.payload).map_err(malformed)?,
-            serde_json::from_str(&self.metadata).map_err(malformed)?,
-        );
-        serde_json::from_value(upcast(upcasters, serialized).payload).map_err(malformed)
-    }
-
-    fn from_row(row: &Row) -> Result<Self, StoreError> {
-        // Columns by index, in `READ_FEED_AFTER`'s order: a name lookup per column per
-        // row is measurable at the rates rebuilds read.
-        Ok(Self {
-            position: row.try_get(0)?,
-            transaction_id: parse_xid(row.try_get::<_, &str>(1)?)?,
-            event_id: row.try_get(2)?,
-            aggregate_type: row.try_get(3)?,
-            aggregate_id: row.try_get(4)?,
-            sequence: row.try_get(5)?,
-            event_type: row.try_get(6)?,
-            event_version: row.try_get(7)?,
-            payload: row.try_get(8)?,
-            metadata: row.try_get(9)?,
-            recorded_at: row.try_get(10)?,
-        })
-    }
 }
 
 /// The text fields of an event's metadata (`actor`, `request_id`, ...), borrowed from
@@ -355,30 +318,34 @@ impl<'de> Deserialize<'de> for Metadata<'de> {
     }
 }
 
-/// A payload's `type` field when it is text.
-struct Tag<'a>(Option<Cow<'a, str>>);
+/// Reads one top-level field of a JSON object, kept when it is text.
+struct Field<'k> {
+    key: &'k str,
+}
 
-impl<'de> Deserialize<'de> for Tag<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = Tag<'de>;
+impl<'de> serde::de::DeserializeSeed<'de> for Field<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        struct Fields<'k>(&'k str);
+        impl<'de> Visitor<'de> for Fields<'_> {
+            type Value = Option<Cow<'de, str>>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("an event payload")
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                let mut tag = None;
+                let mut found = None;
                 while let Some(key) = map.next_key::<Text<'de>>()? {
-                    if key.0 == "type" {
-                        tag = map.next_value::<MaybeText<'de>>()?.0;
+                    if key.0 == self.0 {
+                        found = map.next_value::<MaybeText<'de>>()?.0;
                     } else {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
-                Ok(Tag(tag))
+                Ok(found)
             }
         }
-        deserializer.deserialize_map(Fields)
+        deserializer.deserialize_map(Fields(self.key))
     }
 }
 
@@ -444,14 +411,15 @@ impl<'de> Deserialize<'de> for MaybeText<'de> {
 
 // The same order and snapshot rule as `READ_AFTER`, without the owner (and its join):
 // what durable subscribers read.
-const READ_FEED_AFTER: &str = "SELECT e.global_position, e.transaction_id::text, e.event_id, \
-     e.aggregate_type, e.aggregate_id, e.sequence, e.event_type, e.event_version, \
-     e.payload::text, e.metadata::text, e.recorded_at \
-     FROM events e \
+const READ_FEED_AFTER: &str = concat!(
+    "SELECT ",
+    event_columns!("NULL::text"),
+    " FROM events e \
      WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2) \
        AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY e.transaction_id, e.global_position \
-     LIMIT $3";
+     LIMIT $3"
+);
 
 /// Up to `limit` committed events after `after` in feed order, as [`read_after`] reads
 /// them (the same events, held back by the same rule), for durable subscribers.
@@ -459,7 +427,7 @@ pub async fn read_feed_after<C: GenericClient>(
     client: &C,
     after: Checkpoint,
     limit: i64,
-) -> Result<Vec<FeedEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let statement = client.prepare_cached(READ_FEED_AFTER).await?;
     let rows = client
         .query(
@@ -467,7 +435,7 @@ pub async fn read_feed_after<C: GenericClient>(
             &[&after.transaction_id.to_string(), &after.position, &limit],
         )
         .await?;
-    rows.iter().map(FeedEvent::from_row).collect()
+    rows.iter().map(StoredEvent::from_row).collect()
 }
 
 /// The checkpoint to resume from for a caller that says it has seen every event up to
@@ -561,8 +529,8 @@ mod tests {
 
     use super::*;
 
-    fn event(payload: &str, metadata: &str) -> FeedEvent {
-        FeedEvent {
+    fn event(payload: &str, metadata: &str) -> StoredEvent {
+        StoredEvent {
             position: 1,
             transaction_id: 1,
             event_id: Uuid::nil(),
@@ -574,10 +542,11 @@ mod tests {
             payload: payload.into(),
             metadata: metadata.into(),
             recorded_at: DateTime::<Utc>::default(),
+            owner: None,
         }
     }
 
-    /// What `StoredEvent::meta` answers for the same JSON.
+    /// What a JSON value answers for the same JSON.
     fn value_meta<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
         value.get(key).and_then(|v| v.as_str())
     }
@@ -611,6 +580,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_payload_field_is_found_without_decoding_the_rest() {
+        let stored = event(
+            r#"{"type":"key_revoked","key_id":"k-1","n":{"key_id":"inner"}}"#,
+            "{}",
+        );
+        assert_eq!(stored.payload_field("key_id").as_deref(), Some("k-1"));
+        assert_eq!(stored.payload_field("n"), None);
+        assert_eq!(stored.payload_field("missing"), None);
+        assert_eq!(event("[1]", "{}").payload_field("key_id"), None);
     }
 
     #[test]

@@ -5,29 +5,31 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use crate::feed::StoredEvent;
+use crate::feed::{event_columns, StoredEvent};
 use crate::StoreError;
 
-const SELECT_AT_POSITION: &str = "SELECT e.global_position, \
-     e.transaction_id::text AS transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, \
-     e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, o.owner \
-     FROM events e LEFT JOIN stream_owners o \
+const SELECT_AT_POSITION: &str = concat!(
+    "SELECT ",
+    event_columns!("o.owner"),
+    " FROM events e LEFT JOIN stream_owners o \
        ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
-     WHERE e.global_position = $1";
+     WHERE e.global_position = $1"
+);
 
 // Within one stream, sequence order is position order and commit order: the next
 // sequence can only be appended once the previous one is committed (the hash chain
 // trigger refuses an event whose predecessor is not stored).
-const SELECT_STREAM: &str = "SELECT e.global_position, \
-     e.transaction_id::text AS transaction_id, e.event_id, e.aggregate_type, e.aggregate_id, \
-     e.sequence, e.event_type, e.event_version, e.payload, e.metadata, e.recorded_at, o.owner \
-     FROM events e LEFT JOIN stream_owners o \
+const SELECT_STREAM: &str = concat!(
+    "SELECT ",
+    event_columns!("o.owner"),
+    " FROM events e LEFT JOIN stream_owners o \
        ON o.aggregate_type = e.aggregate_type AND o.aggregate_id = e.aggregate_id \
      WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.sequence > $3 \
        AND ($4::int8 IS NULL OR e.global_position <= $4) \
        AND ($5::timestamptz IS NULL OR e.recorded_at <= $5) \
      ORDER BY e.sequence \
-     LIMIT $6";
+     LIMIT $6"
+);
 
 const COUNT_STREAM: &str =
     "SELECT count(*) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";

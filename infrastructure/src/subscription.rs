@@ -12,7 +12,7 @@ use deadpool_postgres::Transaction;
 use tokio::sync::watch;
 
 use crate::db::Database;
-use crate::feed::{self, Checkpoint, FeedEvent};
+use crate::feed::{self, Checkpoint, StoredEvent};
 use crate::notify::EventNotifier;
 use crate::StoreError;
 
@@ -26,7 +26,7 @@ pub trait Subscriber: Send + Sync {
     fn apply(
         &self,
         tx: &Transaction<'_>,
-        events: &[FeedEvent],
+        events: &[StoredEvent],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Clears everything the subscriber built, inside `tx` (used by rebuilds). The
@@ -161,7 +161,7 @@ impl<S: Subscriber> SubscriptionRunner<S> {
     pub async fn apply_read(
         &self,
         from: Checkpoint,
-        events: &[FeedEvent],
+        events: &[StoredEvent],
     ) -> Result<Checkpoint, StoreError> {
         let name = self.subscriber.name();
         let mut client = self.pool.get().await?;
@@ -187,11 +187,11 @@ impl<S: Subscriber> SubscriptionRunner<S> {
     async fn apply_in(
         &self,
         tx: &Transaction<'_>,
-        events: &[FeedEvent],
+        events: &[StoredEvent],
     ) -> Result<Checkpoint, StoreError> {
         let last = events
             .last()
-            .map_or(Checkpoint::START, FeedEvent::checkpoint);
+            .map_or(Checkpoint::START, StoredEvent::checkpoint);
         self.subscriber.apply(tx, events).await?;
         let save = tx.prepare_cached(SAVE_CHECKPOINT).await?;
         tx.execute(

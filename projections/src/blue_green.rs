@@ -28,7 +28,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use berth_infrastructure::db::Database;
-use berth_infrastructure::feed::{self, Checkpoint, FeedEvent};
+use berth_infrastructure::feed::{self, Checkpoint, StoredEvent};
 use berth_infrastructure::subscription::{
     checkpoint_of, RunnerOptions, Subscriber, SubscriptionRunner, LOAD_CHECKPOINT, SAVE_CHECKPOINT,
 };
@@ -137,7 +137,7 @@ impl<S: Subscriber> Subscriber for Renamed<S> {
         &self.name
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         self.inner.apply(tx, events).await
     }
 
@@ -289,7 +289,7 @@ async fn build<S: Subscriber>(
     let mut events = 0_u64;
     let applied = async {
         while let Some(batch) = receiver.recv().await {
-            let batch: Vec<FeedEvent> = batch?;
+            let batch: Vec<StoredEvent> = batch?;
             at = runner.apply_read(at, &batch).await?;
             events += batch.len() as u64;
         }
@@ -315,7 +315,7 @@ async fn read_ahead(
     copy_pool: Pool,
     mut from: Checkpoint,
     batch_size: i64,
-    batches: mpsc::Sender<Result<Vec<FeedEvent>, StoreError>>,
+    batches: mpsc::Sender<Result<Vec<StoredEvent>, StoreError>>,
 ) {
     let client = match copy_pool.get().await {
         Ok(client) => client,
@@ -329,7 +329,7 @@ async fn read_ahead(
         match batch {
             Ok(batch) if batch.is_empty() => return,
             Ok(batch) => {
-                from = batch.last().map_or(from, FeedEvent::checkpoint);
+                from = batch.last().map_or(from, StoredEvent::checkpoint);
                 if batches.send(Ok(batch)).await.is_err() {
                     return;
                 }
@@ -480,12 +480,12 @@ async fn swap<S: Rebuildable>(
     let projector = S::default();
     let mut applied = 0_u64;
     while at < live {
-        let events: Vec<FeedEvent> = feed::read_feed_after(&tx, at, options.batch_size)
+        let events: Vec<StoredEvent> = feed::read_feed_after(&tx, at, options.batch_size)
             .await?
             .into_iter()
             .take_while(|e| e.checkpoint() <= live)
             .collect();
-        let Some(last) = events.last().map(FeedEvent::checkpoint) else {
+        let Some(last) = events.last().map(StoredEvent::checkpoint) else {
             break;
         };
         projector.apply(&tx, &events).await?;

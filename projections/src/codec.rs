@@ -1,6 +1,6 @@
 //! Small conversions shared by the projectors.
 
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
 use deadpool_postgres::Transaction;
 use serde::Serialize;
@@ -8,7 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 /// The event's aggregate id as a UUID; every Berth aggregate is keyed by one.
-pub(crate) fn aggregate_uuid(event: &FeedEvent) -> Result<Uuid, StoreError> {
+pub(crate) fn aggregate_uuid(event: &StoredEvent) -> Result<Uuid, StoreError> {
     Uuid::parse_str(&event.aggregate_id).map_err(|_| {
         StoreError::Malformed(format!(
             "event {}: aggregate id `{}` is not a UUID",

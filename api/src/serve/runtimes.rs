@@ -101,15 +101,6 @@ impl Default for BackgroundIntervals {
     }
 }
 
-fn event_ref(e: &StoredEvent) -> EventRef {
-    EventRef {
-        aggregate_type: e.aggregate_type.clone(),
-        aggregate_id: e.aggregate_id.clone(),
-        event_id: e.event_id,
-        correlation_id: e.meta("correlation_id").and_then(|c| c.parse().ok()),
-    }
-}
-
 /// Starts the process manager's background tasks; they end when `shutdown` turns true.
 pub fn spawn_background(
     pm: Arc<Pm>,
@@ -125,7 +116,7 @@ pub fn spawn_background(
         let handle = |events: Vec<StoredEvent>| {
             let pm = follow_pm.clone();
             async move {
-                let refs: Vec<EventRef> = events.iter().map(event_ref).collect();
+                let refs: Vec<EventRef> = events.iter().map(EventRef::from).collect();
                 pm.handle_events(refs).await
             }
         };

@@ -7,7 +7,7 @@ use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
-use berth_infrastructure::feed::{FeedEvent, StoredEvent};
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
@@ -65,7 +65,7 @@ impl AuditProjector {
         }
     }
 
-    fn decode(&self, event: &FeedEvent) -> Decoded {
+    fn decode(&self, event: &StoredEvent) -> Decoded {
         let decoded = match event.aggregate_type.as_str() {
             Server::TYPE => event.decode::<Server>(&self.upcasters).map(Decoded::Server),
             CatalogEntry::TYPE => event
@@ -102,12 +102,6 @@ impl Rebuildable for AuditProjector {
 
 /// `<aggregate type>.<payload type tag>`, e.g. `server.start_requested`.
 pub(crate) fn action(event: &StoredEvent) -> String {
-    let tag = event.payload.get("type").and_then(|t| t.as_str());
-    action_name(&event.aggregate_type, tag, &event.event_type)
-}
-
-/// [`action`] of an event read from the feed.
-fn feed_action(event: &FeedEvent) -> String {
     let tag = event.payload_tag();
     action_name(&event.aggregate_type, tag.as_deref(), &event.event_type)
 }
@@ -157,14 +151,14 @@ async fn save_names(tx: &Transaction<'_>, names: Names) -> Result<(), StoreError
 }
 
 /// Adds the `audit_log` row of `event`, with `summary`, to `rows`.
-fn copy_row(rows: &mut CopyRows, event: &FeedEvent, summary: &str) -> Result<(), StoreError> {
+fn copy_row(rows: &mut CopyRows, event: &StoredEvent, summary: &str) -> Result<(), StoreError> {
     let meta = event.meta();
     rows.row()
         .int8(event.position)
         .uuid(&event.event_id)
         .timestamptz(&event.recorded_at)
         .text(meta.get("actor").unwrap_or(UNKNOWN_ACTOR))?
-        .text(&feed_action(event))?
+        .text(&action(event))?
         .text(&event.aggregate_type)?
         .text(&event.aggregate_id)?
         .text(summary)?
@@ -179,7 +173,7 @@ impl Subscriber for AuditProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }

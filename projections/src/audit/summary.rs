@@ -9,7 +9,7 @@ use berth_domain::catalog::{CatalogEntry, CatalogEvent};
 use berth_domain::keyring::KeyRingEvent;
 use berth_domain::server::{RestartPolicy, Server, ServerEvent};
 use berth_domain::user::{User, UserEvent};
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use cqrs_es::Aggregate;
 
 use crate::codec::variant_name;
@@ -90,7 +90,7 @@ impl Names {
 }
 
 /// Adds to `targets` those whose names summarising `event` needs.
-pub(crate) fn targets_of<'a>(event: &'a FeedEvent, decoded: &Decoded, targets: &mut Targets<'a>) {
+pub(crate) fn targets_of<'a>(event: &'a StoredEvent, decoded: &Decoded, targets: &mut Targets<'a>) {
     let own = || {
         (
             Cow::Borrowed(event.aggregate_type.as_str()),
@@ -126,7 +126,7 @@ pub(crate) fn targets_of<'a>(event: &'a FeedEvent, decoded: &Decoded, targets: &
 }
 
 /// The summary of `event`, recording in `names` any name it introduces or changes.
-pub(crate) fn summarize(event: &FeedEvent, decoded: &Decoded, names: &mut Names) -> String {
+pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Names) -> String {
     match decoded {
         Decoded::Server(e) => server(&event.aggregate_id, e, names),
         Decoded::Catalog(e) => catalog(&event.aggregate_id, e, names),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
@@ -98,7 +98,7 @@ struct Changes {
 }
 
 impl Changes {
-    fn add(&mut self, id: Uuid, event: BulkEvent, stored: &FeedEvent) {
+    fn add(&mut self, id: Uuid, event: BulkEvent, stored: &StoredEvent) {
         let (at, position) = (stored.recorded_at, stored.position);
         match event {
             BulkEvent::Began {
@@ -229,7 +229,7 @@ impl Subscriber for BulkProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut changes = Changes::default();
         for stored in events
             .iter()

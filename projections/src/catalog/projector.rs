@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
 use berth_domain::server::{Server, ServerEvent};
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
@@ -85,7 +85,7 @@ impl CatalogProjector {
     async fn apply_catalog(
         &self,
         tx: &Transaction<'_>,
-        event: &FeedEvent,
+        event: &StoredEvent,
     ) -> Result<(), StoreError> {
         let id = aggregate_uuid(event)?;
         match event.decode::<CatalogEntry>(&self.upcasters)? {
@@ -163,7 +163,11 @@ impl CatalogProjector {
     /// Notes which entry a new server instantiates and what tools servers report, for
     /// [`ServerTools::flush`]. Only those two server events matter here: the others are
     /// not even decoded.
-    fn note_server(&self, pending: &mut ServerTools, event: &FeedEvent) -> Result<(), StoreError> {
+    fn note_server(
+        &self,
+        pending: &mut ServerTools,
+        event: &StoredEvent,
+    ) -> Result<(), StoreError> {
         if !matches!(
             event.event_type.as_str(),
             "ServerCreated" | "ServerToolsDiscovered"
@@ -300,7 +304,7 @@ impl Subscriber for CatalogProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut retool = BTreeSet::new();
         let mut pending = ServerTools::default();
         for event in events {

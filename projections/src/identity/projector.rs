@@ -2,7 +2,7 @@
 
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::{User, UserEvent};
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
@@ -48,7 +48,7 @@ impl IdentityProjector {
         }
     }
 
-    async fn apply_one(&self, tx: &Transaction<'_>, event: &FeedEvent) -> Result<(), StoreError> {
+    async fn apply_one(&self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), StoreError> {
         let id = aggregate_uuid(event)?;
         let at = &event.recorded_at;
         let position = &event.position;
@@ -114,7 +114,7 @@ impl Subscriber for IdentityProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         // Identity events are few (people and keys, not traffic): one statement each.
         for event in events.iter().filter(|e| e.aggregate_type == User::TYPE) {
             self.apply_one(tx, event).await?;

@@ -156,12 +156,13 @@ fn changes(before: Option<&Snapshot>, after: Option<&Snapshot>) -> Vec<FieldChan
 }
 
 fn entry(stored: &StoredEvent, changes: Vec<FieldChange>) -> HistoryEntry {
-    let meta = |key: &str| stored.meta(key).map(str::to_string);
+    let metadata = stored.meta();
+    let meta = |key: &str| metadata.get(key).map(str::to_string);
     HistoryEntry {
         position: stored.position,
         sequence: stored.sequence,
         at: stored.recorded_at,
-        actor: stored.meta("actor").unwrap_or(UNKNOWN_ACTOR).to_string(),
+        actor: metadata.get("actor").unwrap_or(UNKNOWN_ACTOR).to_string(),
         event_type: stored.event_type.clone(),
         action: action(stored),
         request_id: meta("request_id"),

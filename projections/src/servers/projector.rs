@@ -5,7 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
-use berth_infrastructure::feed::FeedEvent;
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
@@ -179,7 +179,7 @@ impl Subscriber for ServerProjector {
         NAME
     }
 
-    async fn apply(&self, tx: &Transaction<'_>, events: &[FeedEvent]) -> Result<(), StoreError> {
+    async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         let mut decoded = Vec::new();
         for event in events.iter().filter(|e| e.aggregate_type == Server::TYPE) {
             decoded.push((

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use berth_domain::server::{
     Health, RestartPolicy, SealedSecret, Server, ServerEvent, ServerState, Tool,
 };
-use berth_infrastructure::feed::{FeedEvent, StoredEvent};
+use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
@@ -52,16 +52,6 @@ pub(crate) struct Stamp {
 
 impl From<&StoredEvent> for Stamp {
     fn from(e: &StoredEvent) -> Self {
-        Self {
-            recorded_at: e.recorded_at,
-            sequence: e.sequence,
-            position: e.position,
-        }
-    }
-}
-
-impl From<&FeedEvent> for Stamp {
-    fn from(e: &FeedEvent) -> Self {
         Self {
             recorded_at: e.recorded_at,
             sequence: e.sequence,

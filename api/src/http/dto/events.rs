@@ -1,6 +1,7 @@
 //! Events as `GET /api/v1/events` answers them.
 
 use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -33,20 +34,22 @@ pub struct EventDto {
     pub recorded_at: DateTime<Utc>,
 }
 
-impl From<StoredEvent> for EventDto {
-    fn from(e: StoredEvent) -> Self {
-        Self {
+impl TryFrom<&StoredEvent> for EventDto {
+    type Error = StoreError;
+
+    fn try_from(e: &StoredEvent) -> Result<Self, StoreError> {
+        Ok(Self {
             position: e.position,
             event_id: e.event_id,
-            aggregate_type: e.aggregate_type,
-            aggregate_id: e.aggregate_id,
+            aggregate_type: e.aggregate_type.clone(),
+            aggregate_id: e.aggregate_id.clone(),
             sequence: e.sequence,
-            event_type: e.event_type,
-            event_version: e.event_version,
-            payload: e.payload,
-            metadata: e.metadata,
+            event_type: e.event_type.clone(),
+            event_version: e.event_version.clone(),
+            payload: e.payload_value()?,
+            metadata: e.metadata_value()?,
             recorded_at: e.recorded_at,
-        }
+        })
     }
 }
 

@@ -82,7 +82,7 @@ impl StreamCredential {
         match event.event_type.as_str() {
             "UserDisabled" | "UserForgotten" => Some("its user was disabled"),
             "ApiKeyRevoked"
-                if event.payload.get("key_id").and_then(|k| k.as_str())
+                if event.payload_field("key_id").as_deref()
                     == Some(self.key_id.to_string().as_str()) =>
             {
                 Some("the API key it was opened with was revoked")

@@ -33,8 +33,8 @@ mod tests {
             sequence: 1,
             event_type: "ServerCreated".into(),
             event_version: "1".into(),
-            payload: serde_json::json!({}),
-            metadata: serde_json::json!({"actor": "user:someone"}),
+            payload: "{}".into(),
+            metadata: r#"{"actor": "user:someone"}"#.into(),
             recorded_at: Utc::now(),
             owner: owner.map(String::from),
         }

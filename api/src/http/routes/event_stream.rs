@@ -106,7 +106,10 @@ pub async fn subscribe(
 
 /// An event as the live streams send it: the object `GET /api/v1/events` lists.
 pub fn event_json(event: &StoredEvent) -> String {
-    serde_json::to_string(&EventDto::from(event.clone())).unwrap_or_else(|e| {
+    let json = EventDto::try_from(event)
+        .map_err(|e| e.to_string())
+        .and_then(|dto| serde_json::to_string(&dto).map_err(|e| e.to_string()));
+    json.unwrap_or_else(|e| {
         // Only a payload that is not JSON could get here, and the store holds JSON.
         tracing::error!(error = %e, position = event.position, "an event does not serialise");
         String::from("{}")

@@ -94,7 +94,10 @@ async fn page(
     let events = feed::read_after(&client, checkpoint, limit, filter).await?;
     let next = events.last().map_or(after, |e| e.position);
     Ok(EventPage {
-        events: events.into_iter().map(EventDto::from).collect(),
+        events: events
+            .iter()
+            .map(EventDto::try_from)
+            .collect::<Result<_, _>>()?,
         next,
     })
 }
@@ -207,7 +210,7 @@ pub async fn get(
     let client = state.pool.get().await?;
     match read_at_position(&client, position).await? {
         Some(event) if principal.may_see(event.owner.as_deref()) => {
-            Ok(HttpResponse::Ok().json(EventDto::from(event)))
+            Ok(HttpResponse::Ok().json(EventDto::try_from(&event)?))
         }
         _ => Err(ApiError::NotFound("no event has this position".into())),
     }
