@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use deadpool_postgres::Pool;
 use tokio::sync::mpsc;
 
-use crate::notify::CHANNEL;
+use crate::feed::wake::CHANNEL;
 
 /// A notifying transaction is given a transaction id, so its commit would wait for a WAL
 /// flush like any write; it protects nothing a crash could lose, so it commits without

@@ -28,10 +28,10 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::checkpoints::{checkpoint_of, save_checkpoint, LOAD_CHECKPOINT};
+use berth_infrastructure::feed::follow::ReaderOptions;
+use berth_infrastructure::feed::projector::{Projector, ProjectorRunner};
 use berth_infrastructure::feed::{self, Checkpoint, StoredEvent};
-use berth_infrastructure::subscription::{
-    checkpoint_of, RunnerOptions, Subscriber, SubscriptionRunner, LOAD_CHECKPOINT, SAVE_CHECKPOINT,
-};
 use berth_infrastructure::StoreError;
 use deadpool_postgres::{GenericClient, Pool, Transaction};
 use serde::Serialize;
@@ -108,7 +108,7 @@ pub fn rebuild_checkpoint(name: &str) -> String {
 }
 
 /// A projector that can be rebuilt blue-green (each projection's implements it).
-pub(crate) trait Rebuildable: Subscriber + Default + 'static {
+pub(crate) trait Rebuildable: Projector + Default + 'static {
     /// Tables the projector only appends to, relying on none of their constraints or
     /// unique indexes (no upsert, no lookup): the copy gets those once it is filled.
     const APPEND_ONLY: &'static [&'static str] = &[];
@@ -132,17 +132,13 @@ struct Renamed<S> {
     name: String,
 }
 
-impl<S: Subscriber> Subscriber for Renamed<S> {
+impl<S: Projector> Projector for Renamed<S> {
     fn name(&self) -> &str {
         &self.name
     }
 
     async fn apply(&self, tx: &Transaction<'_>, events: &[StoredEvent]) -> Result<(), StoreError> {
         self.inner.apply(tx, events).await
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        self.inner.reset(tx).await
     }
 }
 
@@ -206,16 +202,16 @@ async fn build_and_swap<S: Rebuildable>(
     let copy_db = Database::from_config(config);
     // One connection applies batches, the other reads the next one meanwhile.
     let copy_pool = copy_db.pool(2)?;
-    let runner = SubscriptionRunner::new(
+    let runner = ProjectorRunner::new(
         copy_db,
         copy_pool.clone(),
         Renamed {
             inner: S::for_copy(),
             name: rebuild_checkpoint(name),
         },
-        RunnerOptions {
+        ReaderOptions {
             batch_size: options.batch_size,
-            ..RunnerOptions::default()
+            ..ReaderOptions::default()
         },
     );
     let built = async {
@@ -276,12 +272,12 @@ async fn build_and_swap<S: Rebuildable>(
 /// Fills the copy from its checkpoint to the end of the feed, reading each batch on one
 /// connection of `copy_pool` while the one before is applied on the other; returns the
 /// events applied.
-async fn build<S: Subscriber>(
-    runner: &SubscriptionRunner<S>,
+async fn build<S: Projector>(
+    runner: &ProjectorRunner<S>,
     copy_pool: &Pool,
     batch_size: i64,
 ) -> Result<u64, StoreError> {
-    let from = checkpoint_of(&copy_pool.get().await?, runner.subscriber().name()).await?;
+    let from = checkpoint_of(&copy_pool.get().await?, runner.projector().name()).await?;
     // One batch waits while the next is read: little memory, and neither side idles.
     let (batches, mut receiver) = mpsc::channel(1);
     let reader = tokio::spawn(read_ahead(copy_pool.clone(), from, batch_size, batches));
@@ -345,7 +341,7 @@ async fn read_ahead(
 /// Makes the filled copy ready to swap in: its `deferred` constraints and indexes, the
 /// projector's deferred work, and fresh planner statistics.
 async fn finish_copy<S: Rebuildable>(
-    runner: &SubscriptionRunner<Renamed<S>>,
+    runner: &ProjectorRunner<Renamed<S>>,
     copy_pool: &Pool,
     name: &str,
     tables: &[&str],
@@ -394,12 +390,12 @@ async fn finish_copy<S: Rebuildable>(
 
 /// Runs the copy projector's deferred work in a transaction of its own.
 async fn settle<S: Rebuildable>(
-    runner: &SubscriptionRunner<Renamed<S>>,
+    runner: &ProjectorRunner<Renamed<S>>,
     copy_pool: &Pool,
 ) -> Result<(), StoreError> {
     let mut client = copy_pool.get().await?;
     let tx = client.transaction().await?;
-    runner.subscriber().inner.settle(&tx).await?;
+    runner.projector().inner.settle(&tx).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -505,11 +501,7 @@ async fn swap<S: Rebuildable>(
         ));
     }
     tx.batch_execute(&statements).await?;
-    tx.execute(
-        SAVE_CHECKPOINT,
-        &[&name, &target.transaction_id.to_string(), &target.position],
-    )
-    .await?;
+    save_checkpoint(&tx, name, target).await?;
     tx.execute(FORGET_CHECKPOINT, &[&copy_name]).await?;
     tx.commit().await?;
     Ok((applied, target.position, held.elapsed()))

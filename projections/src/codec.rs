@@ -2,7 +2,6 @@
 
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
-use deadpool_postgres::Transaction;
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -34,18 +33,4 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Value, StoreError> {
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, StoreError> {
     serde_json::from_value(value)
         .map_err(|e| StoreError::Malformed(format!("read model JSON: {e}")))
-}
-
-const LOCK_CHECKPOINT: &str = "INSERT INTO subscription_checkpoints (name) VALUES ($1) \
-     ON CONFLICT (name) DO UPDATE SET name = excluded.name";
-
-/// Locks subscription `name`'s checkpoint row inside `tx`.
-///
-/// A batch locks this row before it touches the read model. A reset that emptied the
-/// tables first and reached for the row second would deadlock against a batch running
-/// at the same moment (a rebuild beside a live runner), so resets take it first too.
-pub(crate) async fn lock_checkpoint(tx: &Transaction<'_>, name: &str) -> Result<(), StoreError> {
-    let statement = tx.prepare_cached(LOCK_CHECKPOINT).await?;
-    tx.execute(&statement, &[&name]).await?;
-    Ok(())
 }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::follow::ReaderOptions;
+use berth_infrastructure::feed::projector::{Projector, ProjectorRunner};
 use berth_infrastructure::feed::{has_reached, head_position, Checkpoint};
-use berth_infrastructure::subscription::{RunnerOptions, Subscriber, SubscriptionRunner};
 use berth_infrastructure::StoreError;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
@@ -46,50 +47,50 @@ pub enum RebuildError {
 pub struct Projections {
     db: Database,
     pool: Pool,
-    catalog: SubscriptionRunner<CatalogProjector>,
-    servers: SubscriptionRunner<ServerProjector>,
-    audit: SubscriptionRunner<AuditProjector>,
-    bulk: SubscriptionRunner<BulkProjector>,
-    identity: SubscriptionRunner<IdentityProjector>,
+    catalog: ProjectorRunner<CatalogProjector>,
+    servers: ProjectorRunner<ServerProjector>,
+    audit: ProjectorRunner<AuditProjector>,
+    bulk: ProjectorRunner<BulkProjector>,
+    identity: ProjectorRunner<IdentityProjector>,
 }
 
 impl Projections {
     /// Runners reading through `pool` (and `db` for their lock and notification
     /// connections), with batches of 500 events.
     pub fn new(db: Database, pool: Pool) -> Self {
-        Self::with_options(db, pool, RunnerOptions::default())
+        Self::with_options(db, pool, ReaderOptions::default())
     }
 
     /// Runners with explicit batch size and poll interval.
-    pub fn with_options(db: Database, pool: Pool, options: RunnerOptions) -> Self {
+    pub fn with_options(db: Database, pool: Pool, options: ReaderOptions) -> Self {
         Self {
             db: db.clone(),
             pool: pool.clone(),
-            catalog: SubscriptionRunner::new(
+            catalog: ProjectorRunner::new(
                 db.clone(),
                 pool.clone(),
                 CatalogProjector::new(),
                 options.clone(),
             ),
-            servers: SubscriptionRunner::new(
+            servers: ProjectorRunner::new(
                 db.clone(),
                 pool.clone(),
                 ServerProjector::new(),
                 options.clone(),
             ),
-            audit: SubscriptionRunner::new(
+            audit: ProjectorRunner::new(
                 db.clone(),
                 pool.clone(),
                 AuditProjector::new(),
                 options.clone(),
             ),
-            bulk: SubscriptionRunner::new(
+            bulk: ProjectorRunner::new(
                 db.clone(),
                 pool.clone(),
                 BulkProjector::new(),
                 options.clone(),
             ),
-            identity: SubscriptionRunner::new(db, pool, IdentityProjector::new(), options),
+            identity: ProjectorRunner::new(db, pool, IdentityProjector::new(), options),
         }
     }
 
@@ -120,9 +121,9 @@ impl Projections {
     }
 
     /// Catches `runner` up until it has applied the event at `position`.
-    async fn catch_up_to<S: Subscriber>(
+    async fn catch_up_to<S: Projector>(
         &self,
-        runner: &SubscriptionRunner<S>,
+        runner: &ProjectorRunner<S>,
         position: i64,
     ) -> Result<Checkpoint, StoreError> {
         loop {
@@ -245,13 +246,13 @@ async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-async fn supervise<S: Subscriber + 'static>(
+async fn supervise<S: Projector + 'static>(
     projections: Arc<Projections>,
     shutdown: watch::Receiver<bool>,
-    pick: fn(&Projections) -> &SubscriptionRunner<S>,
+    pick: fn(&Projections) -> &ProjectorRunner<S>,
 ) {
     let runner = pick(&projections);
-    let name = runner.subscriber().name().to_string();
+    let name = runner.projector().name().to_string();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let started = Instant::now();

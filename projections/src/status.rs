@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use berth_infrastructure::feed::checkpoints::checkpoint_of;
 use berth_infrastructure::feed::{head_position, Checkpoint};
-use berth_infrastructure::subscription::checkpoint_of;
 use berth_infrastructure::StoreError;
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use berth_infrastructure::feed::checkpoints::checkpoint_of;
 use berth_infrastructure::feed::{has_reached, head_checkpoint};
-use berth_infrastructure::subscription::checkpoint_of;
 use berth_infrastructure::StoreError;
 use deadpool_postgres::Pool;
 use tokio::time::Instant;

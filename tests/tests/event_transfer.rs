@@ -17,8 +17,8 @@ use berth_api::serve::runtimes::PROCESS_MANAGER;
 use berth_api::{start_server, ServeConfig};
 use berth_infrastructure::cipher::MASTER_KEY_FILE;
 use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::checkpoints::checkpoint_of;
 use berth_infrastructure::feed::{self, Checkpoint, FeedFilter};
-use berth_infrastructure::subscription::checkpoint_of;
 use berth_infrastructure::transfer::{
     export_data_keys, export_events, import_events, DataKeys, EventLine, ImportOptions,
     ImportReport, TransferError,

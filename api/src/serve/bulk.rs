@@ -15,8 +15,9 @@ use berth_application::AppError;
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
+use berth_infrastructure::feed::follow::ReaderOptions;
+use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::follower;
 use berth_infrastructure::stream::unfinished_streams;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
@@ -53,7 +54,7 @@ pub fn spawn_bulk_driver(
     tokio::spawn(async move {
         let mut stop = shutdown.clone();
         let lock = tokio::select! {
-            lock = follower::advisory_lock(&db, DRIVER_LOCK) => lock,
+            lock = berth_infrastructure::feed::lock::advisory_lock(&db, DRIVER_LOCK) => lock,
             () = stopped(&mut stop) => return,
         };
         let _lock = match lock {
@@ -89,8 +90,10 @@ pub fn spawn_bulk_driver(
             &db,
             &pool,
             BULK_OPERATIONS,
-            100,
-            Duration::from_secs(1),
+            ReaderOptions {
+                batch_size: 100,
+                poll_interval: Duration::from_secs(1),
+            },
             handle,
             async move { stopped(&mut stop).await },
         )

@@ -13,8 +13,9 @@ use berth_application::runtime_set::RuntimeSet;
 use berth_application::{Actor, CommandMetadata};
 use berth_domain::server::ServerState;
 use berth_infrastructure::db::Database;
+use berth_infrastructure::feed::follow::ReaderOptions;
+use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::follower;
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
 use berth_projections::servers::server_ids_in;
 use deadpool_postgres::Pool;
@@ -124,8 +125,10 @@ pub fn spawn_background(
             &follow_db,
             &follow_pool,
             PROCESS_MANAGER,
-            100,
-            Duration::from_secs(1),
+            ReaderOptions {
+                batch_size: 100,
+                poll_interval: Duration::from_secs(1),
+            },
             handle,
             async move { stopped(&mut stop).await },
         )
@@ -148,7 +151,7 @@ async fn periodic(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let lock = tokio::select! {
-        lock = berth_infrastructure::follower::advisory_lock(&db, "berth.reconciler") => lock,
+        lock = berth_infrastructure::feed::lock::advisory_lock(&db, "berth.reconciler") => lock,
         () = stopped(&mut shutdown) => return,
     };
     let _lock = match lock {

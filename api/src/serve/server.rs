@@ -14,7 +14,7 @@ use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
-use berth_infrastructure::live::EventFanout;
+use berth_infrastructure::feed::fanout::EventFanout;
 use berth_infrastructure::mcp::McpClientProbe;
 use berth_infrastructure::migrations;
 use berth_infrastructure::ownership::PgStreamOwners;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use berth_infrastructure::subscription::RunnerOptions;
+use berth_infrastructure::feed::follow::ReaderOptions;
 use berth_projections::{
     get_server, list_audit, list_servers, AuditFilter, PageRequest, Projections, ServerFilter,
     PROJECTION_NAMES,
@@ -77,9 +77,9 @@ async fn measure(bench: &Bench<'_>, data: &Dataset) -> anyhow::Result<()> {
         let projections = Projections::with_options(
             db.clone(),
             pool.clone(),
-            RunnerOptions {
+            ReaderOptions {
                 batch_size: 5_000,
-                ..RunnerOptions::default()
+                ..ReaderOptions::default()
             },
         );
         let mut caught_up = Vec::new();

@@ -7,8 +7,8 @@ use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
+use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
@@ -17,7 +17,6 @@ use futures_util::pin_mut;
 
 use super::summary::{summarize, targets_of, Decoded, Names, Targets};
 use crate::blue_green::Rebuildable;
-use crate::codec::lock_checkpoint;
 use crate::copy_rows::CopyRows;
 
 /// The audit projection's subscription name.
@@ -48,8 +47,6 @@ const LOAD_NAMES: &str = "SELECT t.target_type, t.target_id, n.name \
 const SAVE_NAMES: &str = "INSERT INTO audit_target_names (target_type, target_id, name) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[]) \
      ON CONFLICT (target_type, target_id) DO UPDATE SET name = excluded.name";
-
-const RESET: &str = "TRUNCATE audit_log, audit_target_names";
 
 /// Projects every event, of every aggregate, into `audit_log`: who did what to which
 /// target, when, in answer to which request.
@@ -168,7 +165,7 @@ fn copy_row(rows: &mut CopyRows, event: &StoredEvent, summary: &str) -> Result<(
     Ok(())
 }
 
-impl Subscriber for AuditProjector {
+impl Projector for AuditProjector {
     fn name(&self) -> &str {
         NAME
     }
@@ -196,11 +193,5 @@ impl Subscriber for AuditProjector {
         }
         rows.finish(sink).await?;
         save_names(tx, names).await
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        lock_checkpoint(tx, NAME).await?;
-        tx.batch_execute(RESET).await?;
-        Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::upcasting::upcasters;
+use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
@@ -17,7 +17,7 @@ use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::blue_green::Rebuildable;
-use crate::codec::{aggregate_uuid, lock_checkpoint};
+use crate::codec::aggregate_uuid;
 
 /// The bulk operations projection's subscription name.
 pub const NAME: &str = "bulk";
@@ -48,8 +48,6 @@ const COMPLETE: &str = "UPDATE bulk_operations b SET state = u.state, completed_
      updated_at = u.at, position = u.position \
      FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[], $4::int8[]) \
      AS u(id, state, at, position) WHERE b.id = u.id";
-
-const RESET: &str = "TRUNCATE bulk_operations, bulk_targets";
 
 /// Projects bulk operation events into `bulk_operations` and `bulk_targets`.
 pub struct BulkProjector {
@@ -224,7 +222,7 @@ impl Changes {
     }
 }
 
-impl Subscriber for BulkProjector {
+impl Projector for BulkProjector {
     fn name(&self) -> &str {
         NAME
     }
@@ -239,11 +237,5 @@ impl Subscriber for BulkProjector {
             changes.add(id, stored.decode::<BulkOperation>(&self.upcasters)?, stored);
         }
         changes.write(tx).await
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        lock_checkpoint(tx, NAME).await?;
-        tx.batch_execute(RESET).await?;
-        Ok(())
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
 use berth_domain::server::{Server, ServerEvent};
 use berth_domain::upcasting::upcasters;
+use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
@@ -16,7 +16,7 @@ use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::blue_green::Rebuildable;
-use crate::codec::{aggregate_uuid, lock_checkpoint, to_json, variant_name};
+use crate::codec::{aggregate_uuid, to_json, variant_name};
 
 /// The catalog projection's subscription name.
 pub const NAME: &str = "catalog";
@@ -59,8 +59,6 @@ const RECOMPUTE_TOOLS: &str = "UPDATE catalog_entries c SET tools = coalesce(( \
              WHERE s.catalog_id = c.id \
              ORDER BY e.tool->>'name', s.position DESC, e.n) t), '[]'::jsonb) \
      WHERE c.id = ANY($1)";
-
-const RESET: &str = "TRUNCATE catalog_entries, catalog_server_tools";
 
 /// Projects catalog events (and the server events that tell which tools an entry's
 /// servers offer) into `catalog_entries`.
@@ -299,7 +297,7 @@ impl Definition {
     }
 }
 
-impl Subscriber for CatalogProjector {
+impl Projector for CatalogProjector {
     fn name(&self) -> &str {
         NAME
     }
@@ -327,12 +325,6 @@ impl Subscriber for CatalogProjector {
                 .extend(retool),
             None => recompute_tools(tx, retool).await?,
         }
-        Ok(())
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        lock_checkpoint(tx, NAME).await?;
-        tx.batch_execute(RESET).await?;
         Ok(())
     }
 }

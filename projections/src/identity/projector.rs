@@ -2,15 +2,15 @@
 
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::{User, UserEvent};
+use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use cqrs_es::persist::EventUpcaster;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Transaction;
 
 use crate::blue_green::Rebuildable;
-use crate::codec::{aggregate_uuid, lock_checkpoint};
+use crate::codec::aggregate_uuid;
 
 /// The identity projection's subscription name.
 pub const NAME: &str = "identity";
@@ -32,8 +32,6 @@ const INSERT_KEY: &str = "INSERT INTO api_keys \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = $2, position = $3 WHERE id = $1";
-
-const RESET: &str = "TRUNCATE users, api_keys";
 
 /// Projects user events into `users` and `api_keys`.
 pub struct IdentityProjector {
@@ -109,7 +107,7 @@ impl Default for IdentityProjector {
 
 impl Rebuildable for IdentityProjector {}
 
-impl Subscriber for IdentityProjector {
+impl Projector for IdentityProjector {
     fn name(&self) -> &str {
         NAME
     }
@@ -119,12 +117,6 @@ impl Subscriber for IdentityProjector {
         for event in events.iter().filter(|e| e.aggregate_type == User::TYPE) {
             self.apply_one(tx, event).await?;
         }
-        Ok(())
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        lock_checkpoint(tx, NAME).await?;
-        tx.batch_execute(RESET).await?;
         Ok(())
     }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
+use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::subscription::Subscriber;
 use berth_infrastructure::StoreError;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::EventUpcaster;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::row::{change_of, Change, ServerRow, COLUMNS};
 use crate::blue_green::Rebuildable;
-use crate::codec::{aggregate_uuid, lock_checkpoint, to_json};
+use crate::codec::{aggregate_uuid, to_json};
 
 /// The servers projection's subscription name.
 pub const NAME: &str = "servers";
@@ -45,8 +45,6 @@ const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version
      endpoint = excluded.endpoint";
 
 const DELETE: &str = "DELETE FROM servers WHERE id = ANY($1)";
-
-const RESET: &str = "TRUNCATE servers";
 
 /// Projects server events into `servers`: one row per live server, its secrets as key
 /// names only.
@@ -174,7 +172,7 @@ impl Columns {
     }
 }
 
-impl Subscriber for ServerProjector {
+impl Projector for ServerProjector {
     fn name(&self) -> &str {
         NAME
     }
@@ -227,12 +225,6 @@ impl Subscriber for ServerProjector {
         if !upserts.id.is_empty() {
             upserts.upsert(tx).await?;
         }
-        Ok(())
-    }
-
-    async fn reset(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        lock_checkpoint(tx, NAME).await?;
-        tx.batch_execute(RESET).await?;
         Ok(())
     }
 }

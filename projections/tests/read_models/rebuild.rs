@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_infrastructure::feed::checkpoints::checkpoint_of;
+use berth_infrastructure::feed::follow::ReaderOptions;
 use berth_infrastructure::feed::Checkpoint;
-use berth_infrastructure::subscription::{checkpoint_of, RunnerOptions};
 use berth_projections::identity::list_users;
 use berth_projections::{
     list_audit, list_catalog, list_servers, AuditFilter, CatalogFilter, Projections, RebuildError,
@@ -89,7 +90,7 @@ async fn runners_killed_at_random_points_end_exactly_where_a_rebuild_does() {
     let seed = seed();
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     // Small batches: many commits to be interrupted.
-    let options = RunnerOptions {
+    let options = ReaderOptions {
         batch_size: 37,
         poll_interval: Duration::from_millis(20),
     };

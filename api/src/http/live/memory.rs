@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use berth_infrastructure::live::EventFanout;
+use berth_infrastructure::feed::fanout::EventFanout;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

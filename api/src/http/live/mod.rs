@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use berth_infrastructure::live::{EventFanout, FanoutOptions};
+use berth_infrastructure::feed::fanout::{EventFanout, FanoutOptions};
 
 pub mod memory;
 pub mod subscription;

@@ -30,8 +30,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use berth_infrastructure::feed::fanout::EventFanout;
 use berth_infrastructure::feed::{self, Checkpoint, FeedFilter, StoredEvent};
-use berth_infrastructure::live::EventFanout;
 use berth_infrastructure::StoreError;
 use deadpool_postgres::Pool;
 use tokio::sync::broadcast::error::RecvError;

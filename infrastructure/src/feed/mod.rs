@@ -16,6 +16,14 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
+pub mod checkpoints;
+pub mod fanout;
+pub mod follow;
+pub mod follower;
+pub mod lock;
+pub mod projector;
+pub mod wake;
+
 /// A point in the feed: every event at or before it has been seen.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,

@@ -8,43 +8,31 @@
 //! ([`broadcast::error::RecvError::Lagged`]) on its next receive.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
+use super::follow::{follow, pass_after, Pass, ReaderOptions};
+use super::wake::Wakeup;
+use super::{head_checkpoint, Checkpoint, StoredEvent};
 use crate::db::Database;
-use crate::feed::{self, Checkpoint, FeedFilter, StoredEvent};
-use crate::notify::EventNotifier;
 use crate::StoreError;
-
-/// Whether any stored event is not readable yet, its transaction being at or above the
-/// oldest one still open in the cluster.
-const HELD_BACK: &str = "SELECT EXISTS (SELECT 1 FROM events \
-     WHERE transaction_id >= pg_snapshot_xmin(pg_current_snapshot()))";
-
-/// The first pause before looking again for events held back; it doubles up to the poll
-/// interval while they stay held back.
-const FIRST_HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
 /// How the fan-out follows the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutOptions {
     /// Events the broadcast channel holds for its slowest receiver.
     pub capacity: usize,
-    /// Events read from the store per query.
-    pub batch_size: i64,
-    /// The longest wait between reads when no append is announced.
-    pub poll_interval: Duration,
+    /// How it reads the feed.
+    pub reader: ReaderOptions,
 }
 
 impl Default for FanoutOptions {
     fn default() -> Self {
         Self {
             capacity: 4096,
-            batch_size: 500,
-            poll_interval: Duration::from_secs(1),
+            reader: ReaderOptions::default(),
         }
     }
 }
@@ -77,8 +65,8 @@ impl EventFanout {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Self, JoinHandle<()>), StoreError> {
         // Listening before reading the head: an append right after it wakes us at once.
-        let notifier = EventNotifier::listen(db).await?;
-        let head = feed::head_checkpoint(&pool.get().await?).await?;
+        let wakeup = Wakeup::listen(db, pool.clone(), options.reader.poll_interval).await?;
+        let head = head_checkpoint(&pool.get().await?).await?;
         let (sender, _) = broadcast::channel(options.capacity.max(1));
         let (closing, _) = watch::channel(false);
         let fanout = Self {
@@ -88,12 +76,11 @@ impl EventFanout {
         let follower = Follower {
             fanout: fanout.clone(),
             pool,
-            notifier,
-            at: head,
-            options,
+            at: std::sync::Mutex::new(head),
+            batch_size: options.reader.batch_size,
         };
         tracing::info!(position = head.position, "live event fan-out started");
-        Ok((fanout, tokio::spawn(follower.run(shutdown))))
+        Ok((fanout, tokio::spawn(follower.run(wakeup, shutdown))))
     }
 
     /// A receiver of every event broadcast from now on, in feed order.
@@ -122,76 +109,53 @@ impl EventFanout {
 struct Follower {
     fanout: EventFanout,
     pool: Pool,
-    notifier: EventNotifier,
-    at: Checkpoint,
-    options: FanoutOptions,
+    /// The last event broadcast; only the follower's one task moves it.
+    at: std::sync::Mutex<Checkpoint>,
+    batch_size: i64,
 }
 
 impl Follower {
-    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut retry = FIRST_HELD_BACK_RETRY;
-        loop {
-            let held_back = tokio::select! {
-                held_back = self.broadcast_new() => held_back,
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            };
-            // An event held back behind an older open transaction is announced once, when
-            // it is appended: look again soon rather than at the next announcement.
-            let wait = if held_back {
-                let wait = retry;
-                retry = (retry * 2).min(self.options.poll_interval);
-                wait
-            } else {
-                retry = FIRST_HELD_BACK_RETRY;
-                self.options.poll_interval
-            };
-            tokio::select! {
-                _ = self.notifier.wait(wait) => {}
-                _ = shutdown.wait_for(|stop| *stop) => break,
-            }
-        }
+    async fn run(self, wakeup: Wakeup, mut shutdown: watch::Receiver<bool>) {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        let this = &self;
+        // A pass never fails: a failed read is logged and tried again at the next wake-up.
+        let _ = follow(wakeup, stopped, move || this.broadcast_next()).await;
         self.fanout.close();
         tracing::info!("live event fan-out stopped");
     }
 
-    /// Broadcasts everything readable after `at`, batch by batch; then tells whether
-    /// stored events are still held back. A failed read is logged and retried at the
-    /// next wake-up: `at` only moves past what was sent.
-    async fn broadcast_new(&mut self) -> bool {
-        loop {
-            let events = match self.read().await {
-                Ok(events) => events,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live event fan-out could not read the feed; retrying");
-                    return false;
-                }
-            };
-            let full = i64::try_from(events.len()).unwrap_or(i64::MAX) >= self.options.batch_size;
-            for event in events {
-                self.at = event.checkpoint();
-                // An error only means nobody is listening right now.
-                let _ = self.fanout.sender.send(Arc::new(event));
+    /// Broadcasts the next batch readable after `at`. A failed read is logged and
+    /// retried at the next wake-up: `at` only moves past what was sent.
+    async fn broadcast_next(&self) -> Result<Pass, StoreError> {
+        let events = match self.read().await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "live event fan-out could not read the feed; retrying");
+                return Ok(Pass::CaughtUp);
             }
-            if !full {
-                return self.held_back().await.unwrap_or(false);
-            }
+        };
+        let read = events.len();
+        for event in events {
+            *self.at() = event.checkpoint();
+            // An error only means nobody is listening right now.
+            let _ = self.fanout.sender.send(Arc::new(event));
         }
+        Ok(pass_after(read, self.batch_size))
     }
 
-    async fn held_back(&self) -> Result<bool, StoreError> {
-        let client = self.pool.get().await?;
-        let statement = client.prepare_cached(HELD_BACK).await?;
-        Ok(client.query_one(&statement, &[]).await?.try_get(0)?)
-    }
-
+    /// The next batch, with each stream's owner: the live streams show each caller only
+    /// what it may see.
     async fn read(&self) -> Result<Vec<StoredEvent>, StoreError> {
         let client = self.pool.get().await?;
-        feed::read_after(
-            &client,
-            self.at,
-            self.options.batch_size,
-            &FeedFilter::default(),
-        )
-        .await
+        let at = *self.at();
+        super::read_after(&client, at, self.batch_size, &super::FeedFilter::default()).await
+    }
+
+    fn at(&self) -> std::sync::MutexGuard<'_, Checkpoint> {
+        self.at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }

@@ -1,0 +1,84 @@
+//! The one way to follow the feed. Every consumer runs [`follow`]: passes over the feed
+//! until one finds nothing more to read, then a [`Wakeup`] wait, until shutdown. Three
+//! kinds of consumer are built on it:
+//!
+//! - a *projector* ([`super::projector`]) applies each batch and saves its checkpoint in
+//!   one transaction: exactly once, and its errors end the run (its supervisor restarts
+//!   it);
+//! - a *follower* ([`super::follower`]) does work outside the database, then saves its
+//!   checkpoint: at least once, so its handler must be idempotent, and its errors are
+//!   logged and retried;
+//! - the *fan-out* ([`super::fanout`]) broadcasts every event to the live streams of its
+//!   process from an in-memory checkpoint.
+//!
+//! A projector and a follower hold their subscription's advisory lock ([`super::lock`])
+//! while they run, so exactly one process drives each; the fan-out runs in every process.
+
+use std::future::Future;
+use std::time::Duration;
+
+use super::wake::Wakeup;
+use crate::StoreError;
+
+/// How a consumer reads the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderOptions {
+    /// Events per read (and per transaction, for a projector).
+    pub batch_size: i64,
+    /// The longest wait between reads when no append is announced.
+    pub poll_interval: Duration,
+}
+
+impl Default for ReaderOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What one pass over the feed found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// It read a full batch: there may be more, look again at once.
+    More,
+    /// It read everything readable now: wait for the next wake-up.
+    CaughtUp,
+}
+
+/// Runs `pass` until it catches up, waits for `wakeup`, and again, until `shutdown`
+/// completes (then `Ok`) or a pass fails (then that error).
+pub(crate) async fn follow<P, F>(
+    mut wakeup: Wakeup,
+    shutdown: impl Future<Output = ()>,
+    mut pass: P,
+) -> Result<(), StoreError>
+where
+    P: FnMut() -> F,
+    F: Future<Output = Result<Pass, StoreError>>,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let found = tokio::select! {
+            found = pass() => found?,
+            () = &mut shutdown => return Ok(()),
+        };
+        if found == Pass::More {
+            continue;
+        }
+        tokio::select! {
+            () = wakeup.wait() => {}
+            () = &mut shutdown => return Ok(()),
+        }
+    }
+}
+
+/// [`Pass::More`] when `read` events filled a batch of `batch_size`.
+pub(crate) fn pass_after(read: usize, batch_size: i64) -> Pass {
+    if i64::try_from(read).unwrap_or(i64::MAX) >= batch_size {
+        Pass::More
+    } else {
+        Pass::CaughtUp
+    }
+}
