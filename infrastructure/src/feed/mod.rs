@@ -1,4 +1,7 @@
-//! Reading the event log in feed order: `(transaction_id, global_position)`, and only
+//! The event feed and everything that follows it: the one stored-event record, the
+//! readers, and the one loop its consumers run ([`follow`]: projector, follower, fan-out).
+//!
+//! The feed is the event log in `(transaction_id, global_position)` order, read only
 //! below the oldest transaction still open (`pg_snapshot_xmin`), so an event whose
 //! transaction commits late can never be skipped by a reader that already moved on.
 
