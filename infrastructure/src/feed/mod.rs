@@ -1,5 +1,5 @@
 //! The event feed and everything that follows it: the one stored-event record, the
-//! readers, and the one loop its consumers run ([`follow`]: projector, follower, fan-out).
+//! readers, and the one loop its consumers run ([`follow`](mod@follow): projector, follower, fan-out).
 //!
 //! The feed is the event log in `(transaction_id, global_position)` order, read only
 //! below the oldest transaction still open (`pg_snapshot_xmin`), so an event whose
