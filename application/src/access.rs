@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogKind, RuntimeSpec};
 use berth_domain::user::{owner_of, Role};
+use berth_domain::{AggregateId, CatalogEntryId, ServerId};
 use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use crate::commands::CommandBus;
@@ -119,19 +121,18 @@ pub trait StreamOwners: Send + Sync {
 }
 
 /// Hidden (`not_found` says what, as for something missing) unless `caller` may see
-/// stream `aggregate_type`/`id`: administrators see every stream, others only their
+/// the stream of aggregate `id`: administrators see every stream, others only their
 /// own, from the moment its first event commits.
-pub async fn ensure_visible(
+pub async fn ensure_visible<A: Aggregate>(
     owners: &dyn StreamOwners,
     caller: &Caller,
-    aggregate_type: &str,
-    id: Uuid,
+    id: AggregateId<A>,
     not_found: &str,
 ) -> Result<(), AppError> {
     if caller.is_admin() {
         return Ok(());
     }
-    let owner = owners.owner(aggregate_type, id).await?;
+    let owner = owners.owner(A::TYPE, id.uuid()).await?;
     if caller.may_see(owner.as_deref()) {
         Ok(())
     } else {
@@ -143,10 +144,10 @@ pub async fn ensure_visible(
 pub async fn ensure_operable_server(
     owners: &dyn StreamOwners,
     caller: &Caller,
-    id: Uuid,
+    id: ServerId,
     action: &str,
 ) -> Result<(), AppError> {
-    ensure_visible(owners, caller, "server", id, "no server has this id").await?;
+    ensure_visible(owners, caller, id, "no server has this id").await?;
     caller.require(Role::Operator, action)
 }
 
@@ -156,9 +157,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn visible_catalog_entry(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: CatalogEntryId,
     ) -> Result<CatalogEntry, AppError> {
-        let entry = self.load_catalog_entry(&id.to_string()).await?;
+        let entry = self.load_catalog_entry(id).await?;
         if entry.definition.is_none() || entry.removed || !caller.may_see_catalog_entry(&entry) {
             return Err(AppError::Hidden("no catalog entry has this id".into()));
         }
@@ -170,7 +171,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn changeable_catalog_entry(
         &self,
         caller: &Caller,
-        id: Uuid,
+        id: CatalogEntryId,
         action: &str,
     ) -> Result<CatalogEntry, AppError> {
         let entry = self.visible_catalog_entry(caller, id).await?;

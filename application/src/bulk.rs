@@ -81,7 +81,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             server_ids,
             requested_by: metadata.actor.to_string(),
         };
-        match self.bulk(&id.to_string(), command, &metadata).await {
+        match self.bulk(id.into(), command, &metadata).await {
             Ok(receipt) => Ok((id, receipt)),
             Err(AppError::Bulk(BulkError::BegunDifferently)) if idempotency_key.is_some() => {
                 Err(AppError::Invalid(vec![FieldError::new(
@@ -209,7 +209,7 @@ impl<R: PersistedEventRepository + Clone> BulkDriver<R> {
     /// only when the database is unavailable or recording keeps conflicting.
     #[tracing::instrument(skip_all, fields(bulk_id = %bulk_id))]
     pub async fn run_bulk(&self, bulk_id: Uuid, cause: Option<Uuid>) -> Result<BulkRun, AppError> {
-        let bulk = self.bus.load_bulk(&bulk_id.to_string()).await?;
+        let bulk = self.bus.load_bulk(bulk_id.into()).await?;
         let Some(operation) = bulk.operation.filter(|_| bulk.began) else {
             return Err(BulkError::NotFound.into());
         };
@@ -247,7 +247,7 @@ impl<R: PersistedEventRepository + Clone> BulkDriver<R> {
                 }
             })
             .await?;
-        let state = self.bus.load_bulk(&bulk_id.to_string()).await?.state;
+        let state = self.bus.load_bulk(bulk_id.into()).await?.state;
         tracing::info!(state = %state, "bulk operation driven");
         Ok(BulkRun {
             dispatched: pending.len(),
@@ -263,7 +263,7 @@ impl<R: PersistedEventRepository + Clone> BulkDriver<R> {
         let metadata = run.metadata(run.actor.clone());
         match self
             .bus
-            .server_lifecycle(&metadata, server_id, run.action)
+            .server_lifecycle(&metadata, server_id.into(), run.action)
             .await
         {
             Ok(_) => Ok(TargetOutcome::Succeeded),
@@ -293,7 +293,7 @@ impl<R: PersistedEventRepository + Clone> BulkDriver<R> {
         let metadata = run.metadata(Actor::System(BULK_DRIVER.into()));
         let command = BulkCommand::RecordOutcome { server_id, outcome };
         self.bus
-            .bulk(&run.bulk_id.to_string(), command, &metadata)
+            .bulk(run.bulk_id.into(), command, &metadata)
             .await?;
         Ok(())
     }

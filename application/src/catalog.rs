@@ -1,6 +1,7 @@
 //! Catalog use cases.
 
 use berth_domain::catalog::{CatalogCommand, CatalogDefinition};
+use berth_domain::CatalogEntryId;
 use cqrs_es::persist::PersistedEventRepository;
 use uuid::Uuid;
 
@@ -25,13 +26,13 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         &self,
         metadata: &CommandMetadata,
         definition: CatalogDefinition,
-    ) -> Result<(Uuid, Receipt), AppError> {
-        let id = Uuid::now_v7();
+    ) -> Result<(CatalogEntryId, Receipt), AppError> {
+        let id = CatalogEntryId::from_uuid(Uuid::now_v7());
         let command = CatalogCommand::Register {
             owner: metadata.actor.owner_id(),
             definition,
         };
-        let receipt = self.catalog(&id.to_string(), command, metadata).await?;
+        let receipt = self.catalog(id, command, metadata).await?;
         Ok((id, receipt))
     }
 
@@ -40,15 +41,11 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn update_catalog_entry(
         &self,
         metadata: &CommandMetadata,
-        id: Uuid,
+        id: CatalogEntryId,
         definition: CatalogDefinition,
     ) -> Result<Receipt, AppError> {
-        self.catalog(
-            &id.to_string(),
-            CatalogCommand::Update { definition },
-            metadata,
-        )
-        .await
+        self.catalog(id, CatalogCommand::Update { definition }, metadata)
+            .await
     }
 
     /// Removes a custom entry.
@@ -56,10 +53,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn remove_catalog_entry(
         &self,
         metadata: &CommandMetadata,
-        id: Uuid,
+        id: CatalogEntryId,
     ) -> Result<Receipt, AppError> {
-        self.catalog(&id.to_string(), CatalogCommand::Remove, metadata)
-            .await
+        self.catalog(id, CatalogCommand::Remove, metadata).await
     }
 
     /// Makes the store's predefined entries say what the shipped catalog says. Unchanged
@@ -75,7 +71,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             let id = predefined_id(&definition.name);
             let receipt = self
                 .catalog(
-                    &id.to_string(),
+                    id.into(),
                     CatalogCommand::SyncPredefined { definition },
                     metadata,
                 )

@@ -11,6 +11,7 @@ use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
+use berth_domain::{AggregateId, BulkId, CatalogEntryId, ServerId, UserId};
 use cqrs_es::persist::{PersistedEventRepository, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventStore};
 
@@ -108,13 +109,13 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Runs a catalog command.
     pub async fn catalog(
         &self,
-        id: &str,
+        id: AggregateId<CatalogEntry>,
         command: <CatalogEntry as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         execute(
             &self.catalog,
-            id,
+            &id.to_string(),
             command,
             metadata,
             Some(self.catalog_store.cache()),
@@ -125,13 +126,13 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Runs a server command.
     pub async fn server(
         &self,
-        id: &str,
+        id: AggregateId<Server>,
         command: <Server as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         execute(
             &self.servers,
-            id,
+            &id.to_string(),
             command,
             metadata,
             Some(self.server_store.cache()),
@@ -142,23 +143,23 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Runs a bulk operation command.
     pub async fn bulk(
         &self,
-        id: &str,
+        id: AggregateId<BulkOperation>,
         command: <BulkOperation as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        execute(&self.bulk, id, command, metadata, None).await
+        execute(&self.bulk, &id.to_string(), command, metadata, None).await
     }
 
     /// Runs a user command.
     pub async fn user(
         &self,
-        id: &str,
+        id: AggregateId<User>,
         command: <User as Aggregate>::Command,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         execute(
             &self.users,
-            id,
+            &id.to_string(),
             command,
             metadata,
             Some(self.user_store.cache()),
@@ -177,23 +178,31 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     }
 
     /// The current state of a user, from its events.
-    pub async fn load_user(&self, id: &str) -> Result<User, AppError> {
-        current(&self.user_store, id).await
+    pub async fn load_user(&self, id: UserId) -> Result<User, AppError> {
+        current(&self.user_store, &id.to_string()).await
     }
 
     /// The current state of a bulk operation, from its snapshot and events.
-    pub async fn load_bulk(&self, id: &str) -> Result<BulkOperation, AppError> {
-        load(&self.bulk_store, id).await
+    pub async fn load_bulk(&self, id: BulkId) -> Result<BulkOperation, AppError> {
+        load(&self.bulk_store, &id.to_string()).await
     }
 
     /// The current state of a catalog entry, from its events.
-    pub async fn load_catalog_entry(&self, id: &str) -> Result<CatalogEntry, AppError> {
-        current(&self.catalog_store, id).await
+    pub async fn load_catalog_entry(&self, id: CatalogEntryId) -> Result<CatalogEntry, AppError> {
+        current(&self.catalog_store, &id.to_string()).await
     }
 
     /// The current state of a server, from its events.
-    pub async fn load_server(&self, id: &str) -> Result<Server, AppError> {
-        current(&self.server_store, id).await
+    pub async fn load_server(&self, id: ServerId) -> Result<Server, AppError> {
+        current(&self.server_store, &id.to_string()).await
+    }
+
+    /// A server as this process last knew it (its cache), without reading the store.
+    pub(crate) async fn cached_server(&self, id: ServerId) -> Result<Server, AppError> {
+        self.server_store
+            .cached(&id.to_string())
+            .await
+            .map_err(AppError::from_aggregate)
     }
 
     /// The cipher secrets are sealed with.

@@ -63,7 +63,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             name: name.to_string(),
             role,
         };
-        let receipt = self.user(&id.to_string(), command, metadata).await?;
+        let receipt = self.user(id.into(), command, metadata).await?;
         Ok((id, receipt))
     }
 
@@ -81,7 +81,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let command = UserCommand::Disable {
             another_active_admin,
         };
-        self.user(&id.to_string(), command, metadata).await
+        self.user(id.into(), command, metadata).await
     }
 
     /// Lets a disabled user authenticate again with its keys that were not revoked.
@@ -90,8 +90,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         id: Uuid,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(&id.to_string(), UserCommand::Enable, metadata)
-            .await
+        self.user(id.into(), UserCommand::Enable, metadata).await
     }
 
     /// Fails as forgetting `id` would (it is the last active administrator), before
@@ -101,7 +100,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         id: Uuid,
         administrators: &[Uuid],
     ) -> Result<(), AppError> {
-        let user = self.load_user(&id.to_string()).await?;
+        let user = self.load_user(id.into()).await?;
         if user.is_active_admin() && !self.another_active_admin(id, administrators).await? {
             return Err(UserError::LastAdministrator.into());
         }
@@ -120,7 +119,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let command = UserCommand::Forget {
             another_active_admin,
         };
-        self.user(&id.to_string(), command, metadata).await
+        self.user(id.into(), command, metadata).await
     }
 
     /// Whether an administrator other than `id` may act, by the store's current state of
@@ -131,7 +130,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         administrators: &[Uuid],
     ) -> Result<bool, AppError> {
         for other in administrators.iter().filter(|other| **other != id) {
-            if self.load_user(&other.to_string()).await?.is_active_admin() {
+            if self.load_user((*other).into()).await?.is_active_admin() {
                 return Ok(true);
             }
         }
@@ -174,7 +173,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             expires_at,
             now: Utc::now(),
         };
-        let receipt = self.user(&user.to_string(), command, metadata).await?;
+        let receipt = self.user(user.into(), command, metadata).await?;
         Ok(IssuedKey {
             id,
             key,
@@ -191,12 +190,8 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         key_id: Uuid,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(
-            &user.to_string(),
-            UserCommand::RevokeKey { key_id },
-            metadata,
-        )
-        .await
+        self.user(user.into(), UserCommand::RevokeKey { key_id }, metadata)
+            .await
     }
 
     /// Records that a token was issued for `key_id`, refused if the user or key can no
@@ -215,7 +210,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             expires_at,
             now: Utc::now(),
         };
-        self.user(&user.to_string(), command, metadata).await
+        self.user(user.into(), command, metadata).await
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_domain::catalog::{CatalogDefinition, CatalogEntry, RuntimeKind};
 use berth_domain::server::{ConfigChange, RestartPolicy, SealedSecret, ServerCommand};
-use berth_domain::FieldError;
+use berth_domain::{CatalogEntryId, FieldError, ServerId};
 use cqrs_es::persist::PersistedEventRepository;
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -21,7 +21,7 @@ use crate::receipt::Receipt;
 #[derive(Debug)]
 pub struct NewServer {
     /// The catalog entry to instantiate.
-    pub catalog_id: Uuid,
+    pub catalog_id: CatalogEntryId,
     /// Its name.
     pub name: String,
     /// Plain configuration.
@@ -127,9 +127,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         &self,
         metadata: &CommandMetadata,
         new: NewServer,
-    ) -> Result<(Uuid, Receipt), AppError> {
+    ) -> Result<(ServerId, Receipt), AppError> {
         let entry = self.live_catalog_entry(new.catalog_id).await?;
-        let id = Uuid::now_v7();
+        let id = ServerId::from_uuid(Uuid::now_v7());
         let owner = metadata.actor.owner_id();
         if !new.secrets.is_empty() {
             self.cipher.prepare(&owner).await?;
@@ -137,7 +137,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let secrets = new
             .secrets
             .iter()
-            .map(|(k, v)| Ok((k.clone(), self.cipher.seal(&owner, id, k, v)?)))
+            .map(|(k, v)| Ok((k.clone(), self.cipher.seal(&owner, id.uuid(), k, v)?)))
             .collect::<Result<BTreeMap<String, SealedSecret>, AppError>>()?;
         let definition = entry
             .definition
@@ -145,7 +145,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         self.ensure_runs_here(&definition, "catalog_id")?;
         let command = ServerCommand::Create {
             owner,
-            catalog_id: new.catalog_id,
+            catalog_id: new.catalog_id.uuid(),
             catalog_version: entry.version,
             schema: definition.config_schema,
             name: new.name,
@@ -153,7 +153,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             secrets,
             restart_policy: new.restart_policy,
         };
-        let receipt = self.server(&id.to_string(), command, metadata).await?;
+        let receipt = self.server(id, command, metadata).await?;
         Ok((id, receipt))
     }
 
@@ -162,21 +162,17 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn update_server_config(
         &self,
         metadata: &CommandMetadata,
-        id: Uuid,
+        id: ServerId,
         patch: ServerConfigPatch,
     ) -> Result<Receipt, AppError> {
         // The cached state is enough here: the owner and catalog entry never change,
         // and the command itself checks again that the server exists.
-        let server = self
-            .server_store
-            .cached(&id.to_string())
-            .await
-            .map_err(AppError::from_aggregate)?;
+        let server = self.cached_server(id).await?;
         if !server.created || server.deleted {
             return Err(berth_domain::server::ServerError::NotFound.into());
         }
         let catalog_id = server.catalog_id.unwrap_or_default();
-        let entry = self.load_catalog_entry(&catalog_id.to_string()).await?;
+        let entry = self.load_catalog_entry(catalog_id.into()).await?;
         let definition = pinned_definition(&server, &entry).map_err(|reason| {
             AppError::Invalid(vec![FieldError::new(
                 "catalog_id",
@@ -195,7 +191,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         for (k, v) in patch.secrets {
             let change = match v {
                 Some(plain) => {
-                    ConfigChange::Set(self.cipher.seal(&server.owner, id, &k, &plain)?)
+                    ConfigChange::Set(self.cipher.seal(&server.owner, id.uuid(), &k, &plain)?)
                 }
                 None => ConfigChange::Remove,
             };
@@ -207,7 +203,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             secrets,
             restart_policy: patch.restart_policy,
         };
-        self.server(&id.to_string(), command, metadata).await
+        self.server(id, command, metadata).await
     }
 
     /// Moves a server to version `version` of its catalog entry (the newest when `None`);
@@ -217,15 +213,15 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn upgrade_server(
         &self,
         metadata: &CommandMetadata,
-        id: Uuid,
+        id: ServerId,
         version: Option<u32>,
     ) -> Result<Receipt, AppError> {
-        let server = self.load_server(&id.to_string()).await?;
+        let server = self.load_server(id).await?;
         if !server.created || server.deleted {
             return Err(berth_domain::server::ServerError::NotFound.into());
         }
         let catalog_id = server.catalog_id.unwrap_or_default();
-        let entry = self.load_catalog_entry(&catalog_id.to_string()).await?;
+        let entry = self.load_catalog_entry(catalog_id.into()).await?;
         if entry.definition.is_none() || entry.removed {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "catalog_version",
@@ -247,7 +243,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             catalog_version,
             schema: definition.config_schema.clone(),
         };
-        self.server(&id.to_string(), command, metadata).await
+        self.server(id, command, metadata).await
     }
 
     /// Asks a server to start, stop, restart, enable, disable or be deleted.
@@ -255,15 +251,14 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     pub async fn server_lifecycle(
         &self,
         metadata: &CommandMetadata,
-        id: Uuid,
+        id: ServerId,
         action: LifecycleAction,
     ) -> Result<Receipt, AppError> {
-        self.server(&id.to_string(), action.command(), metadata)
-            .await
+        self.server(id, action.command(), metadata).await
     }
 
-    async fn live_catalog_entry(&self, id: Uuid) -> Result<CatalogEntry, AppError> {
-        let entry = self.load_catalog_entry(&id.to_string()).await?;
+    async fn live_catalog_entry(&self, id: CatalogEntryId) -> Result<CatalogEntry, AppError> {
+        let entry = self.load_catalog_entry(id).await?;
         if entry.definition.is_none() || entry.removed {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "catalog_id",

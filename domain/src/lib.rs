@@ -9,10 +9,12 @@
 pub mod bulk;
 pub mod catalog;
 mod decide;
+pub mod id;
 pub mod keyring;
 pub mod server;
 pub mod upcasting;
 pub mod user;
 pub mod validation;
 
+pub use id::{AggregateId, BulkId, CatalogEntryId, ServerId, UserId};
 pub use validation::FieldError;

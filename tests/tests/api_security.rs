@@ -42,7 +42,7 @@ async fn server_owned_by(app: &TestApp, owner: &str, catalog_id: &str) -> String
     let cipher = EnvelopeCipher::new(pool.clone(), MasterKeyCipher::new(MasterKey::generate()));
     let bus = CommandBus::new(PostgresEventRepository::new(pool.clone()), Arc::new(cipher));
     let new = NewServer {
-        catalog_id: catalog_id.parse().unwrap_or_default(),
+        catalog_id: catalog_id.parse().expect("a catalog entry id"),
         name: format!("{owner}-server"),
         config: BTreeMap::new(),
         secrets: BTreeMap::new(),

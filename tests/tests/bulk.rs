@@ -629,7 +629,13 @@ async fn the_driver_never_records_or_commands_anything_twice() {
             secrets: BTreeMap::new(),
             restart_policy: Default::default(),
         };
-        ids.push(bus.create_server(&admin, new).await.expect("creating").0);
+        ids.push(
+            bus.create_server(&admin, new)
+                .await
+                .expect("creating")
+                .0
+                .uuid(),
+        );
     }
     let driver = || {
         BulkDriver::new(
@@ -671,7 +677,7 @@ async fn the_driver_never_records_or_commands_anything_twice() {
     b.expect("second driver");
     assert_eq!(count(OUTCOMES, bulk_id.to_string()).await, 11);
     assert_eq!(count(COMPLETIONS, bulk_id.to_string()).await, 1);
-    let bulk = bus.load_bulk(&bulk_id.to_string()).await.expect("loading");
+    let bulk = bus.load_bulk(bulk_id.into()).await.expect("loading");
     assert_eq!(bulk.state, BulkState::PartiallyFailed);
     assert_eq!(
         bulk.counts(),
@@ -702,7 +708,7 @@ async fn the_driver_never_records_or_commands_anything_twice() {
     let mut md = CommandMetadata::new(Actor::admin());
     md.correlation_id = Some(stop_id);
     for id in &ids[..3] {
-        bus.server_lifecycle(&md, *id, LifecycleAction::Stop)
+        bus.server_lifecycle(&md, (*id).into(), LifecycleAction::Stop)
             .await
             .expect("stopping");
     }

@@ -72,7 +72,7 @@ async fn server(bus: &Bus) -> Uuid {
         )
         .await
         .unwrap();
-    id
+    id.uuid()
 }
 
 fn level(value: &str) -> ServerConfigPatch {
@@ -107,10 +107,12 @@ async fn a_command_on_a_stale_cached_state_is_decided_again_on_the_stored_one() 
 
     // Valid on A's cached state, refused on the stored one: the append at A's stale
     // sequence collides, and the retry on the stored state refuses it.
-    b.server_lifecycle(&md(), id, LifecycleAction::Disable)
+    b.server_lifecycle(&md(), id.into(), LifecycleAction::Disable)
         .await
         .unwrap();
-    let start = a.server_lifecycle(&md(), id, LifecycleAction::Start).await;
+    let start = a
+        .server_lifecycle(&md(), id.into(), LifecycleAction::Start)
+        .await;
     assert!(
         matches!(start, Err(AppError::Server(ServerError::Disabled { .. }))),
         "start on a server another process disabled: {start:?}"
@@ -118,23 +120,30 @@ async fn a_command_on_a_stale_cached_state_is_decided_again_on_the_stored_one() 
 
     // Refused on A's cached state (A saw it disabled), valid on the stored one: the
     // refusal is checked against the store before it is reported.
-    a.load_server(&id.to_string()).await.unwrap();
-    b.server_lifecycle(&md(), id, LifecycleAction::Enable)
+    a.load_server(id.into()).await.unwrap();
+    b.server_lifecycle(&md(), id.into(), LifecycleAction::Enable)
         .await
         .unwrap();
-    a.server_lifecycle(&md(), id, LifecycleAction::Start)
+    a.server_lifecycle(&md(), id.into(), LifecycleAction::Start)
         .await
         .expect("start on a server another process enabled");
 
     // A no-op on A's cached state (LEVEL is "x" there), a change on the stored one.
-    a.update_server_config(&md(), id, level("x")).await.unwrap();
-    b.update_server_config(&md(), id, level("y")).await.unwrap();
-    let receipt = a.update_server_config(&md(), id, level("x")).await.unwrap();
+    a.update_server_config(&md(), id.into(), level("x"))
+        .await
+        .unwrap();
+    b.update_server_config(&md(), id.into(), level("y"))
+        .await
+        .unwrap();
+    let receipt = a
+        .update_server_config(&md(), id.into(), level("x"))
+        .await
+        .unwrap();
     assert!(
         receipt.position.is_some(),
         "setting x over another process's y must record a change"
     );
-    let stored = b.load_server(&id.to_string()).await.unwrap();
+    let stored = b.load_server(id.into()).await.unwrap();
     assert_eq!(stored.config.get("LEVEL").map(String::as_str), Some("x"));
 
     let types: Vec<String> = stream(&pool, id).await.into_iter().map(|e| e.0).collect();
@@ -159,8 +168,13 @@ async fn a_true_no_op_records_nothing_and_reads_stay_current() {
     let pool = db.database().pool(8).unwrap();
     let (a, b) = (process(&pool), process(&pool));
     let id = server(&a).await;
-    a.update_server_config(&md(), id, level("x")).await.unwrap();
-    let again = a.update_server_config(&md(), id, level("x")).await.unwrap();
+    a.update_server_config(&md(), id.into(), level("x"))
+        .await
+        .unwrap();
+    let again = a
+        .update_server_config(&md(), id.into(), level("x"))
+        .await
+        .unwrap();
     assert_eq!(
         again.position, None,
         "setting the same value changes nothing"
@@ -168,8 +182,10 @@ async fn a_true_no_op_records_nothing_and_reads_stay_current() {
     assert_eq!(stream(&pool, id).await.len(), 2);
 
     // What A reads for decisions outside a command is the stored state, not its cache.
-    b.update_server_config(&md(), id, level("z")).await.unwrap();
-    let seen = a.load_server(&id.to_string()).await.unwrap();
+    b.update_server_config(&md(), id.into(), level("z"))
+        .await
+        .unwrap();
+    let seen = a.load_server(id.into()).await.unwrap();
     assert_eq!(seen.config.get("LEVEL").map(String::as_str), Some("z"));
 }
 
@@ -245,7 +261,11 @@ async fn grouped_appends_give_every_command_its_own_positions() {
                 shared_transactions += 1;
             }
         }
-        let sequences: Vec<i64> = stream(&pool, id).await.into_iter().map(|e| e.1).collect();
+        let sequences: Vec<i64> = stream(&pool, id.uuid())
+            .await
+            .into_iter()
+            .map(|e| e.1)
+            .collect();
         assert_eq!(sequences, (1..=6).collect::<Vec<_>>(), "gap-free");
     }
     assert!(

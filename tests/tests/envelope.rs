@@ -56,7 +56,7 @@ async fn catalog_entry(bus: &Bus) -> Uuid {
         )
         .await
         .unwrap();
-    id
+    id.uuid()
 }
 
 async fn create(bus: &Bus, catalog_id: Uuid, user: &str, name: &str, token: &str) -> Uuid {
@@ -65,7 +65,7 @@ async fn create(bus: &Bus, catalog_id: Uuid, user: &str, name: &str, token: &str
         .create_server(
             &md,
             NewServer {
-                catalog_id,
+                catalog_id: catalog_id.into(),
                 name: name.into(),
                 config: BTreeMap::new(),
                 secrets: BTreeMap::from([("TOKEN".to_owned(), SecretString::from(token))]),
@@ -74,12 +74,12 @@ async fn create(bus: &Bus, catalog_id: Uuid, user: &str, name: &str, token: &str
         )
         .await
         .unwrap();
-    id
+    id.uuid()
 }
 
 /// Opens server `id`'s `TOKEN` through `cipher`, as the launch would.
 async fn open_token(bus: &Bus, cipher: &dyn SecretCipher, id: Uuid) -> Result<String, CipherError> {
-    let server = bus.load_server(&id.to_string()).await.unwrap();
+    let server = bus.load_server(id.into()).await.unwrap();
     cipher.prepare(&server.owner).await?;
     cipher
         .open(&server.owner, id, "TOKEN", &server.secrets["TOKEN"])
@@ -120,9 +120,9 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
         (b1, "bob-1"),
         (legacy, "bob-old"),
     ];
-    let a1_server = bus_before.load_server(&a1.to_string()).await.unwrap();
+    let a1_server = bus_before.load_server(a1.into()).await.unwrap();
     assert!(a1_server.secrets["TOKEN"].key_id.starts_with("dk-"));
-    let legacy_server = bus_before.load_server(&legacy.to_string()).await.unwrap();
+    let legacy_server = bus_before.load_server(legacy.into()).await.unwrap();
     assert_eq!(legacy_server.secrets["TOKEN"].key_id, old.id());
     let events_before = events_text(&pool).await;
 
@@ -208,7 +208,7 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
         .create_server(
             &CommandMetadata::new(Actor::User("alice".into())),
             NewServer {
-                catalog_id,
+                catalog_id: catalog_id.into(),
                 name: "a3".into(),
                 config: BTreeMap::new(),
                 secrets: BTreeMap::from([("TOKEN".to_owned(), SecretString::from("x"))]),
@@ -238,11 +238,11 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
     );
     let md = CommandMetadata::new(Actor::User("alice".into()));
     bus_after
-        .server_lifecycle(&md, a1, LifecycleAction::Start)
+        .server_lifecycle(&md, a1.into(), LifecycleAction::Start)
         .await
         .unwrap();
     pm.reconcile(a1, &md).await.unwrap();
-    let failed = bus_after.load_server(&a1.to_string()).await.unwrap();
+    let failed = bus_after.load_server(a1.into()).await.unwrap();
     assert_eq!(failed.state, ServerState::Failed);
     let reason = failed.last_error.unwrap_or_default();
     assert!(
@@ -264,7 +264,7 @@ async fn a_ciphertext_moved_to_another_server_never_opens() {
     let a1 = create(&bus, catalog_id, "alice", "a1", "alice-1").await;
     let a2 = create(&bus, catalog_id, "alice", "a2", "alice-2").await;
     let b1 = create(&bus, catalog_id, "bob", "b1", "bob-1").await;
-    let sealed_a1 = bus.load_server(&a1.to_string()).await.unwrap().secrets["TOKEN"].clone();
+    let sealed_a1 = bus.load_server(a1.into()).await.unwrap().secrets["TOKEN"].clone();
     cipher.prepare("user:alice").await.unwrap();
     cipher.prepare("user:bob").await.unwrap();
 
@@ -280,7 +280,7 @@ async fn a_ciphertext_moved_to_another_server_never_opens() {
     ));
     // Even relabelled with bob's key id, it does not open under bob's key.
     let mut relabelled = sealed_a1.clone();
-    relabelled.key_id = bus.load_server(&b1.to_string()).await.unwrap().secrets["TOKEN"]
+    relabelled.key_id = bus.load_server(b1.into()).await.unwrap().secrets["TOKEN"]
         .key_id
         .clone();
     assert!(matches!(

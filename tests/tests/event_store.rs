@@ -194,7 +194,7 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
         assert!(positions.contains(position), "accepted write {i} is stored");
     }
     // Every accepted write is in the final state: retries reloaded, nothing was merged blindly.
-    let server = bus.load_server(&server_id.to_string()).await.unwrap();
+    let server = bus.load_server(server_id).await.unwrap();
     let expected: BTreeMap<String, String> = accepted
         .keys()
         .map(|i| (format!("K{i}"), format!("v{i}")))

@@ -105,18 +105,18 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
             .unwrap();
         let crashing = pm_with(Some(point));
         if point == CrashPoint::Stop {
-            healthy.reconcile(id, &md).await.unwrap();
+            healthy.reconcile(id.uuid(), &md).await.unwrap();
             bus.server_lifecycle(&md, id, LifecycleAction::Stop)
                 .await
                 .unwrap();
         }
 
-        let crash = crashing.reconcile(id, &md).await;
+        let crash = crashing.reconcile(id.uuid(), &md).await;
         assert!(
             matches!(crash, Err(ProcessManagerError::InjectedCrash(p)) if p == point),
             "{point:?}: {crash:?}"
         );
-        let before = bus.load_server(&id.to_string()).await.unwrap();
+        let before = bus.load_server(id).await.unwrap();
         let expected_after_crash = match point {
             CrashPoint::Create => ServerState::Creating,
             CrashPoint::Start => ServerState::Starting,
@@ -128,14 +128,14 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
         );
         let expected_containers = usize::from(point != CrashPoint::Stop);
         assert_eq!(
-            containers_of(id),
+            containers_of(id.uuid()),
             expected_containers,
             "{point:?}: the action itself happened"
         );
 
         // The next process manager repairs it: same container, outcome recorded once.
-        healthy.reconcile(id, &md).await.unwrap();
-        let after = bus.load_server(&id.to_string()).await.unwrap();
+        healthy.reconcile(id.uuid(), &md).await.unwrap();
+        let after = bus.load_server(id).await.unwrap();
         let expected = if point == CrashPoint::Stop {
             ServerState::Stopped
         } else {
@@ -143,7 +143,7 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
         };
         assert_eq!(after.state, expected, "{point:?}");
         assert_eq!(
-            containers_of(id),
+            containers_of(id.uuid()),
             usize::from(point != CrashPoint::Stop),
             "{point:?}: no duplicate"
         );
@@ -154,12 +154,12 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
             );
         }
         // Reconciling again changes nothing.
-        healthy.reconcile(id, &md).await.unwrap();
-        assert_eq!(bus.load_server(&id.to_string()).await.unwrap(), after);
+        healthy.reconcile(id.uuid(), &md).await.unwrap();
+        assert_eq!(bus.load_server(id).await.unwrap(), after);
         bus.server_lifecycle(&md, id, LifecycleAction::Delete)
             .await
             .unwrap();
-        healthy.reconcile(id, &md).await.unwrap();
-        assert_eq!(containers_of(id), 0);
+        healthy.reconcile(id.uuid(), &md).await.unwrap();
+        assert_eq!(containers_of(id.uuid()), 0);
     }
 }

@@ -43,7 +43,7 @@ impl ProcessManager {
     async fn record(&self, id: &str, command: ServerCommand) -> i64 {
         let metadata = CommandMetadata::new(Actor::System("process-manager".into()));
         self.bus
-            .server(id, command, &metadata)
+            .server(id.parse().expect("a server id"), command, &metadata)
             .await
             .unwrap_or_else(|e| panic!("recording an outcome: {e}"))
             .position

@@ -163,7 +163,7 @@ async fn forgettable_user(
     let bus = cli_bus(pool, load_masters(&settings.data_dir)?);
     let id = user_id(name);
     let administrators = administrator_ids(&pool.get().await?).await?;
-    let user = bus.load_user(&id.to_string()).await?;
+    let user = bus.load_user(id.into()).await?;
     let exists = user.name.is_some() && !user.forgotten;
     if exists {
         bus.ensure_forgettable(id, &administrators)

@@ -242,7 +242,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         for _ in 0..MAX_STEPS {
-            let server = self.bus.load_server(&id.to_string()).await?;
+            let server = self.bus.load_server(id.into()).await?;
             let instance = match self.runtime.inspect(id).await {
                 Ok(i) => i,
                 Err(e) => {
@@ -279,8 +279,8 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     /// Whether what runs `server` ends with Berth: a local process does (an unknown
     /// entry counts as a container, whose disappearance is an exit).
     async fn lifetime(&self, server: &Server) -> Lifetime {
-        let catalog_id = server.catalog_id.unwrap_or_default().to_string();
-        let Ok(entry) = self.bus.load_catalog_entry(&catalog_id).await else {
+        let catalog_id = server.catalog_id.unwrap_or_default();
+        let Ok(entry) = self.bus.load_catalog_entry(catalog_id.into()).await else {
             return Lifetime::OutlivesBerth;
         };
         match pinned_definition(server, &entry).map(|d| d.runtime.kind()) {
@@ -314,14 +314,14 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             },
             other => other,
         };
-        self.bus.server(&id.to_string(), command, metadata).await?;
+        self.bus.server(id.into(), command, metadata).await?;
         Ok(())
     }
 
     /// What takes server `id`'s secrets out of text; `None` when they cannot be read
     /// now (the key store is unreachable), and so what the server said cannot be vetted.
     async fn redactor(&self, id: Uuid) -> Option<Redactor> {
-        let server = self.bus.load_server(&id.to_string()).await.ok()?;
+        let server = self.bus.load_server(id.into()).await.ok()?;
         if server.secrets.is_empty() {
             return Some(Redactor::default());
         }
@@ -438,7 +438,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         md: &CommandMetadata,
     ) -> Result<(), ProcessManagerError> {
         let catalog_id = server.catalog_id.unwrap_or_default();
-        let entry = self.bus.load_catalog_entry(&catalog_id.to_string()).await?;
+        let entry = self.bus.load_catalog_entry(catalog_id.into()).await?;
         if !server.secrets.is_empty() {
             if let Err(e) = self.bus.cipher().prepare(&server.owner).await {
                 let reason = format!("its secrets cannot be opened: {e}");
@@ -543,7 +543,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         let catalog_id = server.catalog_id.unwrap_or_default();
         let transport = self
             .bus
-            .load_catalog_entry(&catalog_id.to_string())
+            .load_catalog_entry(catalog_id.into())
             .await
             .ok()
             .and_then(|entry| pinned_definition(server, &entry).ok().map(|d| d.transport))
@@ -622,7 +622,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 .remove(&id);
             match pm
                 .bus
-                .server(&id.to_string(), ServerCommand::RestartAfterFailure, &md)
+                .server(id.into(), ServerCommand::RestartAfterFailure, &md)
                 .await
             {
                 Ok(_) => {
@@ -645,7 +645,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         id: Uuid,
         metadata: &CommandMetadata,
     ) -> Result<TestOutcome, AppError> {
-        let server = self.bus.load_server(&id.to_string()).await?;
+        let server = self.bus.load_server(id.into()).await?;
         if !server.created || server.deleted {
             return Err(ServerError::NotFound.into());
         }
@@ -690,11 +690,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         };
         let recorded = self
             .bus
-            .server(
-                &id.to_string(),
-                ServerCommand::RecordHealth { health },
-                metadata,
-            )
+            .server(id.into(), ServerCommand::RecordHealth { health }, metadata)
             .await;
         if let Err(e) = recorded.as_ref() {
             if !is_stale_outcome(e) {
@@ -705,7 +701,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             let recorded = self
                 .bus
                 .server(
-                    &id.to_string(),
+                    id.into(),
                     ServerCommand::RecordTools {
                         tools: report.tools.clone(),
                     },

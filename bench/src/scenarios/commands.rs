@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use berth_application::commands::{CONFLICT_RETRIES, MAX_ATTEMPTS};
 use berth_application::CommandBus;
+use berth_domain::ServerId;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::event_store::PostgresEventRepository;
 use deadpool_postgres::Pool;
@@ -217,13 +218,13 @@ impl Berth {
             .context("registering the bench catalog entry")?;
         Ok(Self {
             bus,
-            catalog_id,
+            catalog_id: catalog_id.uuid(),
             pool,
         })
     }
 
     /// `count` new servers.
-    pub(crate) async fn servers(&self, count: usize) -> anyhow::Result<Arc<Vec<Uuid>>> {
+    pub(crate) async fn servers(&self, count: usize) -> anyhow::Result<Arc<Vec<ServerId>>> {
         let mut ids = Vec::with_capacity(count);
         for n in 0..count {
             let (id, _) = self
@@ -244,7 +245,7 @@ impl Berth {
         &self,
         clients: usize,
         duration: Duration,
-        servers: Arc<Vec<Uuid>>,
+        servers: Arc<Vec<ServerId>>,
     ) -> Run {
         let bus = Arc::clone(&self.bus);
         drive(clients, duration, move |client, n| {

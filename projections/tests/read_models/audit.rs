@@ -33,14 +33,14 @@ async fn every_event_is_an_entry_saying_who_did_what() {
         .await;
     let start = meta("bob");
     h.bus
-        .server_lifecycle(&start, id, LifecycleAction::Start)
+        .server_lifecycle(&start, id.into(), LifecycleAction::Start)
         .await
         .unwrap();
     let cause = Uuid::now_v7();
     let bulk = Uuid::now_v7();
     h.bus
         .server(
-            &id.to_string(),
+            id.into(),
             ServerCommand::BeginProvisioning,
             &system(Some(bulk), Some(cause)),
         )
@@ -48,7 +48,7 @@ async fn every_event_is_an_entry_saying_who_did_what() {
         .unwrap();
     h.bus
         .server(
-            &id.to_string(),
+            id.into(),
             ServerCommand::RecordFailed {
                 reason: "pull failed:\n  manifest unknown".into(),
             },
@@ -62,15 +62,15 @@ async fn every_event_is_an_entry_saying_who_did_what() {
         restart_policy: None,
     };
     h.bus
-        .update_server_config(&meta("ann"), id, patch)
+        .update_server_config(&meta("ann"), id.into(), patch)
         .await
         .unwrap();
     h.bus
-        .update_catalog_entry(&meta("ann"), catalog, definition("github-ee", ""))
+        .update_catalog_entry(&meta("ann"), catalog.into(), definition("github-ee", ""))
         .await
         .unwrap();
     h.bus
-        .server_lifecycle(&meta("ann"), id, LifecycleAction::Delete)
+        .server_lifecycle(&meta("ann"), id.into(), LifecycleAction::Delete)
         .await
         .unwrap();
     h.catch_up().await;

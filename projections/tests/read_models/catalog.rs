@@ -40,7 +40,7 @@ async fn entries_follow_registration_update_and_removal() {
     let mut changed = definition("github-enterprise", "Issues, PRs and more");
     changed.transport = berth_domain::catalog::Transport::Stdio;
     h.bus
-        .update_catalog_entry(&meta("ann"), id, changed)
+        .update_catalog_entry(&meta("ann"), id.into(), changed)
         .await
         .unwrap();
     h.catch_up().await;
@@ -55,7 +55,10 @@ async fn entries_follow_registration_update_and_removal() {
     assert!(updated.updated_at >= entry.updated_at);
     assert!(updated.position > entry.position);
 
-    h.bus.remove_catalog_entry(&meta("ann"), id).await.unwrap();
+    h.bus
+        .remove_catalog_entry(&meta("ann"), id.into())
+        .await
+        .unwrap();
     h.catch_up().await;
     assert!(get_catalog_entry(&client, id).await.unwrap().is_none());
     let all = list_catalog(&client, &CatalogFilter::default(), page(1, 50))
@@ -189,7 +192,7 @@ async fn entries_show_the_union_of_tools_their_servers_discovered() {
     let bus = &h.bus;
     let record = move |server: uuid::Uuid, tools| async move {
         let command = ServerCommand::RecordTools { tools };
-        bus.server(&server.to_string(), command, &system(None, None))
+        bus.server(server.into(), command, &system(None, None))
             .await
     };
     record(one, vec![tool("search", Some("old")), tool("issues", None)])

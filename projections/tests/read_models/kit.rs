@@ -67,7 +67,7 @@ impl Harness {
             .register_catalog_entry(&meta(user), definition)
             .await
             .expect("register catalog entry");
-        id
+        id.uuid()
     }
 
     /// Creates a server of `catalog_id` owned by `user`; returns its id and position.
@@ -80,7 +80,7 @@ impl Harness {
         secrets: &[(&str, &str)],
     ) -> (Uuid, i64) {
         let new = NewServer {
-            catalog_id,
+            catalog_id: catalog_id.into(),
             name: name.into(),
             config: config
                 .iter()
@@ -97,7 +97,7 @@ impl Harness {
             .create_server(&meta(user), new)
             .await
             .expect("create server");
-        (id, receipt.position.expect("created"))
+        (id.uuid(), receipt.position.expect("created"))
     }
 }
 

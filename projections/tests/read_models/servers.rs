@@ -21,14 +21,14 @@ async fn view(h: &Harness, id: Uuid) -> Option<ServerView> {
 
 async fn runtime(h: &Harness, id: Uuid, command: ServerCommand) {
     h.bus
-        .server(&id.to_string(), command, &system(None, None))
+        .server(id.into(), command, &system(None, None))
         .await
         .unwrap();
 }
 
 async fn act(h: &Harness, id: Uuid, action: LifecycleAction) {
     h.bus
-        .server_lifecycle(&meta("ann"), id, action)
+        .server_lifecycle(&meta("ann"), id.into(), action)
         .await
         .unwrap();
 }
@@ -141,7 +141,7 @@ async fn a_server_is_followed_from_creation_to_deletion() {
     };
     let receipt = h
         .bus
-        .update_server_config(&meta("ann"), id, patch)
+        .update_server_config(&meta("ann"), id.into(), patch)
         .await
         .unwrap();
     let v = view(&h, id).await.unwrap();
@@ -340,7 +340,7 @@ async fn no_secret_reaches_any_read_model() {
         restart_policy: None,
     };
     h.bus
-        .update_server_config(&meta("ann"), id, patch)
+        .update_server_config(&meta("ann"), id.into(), patch)
         .await
         .unwrap();
     h.catch_up().await;

@@ -52,7 +52,7 @@ async fn waits_end_when_the_projection_reaches_the_position_or_time_runs_out() {
     // A write after the runners started is applied by them, woken by the notification.
     let started = h
         .bus
-        .server_lifecycle(&meta("ann"), id, LifecycleAction::Start)
+        .server_lifecycle(&meta("ann"), id.into(), LifecycleAction::Start)
         .await
         .unwrap()
         .position

@@ -132,7 +132,7 @@ impl CreateServerBody {
             return Err(errors);
         }
         Ok(NewServer {
-            catalog_id: self.catalog_id,
+            catalog_id: self.catalog_id.into(),
             name: self.name,
             config: config
                 .into_iter()

@@ -3,6 +3,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use berth_domain::bulk::BulkAction;
+use berth_domain::BulkId;
 use berth_projections::{get_bulk_operation, BulkOperationView};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -17,7 +18,7 @@ use crate::http::routes::catalog::ReadQuery;
 use crate::http::routes::committed_position;
 use crate::http::state::AppState;
 use berth_application::access::ensure_visible;
-use berth_domain::bulk::{BulkError, BulkOperation};
+use berth_domain::bulk::BulkError;
 use berth_domain::server::Server;
 use berth_domain::user::Role;
 use berth_infrastructure::ownership::owned_among;
@@ -165,19 +166,12 @@ pub async fn begin(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<BulkId>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let not_found = "no bulk operation has this id";
-    ensure_visible(
-        &*state.owners,
-        &principal,
-        BulkOperation::TYPE,
-        id,
-        not_found,
-    )
-    .await?;
+    ensure_visible(&*state.owners, &principal, id, not_found).await?;
     await_position(
         &state.pool,
         berth_projections::bulk::NAME,
@@ -185,7 +179,7 @@ pub async fn get(
     )
     .await?;
     let client = state.pool.get().await?;
-    match get_bulk_operation(&client, id).await? {
+    match get_bulk_operation(&client, id.uuid()).await? {
         Some(view) => Ok(HttpResponse::Ok().json(view)),
         None => Err(ApiError::NotFound("no bulk operation has this id".into())),
     }

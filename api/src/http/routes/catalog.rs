@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use berth_domain::catalog::{CatalogCommand, CatalogDefinition};
 use berth_domain::user::Role;
+use berth_domain::CatalogEntryId;
 use berth_projections::{get_catalog_entry, list_catalog, CatalogEntryView, CatalogFilter, Page};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -110,7 +111,7 @@ pub async fn list(
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<CatalogEntryId>,
     ApiQuery(query): ApiQuery<ReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -121,7 +122,7 @@ pub async fn get(
     )
     .await?;
     let client = state.pool.get().await?;
-    match get_catalog_entry(&client, id).await? {
+    match get_catalog_entry(&client, id.uuid()).await? {
         Some(entry) if principal.is_admin() || entry.visible_to(&principal.owner()) => {
             Ok(HttpResponse::Ok().json(entry))
         }
@@ -159,7 +160,11 @@ pub async fn register(
         .register_catalog_entry(&metadata, definition)
         .await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::CREATED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::CREATED))
 }
 
 /// Replaces what a catalog entry says; its version goes up by one.
@@ -184,7 +189,7 @@ pub async fn register(
 pub async fn update(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<CatalogEntryId>,
     JsonBody(body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -199,7 +204,11 @@ pub async fn update(
         .update_catalog_entry(&metadata, id, definition)
         .await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }
 
 /// Removes a custom catalog entry; predefined entries cannot be removed.
@@ -221,7 +230,7 @@ pub async fn update(
 pub async fn remove(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<CatalogEntryId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     state
@@ -230,7 +239,11 @@ pub async fn remove(
         .await?;
     let receipt = state.bus.remove_catalog_entry(&metadata, id).await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }
 
 /// Makes a custom catalog entry visible to every user.
@@ -252,9 +265,15 @@ pub async fn remove(
 pub async fn publish(
     state: web::Data<AppState>,
     context: CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<CatalogEntryId>,
 ) -> Result<HttpResponse, ApiError> {
-    set_visibility(state, context, id.into_inner(), CatalogCommand::Publish).await
+    set_visibility(
+        state,
+        context,
+        id.into_inner().uuid(),
+        CatalogCommand::Publish,
+    )
+    .await
 }
 
 /// Makes a custom catalog entry private to its owner again.
@@ -276,9 +295,15 @@ pub async fn publish(
 pub async fn unpublish(
     state: web::Data<AppState>,
     context: CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<CatalogEntryId>,
 ) -> Result<HttpResponse, ApiError> {
-    set_visibility(state, context, id.into_inner(), CatalogCommand::Unpublish).await
+    set_visibility(
+        state,
+        context,
+        id.into_inner().uuid(),
+        CatalogCommand::Unpublish,
+    )
+    .await
 }
 
 async fn set_visibility(
@@ -287,12 +312,12 @@ async fn set_visibility(
     id: Uuid,
     command: CatalogCommand,
 ) -> Result<HttpResponse, ApiError> {
-    state.bus.visible_catalog_entry(&principal, id).await?;
-    principal.require(Role::Admin, "publishing or unpublishing a catalog entry")?;
-    let receipt = state
+    state
         .bus
-        .catalog(&id.to_string(), command, &metadata)
+        .visible_catalog_entry(&principal, id.into())
         .await?;
+    principal.require(Role::Admin, "publishing or unpublishing a catalog entry")?;
+    let receipt = state.bus.catalog(id.into(), command, &metadata).await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
 }

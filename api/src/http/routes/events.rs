@@ -4,12 +4,12 @@
 
 use actix_web::{web, HttpResponse};
 use berth_domain::server::Server;
+use berth_domain::ServerId;
 use berth_infrastructure::feed::{self, FeedFilter};
 use berth_infrastructure::stream::read_at_position;
 use cqrs_es::Aggregate;
 use serde::Deserialize;
 use utoipa::IntoParams;
-use uuid::Uuid;
 
 use crate::http::auth::Principal;
 use crate::http::consistency::await_released;
@@ -157,21 +157,14 @@ pub async fn list(
 pub async fn server_events(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     ApiQuery(query): ApiQuery<ServerEventsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_visible(
-        &*state.owners,
-        &principal,
-        Server::TYPE,
-        id,
-        "no server has this id",
-    )
-    .await?;
+    ensure_visible(&*state.owners, &principal, id, "no server has this id").await?;
     let (after, limit) = checked(query.after, query.limit)?;
     await_released(&state.pool, query.min_position).await?;
-    let server = state.bus.load_server(&id.to_string()).await?;
+    let server = state.bus.load_server(id).await?;
     if !server.created {
         return Err(ApiError::NotFound("no server has this id".into()));
     }

@@ -4,6 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use berth_application::servers::LifecycleAction;
+use berth_domain::ServerId;
 use uuid::Uuid;
 
 use crate::http::auth::CommandContext;
@@ -22,8 +23,11 @@ async fn run(
     action: LifecycleAction,
 ) -> Result<HttpResponse, ApiError> {
     let CommandContext(metadata, principal) = context;
-    ensure_operable_server(&*state.owners, &principal, id, "operating a server").await?;
-    let receipt = state.bus.server_lifecycle(&metadata, id, action).await?;
+    ensure_operable_server(&*state.owners, &principal, id.into(), "operating a server").await?;
+    let receipt = state
+        .bus
+        .server_lifecycle(&metadata, id.into(), action)
+        .await?;
     let position = committed_position(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
 }
@@ -52,9 +56,9 @@ macro_rules! lifecycle_handler {
         pub async fn $name(
             state: web::Data<AppState>,
             context: CommandContext,
-            id: web::Path<Uuid>,
+            id: web::Path<ServerId>,
         ) -> Result<HttpResponse, ApiError> {
-            run(state, context, id.into_inner(), $action).await
+            run(state, context, id.into_inner().uuid(), $action).await
         }
     };
 }
@@ -134,7 +138,7 @@ lifecycle_handler!(
 pub async fn upgrade(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     OptionalJsonBody(body): OptionalJsonBody<UpgradeServerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -144,5 +148,9 @@ pub async fn upgrade(
         .upgrade_server(&metadata, id, body.catalog_version)
         .await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }

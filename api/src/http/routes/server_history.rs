@@ -2,11 +2,9 @@
 //! who made it and what it changed, field by field.
 
 use actix_web::{web, HttpResponse};
-use berth_domain::server::Server;
+use berth_domain::ServerId;
 use berth_projections::servers::{server_history, HistoryEntry};
 use berth_projections::Page;
-use cqrs_es::Aggregate;
-use uuid::Uuid;
 
 use crate::http::auth::Principal;
 use crate::http::extract::ApiQuery;
@@ -38,21 +36,14 @@ use berth_application::access::ensure_visible;
 pub async fn history(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let page = page_request(query.page, query.page_size)?;
-    ensure_visible(
-        &*state.owners,
-        &principal,
-        Server::TYPE,
-        id,
-        "no server has this id",
-    )
-    .await?;
+    ensure_visible(&*state.owners, &principal, id, "no server has this id").await?;
     let client = state.pool.get().await?;
-    match server_history(&client, id, page).await? {
+    match server_history(&client, id.uuid(), page).await? {
         Some(history) => Ok(HttpResponse::Ok().json(history)),
         None => Err(ApiError::NotFound("no server has this id".into())),
     }

@@ -5,10 +5,10 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use berth_application::runtime::RuntimeError;
 use berth_domain::server::ServerError;
+use berth_domain::ServerId;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
 use crate::http::auth::{CommandContext, Principal};
 use crate::http::extract::ApiQuery;
@@ -55,11 +55,11 @@ pub struct TestResult {
 pub async fn test(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_operable_server(&*state.owners, &principal, id, "testing a server").await?;
-    let outcome = state.pm.check(id, &metadata).await?;
+    let outcome = state.pm.check(id.uuid(), &metadata).await?;
     let body = match outcome.result {
         Ok(report) => TestResult {
             ok: true,
@@ -119,18 +119,11 @@ const MAX_TAIL: usize = 10_000;
 pub async fn logs(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    ensure_visible(
-        &*state.owners,
-        &principal,
-        "server",
-        id,
-        "no server has this id",
-    )
-    .await?;
+    ensure_visible(&*state.owners, &principal, id, "no server has this id").await?;
     let tail = query.tail.unwrap_or(100);
     if tail > MAX_TAIL {
         return Err(ApiError::invalid_field(
@@ -138,7 +131,7 @@ pub async fn logs(
             format!("must be at most {MAX_TAIL}"),
         ));
     }
-    let server = state.bus.load_server(&id.to_string()).await?;
+    let server = state.bus.load_server(id).await?;
     if !server.created || server.deleted {
         return Err(ServerError::NotFound.into());
     }
@@ -156,7 +149,7 @@ pub async fn logs(
     };
     let runtime = state.pm.runtime();
     if query.follow.unwrap_or(false) {
-        let lines = match runtime.follow_logs(id, tail).await {
+        let lines = match runtime.follow_logs(id.uuid(), tail).await {
             Ok(lines) => lines,
             Err(RuntimeError::NotFound) => return Err(no_output()),
             Err(e) => return Err(runtime_error(e)),
@@ -171,7 +164,7 @@ pub async fn logs(
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(events));
     }
-    let lines = match runtime.logs(id, tail).await {
+    let lines = match runtime.logs(id.uuid(), tail).await {
         Ok(lines) => lines,
         Err(RuntimeError::NotFound) => return Err(no_output()),
         Err(e) => return Err(runtime_error(e)),

@@ -2,11 +2,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use berth_domain::server::Server;
 use berth_domain::user::Role;
+use berth_domain::ServerId;
 use berth_projections::servers::{server_as_of, AsOf, PastServer};
 use berth_projections::{get_server, list_servers, Page, ServerFilter, ServerView};
-use cqrs_es::Aggregate;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -147,7 +146,7 @@ pub struct ServerReadQuery {
 pub async fn get(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     ApiQuery(query): ApiQuery<ServerReadQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -162,7 +161,7 @@ pub async fn get(
     )
     .await?;
     let client = state.pool.get().await?;
-    match get_server(&client, id).await? {
+    match get_server(&client, id.uuid()).await? {
         Some(server) if principal.may_see(Some(&server.owner)) => {
             Ok(HttpResponse::Ok().json(server))
         }
@@ -174,19 +173,12 @@ pub async fn get(
 async fn server_at(
     state: &AppState,
     principal: &Principal,
-    id: Uuid,
+    id: ServerId,
     at: AsOf,
 ) -> Result<HttpResponse, ApiError> {
-    ensure_visible(
-        &*state.owners,
-        principal,
-        Server::TYPE,
-        id,
-        "no server has this id",
-    )
-    .await?;
+    ensure_visible(&*state.owners, principal, id, "no server has this id").await?;
     let client = state.pool.get().await?;
-    match server_as_of(&client, id, at).await? {
+    match server_as_of(&client, id.uuid(), at).await? {
         PastServer::Existing(server) => Ok(HttpResponse::Ok().json(server)),
         PastServer::Absent => Err(ApiError::NotFound(format!("no server had this id at {at}"))),
         PastServer::Deleted { position } => Err(ApiError::NotFound(format!(
@@ -221,10 +213,7 @@ pub async fn create(
     let new = body.into_new_server().map_err(ApiError::invalid)?;
     if !principal.is_admin() {
         // Another user's private entry is answered exactly like a missing one.
-        let entry = state
-            .bus
-            .load_catalog_entry(&new.catalog_id.to_string())
-            .await?;
+        let entry = state.bus.load_catalog_entry(new.catalog_id).await?;
         if !principal.may_see_catalog_entry(&entry) {
             return Err(ApiError::invalid_field(
                 "catalog_id",
@@ -234,7 +223,11 @@ pub async fn create(
     }
     let (id, receipt) = state.bus.create_server(&metadata, new).await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::CREATED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::CREATED))
 }
 
 /// Sets or removes (`null`) some config keys and secrets.
@@ -260,7 +253,7 @@ pub async fn create(
 pub async fn update_config(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<ServerId>,
     JsonBody(body): JsonBody<PatchServerBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -268,5 +261,9 @@ pub async fn update_config(
     let patch = body.into_patch().map_err(ApiError::invalid)?;
     let receipt = state.bus.update_server_config(&metadata, id, patch).await?;
     let position = committed_position(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }
