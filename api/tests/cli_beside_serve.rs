@@ -105,5 +105,26 @@ async fn every_command_runs_beside_a_live_berth_on_the_embedded_cluster() {
 
     // With Berth stopped, a command starts (and stops) its own cluster again.
     assert!(ok(&dir, &["users", "list"]).contains("ada"));
+
+    // Two commands at once with no Berth running: the second waits for the first, which
+    // does not share its cluster (it stops it when it ends), and both succeed.
+    let slow_dir = dir.clone();
+    let slow = std::thread::spawn(move || {
+        cli_support::berth(
+            &slow_dir,
+            &["projections", "status", "--interval", "2"],
+            None,
+        )
+    });
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(ok(&dir, &["users", "list"]).contains("ada"));
+    let slow = slow.join().expect("the first command ran");
+    assert!(slow.status.success(), "{}", cli_support::stderr(&slow));
+
+    // A Berth killed with SIGKILL leaves its announcement behind, but not its lock: the
+    // next command starts the cluster itself instead of knocking on a dead one.
+    let serve = Serve::start(&dir, &["--runtime", "process"]);
+    serve.kill();
+    assert!(ok(&dir, &["users", "list"]).contains("ada"));
     drop(guard);
 }

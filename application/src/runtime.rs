@@ -128,6 +128,13 @@ pub trait ContainerRuntime: Send + Sync {
     /// Whether it runs servers of entries of this runtime kind.
     fn runs(&self, kind: RuntimeKind) -> bool;
 
+    /// Whether `instance_id` names a container or process this runtime made since Berth
+    /// last started. A local process made before that ended with the Berth that ran it;
+    /// one made since that is gone died (or was removed) on this Berth's watch.
+    fn made_by_this_run(&self, _instance_id: &str) -> bool {
+        false
+    }
+
     /// Creates the server's container or process without starting it; when one exists
     /// already (a crash after creating it), returns that one. Returns the instance id.
     async fn create(&self, spec: &LaunchSpec) -> Result<String, RuntimeError>;
@@ -147,6 +154,17 @@ pub trait ContainerRuntime: Send + Sync {
 
     /// Its status, or `None` when it has no container or process.
     async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError>;
+
+    /// [`ContainerRuntime::inspect`] of a server whose entry runs on `kind`: only that
+    /// runtime is asked, so another one being unreachable does not hide the answer, and
+    /// `kind`'s being unreachable is an error, never "it is gone".
+    async fn inspect_as(
+        &self,
+        server_id: Uuid,
+        _kind: RuntimeKind,
+    ) -> Result<Option<InstanceStatus>, RuntimeError> {
+        self.inspect(server_id).await
+    }
 
     /// Every container or process this runtime manages for Berth.
     async fn list(&self) -> Result<Vec<InstanceStatus>, RuntimeError>;

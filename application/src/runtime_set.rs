@@ -107,6 +107,19 @@ impl ContainerRuntime for RuntimeSet {
         self.for_kind(kind).is_ok()
     }
 
+    fn made_by_this_run(&self, instance_id: &str) -> bool {
+        self.all()
+            .any(|runtime| runtime.made_by_this_run(instance_id))
+    }
+
+    async fn inspect_as(
+        &self,
+        server_id: Uuid,
+        kind: RuntimeKind,
+    ) -> Result<Option<InstanceStatus>, RuntimeError> {
+        self.for_kind(kind)?.inspect(server_id).await
+    }
+
     async fn create(&self, spec: &LaunchSpec) -> Result<String, RuntimeError> {
         let runtime = self.for_kind(spec.runtime.kind())?;
         // An upgrade may have moved the server to the other kind: what the old version
@@ -152,12 +165,28 @@ impl ContainerRuntime for RuntimeSet {
         unanswered.map_or(Ok(None), Err)
     }
 
+    /// What every runtime that answers lists; an error only when none answers, so one
+    /// engine down does not hide the other's instances.
     async fn list(&self) -> Result<Vec<InstanceStatus>, RuntimeError> {
         let mut every = Vec::new();
+        let mut answered = false;
+        let mut unanswered = None;
         for runtime in self.all() {
-            every.extend(runtime.list().await?);
+            match runtime.list().await {
+                Ok(listed) => {
+                    answered = true;
+                    every.extend(listed);
+                }
+                Err(e) => {
+                    tracing::warn!(runtime = runtime.kind(), error = %e, "cannot list this runtime's instances");
+                    unanswered = Some(e);
+                }
+            }
         }
-        Ok(every)
+        match unanswered {
+            Some(e) if !answered => Err(e),
+            _ => Ok(every),
+        }
     }
 
     async fn logs(&self, server_id: Uuid, tail: usize) -> Result<Vec<String>, RuntimeError> {
@@ -184,5 +213,144 @@ impl ContainerRuntime for RuntimeSet {
             .await?
             .connect(server_id, transport)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::InstanceState;
+
+    /// A runtime that knows one server, or (`down`) answers nothing at all.
+    struct Fake {
+        kind: RuntimeKind,
+        holds: Option<Uuid>,
+        down: bool,
+    }
+
+    impl Fake {
+        fn answer<T>(&self, value: T) -> Result<T, RuntimeError> {
+            if self.down {
+                Err(RuntimeError::Unavailable(
+                    "the engine does not answer".into(),
+                ))
+            } else {
+                Ok(value)
+            }
+        }
+
+        fn status(&self, server_id: Uuid) -> Option<InstanceStatus> {
+            (self.holds == Some(server_id)).then(|| InstanceStatus {
+                server_id,
+                instance_id: "i-1".into(),
+                state: InstanceState::Running,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl ContainerRuntime for Fake {
+        fn kind(&self) -> &'static str {
+            self.kind.as_str()
+        }
+        fn runs(&self, kind: RuntimeKind) -> bool {
+            kind == self.kind
+        }
+        async fn create(&self, _spec: &LaunchSpec) -> Result<String, RuntimeError> {
+            self.answer("i-1".into())
+        }
+        async fn start(&self, _server_id: Uuid) -> Result<(), RuntimeError> {
+            self.answer(())
+        }
+        async fn stop(&self, _server_id: Uuid, _grace: Duration) -> Result<(), RuntimeError> {
+            self.answer(())
+        }
+        async fn remove(&self, _server_id: Uuid) -> Result<(), RuntimeError> {
+            self.answer(())
+        }
+        async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError> {
+            self.answer(self.status(server_id))
+        }
+        async fn list(&self) -> Result<Vec<InstanceStatus>, RuntimeError> {
+            self.answer(
+                self.holds
+                    .and_then(|id| self.status(id))
+                    .into_iter()
+                    .collect(),
+            )
+        }
+        async fn logs(&self, _server_id: Uuid, _tail: usize) -> Result<Vec<String>, RuntimeError> {
+            self.answer(vec![])
+        }
+        async fn follow_logs(
+            &self,
+            _server_id: Uuid,
+            _tail: usize,
+        ) -> Result<BoxStream<'static, Result<String, RuntimeError>>, RuntimeError> {
+            Err(RuntimeError::NotFound)
+        }
+        async fn connect(
+            &self,
+            _server_id: Uuid,
+            _transport: Transport,
+        ) -> Result<McpEndpoint, RuntimeError> {
+            Err(RuntimeError::NotFound)
+        }
+    }
+
+    fn set(process_holds: Option<Uuid>, docker_down: bool) -> RuntimeSet {
+        let docker = Fake {
+            kind: RuntimeKind::Docker,
+            holds: None,
+            down: docker_down,
+        };
+        let process = Fake {
+            kind: RuntimeKind::Process,
+            holds: process_holds,
+            down: false,
+        };
+        RuntimeSet::new(Some(Arc::new(docker)), Some(Arc::new(process)))
+    }
+
+    #[tokio::test]
+    async fn a_docker_engine_that_does_not_answer_holds_up_only_docker_servers() {
+        let running = Uuid::from_u128(1);
+        let missing = Uuid::from_u128(2);
+        let runtimes = set(Some(running), true);
+        // Process servers are answered by their own runtime, whatever Docker does.
+        let found = runtimes.inspect_as(running, RuntimeKind::Process).await;
+        assert!(matches!(found, Ok(Some(_))), "{found:?}");
+        let found = runtimes.inspect_as(missing, RuntimeKind::Process).await;
+        assert!(matches!(found, Ok(None)), "{found:?}");
+        // A Docker server is not known to be gone: its runtime did not answer.
+        let found = runtimes.inspect_as(missing, RuntimeKind::Docker).await;
+        assert!(
+            matches!(found, Err(RuntimeError::Unavailable(_))),
+            "{found:?}"
+        );
+        // What the runtimes that answer list is still listed.
+        let listed = runtimes.list().await.expect("the process runtime answers");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].server_id, running);
+    }
+
+    #[tokio::test]
+    async fn an_entry_kind_without_its_runtime_is_unavailable_not_gone() {
+        let only_processes = RuntimeSet::new(
+            None,
+            Some(Arc::new(Fake {
+                kind: RuntimeKind::Process,
+                holds: None,
+                down: false,
+            })),
+        );
+        assert!(!only_processes.runs(RuntimeKind::Docker));
+        let found = only_processes
+            .inspect_as(Uuid::from_u128(3), RuntimeKind::Docker)
+            .await;
+        assert!(
+            matches!(found, Err(RuntimeError::Unavailable(_))),
+            "{found:?}"
+        );
     }
 }

@@ -22,7 +22,7 @@ use crate::db::Database;
 use crate::StoreError;
 use cluster_dir::{
     announce_owner, connection, init, lock, read_owner, read_version, rotate_log, tail,
-    write_settings, Layout,
+    withdraw_owner, write_settings, Layout,
 };
 pub use error::EmbeddedError;
 use host::{find_binaries, Binaries, ClusterUser};
@@ -70,6 +70,10 @@ pub struct EmbeddedOptions {
     /// Berth, which then stops the cluster after draining. Tests turn it off so an
     /// interrupted run takes its cluster down with it.
     pub own_process_group: bool,
+    /// Say in the lock file where the running cluster listens, so other Berth processes
+    /// may use it beside this one ([`try_join`]). `berth serve` does; a one-shot command
+    /// does not, and is waited for instead: it stops the cluster when it ends.
+    pub announce: bool,
 }
 
 impl EmbeddedOptions {
@@ -85,49 +89,37 @@ impl EmbeddedOptions {
             max_connections: None,
             start_timeout: Duration::from_secs(60),
             own_process_group: true,
+            announce: false,
         }
     }
 }
 
-/// Connects to the cluster under `data_dir` that another Berth process started and
-/// holds (a `berth serve`, typically), without taking it over: this process never
-/// stops it. Waits up to `timeout` for a holder that is still starting it.
-pub async fn join_running(
-    data_dir: &Path,
-    database: &str,
-    timeout: Duration,
-) -> Result<Database, EmbeddedError> {
+/// Connects to the cluster under `data_dir` that another Berth process runs and
+/// announced (a `berth serve`), without taking it over: this process never stops it.
+/// `None` when no holder announces one that answers now (none runs, or a one-shot command
+/// holds it, or its holder is starting or stopping): try to start it, or wait.
+pub async fn try_join(data_dir: &Path, database: &str) -> Result<Option<Database>, EmbeddedError> {
     let data_dir = fs::canonicalize(data_dir)
         .map_err(|e| EmbeddedError::io(format!("resolving {}", data_dir.display()), e))?;
     let layout = Layout::new(&data_dir);
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let reason = match read_owner(&layout)? {
-            None => "its lock does not say where it listens".to_owned(),
-            Some((port, user)) => {
-                let mut config = tokio_postgres::Config::new();
-                config
-                    .host_path(&layout.root)
-                    .port(port)
-                    .user(&user)
-                    .dbname(database)
-                    .application_name("berth")
-                    .connect_timeout(Duration::from_secs(10));
-                let joined = Database::from_config(config);
-                match joined.connect().await {
-                    Ok(_) => return Ok(joined),
-                    Err(e) => e.to_string(),
-                }
-            }
-        };
-        if tokio::time::Instant::now() >= deadline {
-            return Err(EmbeddedError::NotAnswering {
-                dir: layout.root,
-                waited_secs: timeout.as_secs(),
-                reason,
-            });
+    let Some((port, user)) = read_owner(&layout)? else {
+        return Ok(None);
+    };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(&layout.root)
+        .port(port)
+        .user(&user)
+        .dbname(database)
+        .application_name("berth")
+        .connect_timeout(Duration::from_secs(10));
+    let joined = Database::from_config(config);
+    match joined.connect().await {
+        Ok(_) => Ok(Some(joined)),
+        Err(e) => {
+            tracing::debug!(error = %e, "the announced embedded cluster does not answer");
+            Ok(None)
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -141,7 +133,7 @@ pub struct EmbeddedPostgres {
     database: Database,
     port: u16,
     running: bool,
-    _lock: Flock<File>,
+    lock: Flock<File>,
 }
 
 impl EmbeddedPostgres {
@@ -150,7 +142,8 @@ impl EmbeddedPostgres {
     /// running by a process that died is restarted with the current settings.
     pub async fn start(options: EmbeddedOptions) -> Result<Self, EmbeddedError> {
         let database = options.database.clone();
-        let pg = tokio::task::spawn_blocking(move || Self::start_blocking(&options))
+        let announce = options.announce;
+        let mut pg = tokio::task::spawn_blocking(move || Self::start_blocking(&options))
             .await
             .map_err(|e| EmbeddedError::Task(e.to_string()))??;
         if let Err(source) = pg.ensure_database(&database).await {
@@ -158,6 +151,10 @@ impl EmbeddedPostgres {
                 tracing::warn!(error = %e, "stopping the embedded cluster after a failed start");
             }
             return Err(EmbeddedError::Database { database, source });
+        }
+        if announce {
+            // Only now: a guest arriving earlier could meet a server about to restart.
+            announce_owner(&mut pg.lock, &pg.layout, pg.port, &pg.user.name)?;
         }
         Ok(pg)
     }
@@ -228,7 +225,8 @@ impl EmbeddedPostgres {
             return Err(EmbeddedError::SocketPathTooLong { path: socket, len });
         }
         let mut lock = lock(&layout, &user)?;
-        announce_owner(&mut lock, &layout, port, &user.name)?;
+        // Nothing from an earlier holder may send a guest here before this one is up.
+        withdraw_owner(&mut lock);
 
         let existing = read_version(&layout.pgdata)?;
         let binaries = find_binaries(
@@ -250,7 +248,7 @@ impl EmbeddedPostgres {
             database,
             port,
             running: false,
-            _lock: lock,
+            lock,
         };
         if pg.is_running()? {
             tracing::warn!(
@@ -375,6 +373,7 @@ impl EmbeddedPostgres {
         }
         // One attempt only: Drop must not wait a second time for a server that hangs.
         self.running = false;
+        withdraw_owner(&mut self.lock);
         self.pg_ctl_stop()?;
         tracing::info!(dir = %self.layout.root.display(), "embedded PostgreSQL stopped");
         Ok(())

@@ -470,3 +470,29 @@ async fn a_changed_spec_replaces_the_process() {
     );
     runtime.remove(launch.server_id).await.unwrap();
 }
+
+/// What the process manager asks before it relaunches a server whose process is missing:
+/// only a process made by an earlier Berth ended with it; one this runtime made and
+/// removed (a failure not yet recorded) is not to be brought back as if Berth restarted.
+#[tokio::test]
+async fn a_runtime_knows_the_processes_it_made_from_those_an_earlier_berth_made() {
+    let (earlier, _dir) = runtime();
+    let spec = spec("/bin/cat", &[], Transport::Stdio);
+    let made_before = earlier.create(&spec).await.expect("created");
+    assert!(earlier.made_by_this_run(&made_before));
+    earlier.remove(spec.server_id).await.expect("removed");
+    assert!(
+        earlier.made_by_this_run(&made_before),
+        "removing it does not make it an earlier Berth's"
+    );
+
+    let (now, _dir) = runtime();
+    assert!(!now.made_by_this_run(&made_before));
+    let made_now = now.create(&spec).await.expect("created");
+    assert!(now.made_by_this_run(&made_now));
+    assert!(
+        !now.made_by_this_run("c0ffee"),
+        "a container id is not a process of this run"
+    );
+    now.remove(spec.server_id).await.expect("removed");
+}

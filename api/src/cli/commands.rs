@@ -13,7 +13,7 @@ use berth_projections::{Projections, RebuildOptions, PROJECTION_NAMES};
 use secrecy::SecretString;
 
 use crate::cli::config::Settings;
-use crate::serve::database::{HeldCluster, OpenDatabase};
+use crate::serve::database::{ClusterUse, OpenDatabase};
 use crate::serve::server::start_server;
 
 /// `berth serve`: runs until SIGINT or SIGTERM, then stops cleanly.
@@ -38,11 +38,11 @@ async fn shutdown_signal() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open(settings: &Settings, held: HeldCluster) -> anyhow::Result<OpenDatabase> {
+async fn open(settings: &Settings, usage: ClusterUse) -> anyhow::Result<OpenDatabase> {
     let url = settings.database_url.clone().map(SecretString::from);
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    OpenDatabase::open(url.as_ref(), Path::new(&settings.data_dir), held).await
+    OpenDatabase::open(url.as_ref(), Path::new(&settings.data_dir), usage).await
 }
 
 /// Runs `work` against the migrated database (the running Berth's embedded cluster
@@ -52,17 +52,17 @@ pub(crate) async fn with_database<T>(
     settings: &Settings,
     work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    with_database_held(settings, HeldCluster::Join, work).await
+    with_database_as(settings, ClusterUse::Command, work).await
 }
 
-/// [`with_database`], refusing an embedded cluster another Berth process holds when
-/// `held` says so: for what must not run beside a live Berth.
-pub(crate) async fn with_database_held<T>(
+/// [`with_database`], using the embedded cluster as `usage` says: for what must not run
+/// beside a live Berth.
+pub(crate) async fn with_database_as<T>(
     settings: &Settings,
-    held: HeldCluster,
+    usage: ClusterUse,
     work: impl AsyncFnOnce(&OpenDatabase) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let database = open(settings, held).await?;
+    let database = open(settings, usage).await?;
     let outcome = async {
         migrations::run(database.database())
             .await
@@ -76,7 +76,7 @@ pub(crate) async fn with_database_held<T>(
 
 /// `berth migrate`.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let database = open(settings, HeldCluster::Join).await?;
+    let database = open(settings, ClusterUse::Command).await?;
     let applied = migrations::run(database.database())
         .await
         .context("applying migrations");

@@ -21,9 +21,9 @@ use crate::cli::users::{cli_bus, cli_metadata};
 use crate::http::state::Bus;
 use crate::serve::master_keys::load_masters;
 
-use crate::cli::commands::{with_database, with_database_held};
+use crate::cli::commands::{with_database, with_database_as};
 use crate::cli::config::Settings;
-use crate::serve::database::HeldCluster;
+use crate::serve::database::ClusterUse;
 
 /// The environment variable that may hold the new master key (base64 of 32 bytes).
 pub const NEW_MASTER_KEY_ENV: &str = "BERTH_NEW_MASTER_KEY";
@@ -73,7 +73,7 @@ pub async fn rotate_master(settings: &Settings, new_key_file: Option<&Path>) -> 
 
     // A running Berth keeps the old key in memory and would wrap new data keys under
     // it: refuse to rotate beside one (on the embedded cluster, where that is known).
-    let rewrapped = with_database_held(settings, HeldCluster::Refuse, async |database| {
+    let rewrapped = with_database_as(settings, ClusterUse::Exclusive, async |database| {
         let pool = database
             .database()
             .pool(1)

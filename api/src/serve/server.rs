@@ -33,7 +33,7 @@ use crate::http::state::AppState;
 use crate::serve::bootstrap;
 use crate::serve::bulk;
 use crate::serve::checkpoints;
-use crate::serve::database::{HeldCluster, OpenDatabase};
+use crate::serve::database::{ClusterUse, OpenDatabase};
 use crate::serve::predefined;
 use crate::serve::runtimes::{self, BackgroundIntervals, RuntimeChoice};
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
@@ -243,7 +243,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
     let database = OpenDatabase::open(
         config.database_url.as_ref(),
         &config.data_dir,
-        HeldCluster::Refuse,
+        ClusterUse::Serve,
     )
     .await?;
     match start_on(&config, &database).await {

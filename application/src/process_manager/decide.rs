@@ -39,13 +39,13 @@ pub enum Step {
     },
 }
 
-/// Whether a server's instances end when Berth stops: local processes do, containers
-/// keep running and are adopted by the next Berth.
+/// Whether a server's recorded instance could have ended with an earlier Berth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifetime {
-    /// Docker containers.
+    /// A container (it outlives Berth and is adopted by the next one), or a local
+    /// process this Berth made: if it is missing, it died or was removed.
     OutlivesBerth,
-    /// Local processes.
+    /// A local process an earlier Berth made: it ended with that Berth.
     EndsWithBerth,
 }
 

@@ -243,18 +243,19 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         let _guard = lock.lock().await;
         for _ in 0..MAX_STEPS {
             let server = self.bus.load_server(id.into()).await?;
-            let instance = match self.runtime.inspect(id).await {
+            let kind = self.kind_of(&server).await;
+            let inspected = match kind {
+                Some(kind) => self.runtime.inspect_as(id, kind).await,
+                None => self.runtime.inspect(id).await,
+            };
+            let instance = match inspected {
                 Ok(i) => i,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot inspect; will retry on the next reconcile");
                     return Ok(());
                 }
             };
-            let lifetime = if instance.is_none() && server.state.is_active() {
-                self.lifetime(&server).await
-            } else {
-                Lifetime::OutlivesBerth
-            };
+            let lifetime = self.lifetime(&server, kind);
             let step = next_step(&server, instance.as_ref(), lifetime);
             tracing::debug!(?step, state = %server.state, "next step");
             let outcome = match step {
@@ -276,15 +277,29 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         Err(ProcessManagerError::Unsettled(id))
     }
 
-    /// Whether what runs `server` ends with Berth: a local process does (an unknown
-    /// entry counts as a container, whose disappearance is an exit).
-    async fn lifetime(&self, server: &Server) -> Lifetime {
-        let catalog_id = server.catalog_id.unwrap_or_default();
-        let Ok(entry) = self.bus.load_catalog_entry(catalog_id.into()).await else {
-            return Lifetime::OutlivesBerth;
-        };
-        match pinned_definition(server, &entry).map(|d| d.runtime.kind()) {
-            Ok(RuntimeKind::Process) => Lifetime::EndsWithBerth,
+    /// The runtime kind of the entry version `server` runs; `None` when that is not
+    /// known (the entry was removed, or the server never existed).
+    async fn kind_of(&self, server: &Server) -> Option<RuntimeKind> {
+        if !server.created || server.deleted {
+            return None;
+        }
+        let catalog_id = server.catalog_id?;
+        let entry = self.bus.load_catalog_entry(catalog_id.into()).await.ok()?;
+        pinned_definition(server, &entry)
+            .ok()
+            .map(|definition| definition.runtime.kind())
+    }
+
+    /// Whether `server`'s missing instance ended with an earlier Berth: a local process
+    /// this runtime did not make since Berth started. One it made (and that is now gone)
+    /// died, or was removed after a failure not yet recorded, on this Berth's watch.
+    fn lifetime(&self, server: &Server, kind: Option<RuntimeKind>) -> Lifetime {
+        let made_here = server
+            .container_id
+            .as_deref()
+            .is_some_and(|id| self.runtime.made_by_this_run(id));
+        match kind {
+            Some(RuntimeKind::Process) if !made_here => Lifetime::EndsWithBerth,
             _ => Lifetime::OutlivesBerth,
         }
     }

@@ -66,7 +66,6 @@ pub(super) fn lock(layout: &Layout, user: &ClusterUser) -> Result<Flock<File>, E
     })
 }
 
-/// The major version of an initialised cluster, `None` if there is none yet.
 /// Records, in the held lock file, the port naming the cluster's Unix socket and the
 /// superuser: what a process joining the running cluster needs.
 pub(super) fn announce_owner(
@@ -101,6 +100,15 @@ pub(super) fn read_owner(layout: &Layout) -> Result<Option<(u16, String)>, Embed
     Ok(port.zip(user.map(str::to_owned)))
 }
 
+/// Clears the announcement: a process stopping the cluster takes no more guests.
+pub(super) fn withdraw_owner(lock: &mut Flock<File>) {
+    let file: &mut File = lock;
+    if let Err(e) = file.set_len(0) {
+        tracing::warn!(error = %e, "could not clear the embedded cluster's announcement");
+    }
+}
+
+/// The major version of an initialised cluster, `None` if there is none yet.
 pub(super) fn read_version(pgdata: &Path) -> Result<Option<String>, EmbeddedError> {
     match fs::read_to_string(pgdata.join("PG_VERSION")) {
         Ok(v) => Ok(Some(v.trim().to_owned())),

@@ -73,15 +73,15 @@ pub enum EmbeddedError {
         /// The lock file.
         lock: PathBuf,
     },
-    /// Another process holds the cluster, but it did not answer in time.
-    #[error("the cluster in {} is held by another Berth process but did not answer within {waited_secs} s ({reason}): wait until that process has started, or stop it", dir.display())]
-    NotAnswering {
+    /// Another Berth command held the cluster, without sharing it, for too long.
+    #[error("the cluster in {} stayed held by another Berth command for {waited_secs} s (it holds the lock {}) and is not shared: wait until that command ends, or start `berth serve`, whose cluster every command shares", dir.display(), lock.display())]
+    StillHeld {
         /// The cluster directory.
         dir: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
         /// How long we waited.
         waited_secs: u64,
-        /// The last connection error, or why the lock named no server.
-        reason: String,
     },
     /// The data directory holds something other than a cluster.
     #[error("{} is not empty and is not a PostgreSQL data directory: move its contents away, or choose another data directory", dir.display())]

@@ -65,7 +65,9 @@ impl EventFanout {
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Self, JoinHandle<()>), StoreError> {
         // Listening before reading the head: an append right after it wakes us at once.
-        let wakeup = Wakeup::listen(db, pool.clone(), options.reader.poll_interval).await?;
+        let wakeup = Wakeup::listen(db, options.reader.poll_interval)
+            .await?
+            .soon_while_held_back(pool.clone());
         let head = head_checkpoint(&pool.get().await?).await?;
         let (sender, _) = broadcast::channel(options.capacity.max(1));
         let (closing, _) = watch::channel(false);

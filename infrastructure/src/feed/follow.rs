@@ -1,5 +1,6 @@
 //! The one way to follow the feed. Every consumer runs `follow`: passes over the feed
-//! until one finds nothing more to read, then a `Wakeup` wait, until shutdown. Three
+//! until one finds nothing more to read, then a `Wakeup` wait (an announced append, or
+//! the poll interval), until shutdown. Three
 //! kinds of consumer are built on it:
 //!
 //! - a *projector* ([`super::projector`]) applies each batch and saves its checkpoint in

@@ -44,7 +44,7 @@ where
         () = &mut shutdown => return Ok(()),
     };
     tracing::info!(subscription = name, "follower started");
-    let wakeup = Wakeup::listen(db, pool.clone(), options.poll_interval).await?;
+    let wakeup = Wakeup::listen(db, options.poll_interval).await?;
     let pass = || async {
         match one_batch(pool, name, options.batch_size, &handle).await {
             Ok(pass) => Ok(pass),

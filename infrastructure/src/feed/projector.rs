@@ -76,8 +76,7 @@ impl<S: Projector> ProjectorRunner<S> {
             () = &mut shutdown => return Ok(()),
         };
         tracing::info!(subscription = name, "subscription started");
-        let wakeup =
-            Wakeup::listen(&self.db, self.pool.clone(), self.options.poll_interval).await?;
+        let wakeup = Wakeup::listen(&self.db, self.options.poll_interval).await?;
         let pass = || async {
             let (_, applied) = self.apply_batch().await?;
             Ok(pass_after(applied, self.options.batch_size))

@@ -68,48 +68,68 @@ const HELD_BACK: &str = "SELECT EXISTS (SELECT 1 FROM events \
 /// interval while they stay held back.
 const FIRST_HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
-/// The wait between a consumer's passes over the feed. An event held back behind an
-/// older open transaction is announced once, when it is appended, and becomes readable
-/// only when that transaction ends, unannounced: while any event is held back, look
-/// again soon (5 ms, doubling up to the poll interval) rather than at the next
-/// announcement.
+/// The wait between a consumer's passes over the feed: until an append is announced,
+/// or the poll interval passes.
+///
+/// An event held back behind an older open transaction is announced once, when it is
+/// appended, and becomes readable only when that transaction ends, unannounced. A
+/// consumer that delivers to people as they watch (the fan-out) looks again soon while
+/// any event is held back (5 ms, doubling up to the poll interval). The others wait for
+/// the next announcement: under a steady write load that comes within milliseconds, and
+/// looking more often only adds transactions to the load.
 pub(crate) struct Wakeup {
     notifier: EventNotifier,
-    pool: Pool,
+    /// Set for a consumer that looks again soon while events are held back.
+    held_back: Option<HeldBack>,
     poll_interval: Duration,
+}
+
+struct HeldBack {
+    pool: Pool,
     retry: Duration,
 }
 
 impl Wakeup {
-    /// Listens for appends on `db`, looking for held-back events through `pool`.
-    pub(crate) async fn listen(
-        db: &Database,
-        pool: Pool,
-        poll_interval: Duration,
-    ) -> Result<Self, StoreError> {
+    /// Listens for appends on `db`.
+    pub(crate) async fn listen(db: &Database, poll_interval: Duration) -> Result<Self, StoreError> {
         Ok(Self {
             notifier: EventNotifier::listen(db).await?,
-            pool,
+            held_back: None,
             poll_interval,
-            retry: FIRST_HELD_BACK_RETRY,
         })
+    }
+
+    /// Also looks again soon while events are held back, asking through `pool`.
+    pub(crate) fn soon_while_held_back(mut self, pool: Pool) -> Self {
+        self.held_back = Some(HeldBack {
+            pool,
+            retry: FIRST_HELD_BACK_RETRY,
+        });
+        self
     }
 
     /// Waits until it is time to look at the feed again, after a pass that read
     /// everything readable.
     pub(crate) async fn wait(&mut self) {
-        let wait = if self.held_back().await.unwrap_or(false) {
-            let wait = self.retry;
-            self.retry = (self.retry * 2).min(self.poll_interval);
-            wait
-        } else {
-            self.retry = FIRST_HELD_BACK_RETRY;
-            self.poll_interval
+        let poll_interval = self.poll_interval;
+        let wait = match &mut self.held_back {
+            Some(held) if held.any().await.unwrap_or(false) => {
+                let wait = held.retry;
+                held.retry = (held.retry * 2).min(poll_interval);
+                wait
+            }
+            Some(held) => {
+                held.retry = FIRST_HELD_BACK_RETRY;
+                poll_interval
+            }
+            None => poll_interval,
         };
         self.notifier.wait(wait).await;
     }
+}
 
-    async fn held_back(&self) -> Result<bool, StoreError> {
+impl HeldBack {
+    async fn any(&self) -> Result<bool, StoreError> {
         let client = self.pool.get().await?;
         let statement = client.prepare_cached(HELD_BACK).await?;
         Ok(client.query_one(&statement, &[]).await?.try_get(0)?)

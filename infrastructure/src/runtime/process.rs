@@ -62,6 +62,10 @@ pub struct ProcessRuntime {
     /// User ids for server processes; `None` when Berth is not root and cannot switch.
     uids: Option<Arc<identity::UidPool>>,
     instances: Mutex<HashMap<Uuid, Arc<Instance>>>,
+    /// Begins every instance id this runtime hands out (`proc-<run>-…`), new at each
+    /// start of Berth: an id without it was made by an earlier Berth, whose processes
+    /// ended with it.
+    run: String,
 }
 
 #[derive(Debug)]
@@ -128,6 +132,7 @@ impl ProcessRuntime {
             log_dir,
             uids: identity::switching_users().then(|| identity::UidPool::new(identity::UID_RANGE)),
             instances: Mutex::new(HashMap::new()),
+            run: format!("proc-{}-", Uuid::new_v4().simple()),
         }
     }
 
@@ -173,7 +178,7 @@ impl ProcessRuntime {
         let user = self.uids.as_ref().map(|pool| pool.take()).transpose()?;
         Ok(Instance {
             server_id: spec.server_id,
-            instance_id: format!("proc-{}", Uuid::new_v4()),
+            instance_id: format!("{}{}", self.run, Uuid::new_v4().simple()),
             program,
             args: args.clone(),
             env: spec
@@ -258,6 +263,10 @@ impl ContainerRuntime for ProcessRuntime {
 
     fn runs(&self, kind: berth_domain::catalog::RuntimeKind) -> bool {
         kind == berth_domain::catalog::RuntimeKind::Process
+    }
+
+    fn made_by_this_run(&self, instance_id: &str) -> bool {
+        instance_id.starts_with(&self.run)
     }
 
     #[tracing::instrument(skip_all, fields(server_id = %spec.server_id))]
