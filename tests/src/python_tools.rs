@@ -9,6 +9,11 @@ use std::sync::OnceLock;
 /// The schemathesis release the OpenAPI conformance test runs.
 pub const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
+/// The third-party MCP server (the reference time server) the tests run behind Berth.
+pub const MCP_SERVER_TIME: &str = "mcp-server-time==2026.10.19";
+
+static MCP_SERVER_TIME_CLI: OnceLock<PathBuf> = OnceLock::new();
+
 static SCHEMATHESIS_CLI: OnceLock<PathBuf> = OnceLock::new();
 
 /// The `st` command of [`SCHEMATHESIS`], installing it first when needed.
@@ -34,6 +39,55 @@ pub fn schemathesis() -> PathBuf {
                     .unwrap_or_else(|e| panic!("marking {}: {e}", installed.display()));
             }
             venv.join("bin/st")
+        })
+        .clone()
+}
+
+/// The `mcp-server-time` command of [`MCP_SERVER_TIME`], in a virtual environment every
+/// user may run: as root, Berth runs each process server as a user of its own, which
+/// can reach neither a checkout below a root-only directory nor an interpreter installed
+/// under `/root` (pyenv). There it is made with the system's `/usr/bin/python3` in
+/// `BERTH_TEST_SCRATCH`, once per run; otherwise beside the other tools, once.
+///
+/// # Panics
+/// When the environment cannot be made or the package installed.
+pub fn mcp_server_time() -> PathBuf {
+    MCP_SERVER_TIME_CLI
+        .get_or_init(|| {
+            let as_root = nix::unistd::Uid::effective().is_root();
+            let (python, venv) = if as_root {
+                let scratch = std::env::var_os("BERTH_TEST_SCRATCH")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir);
+                (
+                    PathBuf::from("/usr/bin/python3"),
+                    scratch.join("python-servers"),
+                )
+            } else {
+                (
+                    PathBuf::from("python3"),
+                    venv_dir().with_file_name("python-servers"),
+                )
+            };
+            let installed = venv.join(format!(".installed-{MCP_SERVER_TIME}"));
+            if !installed.exists() {
+                if !venv.join("bin/pip").exists() {
+                    run(Command::new(&python).args(["-m", "venv"]).arg(&venv));
+                }
+                run(Command::new(venv.join("bin/pip")).args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    MCP_SERVER_TIME,
+                ]));
+                if as_root {
+                    // Readable and runnable by the servers' own users.
+                    run(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv));
+                }
+                std::fs::write(&installed, b"")
+                    .unwrap_or_else(|e| panic!("marking {}: {e}", installed.display()));
+            }
+            venv.join("bin/mcp-server-time")
         })
         .clone()
 }

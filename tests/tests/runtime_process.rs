@@ -184,3 +184,52 @@ async fn an_http_server_publishes_its_address_and_its_tools_their_schemas() {
     }
     app.stop().await;
 }
+
+/// A real third-party MCP server, the reference time server from PyPI, runs as a
+/// `process` entry: Berth starts it (as a user of its own when root), completes the
+/// handshake, records its tools with their input schemas, and its test answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_third_party_python_server_runs_as_a_process_entry() {
+    let command = berth_tests::python_tools::mcp_server_time();
+    let app = TestApp::spawn_with_processes().await;
+    let entry = app
+        .register(&json!({
+            "name": "time",
+            "transport": "stdio",
+            "runtime": {
+                "type": "process",
+                "command": command.to_string_lossy(),
+                "args": ["--local-timezone", "UTC"]
+            }
+        }))
+        .await;
+    let id = app
+        .create_server(&json!({"catalog_id": entry, "name": "time-1"}))
+        .await;
+    app.start(&id).await;
+    let running = app.until_state(&id, "running").await;
+    let current_time = running["tools"]
+        .as_array()
+        .and_then(|tools| tools.iter().find(|t| t["name"] == "get_current_time"))
+        .unwrap_or_else(|| panic!("no get_current_time: {running:#}"));
+    assert_eq!(
+        current_time["input_schema"]["properties"]["timezone"]["type"], "string",
+        "{current_time}"
+    );
+    let test = app
+        .command(&format!("/api/v1/servers/{id}/test"))
+        .await
+        .json();
+    assert_eq!(test["ok"], true, "{test}");
+    assert!(
+        test["tools"]
+            .as_array()
+            .is_some_and(|tools| tools.iter().any(|t| t["name"] == "convert_time")),
+        "{test}"
+    );
+    app.command(&format!("/api/v1/servers/{id}/stop"))
+        .await
+        .expect(202);
+    app.until_state(&id, "stopped").await;
+    app.stop().await;
+}
