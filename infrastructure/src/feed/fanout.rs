@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 
-use super::follow::{follow, pass_after, Pass, ReaderOptions};
+use super::follow::{follow, pass_after, Pass, ReaderOptions, Stop};
 use super::wake::Wakeup;
 use super::{head_checkpoint, Checkpoint, StoredEvent};
 use crate::db::Database;
@@ -123,7 +123,10 @@ impl Follower {
         };
         let this = &self;
         // A pass never fails: a failed read is logged and tried again at the next wake-up.
-        let _ = follow(wakeup, stopped, move || this.broadcast_next()).await;
+        let _ = follow(wakeup, Stop::Anytime, stopped, move || {
+            this.broadcast_next()
+        })
+        .await;
         self.fanout.close();
         tracing::info!("live event fan-out stopped");
     }

@@ -39,6 +39,18 @@ impl Default for ReaderOptions {
     }
 }
 
+/// When shutdown may stop a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Only between passes: a projector's batch transaction always ends (commits or
+    /// fails) before it stops, so no transaction of its is left open to hold the feed
+    /// back from whatever runs last (the final signed checkpoint).
+    BetweenPasses,
+    /// Also in the middle of a pass: a follower's work is repeated at the next start
+    /// (at least once), and the fan-out has nothing to finish.
+    Anytime,
+}
+
 /// What one pass over the feed found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
@@ -49,9 +61,10 @@ pub(crate) enum Pass {
 }
 
 /// Runs `pass` until it catches up, waits for `wakeup`, and again, until `shutdown`
-/// completes (then `Ok`) or a pass fails (then that error).
+/// completes (then `Ok`, where `stop` allows) or a pass fails (then that error).
 pub(crate) async fn follow<P, F>(
     mut wakeup: Wakeup,
+    stop: Stop,
     shutdown: impl Future<Output = ()>,
     mut pass: P,
 ) -> Result<(), StoreError>
@@ -61,11 +74,22 @@ where
 {
     tokio::pin!(shutdown);
     loop {
-        let found = tokio::select! {
-            found = pass() => found?,
-            () = &mut shutdown => return Ok(()),
+        let found = match stop {
+            Stop::Anytime => tokio::select! {
+                found = pass() => found?,
+                () = &mut shutdown => return Ok(()),
+            },
+            Stop::BetweenPasses => pass().await?,
         };
         if found == Pass::More {
+            // Between passes: a shutdown that came meanwhile ends it here.
+            if stop == Stop::BetweenPasses {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => return Ok(()),
+                    () = std::future::ready(()) => {}
+                }
+            }
             continue;
         }
         tokio::select! {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 
 use super::checkpoints::{checkpoint_of, save_checkpoint};
-use super::follow::{follow as follow_feed, pass_after, Pass, ReaderOptions};
+use super::follow::{follow as follow_feed, pass_after, Pass, ReaderOptions, Stop};
 use super::lock::{advisory_lock, subscription_key};
 use super::wake::Wakeup;
 use super::{read_feed_after, StoredEvent};
@@ -55,7 +55,7 @@ where
             }
         }
     };
-    let outcome = follow_feed(wakeup, shutdown, pass).await;
+    let outcome = follow_feed(wakeup, Stop::Anytime, shutdown, pass).await;
     drop(lock);
     outcome
 }

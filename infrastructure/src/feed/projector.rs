@@ -11,7 +11,7 @@ use deadpool_postgres::Transaction;
 use tokio::sync::watch;
 
 use super::checkpoints::{LOAD_CHECKPOINT, SAVE_CHECKPOINT};
-use super::follow::{follow, pass_after, ReaderOptions};
+use super::follow::{follow, pass_after, ReaderOptions, Stop};
 use super::lock::{advisory_lock, subscription_key};
 use super::wake::Wakeup;
 use super::{read_feed_after, Checkpoint, StoredEvent};
@@ -81,7 +81,7 @@ impl<S: Projector> ProjectorRunner<S> {
             let (_, applied) = self.apply_batch().await?;
             Ok(pass_after(applied, self.options.batch_size))
         };
-        let outcome = follow(wakeup, shutdown, pass).await;
+        let outcome = follow(wakeup, Stop::BetweenPasses, shutdown, pass).await;
         drop(lock);
         outcome
     }
