@@ -3,6 +3,7 @@
 //! in the answer to whoever asked; the event log keeps their prefix and keyed hash.
 
 use berth_domain::user::{user_id, KeyDigest, Role, UserCommand, UserError};
+use berth_domain::UserId;
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use rand::rngs::OsRng;
@@ -57,13 +58,13 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         name: &str,
         role: Role,
         metadata: &CommandMetadata,
-    ) -> Result<(Uuid, Receipt), AppError> {
+    ) -> Result<(UserId, Receipt), AppError> {
         let id = user_id(name);
         let command = UserCommand::Create {
             name: name.to_string(),
             role,
         };
-        let receipt = self.user(id.into(), command, metadata).await?;
+        let receipt = self.user(id, command, metadata).await?;
         Ok((id, receipt))
     }
 
@@ -72,8 +73,8 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// active one is never disabled.
     pub async fn disable_user(
         &self,
-        id: Uuid,
-        administrators: &[Uuid],
+        id: UserId,
+        administrators: &[UserId],
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         let _turn = self.administrators_turn.lock().await;
@@ -81,26 +82,26 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let command = UserCommand::Disable {
             another_active_admin,
         };
-        self.user(id.into(), command, metadata).await
+        self.user(id, command, metadata).await
     }
 
     /// Lets a disabled user authenticate again with its keys that were not revoked.
     pub async fn enable_user(
         &self,
-        id: Uuid,
+        id: UserId,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(id.into(), UserCommand::Enable, metadata).await
+        self.user(id, UserCommand::Enable, metadata).await
     }
 
     /// Fails as forgetting `id` would (it is the last active administrator), before
     /// anything irreversible is done to it.
     pub async fn ensure_forgettable(
         &self,
-        id: Uuid,
-        administrators: &[Uuid],
+        id: UserId,
+        administrators: &[UserId],
     ) -> Result<(), AppError> {
-        let user = self.load_user(id.into()).await?;
+        let user = self.load_user(id).await?;
         if user.is_active_admin() && !self.another_active_admin(id, administrators).await? {
             return Err(UserError::LastAdministrator.into());
         }
@@ -110,8 +111,8 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Records that a user's data key was destroyed (which disables it).
     pub async fn record_user_forgotten(
         &self,
-        id: Uuid,
-        administrators: &[Uuid],
+        id: UserId,
+        administrators: &[UserId],
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
         let _turn = self.administrators_turn.lock().await;
@@ -119,18 +120,18 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let command = UserCommand::Forget {
             another_active_admin,
         };
-        self.user(id.into(), command, metadata).await
+        self.user(id, command, metadata).await
     }
 
     /// Whether an administrator other than `id` may act, by the store's current state of
     /// each (not a projection, which may lag behind a disable just committed).
     async fn another_active_admin(
         &self,
-        id: Uuid,
-        administrators: &[Uuid],
+        id: UserId,
+        administrators: &[UserId],
     ) -> Result<bool, AppError> {
         for other in administrators.iter().filter(|other| **other != id) {
-            if self.load_user((*other).into()).await?.is_active_admin() {
+            if self.load_user(*other).await?.is_active_admin() {
                 return Ok(true);
             }
         }
@@ -140,7 +141,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Creates a new key for a user.
     pub async fn create_api_key(
         &self,
-        user: Uuid,
+        user: UserId,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
         hasher: &dyn ApiKeyHasher,
@@ -154,7 +155,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Records `key` (made elsewhere, e.g. the bootstrap admin token) as a key of `user`.
     pub async fn register_api_key(
         &self,
-        user: Uuid,
+        user: UserId,
         name: &str,
         key: SecretString,
         expires_at: Option<DateTime<Utc>>,
@@ -173,7 +174,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             expires_at,
             now: Utc::now(),
         };
-        let receipt = self.user(user.into(), command, metadata).await?;
+        let receipt = self.user(user, command, metadata).await?;
         Ok(IssuedKey {
             id,
             key,
@@ -186,11 +187,11 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// Revokes one key of a user.
     pub async fn revoke_api_key(
         &self,
-        user: Uuid,
+        user: UserId,
         key_id: Uuid,
         metadata: &CommandMetadata,
     ) -> Result<Receipt, AppError> {
-        self.user(user.into(), UserCommand::RevokeKey { key_id }, metadata)
+        self.user(user, UserCommand::RevokeKey { key_id }, metadata)
             .await
     }
 
@@ -198,7 +199,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// longer be used (the aggregate, not the read model, has the last word).
     pub async fn record_token_issued(
         &self,
-        user: Uuid,
+        user: UserId,
         key_id: Uuid,
         token_id: Uuid,
         expires_at: DateTime<Utc>,
@@ -210,7 +211,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             expires_at,
             now: Utc::now(),
         };
-        self.user(user.into(), command, metadata).await
+        self.user(user, command, metadata).await
     }
 }
 

@@ -3,7 +3,6 @@
 //! for a projection.
 
 use deadpool_postgres::GenericClient;
-use uuid::Uuid;
 
 use crate::StoreError;
 
@@ -12,7 +11,9 @@ const ADMINISTRATORS: &str = "SELECT aggregate_id FROM events \
      AND payload->>'role' = 'admin'";
 
 /// The ids of every user created as an administrator, disabled or not.
-pub async fn administrator_ids<C: GenericClient>(client: &C) -> Result<Vec<Uuid>, StoreError> {
+pub async fn administrator_ids<C: GenericClient>(
+    client: &C,
+) -> Result<Vec<berth_domain::UserId>, StoreError> {
     let statement = client.prepare_cached(ADMINISTRATORS).await?;
     let rows = client.query(&statement, &[]).await?;
     rows.iter()

@@ -10,12 +10,12 @@ use anyhow::Context;
 use berth_application::metadata::Actor;
 use berth_domain::keyring::KeyRingCommand;
 use berth_domain::user::user_id;
+use berth_domain::UserId;
 use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher, MASTER_KEY_ENV, MASTER_KEY_FILE};
 use berth_infrastructure::key_store::{self, Forgotten};
 use deadpool_postgres::Pool;
 use secrecy::ExposeSecret;
-use uuid::Uuid;
 
 use crate::cli::users::{cli_bus, cli_metadata};
 use crate::http::state::Bus;
@@ -150,8 +150,8 @@ async fn record_rotation(pool: &Pool, new: &MasterKey, data_keys: u64) {
 /// active administrator is refused while nothing has happened yet.
 struct Forgettable {
     bus: Bus,
-    id: Uuid,
-    administrators: Vec<Uuid>,
+    id: UserId,
+    administrators: Vec<UserId>,
     exists: bool,
 }
 
@@ -163,7 +163,7 @@ async fn forgettable_user(
     let bus = cli_bus(pool, load_masters(&settings.data_dir)?);
     let id = user_id(name);
     let administrators = administrator_ids(&pool.get().await?).await?;
-    let user = bus.load_user(id.into()).await?;
+    let user = bus.load_user(id).await?;
     let exists = user.name.is_some() && !user.forgotten;
     if exists {
         bus.ensure_forgettable(id, &administrators)

@@ -198,7 +198,7 @@ pub async fn list_keys(settings: &Settings, user: &str) -> anyhow::Result<()> {
     run(settings, async |cli| {
         cli.catch_up().await?;
         let client = cli.pool.get().await?;
-        let keys = every_item(|page| list_api_keys(&client, user_id(user), page)).await?;
+        let keys = every_item(|page| list_api_keys(&client, user_id(user).uuid(), page)).await?;
         let mut table = Table::new(&[
             ("ID", Align::Left),
             ("PREFIX", Align::Left),
@@ -232,7 +232,7 @@ pub async fn revoke_key(settings: &Settings, key_id: Uuid) -> anyhow::Result<()>
             anyhow::bail!("no API key has the id {key_id}");
         };
         cli.bus
-            .revoke_api_key(key.user_id, key_id, &cli.metadata)
+            .revoke_api_key(key.user_id.into(), key_id, &cli.metadata)
             .await
             .with_context(|| format!("revoking key {key_id}"))?;
         cli.catch_up().await?;

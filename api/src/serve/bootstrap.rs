@@ -35,7 +35,7 @@ pub async fn ensure_admin(
     data_dir: &Path,
 ) -> anyhow::Result<Bootstrap> {
     let id = user_id(ADMIN_USER);
-    let existing = bus.load_user(id.into()).await?;
+    let existing = bus.load_user(id).await?;
     if existing.name.is_some() {
         let path = data_dir.join(ADMIN_TOKEN_FILE);
         let token = AdminToken::read(data_dir).context("reading the admin token")?;

@@ -19,8 +19,8 @@ use uuid::Uuid;
 const USER_NAMESPACE: Uuid = Uuid::from_u128(0x6b1e_52a4_3d0f_4b8e_9a57_0c2d_1f6e_8a31);
 
 /// The id of the user named `name`.
-pub fn user_id(name: &str) -> Uuid {
-    Uuid::new_v5(&USER_NAMESPACE, name.as_bytes())
+pub fn user_id(name: &str) -> crate::UserId {
+    crate::UserId::from_uuid(Uuid::new_v5(&USER_NAMESPACE, name.as_bytes()))
 }
 
 /// The owner string recorded on what user `name` creates (`user:NAME`).

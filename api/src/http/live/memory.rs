@@ -20,6 +20,11 @@ const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// this, what is freed is not worth a walk of the heap.
 const CLOSED_WORTH_RELEASING: usize = 64;
 
+/// Looks after a release when memory is given back once more: a stream stops counting as
+/// open when its subscription ends, but its connection's buffers are freed a little later,
+/// as the server tears the connection down, and a release that ran first missed them.
+const RELEASE_AGAIN_AFTER: u32 = 3;
+
 /// Starts the watcher; it ends when `shutdown` turns true.
 pub fn spawn_release_after_closing(
     fanout: EventFanout,
@@ -27,6 +32,7 @@ pub fn spawn_release_after_closing(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut peak = 0;
+        let mut again_in: Option<u32> = None;
         let mut ticks = tokio::time::interval(LOOK_EVERY);
         loop {
             tokio::select! {
@@ -39,6 +45,15 @@ pub fn spawn_release_after_closing(
                 let released = berth_infrastructure::memory::release_free_memory();
                 tracing::debug!(open, peak, released, "gave freed stream memory back");
                 peak = open;
+                again_in = Some(RELEASE_AGAIN_AFTER);
+            } else if let Some(ticks_left) = again_in {
+                if ticks_left <= 1 {
+                    let released = berth_infrastructure::memory::release_free_memory();
+                    tracing::debug!(open, released, "gave the closed connections' memory back");
+                    again_in = None;
+                } else {
+                    again_in = Some(ticks_left - 1);
+                }
             }
         }
     })

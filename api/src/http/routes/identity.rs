@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use berth_application::Receipt;
 use berth_domain::user::Role;
+use berth_domain::UserId;
 use berth_infrastructure::administrators::administrator_ids;
 use berth_infrastructure::credentials::{TokenClaims, TOKEN_ISSUER};
 use berth_projections::identity::{get_api_key, get_user, list_api_keys, list_users};
@@ -117,8 +118,8 @@ async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
 }
 
 /// A 404 unless the caller is an administrator or user `id` itself.
-fn ensure_self_or_admin(principal: &Principal, id: Uuid) -> Result<(), ApiError> {
-    if principal.is_admin() || principal.user_id == id {
+fn ensure_self_or_admin(principal: &Principal, id: UserId) -> Result<(), ApiError> {
+    if principal.is_admin() || principal.user_id == id.uuid() {
         Ok(())
     } else {
         Err(ApiError::NotFound("no user has this id".into()))
@@ -154,7 +155,7 @@ pub async fn create_user(
     let (id, receipt) = state.bus.create_user(&body.name, role, &metadata).await?;
     let position = settled(&state, receipt).await?;
     Ok(HttpResponse::Created().json(UserCreated {
-        id,
+        id: id.uuid(),
         name: body.name,
         role: role.to_string(),
         position,
@@ -204,7 +205,7 @@ pub async fn list(
 pub async fn disable(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_self_or_admin(&principal, id)?;
@@ -215,7 +216,11 @@ pub async fn disable(
         .disable_user(id, &administrators, &metadata)
         .await?;
     let position = settled(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }
 
 /// Enables a disabled user again: its keys that were not revoked work again.
@@ -237,14 +242,18 @@ pub async fn disable(
 pub async fn enable(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_self_or_admin(&principal, id)?;
     principal.require(Role::Admin, "enabling a user")?;
     let receipt = state.bus.enable_user(id, &metadata).await?;
     let position = settled(&state, receipt).await?;
-    Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
+    Ok(CommandAccepted {
+        id: id.uuid(),
+        position,
+    }
+    .respond(StatusCode::ACCEPTED))
 }
 
 /// Creates an API key for a user (administrators for anyone, users for themselves).
@@ -267,7 +276,7 @@ pub async fn enable(
 pub async fn create_key(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
     JsonBody(body): JsonBody<CreateKeyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
@@ -305,17 +314,17 @@ pub async fn create_key(
 pub async fn list_keys(
     state: web::Data<AppState>,
     principal: Principal,
-    id: web::Path<Uuid>,
+    id: web::Path<UserId>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_self_or_admin(&principal, id)?;
     let page = query.request()?;
     let client = state.pool.get().await?;
-    if get_user(&client, id).await?.is_none() {
+    if get_user(&client, id.uuid()).await?.is_none() {
         return Err(ApiError::NotFound("no user has this id".into()));
     }
-    Ok(HttpResponse::Ok().json(list_api_keys(&client, id, page).await?))
+    Ok(HttpResponse::Ok().json(list_api_keys(&client, id.uuid(), page).await?))
 }
 
 /// Revokes an API key (administrators any key, users their own).
@@ -345,7 +354,10 @@ pub async fn revoke_key(
     let key = key
         .filter(|k| principal.is_admin() || k.user_id == principal.user_id)
         .ok_or_else(|| ApiError::NotFound("no API key has this id".into()))?;
-    let receipt = state.bus.revoke_api_key(key.user_id, id, &metadata).await?;
+    let receipt = state
+        .bus
+        .revoke_api_key(key.user_id.into(), id, &metadata)
+        .await?;
     let position = settled(&state, receipt).await?;
     Ok(CommandAccepted { id, position }.respond(StatusCode::ACCEPTED))
 }
@@ -380,7 +392,13 @@ pub async fn issue_token(
     // The aggregate, not the read model, decides: a key revoked a moment ago is refused.
     state
         .bus
-        .record_token_issued(principal.user_id, key_id, token_id, expires_at, &metadata)
+        .record_token_issued(
+            principal.user_id.into(),
+            key_id,
+            token_id,
+            expires_at,
+            &metadata,
+        )
         .await?;
     let claims = TokenClaims {
         iss: TOKEN_ISSUER.into(),
