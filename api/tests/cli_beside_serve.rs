@@ -107,22 +107,24 @@ async fn every_command_runs_beside_a_live_berth_on_the_embedded_cluster() {
     assert!(ok(&dir, &["users", "list"]).contains("ada"));
 
     // Two commands at once with no Berth running: the second waits for the first, which
-    // does not share its cluster (it stops it when it ends), and both succeed.
-    let slow_dir = dir.clone();
-    let slow = std::thread::spawn(move || {
+    // does not share its cluster (it stops it when it ends), and both succeed. The second
+    // outlasts the first: had it joined the first's cluster, it would lose it midway.
+    let first_dir = dir.clone();
+    let first = std::thread::spawn(move || {
         cli_support::berth(
-            &slow_dir,
+            &first_dir,
             &["projections", "status", "--interval", "2"],
             None,
         )
     });
     std::thread::sleep(std::time::Duration::from_millis(700));
-    assert!(ok(&dir, &["users", "list"]).contains("ada"));
-    let slow = slow.join().expect("the first command ran");
-    assert!(slow.status.success(), "{}", cli_support::stderr(&slow));
+    assert!(ok(&dir, &["projections", "status", "--interval", "3"]).contains("catalog"));
+    let first = first.join().expect("the first command ran");
+    assert!(first.status.success(), "{}", cli_support::stderr(&first));
 
-    // A Berth killed with SIGKILL leaves its announcement behind, but not its lock: the
-    // next command starts the cluster itself instead of knocking on a dead one.
+    // A Berth killed with SIGKILL leaves its lock free, its announcement behind and its
+    // cluster running (in a process group of its own): the next command takes the
+    // cluster over (restarting it) rather than joining it.
     let serve = Serve::start(&dir, &["--runtime", "process"]);
     serve.kill();
     assert!(ok(&dir, &["users", "list"]).contains("ada"));

@@ -125,9 +125,6 @@ pub trait ContainerRuntime: Send + Sync {
     /// `docker` or `process` (or both, for a [`crate::runtime_set::RuntimeSet`]).
     fn kind(&self) -> &'static str;
 
-    /// Whether it runs servers of entries of this runtime kind.
-    fn runs(&self, kind: RuntimeKind) -> bool;
-
     /// Whether `instance_id` names a container or process this runtime made since Berth
     /// last started. A local process made before that ended with the Berth that ran it;
     /// one made since that is gone died (or was removed) on this Berth's watch.

@@ -62,18 +62,30 @@ impl RuntimeSet {
         })
     }
 
-    /// The runtime that has a container or process for `server_id`. When none has one,
-    /// a runtime that could not answer is reported rather than `NotFound`.
-    async fn holder(&self, server_id: Uuid) -> Result<&Arc<dyn ContainerRuntime>, RuntimeError> {
+    /// The runtime that has a container or process for `server_id`, with its status;
+    /// `None` when none has one. When none has one and a runtime could not answer, its
+    /// error is reported rather than `None`.
+    async fn locate(
+        &self,
+        server_id: Uuid,
+    ) -> Result<Option<(&Arc<dyn ContainerRuntime>, InstanceStatus)>, RuntimeError> {
         let mut unanswered = None;
         for runtime in self.all() {
             match runtime.inspect(server_id).await {
-                Ok(Some(_)) => return Ok(runtime),
+                Ok(Some(status)) => return Ok(Some((runtime, status))),
                 Ok(None) => {}
                 Err(e) => unanswered = Some(e),
             }
         }
-        Err(unanswered.unwrap_or(RuntimeError::NotFound))
+        unanswered.map_or(Ok(None), Err)
+    }
+
+    /// The runtime that has a container or process for `server_id`.
+    async fn holder(&self, server_id: Uuid) -> Result<&Arc<dyn ContainerRuntime>, RuntimeError> {
+        match self.locate(server_id).await? {
+            Some((runtime, _)) => Ok(runtime),
+            None => Err(RuntimeError::NotFound),
+        }
     }
 
     /// Runs `action` on every runtime; the first error is returned after all ran.
@@ -101,10 +113,6 @@ impl ContainerRuntime for RuntimeSet {
             (None, Some(process)) => process.kind(),
             (None, None) => "none",
         }
-    }
-
-    fn runs(&self, kind: RuntimeKind) -> bool {
-        self.for_kind(kind).is_ok()
     }
 
     fn made_by_this_run(&self, instance_id: &str) -> bool {
@@ -154,15 +162,7 @@ impl ContainerRuntime for RuntimeSet {
     }
 
     async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError> {
-        let mut unanswered = None;
-        for runtime in self.all() {
-            match runtime.inspect(server_id).await {
-                Ok(Some(status)) => return Ok(Some(status)),
-                Ok(None) => {}
-                Err(e) => unanswered = Some(e),
-            }
-        }
-        unanswered.map_or(Ok(None), Err)
+        Ok(self.locate(server_id).await?.map(|(_, status)| status))
     }
 
     /// What every runtime that answers lists; an error only when none answers, so one
@@ -253,9 +253,6 @@ mod tests {
         fn kind(&self) -> &'static str {
             self.kind.as_str()
         }
-        fn runs(&self, kind: RuntimeKind) -> bool {
-            kind == self.kind
-        }
         async fn create(&self, _spec: &LaunchSpec) -> Result<String, RuntimeError> {
             self.answer("i-1".into())
         }
@@ -344,7 +341,7 @@ mod tests {
                 down: false,
             })),
         );
-        assert!(!only_processes.runs(RuntimeKind::Docker));
+        assert_eq!(only_processes.kinds(), vec![RuntimeKind::Process]);
         let found = only_processes
             .inspect_as(Uuid::from_u128(3), RuntimeKind::Docker)
             .await;

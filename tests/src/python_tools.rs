@@ -24,20 +24,7 @@ pub fn schemathesis() -> PathBuf {
     SCHEMATHESIS_CLI
         .get_or_init(|| {
             let venv = venv_dir();
-            let installed = venv.join(format!(".installed-{SCHEMATHESIS}"));
-            if !installed.exists() {
-                if !venv.join("bin/pip").exists() {
-                    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-                }
-                run(Command::new(venv.join("bin/pip")).args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    SCHEMATHESIS,
-                ]));
-                std::fs::write(&installed, b"")
-                    .unwrap_or_else(|e| panic!("marking {}: {e}", installed.display()));
-            }
+            install(Path::new("python3"), &venv, SCHEMATHESIS);
             venv.join("bin/st")
         })
         .clone()
@@ -69,27 +56,34 @@ pub fn mcp_server_time() -> PathBuf {
                     venv_dir().with_file_name("python-servers"),
                 )
             };
-            let installed = venv.join(format!(".installed-{MCP_SERVER_TIME}"));
-            if !installed.exists() {
-                if !venv.join("bin/pip").exists() {
-                    run(Command::new(&python).args(["-m", "venv"]).arg(&venv));
-                }
-                run(Command::new(venv.join("bin/pip")).args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    MCP_SERVER_TIME,
-                ]));
-                if as_root {
-                    // Readable and runnable by the servers' own users.
-                    run(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv));
-                }
-                std::fs::write(&installed, b"")
-                    .unwrap_or_else(|e| panic!("marking {}: {e}", installed.display()));
+            install(&python, &venv, MCP_SERVER_TIME);
+            if as_root {
+                // Readable and runnable by the servers' own users.
+                run(Command::new("chmod").args(["-R", "a+rX"]).arg(&venv));
             }
             venv.join("bin/mcp-server-time")
         })
         .clone()
+}
+
+/// Installs `package` into the virtual environment `venv` (made with `python` when
+/// missing), once: a marker file remembers what was installed.
+fn install(python: &Path, venv: &Path, package: &str) {
+    let installed = venv.join(format!(".installed-{package}"));
+    if installed.exists() {
+        return;
+    }
+    if !venv.join("bin/pip").exists() {
+        run(Command::new(python).args(["-m", "venv"]).arg(venv));
+    }
+    run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        package,
+    ]));
+    std::fs::write(&installed, b"")
+        .unwrap_or_else(|e| panic!("marking {}: {e}", installed.display()));
 }
 
 /// `<target>/python-tools`.

@@ -13,6 +13,7 @@ use berth_projections::{Projections, RebuildOptions, PROJECTION_NAMES};
 use secrecy::SecretString;
 
 use crate::cli::config::Settings;
+use crate::cli::table::{Align, Table};
 use crate::serve::database::{ClusterUse, OpenDatabase};
 use crate::serve::server::start_server;
 
@@ -245,18 +246,25 @@ pub async fn status(settings: &Settings, interval: f64, json: bool) -> anyhow::R
         }
         return Ok(());
     }
-    println!(
-        "{:<18} {:>12} {:>12} {:>10} {:>12}",
-        "NAME", "POSITION", "HEAD", "LAG (s)", "EVENTS/s"
-    );
+    let mut table = Table::new(&[
+        ("NAME", Align::Left),
+        ("POSITION", Align::Right),
+        ("HEAD", Align::Right),
+        ("LAG (s)", Align::Right),
+        ("EVENTS/s", Align::Right),
+    ]);
     for s in statuses {
         let rate = s
             .events_per_second
             .map_or_else(|| "-".to_string(), |r| format!("{r:.0}"));
-        println!(
-            "{:<18} {:>12} {:>12} {:>10.1} {:>12}",
-            s.name, s.position, s.head, s.lag_seconds, rate
-        );
+        table.row(vec![
+            s.name,
+            s.position.to_string(),
+            s.head.to_string(),
+            format!("{:.1}", s.lag_seconds),
+            rate,
+        ]);
     }
+    table.write(&mut std::io::stdout().lock())?;
     Ok(())
 }

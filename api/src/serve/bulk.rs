@@ -90,10 +90,7 @@ pub fn spawn_bulk_driver(
             &db,
             &pool,
             BULK_OPERATIONS,
-            ReaderOptions {
-                batch_size: 100,
-                poll_interval: Duration::from_secs(1),
-            },
+            ReaderOptions::for_followers(),
             handle,
             async move { stopped(&mut stop).await },
         )

@@ -61,7 +61,7 @@ impl OpenDatabase {
         options.announce = usage == ClusterUse::Serve;
         let deadline = tokio::time::Instant::now() + WAIT_FOR_HOLDER;
         loop {
-            let held = match EmbeddedPostgres::start(options.clone()).await {
+            let (dir, lock) = match EmbeddedPostgres::start(options.clone()).await {
                 Ok(embedded) => {
                     tracing::info!(
                         cluster = %embedded.cluster_dir().display(),
@@ -72,7 +72,9 @@ impl OpenDatabase {
                         embedded: Some(embedded),
                     });
                 }
-                Err(held @ EmbeddedError::InUse { .. }) if usage == ClusterUse::Command => held,
+                Err(EmbeddedError::InUse { dir, lock }) if usage == ClusterUse::Command => {
+                    (dir, lock)
+                }
                 Err(e) => return Err(e).context("starting the embedded PostgreSQL cluster"),
             };
             if let Some(database) = try_join(&options.data_dir, &options.database).await? {
@@ -83,9 +85,6 @@ impl OpenDatabase {
                 });
             }
             if tokio::time::Instant::now() >= deadline {
-                let EmbeddedError::InUse { dir, lock } = held else {
-                    unreachable!("matched above")
-                };
                 return Err(EmbeddedError::StillHeld {
                     dir,
                     lock,

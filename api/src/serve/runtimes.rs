@@ -125,10 +125,7 @@ pub fn spawn_background(
             &follow_db,
             &follow_pool,
             PROCESS_MANAGER,
-            ReaderOptions {
-                batch_size: 100,
-                poll_interval: Duration::from_secs(1),
-            },
+            ReaderOptions::for_followers(),
             handle,
             async move { stopped(&mut stop).await },
         )

@@ -241,9 +241,15 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     ) -> Result<(), ProcessManagerError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
+        // The entry's runtime kind, read once: a step never changes which version the
+        // server runs (an upgrade applies from its next reconcile).
+        let mut known_kind = None;
         for _ in 0..MAX_STEPS {
             let server = self.bus.load_server(id.into()).await?;
-            let kind = self.kind_of(&server).await;
+            let kind = match known_kind {
+                Some(kind) => kind,
+                None => *known_kind.insert(self.kind_of(&server).await),
+            };
             let inspected = match kind {
                 Some(kind) => self.runtime.inspect_as(id, kind).await,
                 None => self.runtime.inspect(id).await,

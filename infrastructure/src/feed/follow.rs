@@ -18,6 +18,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use super::wake::Wakeup;
 use crate::StoreError;
 
@@ -49,6 +51,17 @@ pub(crate) enum Stop {
     /// Also in the middle of a pass: a follower's work is repeated at the next start
     /// (at least once), and the fan-out has nothing to finish.
     Anytime,
+}
+
+impl ReaderOptions {
+    /// What a side-effecting follower reads with: smaller batches than a projector's, as
+    /// each event may start work outside the database before the checkpoint moves.
+    pub fn for_followers() -> Self {
+        Self {
+            batch_size: 100,
+            ..Self::default()
+        }
+    }
 }
 
 /// What one pass over the feed found.
@@ -83,12 +96,8 @@ where
         };
         if found == Pass::More {
             // Between passes: a shutdown that came meanwhile ends it here.
-            if stop == Stop::BetweenPasses {
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => return Ok(()),
-                    () = std::future::ready(()) => {}
-                }
+            if stop == Stop::BetweenPasses && (&mut shutdown).now_or_never().is_some() {
+                return Ok(());
             }
             continue;
         }

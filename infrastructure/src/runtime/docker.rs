@@ -183,10 +183,6 @@ impl ContainerRuntime for DockerRuntime {
         "docker"
     }
 
-    fn runs(&self, kind: berth_domain::catalog::RuntimeKind) -> bool {
-        kind == berth_domain::catalog::RuntimeKind::Docker
-    }
-
     #[tracing::instrument(skip_all, fields(server_id = %spec.server_id))]
     async fn create(&self, spec: &LaunchSpec) -> Result<String, RuntimeError> {
         self.ensure_container(spec).await

@@ -261,10 +261,6 @@ impl ContainerRuntime for ProcessRuntime {
         "process"
     }
 
-    fn runs(&self, kind: berth_domain::catalog::RuntimeKind) -> bool {
-        kind == berth_domain::catalog::RuntimeKind::Process
-    }
-
     fn made_by_this_run(&self, instance_id: &str) -> bool {
         instance_id.starts_with(&self.run)
     }
