@@ -9,6 +9,7 @@ use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::{CatalogEntry, RuntimeKind};
 use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
+use berth_domain::tool_call::ToolCall;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
 use berth_domain::{AggregateId, BulkId, CatalogEntryId, ServerId, UserId};
@@ -18,6 +19,7 @@ use cqrs_es::{Aggregate, AggregateContext, AggregateError, CqrsFramework, EventS
 use crate::aggregate_cache::{AggregateCache, CachedStore};
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
+use crate::new_stream::NewStreamStore;
 use crate::ports::SecretCipher;
 use crate::receipt::{self, Receipt};
 
@@ -41,6 +43,7 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     bulk: CqrsFramework<BulkOperation, Store<R, BulkOperation>>,
     users: CqrsFramework<User, Cached<R, User>>,
     key_ring: CqrsFramework<KeyRing, Store<R, KeyRing>>,
+    tool_calls: CqrsFramework<ToolCall, NewStreamStore<R, ToolCall>>,
     user_store: Cached<R, User>,
     catalog_store: Cached<R, CatalogEntry>,
     pub(crate) server_store: Cached<R, Server>,
@@ -89,6 +92,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             bulk: CqrsFramework::new(snapshotted(&repo), vec![], ()),
             users: CqrsFramework::new(cached(&repo, &users), vec![], ()),
             key_ring: CqrsFramework::new(store(&repo), vec![], ()),
+            tool_calls: CqrsFramework::new(NewStreamStore::new(store(&repo)), vec![], ()),
             user_store: cached(&repo, &users),
             catalog_store: cached(&repo, &catalogs),
             server_store: cached(&repo, &servers),
@@ -136,6 +140,25 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             command,
             metadata,
             Some(self.server_store.cache()),
+        )
+        .await
+    }
+
+    /// Records a tool call on a stream of its own, `call_id` (made for it: the write is
+    /// one statement, with no read before it).
+    pub async fn record_tool_call(
+        &self,
+        call_id: uuid::Uuid,
+        record: berth_domain::tool_call::ToolCallRecord,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        use berth_domain::tool_call::ToolCallCommand;
+        execute(
+            &self.tool_calls,
+            &call_id.to_string(),
+            ToolCallCommand::Record(record),
+            metadata,
+            None,
         )
         .await
     }

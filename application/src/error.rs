@@ -4,6 +4,7 @@ use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
 use berth_domain::keyring::KeyRingError;
 use berth_domain::server::ServerError;
+use berth_domain::tool_call::ToolCallError;
 use berth_domain::user::UserError;
 use berth_domain::FieldError;
 use cqrs_es::AggregateError;
@@ -22,6 +23,9 @@ pub enum AppError {
     /// A bulk operation rule refused the command.
     #[error(transparent)]
     Bulk(#[from] BulkError),
+    /// A tool call's record was refused.
+    #[error(transparent)]
+    ToolCall(#[from] ToolCallError),
     /// A user rule refused the command.
     #[error(transparent)]
     User(#[from] UserError),

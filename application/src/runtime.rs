@@ -193,7 +193,9 @@ pub struct ProbeReport {
     pub server_info: serde_json::Value,
     /// The tools it offers.
     pub tools: Vec<berth_domain::server::Tool>,
-    /// How long the whole exchange took.
+    /// Where an `http` server answered (`None` over stdio).
+    pub endpoint: Option<String>,
+    /// How long the exchange took.
     pub latency: Duration,
 }
 
@@ -227,14 +229,22 @@ pub enum ProbeError {
     Runtime(#[from] RuntimeError),
 }
 
-/// Speaks enough MCP to tell whether a server is healthy and what tools it offers.
+/// Berth's MCP client side: one session per running server, opened when it starts and
+/// shared by the health checks and the gateway. A server speaking stdio has one input
+/// and one output, so it can only ever have one client: this.
 #[async_trait]
-pub trait McpProbe: Send + Sync {
-    /// `initialize` + `notifications/initialized` + `tools/list` over `endpoint`, all
-    /// within `timeout`.
+pub trait McpSessions: Send + Sync {
+    /// Asks the server for its tools over its session, opening the session first (the
+    /// `initialize` handshake) when it has none or its last one closed; everything
+    /// within `timeout`. An `http` server that does not listen yet is retried until then.
     async fn probe(
         &self,
-        endpoint: McpEndpoint,
+        server_id: Uuid,
+        transport: Transport,
         timeout: Duration,
     ) -> Result<ProbeReport, ProbeError>;
+
+    /// Ends the server's session: it is stopping, or a new container or process
+    /// replaces the one the session talked to.
+    async fn close(&self, server_id: Uuid);
 }

@@ -1,4 +1,4 @@
-//! Berth's domain: the `CatalogEntry`, `Server`, `BulkOperation` and `User` aggregates, their
+//! Berth's domain: the `CatalogEntry`, `Server`, `BulkOperation`, `User` and `ToolCall` aggregates, their
 //! commands, events and errors, and the rules that decide which command may produce
 //! which events.
 //!
@@ -12,6 +12,7 @@ mod decide;
 pub mod id;
 pub mod keyring;
 pub mod server;
+pub mod tool_call;
 pub mod upcasting;
 pub mod user;
 pub mod validation;

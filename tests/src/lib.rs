@@ -6,6 +6,7 @@
 //! `/tmp`, stopped and removed when the process exits.
 
 pub mod docker;
+pub mod mcp_client;
 pub mod python_tools;
 
 use std::path::PathBuf;

@@ -109,3 +109,23 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The official Python MCP SDK, the gateway tests' client.
+pub const MCP_SDK: &str = "mcp==2.3.0";
+
+/// A Python interpreter with [`MCP_SDK`] installed, in an environment of its own beside
+/// the other tools (made once; tests in other processes may install theirs meanwhile).
+///
+/// # Panics
+/// When the environment cannot be made or the package installed.
+pub fn mcp_sdk_python() -> PathBuf {
+    MCP_SDK_PYTHON
+        .get_or_init(|| {
+            let venv = venv_dir().with_file_name("python-mcp-client");
+            install(Path::new("python3"), &venv, MCP_SDK);
+            venv.join("bin/python")
+        })
+        .clone()
+}
+
+static MCP_SDK_PYTHON: OnceLock<PathBuf> = OnceLock::new();

@@ -16,7 +16,7 @@ use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::key_store::{self, Forgotten};
-use berth_infrastructure::mcp::McpClientProbe;
+use berth_infrastructure::mcp::McpSessionPool;
 use berth_infrastructure::runtime::ProcessRuntime;
 use deadpool_postgres::Pool;
 use secrecy::{ExposeSecret, SecretString};
@@ -226,10 +226,12 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
 
     // Starting alice's server fails with a reason naming the destroyed key.
     let logs = tempfile::tempdir().unwrap();
+    let runtime: Arc<dyn berth_application::runtime::ContainerRuntime> =
+        Arc::new(ProcessRuntime::new(logs.path().to_owned()));
     let pm = ProcessManager::new(
         bus_after.clone(),
-        Arc::new(ProcessRuntime::new(logs.path().to_owned())),
-        Arc::new(McpClientProbe::new()),
+        runtime.clone(),
+        McpSessionPool::new(runtime),
         ProcessManagerOptions {
             probe_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(1),

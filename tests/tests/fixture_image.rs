@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_application::runtime::{McpEndpoint, McpProbe, StdioConnection};
-use berth_infrastructure::mcp::McpClientProbe;
+use berth_application::runtime::{McpEndpoint, StdioConnection};
+use berth_infrastructure::mcp::Upstream;
 use berth_tests::docker::{
     fixture_image, remove_stale_fixture_images, require_docker, ContainerCleanup,
     FIXTURE_REPOSITORY,
@@ -105,10 +105,14 @@ async fn the_probe_speaks_to_the_image_over_attached_stdio() {
         reader: Box::new(child.stdout.take().expect("stdout")),
         writer: Box::new(child.stdin.take().expect("stdin")),
     });
-    let report = McpClientProbe::new()
-        .probe(endpoint, PATIENCE)
+    let upstream = Upstream::open(endpoint, PATIENCE)
         .await
-        .expect("probing the container");
+        .expect("opening a session with the container");
+    let report = upstream
+        .report(PATIENCE)
+        .await
+        .expect("asking for its tools");
+    drop(upstream);
     let names: Vec<&str> = report.tools.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["echo", "add", "env_keys"]);
     // The probe dropped the container's stdin: the server exits on its own.
@@ -178,14 +182,15 @@ async fn the_image_serves_http_and_stops_promptly() {
     .await;
     assert!(!address.is_empty(), "the container has an IP address");
     let url = format!("http://{address}:8080/mcp");
-    let probe = McpClientProbe::new();
     let started = Instant::now();
     let report = loop {
         // The server needs a moment to listen after the container starts.
-        match probe
-            .probe(McpEndpoint::Http(url.clone()), Duration::from_secs(5))
-            .await
-        {
+        let timeout = Duration::from_secs(5);
+        let attempt = match Upstream::open(McpEndpoint::Http(url.clone()), timeout).await {
+            Ok(upstream) => upstream.report(timeout).await,
+            Err(e) => Err(e),
+        };
+        match attempt {
             Ok(report) => break report,
             Err(e) if started.elapsed() < PATIENCE => {
                 eprintln!("not yet: {e}");

@@ -6,6 +6,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 
+use crate::gateway;
 use crate::http::auth::require_bearer;
 use crate::http::extract::path_config;
 use crate::http::metrics::track_requests;
@@ -41,10 +42,12 @@ pub fn build(
                 .app_data(web::Data::from(state.auth.clone()))
                 .app_data(web::Data::from(state.rate_limiter.clone()))
                 .app_data(web::Data::from(state.metrics.clone()))
+                .app_data(web::Data::from(state.gateway.clone()))
                 .app_data(web::Data::new(state))
                 .app_data(path_config()),
             |app, resource| app.service(resource),
         )
+        .configure(gateway::configure)
         .service(api.default_service(web::to(routes::not_found)))
         .default_service(web::to(routes::not_found))
         // The last `wrap` runs first: the request id must exist before anything logs,

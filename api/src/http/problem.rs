@@ -246,6 +246,7 @@ impl From<AppError> for ApiError {
             AppError::Catalog(e) => e.into(),
             AppError::Server(e) => e.into(),
             AppError::Bulk(e) => e.into(),
+            AppError::ToolCall(e) => Self::Conflict(e.to_string()),
             AppError::User(e) => e.into(),
             AppError::Invalid(errors) => Self::invalid(errors),
             AppError::Hidden(what) => Self::NotFound(what),

@@ -8,6 +8,7 @@ use berth_application::CommandBus;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use deadpool_postgres::Pool;
 
+use crate::gateway::Gateway;
 use crate::http::auth::Authenticator;
 use crate::http::live::LiveStreams;
 use crate::http::metrics::Metrics;
@@ -40,4 +41,6 @@ pub struct AppState {
     pub owners: Arc<dyn StreamOwners>,
     /// Token buckets per credential.
     pub rate_limiter: Arc<RateLimiter>,
+    /// The MCP gateway.
+    pub gateway: Arc<Gateway>,
 }

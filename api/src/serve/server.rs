@@ -10,12 +10,15 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
 use anyhow::Context;
+use berth_application::gateway::Directory;
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::feed::fanout::EventFanout;
-use berth_infrastructure::mcp::McpClientProbe;
+use berth_infrastructure::mcp::McpSessionPool;
+
+use crate::gateway::Gateway;
 use berth_infrastructure::migrations;
 use berth_infrastructure::ownership::PgStreamOwners;
 use berth_projections::Projections;
@@ -164,6 +167,7 @@ pub struct RunningServer {
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
     live: EventFanout,
+    gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
     shutdown_timeout: Duration,
     data_dir: PathBuf,
@@ -208,6 +212,7 @@ impl RunningServer {
         // Live streams never finish on their own: end them so the graceful stop need
         // not wait out its timeout.
         self.live.close();
+        self.gateway.close();
         self.http.stop(true).await;
         let served = self.http_task.await;
         tracing::info!("HTTP server stopped");
@@ -256,6 +261,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             shutdown: parts.shutdown,
             projection_tasks: parts.projection_tasks,
             live: parts.live,
+            gateway: parts.gateway,
             runtime: parts.runtime,
             shutdown_timeout: config.shutdown_timeout,
             data_dir: config.data_dir.clone(),
@@ -278,6 +284,7 @@ struct Started {
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
     live: EventFanout,
+    gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
     pool: Pool,
 }
@@ -311,10 +318,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     }
     let bus = Arc::new(bus);
     let runtime: Arc<dyn ContainerRuntime> = runtimes;
+    let sessions = McpSessionPool::new(runtime.clone());
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),
-        Arc::new(McpClientProbe::new()),
+        sessions.clone(),
         config.process_manager.clone(),
     );
 
@@ -342,6 +350,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     )
     .await
     .context("starting the live event fan-out")?;
+    let shutdown_rx_gateway = shutdown_rx.clone();
     let mut projection_tasks =
         Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
     projection_tasks.push(live_task);
@@ -396,7 +405,17 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         }
     }
 
+    let directory = Arc::new(Directory::new());
+    projection_tasks.push(crate::gateway::directory_feed::spawn(
+        directory.clone(),
+        bus.clone(),
+        pool.clone(),
+        &live,
+        shutdown_rx_gateway,
+    ));
+    let gateway = Arc::new(Gateway::new(directory, sessions, bus.clone()));
     let state = AppState {
+        gateway: gateway.clone(),
         bus,
         pm,
         pool: pool.clone(),
@@ -440,6 +459,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         shutdown,
         projection_tasks,
         live,
+        gateway,
         runtime,
         pool,
     })

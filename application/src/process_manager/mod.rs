@@ -29,7 +29,7 @@ use crate::error::AppError;
 use crate::metadata::{Actor, CommandMetadata};
 use crate::redaction::Redactor;
 use crate::runtime::{
-    ContainerRuntime, InstanceState, McpEndpoint, McpProbe, ProbeError, ProbeReport,
+    ContainerRuntime, InstanceState, McpSessions, ProbeError, ProbeReport, RuntimeError,
 };
 
 /// How the process manager behaves.
@@ -112,7 +112,7 @@ pub struct TestOutcome {
 pub struct ProcessManager<R: PersistedEventRepository + Clone> {
     bus: Arc<CommandBus<R>>,
     runtime: Arc<dyn ContainerRuntime>,
-    probe: Arc<dyn McpProbe>,
+    sessions: Arc<dyn McpSessions>,
     options: ProcessManagerOptions,
     // One reconciliation at a time per server; different servers proceed in parallel.
     locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -143,13 +143,13 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     pub fn new(
         bus: Arc<CommandBus<R>>,
         runtime: Arc<dyn ContainerRuntime>,
-        probe: Arc<dyn McpProbe>,
+        sessions: Arc<dyn McpSessions>,
         options: ProcessManagerOptions,
     ) -> Arc<Self> {
         Arc::new(Self {
             bus,
             runtime,
-            probe,
+            sessions,
             options,
             locks: Mutex::new(HashMap::new()),
             restarts_scheduled: Mutex::new(HashSet::new()),
@@ -410,6 +410,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             Step::Create => self.create(id, server, md).await,
             Step::Start => self.start(id, server, md).await,
             Step::Stop => {
+                self.sessions.close(id).await;
                 let stopped = self.runtime.stop(id, self.options.stop_grace).await;
                 let removed = self.runtime.remove(id).await;
                 if let Err(e) = stopped.and(removed) {
@@ -421,7 +422,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 self.record(id, ServerCommand::RecordStopped, md).await
             }
             Step::RemoveLeftover => {
-                if let Err(e) = self.runtime.remove(id).await {
+                if let Err(e) = self.discard(id).await {
                     tracing::warn!(error = %e, "cannot remove a leftover container");
                 }
                 Ok(())
@@ -443,7 +444,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                     }
                 };
                 if present {
-                    let _ = self.runtime.remove(id).await;
+                    let _ = self.discard(id).await;
                 }
                 let reason = with_output(what, &output);
                 self.record(id, ServerCommand::RecordExited { exit_code, reason }, md)
@@ -487,7 +488,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 .await
             }
             Err(e) => {
-                let _ = self.runtime.remove(id).await;
+                let _ = self.discard(id).await;
                 self.record(
                     id,
                     ServerCommand::RecordFailed {
@@ -506,9 +507,11 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         server: &Server,
         md: &CommandMetadata,
     ) -> Result<(), ProcessManagerError> {
+        // Whatever session there was talked to an earlier container or process.
+        self.sessions.close(id).await;
         if let Err(e) = self.runtime.start(id).await {
             let output = self.last_output(id).await;
-            let _ = self.runtime.remove(id).await;
+            let _ = self.discard(id).await;
             let reason = with_output(format!("it could not be started: {e}"), &output);
             return self
                 .record(id, ServerCommand::RecordFailed { reason }, md)
@@ -516,12 +519,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         }
         self.crash_if(CrashPoint::Start)?;
         match self.handshake(id, server).await {
-            Ok((report, endpoint)) => {
+            Ok(report) => {
                 self.record(
                     id,
                     ServerCommand::RecordRunning {
                         tools: report.tools,
-                        endpoint,
+                        endpoint: report.endpoint,
                     },
                     md,
                 )
@@ -546,7 +549,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                     }
                     _ => format!("it did not complete the MCP handshake: {e}"),
                 };
-                let _ = self.runtime.remove(id).await;
+                let _ = self.discard(id).await;
                 let reason = with_output(what, &output);
                 self.record(id, ServerCommand::RecordFailed { reason }, md)
                     .await
@@ -554,13 +557,8 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         }
     }
 
-    /// Probes the server, retrying an `http` server until it listens; returns what it
-    /// answered and, for an `http` server, the URL it answered at.
-    async fn handshake(
-        &self,
-        id: Uuid,
-        server: &Server,
-    ) -> Result<(ProbeReport, Option<String>), ProbeError> {
+    /// Probes the server over its session (an `http` server is retried until it listens).
+    async fn handshake(&self, id: Uuid, server: &Server) -> Result<ProbeReport, ProbeError> {
         let catalog_id = server.catalog_id.unwrap_or_default();
         let transport = self
             .bus
@@ -569,27 +567,9 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             .ok()
             .and_then(|entry| pinned_definition(server, &entry).ok().map(|d| d.transport))
             .unwrap_or(berth_domain::catalog::Transport::Stdio);
-        let timeout = self.options.probe_timeout;
-        let deadline = tokio::time::Instant::now() + timeout;
-        // An HTTP server may take a moment to listen: retry connection failures until
-        // the deadline; a stdio server gets one attempt with the whole timeout.
-        loop {
-            let endpoint = self.runtime.connect(id, transport).await?;
-            let url = match &endpoint {
-                McpEndpoint::Http(url) => Some(url.clone()),
-                McpEndpoint::Stdio(_) => None,
-            };
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.probe.probe(endpoint, left).await {
-                Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))
-                    if transport == berth_domain::catalog::Transport::Http
-                        && tokio::time::Instant::now() + Duration::from_millis(200) < deadline =>
-                {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                other => return other.map(|report| (report, url)),
-            }
-        }
+        self.sessions
+            .probe(id, transport, self.options.probe_timeout)
+            .await
     }
 
     /// The instance's status once it has exited, or as it is after [`EXIT_WAIT`]: the exit
@@ -608,6 +588,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Removes the server's container or process, ending its session first.
+    async fn discard(&self, id: Uuid) -> Result<(), RuntimeError> {
+        self.sessions.close(id).await;
+        self.runtime.remove(id).await
     }
 
     async fn last_output(&self, id: Uuid) -> Vec<String> {
@@ -682,7 +668,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
         let result = self
             .handshake(id, &server)
             .await
-            .map(|(mut report, _)| {
+            .map(|mut report| {
                 match &redactor {
                     Some(redactor) => {
                         report.tools = redact_tools(redactor, std::mem::take(&mut report.tools));

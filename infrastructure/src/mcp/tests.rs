@@ -1,12 +1,12 @@
-//! The probe against scripted servers on in-memory pipes.
+//! Upstream sessions against scripted servers on in-memory pipes.
 
 use std::time::Duration;
 
-use berth_application::runtime::{McpEndpoint, McpProbe, ProbeError, StdioConnection};
+use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport, StdioConnection};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{McpClientProbe, MAX_MESSAGE_BYTES};
+use super::{Upstream, MAX_MESSAGE_BYTES};
 
 enum Out {
     Line(String),
@@ -25,7 +25,7 @@ fn scripted(mut handler: impl FnMut(Value) -> Vec<Out> + Send + 'static) -> McpE
         let (reader, mut writer) = tokio::io::split(server);
         let mut lines = BufReader::new(reader).lines();
         while let Ok(Some(text)) = lines.next_line().await {
-            let message: Value = serde_json::from_str(&text).expect("the probe writes JSON lines");
+            let message: Value = serde_json::from_str(&text).expect("the client writes JSON lines");
             for out in handler(message) {
                 match out {
                     Out::Line(text) => {
@@ -72,18 +72,19 @@ fn good(message: Value) -> Vec<Out> {
         }))],
         Some("tools/list") => vec![line(json!({
             "jsonrpc": "2.0", "id": id,
-            "result": {"tools": [{"name": "first", "description": "The first."}], "nextCursor": "page-2"}
+            "result": {"tools": [{"name": "first", "description": "The first.", "inputSchema": {"type": "object"}}], "nextCursor": "page-2"}
         }))],
         _ => Vec::new(),
     }
 }
 
-async fn probe(
-    endpoint: McpEndpoint,
-) -> Result<berth_application::runtime::ProbeReport, ProbeError> {
-    McpClientProbe::new()
-        .probe(endpoint, Duration::from_millis(500))
-        .await
+async fn probe(endpoint: McpEndpoint) -> Result<ProbeReport, ProbeError> {
+    probe_within(endpoint, Duration::from_millis(500)).await
+}
+
+async fn probe_within(endpoint: McpEndpoint, timeout: Duration) -> Result<ProbeReport, ProbeError> {
+    let upstream = Upstream::open(endpoint, timeout).await?;
+    upstream.report(timeout).await
 }
 
 #[tokio::test]
@@ -109,7 +110,6 @@ async fn noise_notifications_and_server_requests_are_handled_on_the_way() {
                 Out::Line("Starting server on stdio…".into()),
                 Out::Line(String::new()),
                 line(json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {}})),
-                line(json!({"jsonrpc": "2.0", "id": 99, "result": {}})),
                 line(json!({"jsonrpc": "2.0", "id": "srv-1", "method": "ping"})),
             ];
             out.extend(good(message));
@@ -142,7 +142,7 @@ async fn a_server_without_tools_is_not_asked_for_them() {
     let endpoint = scripted(|message| match message["method"].as_str() {
         Some("initialize") => vec![line(
             json!({"jsonrpc": "2.0", "id": message["id"], "result": {
-                "protocolVersion": "2024-11-05", "capabilities": {}, "serverInfo": {"name": "bare"}
+                "protocolVersion": "2024-11-05", "capabilities": {}, "serverInfo": {"name": "bare", "version": "0"}
             }}),
         )],
         Some("tools/list") => panic!("tools/list sent to a server without tools"),
@@ -194,112 +194,64 @@ async fn closing_is_reported_as_closed() {
 }
 
 #[tokio::test]
-async fn output_that_is_only_noise_is_a_protocol_error_not_a_timeout() {
-    let closes = scripted(|_| vec![Out::Line("Usage: server [--port N]".into()), Out::Close]);
-    let error = probe(closes).await.unwrap_err();
+async fn error_answers_are_protocol_errors() {
+    let endpoint = scripted(|message| {
+        vec![line(json!({
+            "jsonrpc": "2.0", "id": message["id"],
+            "error": {"code": -32600, "message": "go away"}
+        }))]
+    });
+    let error = probe(endpoint).await.unwrap_err();
     assert!(
-        matches!(&error, ProbeError::Protocol { step: "initialize", detail } if detail.contains("Usage: server")),
+        matches!(&error, ProbeError::Protocol { step: "initialize", detail } if detail.contains("go away")),
         "{error}"
     );
-    let stays = scripted(|_| vec![Out::Line("<html>hello</html>".into())]);
-    let error = probe(stays).await.unwrap_err();
+
+    let refuses_tools = scripted(|message| match message["method"].as_str() {
+        Some("tools/list") => vec![line(json!({
+            "jsonrpc": "2.0", "id": message["id"],
+            "error": {"code": -32603, "message": "broken"}
+        }))],
+        _ => good(message),
+    });
+    let error = probe(refuses_tools).await.unwrap_err();
     assert!(
-        matches!(&error, ProbeError::Protocol { step: "initialize", detail } if detail.contains("<html>")),
+        matches!(&error, ProbeError::Protocol { step: "tools/list", detail } if detail.contains("broken")),
         "{error}"
     );
 }
 
 #[tokio::test]
-async fn wrong_answers_are_protocol_errors() {
-    let cases: Vec<(Value, &str)> = vec![
-        (
-            json!({"error": {"code": -32600, "message": "go away"}}),
-            "go away",
-        ),
-        (
-            json!({"result": initialize_result("1999-01-01")}),
-            "1999-01-01",
-        ),
-        (
-            json!({"result": {"protocolVersion": "2025-06-18", "capabilities": {}}}),
-            "serverInfo",
-        ),
-        (
-            json!({"result": {"protocolVersion": "2025-06-18", "serverInfo": {"name": "x"}}}),
-            "capabilities",
-        ),
-    ];
-    for (answer, expected) in cases {
-        let endpoint = scripted(move |message| {
-            let mut reply = answer.clone();
-            reply["jsonrpc"] = json!("2.0");
-            reply["id"] = message["id"].clone();
-            vec![line(reply)]
-        });
-        let error = probe(endpoint).await.unwrap_err();
-        assert!(
-            matches!(&error, ProbeError::Protocol { step: "initialize", detail } if detail.contains(expected)),
-            "expected `{expected}` in: {error}"
-        );
-    }
+async fn a_tool_list_that_loops_is_a_protocol_error() {
+    let endpoint = scripted(|message| match message["method"].as_str() {
+        Some("tools/list") => vec![line(json!({
+            "jsonrpc": "2.0", "id": message["id"],
+            "result": {"tools": [], "nextCursor": "same"}
+        }))],
+        _ => good(message),
+    });
+    let error = probe(endpoint).await.unwrap_err();
+    assert!(
+        matches!(&error, ProbeError::Protocol { step: "tools/list", detail } if detail.contains("repeats")),
+        "{error}"
+    );
 }
 
 #[tokio::test]
-async fn broken_tool_lists_are_protocol_errors() {
-    for (page, expected) in [
-        (
-            json!({"tools": [{"description": "no name"}]}),
-            "has no `name`",
-        ),
-        (json!({"tools": [], "nextCursor": 7}), "nextCursor"),
-        (json!({"tools": [], "nextCursor": "same"}), "repeats"),
-        (json!({}), "no `tools` array"),
-    ] {
-        let endpoint = scripted(move |message| match message["method"].as_str() {
-            Some("tools/list") => vec![line(
-                json!({"jsonrpc": "2.0", "id": message["id"], "result": page}),
-            )],
-            _ => good(message),
-        });
-        let error = probe(endpoint).await.unwrap_err();
-        assert!(
-            matches!(&error, ProbeError::Protocol { step: "tools/list", detail } if detail.contains(expected)),
-            "expected `{expected}` in: {error}"
-        );
-    }
-}
-
-#[tokio::test]
-async fn an_endless_line_is_refused_before_it_fills_memory() {
-    let endpoint = scripted(|_| vec![Out::Line("x".repeat(MAX_MESSAGE_BYTES + 10))]);
-    let error = McpClientProbe::new()
-        .probe(endpoint, Duration::from_secs(10))
+async fn an_endless_line_is_dropped_before_it_fills_memory_and_the_session_goes_on() {
+    let mut first = true;
+    let endpoint = scripted(move |message| {
+        let mut out = Vec::new();
+        if std::mem::take(&mut first) {
+            out.push(Out::Line("x".repeat(MAX_MESSAGE_BYTES + 10)));
+        }
+        out.extend(good(message));
+        out
+    });
+    let report = probe_within(endpoint, Duration::from_secs(10))
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, ProbeError::Protocol { detail, .. } if detail.contains("longer than")),
-        "{error}"
-    );
-}
-
-#[tokio::test]
-async fn unusable_http_urls_are_refused_up_front() {
-    for url in ["not a url", "https://127.0.0.1:1/mcp"] {
-        let error = McpClientProbe::new()
-            .probe(McpEndpoint::Http(url.into()), Duration::from_secs(1))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ProbeError::Protocol {
-                    step: "initialize",
-                    ..
-                }
-            ),
-            "{url}: {error}"
-        );
-    }
+        .unwrap();
+    assert_eq!(report.tools.len(), 2);
 }
 
 #[tokio::test]
@@ -307,13 +259,12 @@ async fn nobody_listening_over_http_is_closed() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let error = McpClientProbe::new()
-        .probe(
-            McpEndpoint::Http(format!("http://127.0.0.1:{port}/mcp")),
-            Duration::from_secs(2),
-        )
-        .await
-        .unwrap_err();
+    let error = probe_within(
+        McpEndpoint::Http(format!("http://127.0.0.1:{port}/mcp")),
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(error, ProbeError::Closed { step: "initialize" }),
         "{error}"

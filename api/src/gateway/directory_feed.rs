@@ -1,0 +1,112 @@
+//! Keeps the gateway's directory true to the log: loaded from the store at start, then
+//! each server event from the live fan-out (the one feed reader of this Berth) refreshes
+//! that server's listing, so a server that starts, stops, fails or reports new tools
+//! changes every connected session's tool list at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_application::gateway::{listing_of, Directory};
+use berth_domain::server::{Server, ServerState};
+use berth_infrastructure::feed::fanout::EventFanout;
+use cqrs_es::Aggregate;
+use deadpool_postgres::Pool;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::http::state::Bus;
+
+/// How long the loop sleeps with nothing to do (events wake it).
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// How long to wait before loading again after the store could not be read.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// States a server may be in on its way to `running`: loaded at start too, since the
+/// servers read model may not show yet that one of them has arrived.
+const LIVE: [ServerState; 4] = [
+    ServerState::Pending,
+    ServerState::Creating,
+    ServerState::Starting,
+    ServerState::Running,
+];
+
+/// Follows the fan-out until `shutdown`.
+pub fn spawn(
+    directory: Arc<Directory>,
+    bus: Arc<Bus>,
+    pool: Pool,
+    fanout: &EventFanout,
+    mut shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    // Subscribed before loading: whatever happens after the load is seen.
+    let mut events = fanout.subscribe();
+    tokio::spawn(async move {
+        let mut loaded = false;
+        loop {
+            if !loaded {
+                loaded = reload(&directory, &bus, &pool).await;
+            }
+            let wait = if loaded { IDLE } else { RETRY };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                () = tokio::time::sleep(wait) => {}
+                received = events.recv() => match received {
+                    Ok(event) if event.aggregate_type == Server::TYPE => {
+                        if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
+                            refresh(&directory, &bus, id).await;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, "the gateway missed events; reloading its directory");
+                        loaded = false;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+            }
+        }
+    })
+}
+
+async fn refresh(directory: &Directory, bus: &Bus, id: Uuid) {
+    match listing_of(bus, id.into()).await {
+        Ok(listing) => directory.set(id, listing),
+        Err(e) => {
+            tracing::warn!(server_id = %id, error = %e, "cannot refresh a server in the gateway")
+        }
+    }
+}
+
+/// Loads every listing; `false` when the store could not be read.
+async fn reload(directory: &Directory, bus: &Bus, pool: &Pool) -> bool {
+    let ids = match pool.get().await {
+        Ok(client) => berth_projections::servers::server_ids_in(&client, &LIVE).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load the gateway's directory");
+            return false;
+        }
+    };
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load the gateway's directory");
+            return false;
+        }
+    };
+    let mut listings = Vec::new();
+    for id in ids {
+        match listing_of(bus, id.into()).await {
+            Ok(Some(listing)) => listings.push(listing),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(server_id = %id, error = %e, "cannot load a server into the gateway");
+                return false;
+            }
+        }
+    }
+    directory.replace_all(listings);
+    true
+}

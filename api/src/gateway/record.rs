@@ -1,0 +1,94 @@
+//! Every call through the gateway, as an event: who called which tool of which server,
+//! how long it took and how it ended; what was sent only as a digest and a size.
+//!
+//! The event is appended after the answer went out, through the group commit the
+//! commands share, so recording adds no round trip to the call. A Berth killed between
+//! the two loses that record; nothing else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_application::gateway::Listing;
+use berth_domain::tool_call::{CallOutcome, ToolCallRecord};
+use rmcp::model::{CallToolResult, JsonObject};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::caller::GatewayCaller;
+use crate::http::auth::Credential;
+use crate::http::state::Bus;
+
+/// A call under way: what is known before its answer.
+pub(crate) struct Called {
+    record: ToolCallRecord,
+}
+
+impl Called {
+    pub fn new(
+        caller: &GatewayCaller,
+        listing: &Listing,
+        tool: &str,
+        arguments: Option<&JsonObject>,
+    ) -> Self {
+        let sent = arguments
+            .map(|a| serde_json::to_vec(a).unwrap_or_default())
+            .unwrap_or_default();
+        let credential = match &caller.principal.credential {
+            Credential::ApiKey { key_id } => key_id.to_string(),
+            Credential::Token { key_id, .. } => format!("token:{key_id}"),
+        };
+        Self {
+            record: ToolCallRecord {
+                owner: caller.owner(),
+                credential,
+                profile: None,
+                server_id: listing.server_id,
+                server_name: listing.name.clone(),
+                tool: tool.to_owned(),
+                duration_us: 0,
+                outcome: CallOutcome::Failed,
+                error_class: None,
+                arguments_sha256: hex::encode(Sha256::digest(&sent)),
+                arguments_bytes: sent.len() as u64,
+                result_bytes: 0,
+            },
+        }
+    }
+
+    /// The record of a call its tool answered.
+    pub fn answered(mut self, result: &CallToolResult, took: Duration) -> ToolCallRecord {
+        self.record.duration_us = micros(took);
+        self.record.outcome = if result.is_error == Some(true) {
+            CallOutcome::ToolError
+        } else {
+            CallOutcome::Ok
+        };
+        self.record.result_bytes = serde_json::to_vec(result).map_or(0, |b| b.len() as u64);
+        self.record
+    }
+
+    /// The record of a call that got no answer.
+    pub fn failed(mut self, class: &str, took: Duration) -> ToolCallRecord {
+        self.record.duration_us = micros(took);
+        self.record.outcome = CallOutcome::Failed;
+        self.record.error_class = Some(class.to_owned());
+        self.record
+    }
+}
+
+fn micros(took: Duration) -> u64 {
+    u64::try_from(took.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Appends the record in the background.
+pub(crate) fn spawn(bus: &Arc<Bus>, record: ToolCallRecord, caller: &GatewayCaller) {
+    let bus = Arc::clone(bus);
+    let mut metadata = caller.metadata.clone();
+    metadata.correlation_id = Some(metadata.request_id);
+    tokio::spawn(async move {
+        let call_id = Uuid::now_v7();
+        if let Err(e) = bus.record_tool_call(call_id, record, &metadata).await {
+            tracing::warn!(error = %e, "a tool call could not be recorded");
+        }
+    });
+}

@@ -1,0 +1,149 @@
+//! The gateway's HTTP routes: `/mcp` bridged to the SDK's Streamable HTTP service, and
+//! the protected-resource metadata (RFC 9728) a client reads after a 401.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyStream, Full};
+use serde_json::json;
+
+use super::caller::GatewayCaller;
+use super::{Gateway, MAX_REQUEST_BYTES};
+use crate::http::auth::{Authenticator, Refusal};
+use crate::http::problem::ApiError;
+use crate::http::request_id::RequestId;
+
+/// Where MCP clients connect.
+pub const MCP_PATH: &str = "/mcp";
+
+/// Where the resource's metadata is (RFC 9728).
+pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// Adds the gateway's routes.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(
+            web::resource(MCP_PATH)
+                .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
+                .route(web::route().to(mcp)),
+        )
+        .service(web::resource(RESOURCE_METADATA_PATH).route(web::get().to(resource_metadata)))
+        .service(
+            web::resource(format!("{RESOURCE_METADATA_PATH}{MCP_PATH}"))
+                .route(web::get().to(resource_metadata)),
+        );
+}
+
+fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// The RFC 9728 document: the resource is `/mcp`, presented as a Bearer header. Berth
+/// issues its own keys and tokens, so no authorization server is named.
+async fn resource_metadata(req: HttpRequest) -> HttpResponse {
+    let base = base_url(&req);
+    HttpResponse::Ok().json(json!({
+        "resource": format!("{base}{MCP_PATH}"),
+        "authorization_servers": [],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Berth MCP gateway",
+        "resource_documentation": format!("{base}/docs"),
+    }))
+}
+
+/// 401 with the challenge MCP clients follow to the resource metadata.
+fn unauthorized(req: &HttpRequest, reason: &str) -> HttpResponse {
+    let mut response = ApiError::Unauthorized(reason.to_owned()).error_response();
+    let challenge = format!(
+        "Bearer resource_metadata=\"{}{RESOURCE_METADATA_PATH}\"",
+        base_url(req)
+    );
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
+
+async fn mcp(
+    req: HttpRequest,
+    body: Bytes,
+    gateway: web::Data<Gateway>,
+    auth: web::Data<Authenticator>,
+) -> HttpResponse {
+    let principal = match auth.authenticate(req.headers()).await {
+        Ok((principal, _)) => principal,
+        Err(Refusal::Denied(reason)) => {
+            tracing::info!(reason, "gateway request refused: not authenticated");
+            return unauthorized(&req, reason);
+        }
+        Err(Refusal::Unavailable(error)) => return error.error_response(),
+    };
+    let mut metadata = berth_application::metadata::CommandMetadata::new(principal.actor.clone());
+    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+        metadata.request_id = *id;
+    }
+    let mut request = match to_sdk_request(&req, body) {
+        Ok(request) => request,
+        Err(e) => {
+            return ApiError::BadRequest {
+                detail: format!("the request cannot be read: {e}"),
+                errors: Vec::new(),
+            }
+            .error_response()
+        }
+    };
+    request.extensions_mut().insert(GatewayCaller {
+        principal,
+        metadata,
+    });
+    let ending = req.method() == actix_web::http::Method::DELETE;
+    let mut response = from_sdk_response(gateway.service.handle(request).await);
+    if ending && response.status() == StatusCode::ACCEPTED {
+        // The session is ended, nothing is pending: clients expect 200 or 204 here.
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
+}
+
+/// The actix request as the SDK's `http` types.
+fn to_sdk_request(
+    req: &HttpRequest,
+    body: Bytes,
+) -> Result<http::Request<Full<Bytes>>, http::Error> {
+    let mut builder = http::Request::builder()
+        .method(req.method().as_str())
+        .uri(req.uri().to_string());
+    for (name, value) in req.headers() {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    builder.body(Full::new(body))
+}
+
+/// The SDK's response as actix's, streamed as the SDK produces it (event streams stay
+/// open for as long as the SDK keeps them).
+fn from_sdk_response(
+    response: http::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+) -> HttpResponse {
+    let (parts, body) = response.into_parts();
+    let status =
+        StatusCode::from_u16(parts.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = HttpResponse::build(status);
+    for (name, value) in &parts.headers {
+        out.append_header((name.as_str(), value.as_bytes()));
+    }
+    let chunks = BodyStream::new(body).filter_map(|frame| async move {
+        match frame {
+            Ok(frame) => frame
+                .into_data()
+                .ok()
+                .map(Ok::<_, std::convert::Infallible>),
+            Err(never) => match never {},
+        }
+    });
+    out.streaming(chunks)
+}

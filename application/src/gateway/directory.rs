@@ -1,0 +1,277 @@
+//! What the gateway can offer: the servers that run and answer, with the tools they last
+//! reported, kept current from the event log (see the feed follower that feeds it), and
+//! each caller's view of them.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use berth_domain::catalog::Transport;
+use berth_domain::server::Tool;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::names::{qualify, Unnamed};
+
+/// How long a call may take when the entry says nothing.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One server the gateway can reach.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    /// The server.
+    pub server_id: Uuid,
+    /// Its owner (`user:NAME`).
+    pub owner: String,
+    /// Its name.
+    pub name: String,
+    /// How it speaks MCP.
+    pub transport: Transport,
+    /// Its tools as last recorded.
+    pub tools: Vec<Tool>,
+    /// How long one call may take.
+    pub call_timeout: Duration,
+}
+
+/// One tool as a caller sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VisibleTool {
+    /// Its name in the gateway.
+    pub name: String,
+    /// Its server.
+    pub listing: Arc<Listing>,
+    /// The tool as its server describes it.
+    pub tool: Tool,
+}
+
+/// A caller's tools, by gateway name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct View {
+    tools: Vec<VisibleTool>,
+}
+
+impl View {
+    /// Every tool, ordered by name.
+    pub fn tools(&self) -> &[VisibleTool] {
+        &self.tools
+    }
+
+    /// The tool called `name`.
+    pub fn find(&self, name: &str) -> Option<&VisibleTool> {
+        self.tools
+            .binary_search_by(|t| t.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.tools[i])
+    }
+}
+
+/// Which of the servers a caller may use a view shows.
+pub trait Selection {
+    /// Whether `listing` belongs in the view.
+    fn includes_server(&self, listing: &Listing) -> bool;
+    /// Whether its tool `tool` does.
+    fn includes_tool(&self, listing: &Listing, tool: &str) -> bool;
+}
+
+/// The servers that can be reached now. Every change bumps a counter that sessions
+/// watch to tell their clients the list changed.
+#[derive(Debug)]
+pub struct Directory {
+    listings: RwLock<BTreeMap<Uuid, Arc<Listing>>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            listings: RwLock::new(BTreeMap::new()),
+            changes: watch::Sender::new(0),
+        }
+    }
+}
+
+impl Directory {
+    /// An empty directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts the server in (`Some`) or takes it out (`None`); a change is announced
+    /// only when something changed.
+    pub fn set(&self, server_id: Uuid, listing: Option<Listing>) {
+        let changed = {
+            let mut listings = self.write();
+            match listing {
+                Some(listing) => {
+                    let same = listings.get(&server_id).is_some_and(|l| **l == listing);
+                    if !same {
+                        listings.insert(server_id, Arc::new(listing));
+                    }
+                    !same
+                }
+                None => listings.remove(&server_id).is_some(),
+            }
+        };
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Replaces every listing at once (a fresh start, or after missing events).
+    pub fn replace_all(&self, all: Vec<Listing>) {
+        let fresh: BTreeMap<Uuid, Arc<Listing>> = all
+            .into_iter()
+            .map(|l| (l.server_id, Arc::new(l)))
+            .collect();
+        let changed = {
+            let mut listings = self.write();
+            let changed = *listings != fresh;
+            *listings = fresh;
+            changed
+        };
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// A receiver that sees every change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The servers in it.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// The tools of `owner`'s servers that `selection` includes, named for the gateway.
+    pub fn view(&self, owner: &str, selection: &dyn Selection) -> View {
+        let listings: Vec<Arc<Listing>> = self
+            .read()
+            .values()
+            .filter(|l| l.owner == owner && selection.includes_server(l))
+            .cloned()
+            .collect();
+        let mut picked: Vec<(Arc<Listing>, &Tool)> = Vec::new();
+        for listing in &listings {
+            for tool in &listing.tools {
+                if selection.includes_tool(listing, &tool.name) {
+                    picked.push((Arc::clone(listing), tool));
+                }
+            }
+        }
+        let unnamed: Vec<Unnamed<'_>> = picked
+            .iter()
+            .map(|(l, t)| Unnamed {
+                server_id: l.server_id,
+                server_name: &l.name,
+                tool: &t.name,
+            })
+            .collect();
+        let names = qualify(&unnamed);
+        let mut tools: Vec<VisibleTool> = picked
+            .iter()
+            .zip(names)
+            .map(|((listing, tool), name)| VisibleTool {
+                name,
+                listing: Arc::clone(listing),
+                tool: (*tool).clone(),
+            })
+            .collect();
+        tools.sort_by(|a, b| a.name.cmp(&b.name));
+        View { tools }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Uuid, Arc<Listing>>> {
+        self.listings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, Arc<Listing>>> {
+        self.listings.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every server and tool the caller may use.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Everything;
+
+impl Selection for Everything {
+    fn includes_server(&self, _: &Listing) -> bool {
+        true
+    }
+    fn includes_tool(&self, _: &Listing, _: &str) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(id: u128, owner: &str, name: &str, tools: &[&str]) -> Listing {
+        Listing {
+            server_id: Uuid::from_u128(id),
+            owner: owner.into(),
+            name: name.into(),
+            transport: Transport::Stdio,
+            tools: tools
+                .iter()
+                .map(|t| Tool {
+                    name: (*t).into(),
+                    description: None,
+                    input_schema: None,
+                })
+                .collect(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+        }
+    }
+
+    #[test]
+    fn a_caller_sees_only_their_own_servers_tools() {
+        let directory = Directory::new();
+        directory.set(
+            Uuid::from_u128(1),
+            Some(listing(1, "user:ann", "files", &["read"])),
+        );
+        directory.set(
+            Uuid::from_u128(2),
+            Some(listing(2, "user:bob", "files", &["read", "write"])),
+        );
+        let ann = directory.view("user:ann", &Everything);
+        let names: Vec<&str> = ann.tools().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["files__read"]);
+        assert_eq!(
+            ann.find("files__read").unwrap().listing.server_id,
+            Uuid::from_u128(1)
+        );
+        assert!(ann.find("files__write").is_none());
+        assert!(directory.view("user:eve", &Everything).tools().is_empty());
+    }
+
+    #[test]
+    fn only_real_changes_are_announced() {
+        let directory = Directory::new();
+        let changes = directory.changes();
+        directory.set(
+            Uuid::from_u128(1),
+            Some(listing(1, "user:ann", "files", &["read"])),
+        );
+        assert_eq!(*changes.borrow(), 1);
+        directory.set(
+            Uuid::from_u128(1),
+            Some(listing(1, "user:ann", "files", &["read"])),
+        );
+        assert_eq!(*changes.borrow(), 1);
+        directory.set(Uuid::from_u128(2), None);
+        assert_eq!(*changes.borrow(), 1);
+        directory.set(Uuid::from_u128(1), None);
+        assert_eq!(*changes.borrow(), 2);
+        directory.replace_all(Vec::new());
+        assert_eq!(*changes.borrow(), 2);
+    }
+}

@@ -1,0 +1,12 @@
+//! The gateway's decisions: which servers and tools each caller reaches through `/mcp`
+//! and under which names. The protocol itself (the SDK), the upstream sessions and the
+//! recording of calls live at the edges; what is decided here is pure and tested alone.
+
+pub mod directory;
+pub mod listing;
+pub mod names;
+
+pub use directory::{
+    Directory, Everything, Listing, Selection, View, VisibleTool, DEFAULT_CALL_TIMEOUT,
+};
+pub use listing::listing_of;

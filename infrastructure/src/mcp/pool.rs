@@ -1,0 +1,127 @@
+//! The sessions of every running server, one each, opened on demand and closed when the
+//! process manager stops or replaces the server's container or process.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_application::runtime::{ContainerRuntime, McpSessions, ProbeError, ProbeReport};
+use berth_domain::catalog::Transport;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::upstream::Upstream;
+
+/// How long to wait between attempts to reach an `http` server that does not listen yet.
+const HTTP_RETRY: Duration = Duration::from_millis(200);
+
+/// Every upstream session, by server.
+pub struct McpSessionPool {
+    runtime: Arc<dyn ContainerRuntime>,
+    slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
+}
+
+/// One server's session, or the right to open it.
+#[derive(Default)]
+struct Slot {
+    current: tokio::sync::Mutex<Option<Arc<Upstream>>>,
+    /// Cancelled when the session is closed for good (the server stops or is replaced),
+    /// so that one still being opened is given up rather than kept.
+    ended: CancellationToken,
+}
+
+impl McpSessionPool {
+    /// A pool reaching servers through `runtime`.
+    pub fn new(runtime: Arc<dyn ContainerRuntime>) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The server's open session, opened (within `timeout`) when it has none or its last
+    /// one closed. Requests opening the same server's session wait for one another.
+    pub async fn session(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<Arc<Upstream>, ProbeError> {
+        let slot = self.slot(server_id);
+        let mut current = slot.current.lock().await;
+        if let Some(upstream) = current.as_ref().filter(|u| !u.is_closed()) {
+            return Ok(Arc::clone(upstream));
+        }
+        *current = None;
+        let opened = tokio::select! {
+            opened = self.open(server_id, transport, timeout) => opened?,
+            () = slot.ended.cancelled() => {
+                return Err(ProbeError::Closed { step: "initialize" });
+            }
+        };
+        let upstream = Arc::new(opened);
+        *current = Some(Arc::clone(&upstream));
+        Ok(upstream)
+    }
+
+    fn slot(&self, server_id: Uuid) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry(server_id).or_default())
+    }
+
+    async fn open(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<Upstream, ProbeError> {
+        let deadline = Instant::now() + timeout;
+        // An HTTP server may take a moment to listen: connection failures are retried
+        // until the deadline; a stdio server gets one attempt with the whole timeout.
+        loop {
+            let endpoint = self.runtime.connect(server_id, transport).await?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            match Upstream::open(endpoint, left).await {
+                Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))
+                    if transport == Transport::Http && Instant::now() + HTTP_RETRY < deadline =>
+                {
+                    tokio::time::sleep(HTTP_RETRY).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl McpSessions for McpSessionPool {
+    async fn probe(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<ProbeReport, ProbeError> {
+        let started = Instant::now();
+        let upstream = self.session(server_id, transport, timeout).await?;
+        let left = timeout.saturating_sub(started.elapsed());
+        let mut report = upstream.report(left).await?;
+        report.latency = started.elapsed();
+        Ok(report)
+    }
+
+    async fn close(&self, server_id: Uuid) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&server_id);
+        if let Some(slot) = slot {
+            slot.ended.cancel();
+            if let Some(upstream) = slot.current.lock().await.take() {
+                upstream.close();
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! One session with one upstream server, over its stdio or its Streamable HTTP endpoint.
+
+use std::time::Duration;
+
+use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport};
+use berth_domain::server::Tool;
+use rmcp::model::{ErrorData, PaginatedRequestParams};
+use rmcp::service::{ClientInitializeError, RunningService};
+use rmcp::transport::async_rw::AsyncRwTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::client::{ProgressRoutes, UpstreamClient};
+use super::{tools, MAX_MESSAGE_BYTES, MAX_TOOL_PAGES};
+
+const INITIALIZE: &str = "initialize";
+const TOOLS_LIST: &str = "tools/list";
+
+/// An open MCP session with a server.
+pub struct Upstream {
+    service: RunningService<RoleClient, UpstreamClient>,
+    endpoint: Option<String>,
+}
+
+/// Why a request to an upstream server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No answer in time.
+    #[error("the server did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The session ended (the server exited or closed the connection).
+    #[error("the connection to the server is closed")]
+    Closed,
+    /// The server answered with a JSON-RPC error.
+    #[error("the server answered with an error: {}", .0.message)]
+    Rpc(ErrorData),
+    /// The server answered with something that is not the expected answer.
+    #[error("the server answered wrongly: {0}")]
+    Protocol(String),
+}
+
+impl UpstreamError {
+    fn of(error: ServiceError, timeout: Duration) -> Self {
+        match error {
+            ServiceError::McpError(data) => Self::Rpc(data),
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => Self::Closed,
+            ServiceError::Timeout { .. } => Self::Timeout(timeout),
+            ServiceError::Cancelled { reason } => Self::Protocol(format!(
+                "the request was cancelled: {}",
+                reason.as_deref().unwrap_or("no reason given")
+            )),
+            other => Self::Protocol(other.to_string()),
+        }
+    }
+
+    /// The same failure as a handshake step's.
+    pub fn in_step(self, step: &'static str) -> ProbeError {
+        match self {
+            Self::Timeout(timeout) => ProbeError::Timeout { step, timeout },
+            Self::Closed => ProbeError::Closed { step },
+            Self::Rpc(data) => ProbeError::Protocol {
+                step,
+                detail: format!("error {}: {}", data.code.0, data.message),
+            },
+            Self::Protocol(detail) => ProbeError::Protocol { step, detail },
+        }
+    }
+}
+
+impl Upstream {
+    /// Opens a session: the `initialize` handshake, within `timeout`.
+    pub async fn open(endpoint: McpEndpoint, timeout: Duration) -> Result<Self, ProbeError> {
+        let client = UpstreamClient::default();
+        let (opening, url) = match endpoint {
+            McpEndpoint::Stdio(connection) => {
+                let transport = AsyncRwTransport::new(connection.reader, connection.writer)
+                    .with_max_line_length(MAX_MESSAGE_BYTES);
+                (
+                    tokio::time::timeout(timeout, client.serve(transport)).await,
+                    None,
+                )
+            }
+            McpEndpoint::Http(url) => {
+                let config = StreamableHttpClientTransportConfig::with_uri(url.clone());
+                let transport = StreamableHttpClientTransport::from_config(config);
+                (
+                    tokio::time::timeout(timeout, client.serve(transport)).await,
+                    Some(url),
+                )
+            }
+        };
+        let service = opening
+            .map_err(|_| ProbeError::Timeout {
+                step: INITIALIZE,
+                timeout,
+            })?
+            .map_err(initialize_failed)?;
+        Ok(Self {
+            service,
+            endpoint: url,
+        })
+    }
+
+    /// The server's tools (every page, within `timeout`) and what it said of itself.
+    pub async fn report(&self, timeout: Duration) -> Result<ProbeReport, ProbeError> {
+        let started = Instant::now();
+        let tools = self.tools(timeout).await?;
+        let info = self.service.peer().peer_info();
+        let (protocol_version, server_info) = match info.as_deref() {
+            Some(info) => (
+                info.protocol_version.to_string(),
+                info.server_info
+                    .as_ref()
+                    .and_then(|i| serde_json::to_value(i).ok())
+                    .unwrap_or(Value::Null),
+            ),
+            None => (String::new(), Value::Null),
+        };
+        Ok(ProbeReport {
+            protocol_version,
+            server_info,
+            tools,
+            endpoint: self.endpoint.clone(),
+            latency: started.elapsed(),
+        })
+    }
+
+    /// Every page of `tools/list`, within `timeout`; none when the server does not offer
+    /// tools (it need not implement `tools/list` at all then).
+    pub async fn tools(&self, timeout: Duration) -> Result<Vec<Tool>, ProbeError> {
+        let offers_tools = self
+            .service
+            .peer()
+            .peer_info()
+            .is_some_and(|info| info.capabilities.tools.is_some());
+        if !offers_tools {
+            return Ok(Vec::new());
+        }
+        let deadline = Instant::now() + timeout;
+        let mut tools = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..MAX_TOOL_PAGES {
+            let params = cursor
+                .clone()
+                .map(|c| PaginatedRequestParams::default().with_cursor(Some(c)));
+            let page = tokio::time::timeout_at(deadline, self.peer().list_tools(params))
+                .await
+                .map_err(|_| ProbeError::Timeout {
+                    step: TOOLS_LIST,
+                    timeout,
+                })?
+                .map_err(|e| UpstreamError::of(e, timeout).in_step(TOOLS_LIST))?;
+            tools.extend(page.tools.iter().map(tools::recorded));
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                None => return Ok(tools),
+                Some(next) if cursor.as_deref() == Some(next.as_str()) => {
+                    return Err(ProbeError::Protocol {
+                        step: TOOLS_LIST,
+                        detail: "the cursor repeats itself".into(),
+                    });
+                }
+                Some(next) => cursor = Some(next),
+            }
+        }
+        Err(ProbeError::Protocol {
+            step: TOOLS_LIST,
+            detail: format!("more than {MAX_TOOL_PAGES} pages of tools; giving up"),
+        })
+    }
+
+    /// Where requests go.
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        self.service.peer()
+    }
+
+    /// Where this session's progress notifications go.
+    pub fn progress(&self) -> &ProgressRoutes {
+        self.service.service().progress()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.service.is_closed() || self.service.peer().is_transport_closed()
+    }
+
+    /// Ends the session (closing the server's stdin, or its HTTP session).
+    pub fn close(&self) {
+        self.service.cancellation_token().cancel();
+    }
+
+    /// Runs `request` against the session within `timeout`.
+    pub async fn within<T>(
+        &self,
+        timeout: Duration,
+        request: impl std::future::Future<Output = Result<T, ServiceError>>,
+    ) -> Result<T, UpstreamError> {
+        match tokio::time::timeout(timeout, request).await {
+            Ok(answer) => answer.map_err(|e| UpstreamError::of(e, timeout)),
+            Err(_) => Err(UpstreamError::Timeout(timeout)),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn initialize_failed(error: ClientInitializeError) -> ProbeError {
+    match error {
+        ClientInitializeError::ConnectionClosed(_)
+        | ClientInitializeError::TransportError { .. } => ProbeError::Closed { step: INITIALIZE },
+        ClientInitializeError::JsonRpcError(data) => ProbeError::Protocol {
+            step: INITIALIZE,
+            detail: format!("error {}: {}", data.code.0, data.message),
+        },
+        other => ProbeError::Protocol {
+            step: INITIALIZE,
+            detail: other.to_string(),
+        },
+    }
+}
