@@ -116,6 +116,7 @@ pub fn definition() -> CatalogDefinition {
             cpus: Some(0.5),
             pids: None,
         },
+        gateway: Default::default(),
     }
 }
 

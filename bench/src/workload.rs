@@ -36,6 +36,7 @@ pub fn definition() -> CatalogDefinition {
             cpus: None,
             pids: None,
         },
+        gateway: Default::default(),
     }
 }
 

@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::blue_green::{RebuildOptions, RebuildReport};
 use crate::{
-    AuditProjector, BulkProjector, CatalogProjector, IdentityProjector, ServerProjector,
-    PROJECTION_NAMES,
+    AuditProjector, BulkProjector, CallsProjector, CatalogProjector, IdentityProjector,
+    ServerProjector, PROJECTION_NAMES,
 };
 
 /// The first pause after a runner fails; it doubles on each failure in a row.
@@ -43,7 +43,7 @@ pub enum RebuildError {
     Store(#[from] StoreError),
 }
 
-/// The runners of the catalog, servers, audit, bulk and identity projections.
+/// The runners of the catalog, servers, audit, bulk, identity and calls projections.
 pub struct Projections {
     db: Database,
     pool: Pool,
@@ -52,6 +52,7 @@ pub struct Projections {
     audit: ProjectorRunner<AuditProjector>,
     bulk: ProjectorRunner<BulkProjector>,
     identity: ProjectorRunner<IdentityProjector>,
+    calls: ProjectorRunner<CallsProjector>,
 }
 
 impl Projections {
@@ -90,7 +91,13 @@ impl Projections {
                 BulkProjector::new(),
                 options.clone(),
             ),
-            identity: ProjectorRunner::new(db, pool, IdentityProjector::new(), options),
+            identity: ProjectorRunner::new(
+                db.clone(),
+                pool.clone(),
+                IdentityProjector::new(),
+                options.clone(),
+            ),
+            calls: ProjectorRunner::new(db, pool, CallsProjector::new(), options),
         }
     }
 
@@ -103,7 +110,8 @@ impl Projections {
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.servers)),
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.audit)),
             tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.bulk)),
-            tokio::spawn(supervise(self, shutdown, |p| &p.identity)),
+            tokio::spawn(supervise(self.clone(), shutdown.clone(), |p| &p.identity)),
+            tokio::spawn(supervise(self, shutdown, |p| &p.calls)),
         ]
     }
 
@@ -117,6 +125,7 @@ impl Projections {
         self.catch_up_to(&self.audit, head).await?;
         self.catch_up_to(&self.bulk, head).await?;
         self.catch_up_to(&self.identity, head).await?;
+        self.catch_up_to(&self.calls, head).await?;
         Ok(())
     }
 
@@ -146,6 +155,7 @@ impl Projections {
             crate::audit::NAME => Ok(self.catch_up_to(&self.audit, head).await?),
             crate::bulk::NAME => Ok(self.catch_up_to(&self.bulk, head).await?),
             crate::identity::NAME => Ok(self.catch_up_to(&self.identity, head).await?),
+            crate::calls::NAME => Ok(self.catch_up_to(&self.calls, head).await?),
             _ => Err(RebuildError::UnknownProjection {
                 name: name.to_string(),
             }),
@@ -196,6 +206,10 @@ impl Projections {
             crate::bulk::NAME => {
                 rebuild::<BulkProjector>(db, pool, name, crate::bulk::TABLES, options, pause).await
             }
+            crate::calls::NAME => {
+                rebuild::<CallsProjector>(db, pool, name, crate::calls::TABLES, options, pause)
+                    .await
+            }
             crate::identity::NAME => {
                 rebuild::<IdentityProjector>(
                     db,
@@ -224,6 +238,7 @@ impl Projections {
             crate::audit::NAME => Some(self.audit.progress()),
             crate::bulk::NAME => Some(self.bulk.progress()),
             crate::identity::NAME => Some(self.identity.progress()),
+            crate::calls::NAME => Some(self.calls.progress()),
             _ => None,
         }
     }

@@ -8,7 +8,8 @@ over one client session, so a test can list, call, wait for list changes and go 
 Commands: {"op": "list"}, {"op": "call", "name": ..., "arguments": {...}, "progress": bool},
 {"op": "wait_list_changed", "timeout": seconds, "after": count}, {"op": "read_resource", "uri": ...},
 {"op": "get_prompt", "name": ..., "arguments": {...}}, {"op": "list_resources"},
-{"op": "list_prompts"}, {"op": "info"}. A failed command answers {"error": {...}}.
+{"op": "list_prompts"}, {"op": "info"}, {"op": "call_many", "calls": [{"name", "arguments"}]}
+(all at once over the one session). A failed command answers {"error": {...}}.
 """
 
 import json
@@ -88,6 +89,20 @@ async def run(client, command, events):
             progress_callback=on_progress if command.get("progress") else None,
         )
         return {"result": dump(result), "progress": progress}
+    if op == "call_many":
+        results = [None] * len(command["calls"])
+
+        async def one(index, call):
+            try:
+                result = await client.session.call_tool(call["name"], call.get("arguments"))
+                results[index] = {"result": dump(result)}
+            except MCPError as e:
+                results[index] = {"error": {"code": e.code, "message": str(e)}}
+
+        async with anyio.create_task_group() as group:
+            for index, call in enumerate(command["calls"]):
+                group.start_soon(one, index, call)
+        return {"results": results}
     if op == "wait_list_changed":
         seen = command.get("after", events["list_changed"])
         with anyio.move_on_after(command.get("timeout", 30)):

@@ -616,6 +616,7 @@ async fn the_driver_never_records_or_commands_anything_twice() {
                 },
                 config_schema: vec![],
                 resources: Resources::default(),
+                gateway: Default::default(),
             },
         )
         .await

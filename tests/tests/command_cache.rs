@@ -51,6 +51,7 @@ fn definition() -> CatalogDefinition {
             cpus: None,
             pids: None,
         },
+        gateway: Default::default(),
     }
 }
 

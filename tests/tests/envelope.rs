@@ -52,6 +52,7 @@ async fn catalog_entry(bus: &Bus) -> Uuid {
                     default: None,
                 }],
                 resources: Resources::default(),
+                gateway: Default::default(),
             },
         )
         .await

@@ -61,6 +61,7 @@ fn definition(keys: usize) -> CatalogDefinition {
             })
             .collect(),
         resources: Resources::default(),
+        gateway: Default::default(),
     }
 }
 

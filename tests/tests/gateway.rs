@@ -5,7 +5,8 @@ mod api_support;
 
 use std::time::Duration;
 
-use api_support::{process_fixture_entry, user, TestApp};
+use api_support::{process_fixture_entry, processes, user, TestApp};
+use berth_api::serve::ServeConfig;
 use berth_tests::mcp_client::McpClient;
 use serde_json::{json, Value};
 
@@ -25,6 +26,32 @@ async fn running_fixture(app: &TestApp, name: &str, transport: &str) -> String {
     app.start(&id).await;
     app.until_state(&id, "running").await;
     id
+}
+
+/// The fixture over stdio with its `sleep`, `crash` and `flood` tools, calls limited to
+/// `timeout_secs`, and no automatic restart; running as server `name`.
+async fn running_extra_fixture(app: &TestApp, name: &str, timeout_secs: u32) -> String {
+    let mut entry =
+        process_fixture_entry(&format!("{name}-entry"), "stdio", &["FIXTURE_EXTRA_TOOLS"]);
+    entry["gateway"] = json!({"call_timeout_secs": timeout_secs});
+    let entry = app.register(&entry).await;
+    let id = app
+        .create_server(&json!({
+            "catalog_id": entry,
+            "name": name,
+            "config": {"FIXTURE_EXTRA_TOOLS": "1"},
+            "restart_policy": {"type": "never"}
+        }))
+        .await;
+    app.start(&id).await;
+    app.until_state(&id, "running").await;
+    id
+}
+
+fn gateway_settings(c: &mut ServeConfig) {
+    processes(c);
+    c.gateway.breaker.failures_to_open = 2;
+    c.gateway.breaker.open_for = Duration::from_secs(2);
 }
 
 fn text_of(answer: &Value) -> String {
@@ -59,6 +86,13 @@ async fn the_python_sdk_lists_and_calls_tools_of_stdio_and_http_servers_and_each
 
     for mode in ["legacy", "auto"] {
         let mut client = McpClient::connect(&url, app.token(), mode).await;
+        let info = client.ask(json!({"op": "info"})).await;
+        let revision = if mode == "auto" {
+            "2026-07-28"
+        } else {
+            "2025-11-25"
+        };
+        assert_eq!(info["protocol_version"], revision, "{info}");
         let names = client.tool_names().await;
         assert_eq!(
             names,
@@ -190,5 +224,468 @@ async fn without_a_credential_the_gateway_answers_401_pointing_at_its_resource_m
         .unwrap();
     assert_eq!(metadata["resource"], app.url("/mcp"));
     assert_eq!(metadata["bearer_methods_supported"], json!(["header"]));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resources_and_prompts_of_every_server_come_through_and_calls_are_listed_and_counted() {
+    let app = TestApp::spawn_with_processes().await;
+    let files = running_fixture(&app, "files", "stdio").await;
+    let web = running_fixture(&app, "web", "http").await;
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+
+    let listed = client.ask(json!({"op": "list_resources"})).await;
+    let mut uris: Vec<String> = listed["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|r| r["uri"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    uris.sort();
+    let mut expected = vec![
+        format!("berth://server/{files}/fixture://greeting"),
+        format!("berth://server/{web}/fixture://greeting"),
+    ];
+    expected.sort();
+    assert_eq!(uris, expected);
+    let read = client
+        .ask(json!({"op": "read_resource", "uri": format!("berth://server/{files}/fixture://greeting")}))
+        .await;
+    assert_eq!(
+        read["contents"][0]["text"], "hello from the fixture",
+        "{read}"
+    );
+    let unknown = client
+        .ask(json!({"op": "read_resource", "uri": "berth://server/00000000-0000-0000-0000-000000000000/x"}))
+        .await;
+    assert!(unknown["error"].is_object(), "{unknown}");
+
+    let prompts = client.ask(json!({"op": "list_prompts"})).await;
+    let names: Vec<&str> = prompts["prompts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{prompts}"))
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["files__greet", "web__greet"]);
+    let prompt = client
+        .ask(json!({"op": "get_prompt", "name": "web__greet", "arguments": {"who": "Ada"}}))
+        .await;
+    assert_eq!(
+        prompt["messages"][0]["content"]["text"], "Say hello to Ada.",
+        "{prompt}"
+    );
+
+    for text in ["one", "two"] {
+        let answer = client.call("files__echo", json!({"text": text})).await;
+        assert_eq!(text_of(&answer), text);
+    }
+    client.close().await;
+
+    let calls = app
+        .get(&format!(
+            "/api/v1/servers/{files}/calls?min_position={}",
+            app.head().await
+        ))
+        .await;
+    calls.expect(200);
+    let listed = calls.json();
+    assert_eq!(listed["total"], 2, "{listed}");
+    let first = &listed["items"][0];
+    assert_eq!(first["tool"], "echo");
+    assert_eq!(first["caller"], "user:admin");
+    assert_eq!(first["outcome"], "ok");
+    assert!(first["duration_us"].as_i64().unwrap_or(0) > 0, "{first}");
+    let none = app
+        .get(&format!("/api/v1/servers/{files}/calls?outcome=failed"))
+        .await;
+    assert_eq!(none.json()["total"], 0);
+    app.get(&format!("/api/v1/servers/{files}/calls?outcome=maybe"))
+        .await
+        .expect_problem(422);
+    let metrics = app.get("/metrics").await;
+    let text = String::from_utf8_lossy(&metrics.body).to_string();
+    assert!(
+        text.contains(&format!(
+            "berth_gateway_tool_calls_total{{server_id=\"{files}\",tool=\"echo\",outcome=\"ok\"}} 2"
+        )),
+        "{text}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_server_leaves_the_tool_list_and_comes_back_when_started() {
+    let app = TestApp::spawn_with_processes().await;
+    let files = running_fixture(&app, "files", "stdio").await;
+    running_fixture(&app, "web", "http").await;
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    assert_eq!(client.tool_names().await.len(), 6);
+
+    app.command(&format!("/api/v1/servers/{files}/stop"))
+        .await
+        .expect(202);
+    let changed = client
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert_eq!(
+        client.tool_names().await,
+        ["web__add", "web__echo", "web__env_keys"]
+    );
+    let gone = client.call("files__echo", json!({"text": "hi"})).await;
+    assert_eq!(gone["error"]["code"], -32602, "{gone}");
+
+    let count = changed["count"].as_u64().unwrap_or(0);
+    app.start(&files).await;
+    app.until_state(&files, "running").await;
+    let changed = client
+        .ask(json!({"op": "wait_list_changed", "after": count}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert_eq!(client.tool_names().await.len(), 6);
+    let back = client.call("files__echo", json!({"text": "back"})).await;
+    assert_eq!(text_of(&back), "back");
+    client.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hanging_or_crashing_or_flooding_server_harms_only_its_own_calls() {
+    let mut app = TestApp::spawn_with(gateway_settings).await;
+    let slow = running_extra_fixture(&app, "slow", 2).await;
+    running_fixture(&app, "web", "http").await;
+    let url = app.url("/mcp");
+    let mut client = McpClient::connect(&url, app.token(), "legacy").await;
+    let mut other = McpClient::connect(&url, app.token(), "legacy").await;
+
+    // A call that outlives its entry's timeout fails with a timeout; meanwhile the other
+    // server answers at once.
+    // (The fixture answers one request at a time: it sleeps on after the timeout.)
+    let started = tokio::time::Instant::now();
+    let hanging = tokio::spawn(async move {
+        let answer = client.call("slow__sleep", json!({"ms": 2_500})).await;
+        (client, answer)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quick = other.call("web__echo", json!({"text": "still here"})).await;
+    assert_eq!(text_of(&quick), "still here");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let (mut client, answer) = hanging.await.unwrap();
+    assert_eq!(
+        answer["error"]["data"]["error_class"], "timeout",
+        "{answer}"
+    );
+
+    // Progress reaches the caller with its own token.
+    let answer = client
+        .ask(json!({"op": "call", "name": "slow__sleep", "arguments": {"ms": 400}, "progress": true}))
+        .await;
+    assert_eq!(text_of(&answer), "slept 400 ms");
+    assert_eq!(answer["progress"], json!([1.0, 2.0, 3.0]), "{answer}");
+
+    // A long answer comes through; one longer than a message may be is dropped, and the
+    // session goes on.
+    let big = client
+        .call("slow__flood", json!({"bytes": 1_000_000}))
+        .await;
+    assert_eq!(text_of(&big).len(), 1_000_000);
+    let flood = client
+        .call("slow__flood", json!({"bytes": 8 * 1024 * 1024}))
+        .await;
+    assert_eq!(flood["error"]["data"]["error_class"], "timeout", "{flood}");
+    let fine = client.call("slow__echo", json!({"text": "fine"})).await;
+    assert_eq!(text_of(&fine), "fine");
+
+    // Failures in a row open the circuit: the server's tools leave the list and calls
+    // to it fail at once, saying when to try again; once that time is up, one call tries,
+    // and its answer closes the circuit.
+    for _ in 0..2 {
+        let late = client.call("slow__sleep", json!({"ms": 2_500})).await;
+        assert_eq!(late["error"]["data"]["error_class"], "timeout", "{late}");
+    }
+    let gateway = app
+        .get(&format!("/api/v1/servers/{slow}/gateway"))
+        .await
+        .json();
+    assert_eq!(gateway["circuit"], "open", "{gateway}");
+    assert!(client
+        .tool_names()
+        .await
+        .iter()
+        .all(|n| !n.starts_with("slow__")));
+    let refused = client.call("slow__echo", json!({"text": "x"})).await;
+    assert_eq!(
+        refused["error"]["data"]["error_class"], "circuit_open",
+        "{refused}"
+    );
+    assert!(
+        refused["error"]["data"]["retry_after"].as_u64().is_some(),
+        "{refused}"
+    );
+    let metrics = String::from_utf8_lossy(&app.get("/metrics").await.body).to_string();
+    assert!(
+        metrics.contains(&format!(
+            "berth_gateway_circuit{{server_id=\"{slow}\",state=\"open\"}} 1"
+        )),
+        "{metrics}"
+    );
+    tokio::time::sleep(Duration::from_millis(2_600)).await;
+    let recovered = client.call("slow__echo", json!({"text": "again"})).await;
+    assert_eq!(text_of(&recovered), "again");
+    let gateway = app
+        .get(&format!("/api/v1/servers/{slow}/gateway"))
+        .await
+        .json();
+    assert_eq!(gateway["circuit"], "closed", "{gateway}");
+    assert!(client.tool_names().await.contains(&"slow__echo".to_owned()));
+
+    // A crash mid-call is an error to its caller; the server is recorded as failed and
+    // its tools leave the list until it runs again.
+    let crashed = client.call("slow__crash", json!({})).await;
+    assert_eq!(
+        crashed["error"]["data"]["error_class"], "closed",
+        "{crashed}"
+    );
+    app.until_state(&slow, "failed").await;
+    let gone = client.call("slow__echo", json!({"text": "x"})).await;
+    assert!(gone["error"].is_object(), "{gone}");
+    app.start(&slow).await;
+    app.until_state(&slow, "running").await;
+    let back = client.call("slow__echo", json!({"text": "back"})).await;
+    assert_eq!(text_of(&back), "back");
+    client.close().await;
+    other.close().await;
+
+    // Berth restarted under a session: the session is unknown to the new Berth (404), and
+    // a client that opens a new one goes on.
+    let before = McpClient::connect(&url, app.token(), "legacy").await;
+    app.restart_with(gateway_settings).await;
+    app.until_state(&slow, "running").await;
+    let mut again = McpClient::connect(&url, app.token(), "legacy").await;
+    let answer = again
+        .call("slow__echo", json!({"text": "after restart"}))
+        .await;
+    assert_eq!(text_of(&answer), "after restart");
+    again.close().await;
+    before.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thirty_two_concurrent_calls_over_one_stdio_server_each_get_their_own_answer() {
+    let app = TestApp::spawn_with_processes().await;
+    running_fixture(&app, "files", "stdio").await;
+    let url = app.url("/mcp");
+    let calls: Vec<Value> = (0..32)
+        .map(|i| json!({"name": "files__echo", "arguments": {"text": format!("caller {i}")}}))
+        .collect();
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        sessions.push(McpClient::connect(&url, app.token(), "legacy").await);
+    }
+    let asked = sessions.iter_mut().map(|client| {
+        let calls = calls.clone();
+        async move { client.ask(json!({"op": "call_many", "calls": calls})).await }
+    });
+    for answer in futures_util::future::join_all(asked).await {
+        let results = answer["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
+        assert_eq!(results.len(), 32);
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(text_of(result), format!("caller {i}"), "{result}");
+        }
+    }
+    for client in sessions {
+        client.close().await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_revoked_key_loses_its_session_and_a_scoped_rate_limit_answers_with_retry_after() {
+    let app = TestApp::spawn_with(|c| {
+        processes(c);
+        c.gateway.calls_per_tool.per_second = 1;
+        c.gateway.calls_per_tool.burst = 2;
+    })
+    .await;
+    running_fixture(&app, "files", "stdio").await;
+    let url = app.url("/mcp");
+    let mut client = McpClient::connect(&url, app.token(), "legacy").await;
+    for _ in 0..2 {
+        let answer = client.call("files__echo", json!({"text": "ok"})).await;
+        assert_eq!(text_of(&answer), "ok");
+    }
+    let limited = client
+        .call("files__echo", json!({"text": "too many"}))
+        .await;
+    assert_eq!(limited["error"]["code"], -32029, "{limited}");
+    assert!(
+        limited["error"]["data"]["retry_after"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{limited}"
+    );
+    // Another tool has its own bucket.
+    let other = client.call("files__add", json!({"a": 1, "b": 2})).await;
+    assert_eq!(text_of(&other), "3");
+    client.close().await;
+
+    let ada = user(&app, "ada", "operator").await;
+    let mut client = McpClient::connect(&url, &ada.key, "legacy").await;
+    assert!(client.tool_names().await.is_empty());
+    app.json(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/keys/{}", ada.key_id),
+        &json!({}),
+    )
+    .await
+    .expect(202);
+    // Once the revocation is in the identity read model, no request with the key works.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app
+        .send_as(&ada.key, reqwest::Method::GET, "/api/v1/me")
+        .await
+        .status
+        != 401
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the key was never revoked"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = client.ask(json!({"op": "list"})).await;
+    assert!(
+        after["error"].is_object(),
+        "a revoked key still lists: {after}"
+    );
+    client.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_third_party_time_server_answers_through_the_gateway() {
+    let command = berth_tests::python_tools::mcp_server_time();
+    let app = TestApp::spawn_with_processes().await;
+    let entry = app
+        .register(&json!({
+            "name": "time",
+            "transport": "stdio",
+            "runtime": {"type": "process", "command": command.to_string_lossy(), "args": ["--local-timezone", "UTC"]}
+        }))
+        .await;
+    let id = app
+        .create_server(&json!({"catalog_id": entry, "name": "time"}))
+        .await;
+    app.start(&id).await;
+    app.until_state(&id, "running").await;
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "auto").await;
+    assert!(client
+        .tool_names()
+        .await
+        .contains(&"time__get_current_time".to_owned()));
+    let answer = client
+        .call("time__get_current_time", json!({"timezone": "UTC"}))
+        .await;
+    assert!(text_of(&answer).contains("UTC"), "{answer}");
+    client.close().await;
+    app.stop().await;
+}
+
+/// Sends one raw JSON-RPC request to `/mcp` as `token`, with `session` if given.
+async fn raw(app: &TestApp, body: &str, session: Option<&str>, version: &str) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(app.token())
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", version)
+        .body(body.to_owned());
+    if let Some(session) = session {
+        request = request.header("mcp-session-id", session);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_protocol_revision_is_served_and_bad_input_gets_the_specs_errors() {
+    let app = TestApp::spawn_with_processes().await;
+    running_fixture(&app, "files", "stdio").await;
+
+    for version in ["2025-06-18", "2025-11-25"] {
+        let init = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"{version}","capabilities":{{}},"clientInfo":{{"name":"raw","version":"0"}}}}}}"#
+        );
+        let answer = raw(&app, &init, None, version).await;
+        assert_eq!(answer.status(), 200);
+        let session = answer
+            .headers()
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no session for {version}"));
+        let body = answer.text().await.unwrap();
+        assert!(
+            body.contains(&format!("\"protocolVersion\":\"{version}\"")),
+            "{body}"
+        );
+        let initialized = raw(
+            &app,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            Some(&session),
+            version,
+        )
+        .await;
+        assert_eq!(initialized.status(), 202);
+    }
+
+    // A session this Berth never made: 404, so clients start a new one.
+    let unknown = raw(
+        &app,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        Some("not-a-session"),
+        "2025-06-18",
+    )
+    .await;
+    assert_eq!(unknown.status(), 404);
+    // Not JSON, not JSON-RPC, too large, a browser origin: refused, never a 500.
+    for (body, code) in [("{not json", -32700), (r#"{"hello":"world"}"#, -32600)] {
+        let answer = raw(&app, body, None, "2025-06-18").await;
+        assert_eq!(answer.status(), 400, "{body}");
+        let error: Value = answer.json().await.unwrap();
+        assert_eq!(error["error"]["code"], code, "{error}");
+        assert_eq!(error["id"], Value::Null);
+    }
+    for (body, expected) in [(
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"x","params":{{"pad":"{}"}}}}"#,
+            "x".repeat(5 * 1024 * 1024)
+        ),
+        413,
+    )] {
+        let answer = raw(&app, &body, None, "2025-06-18").await;
+        assert_eq!(answer.status(), expected, "{}", &body[..body.len().min(40)]);
+    }
+    let from_browser = reqwest::Client::new()
+        .post(app.url("/mcp"))
+        .bearer_auth(app.token())
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_browser.status(), 403);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(tool_calls(&app, 0).await.is_empty());
     app.stop().await;
 }

@@ -66,6 +66,7 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
                 },
                 config_schema: vec![],
                 resources: Resources::default(),
+                gateway: Default::default(),
             },
         )
         .await

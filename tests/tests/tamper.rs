@@ -58,6 +58,7 @@ fn definition() -> CatalogDefinition {
             default: None,
         }],
         resources: Resources::default(),
+        gateway: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::GatewayOptions;
 use crate::http::rate_limit::RateLimitOptions;
 use crate::serve::runtimes::RuntimeChoice;
 use crate::serve::server::ServeConfig;
@@ -58,6 +59,18 @@ pub struct Settings {
     pub token_ttl_secs: u64,
     /// Seconds between signed checkpoints of the event log (one is also signed at stop).
     pub checkpoint_interval_secs: u64,
+    /// Tool calls per second each API key may make through the gateway (`0`: no limit).
+    pub gateway_calls_per_second: u32,
+    /// Tool calls each API key may make at once.
+    pub gateway_calls_burst: u32,
+    /// Calls per second each API key may make of any one tool (`0`: no limit).
+    pub gateway_tool_calls_per_second: u32,
+    /// Calls each API key may make of any one tool at once.
+    pub gateway_tool_calls_burst: u32,
+    /// Calls in flight to one server at most.
+    pub gateway_max_in_flight: usize,
+    /// Browser origins allowed to call `/mcp` (e.g. `https://app.example.com:443`).
+    pub gateway_allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -77,12 +90,22 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("token_ttl_secs", &self.token_ttl_secs)
             .field("checkpoint_interval_secs", &self.checkpoint_interval_secs)
+            .field("gateway_calls_per_second", &self.gateway_calls_per_second)
+            .field("gateway_calls_burst", &self.gateway_calls_burst)
+            .field(
+                "gateway_tool_calls_per_second",
+                &self.gateway_tool_calls_per_second,
+            )
+            .field("gateway_tool_calls_burst", &self.gateway_tool_calls_burst)
+            .field("gateway_max_in_flight", &self.gateway_max_in_flight)
+            .field("gateway_allowed_origins", &self.gateway_allowed_origins)
             .finish()
     }
 }
 
 impl Default for Settings {
     fn default() -> Self {
+        let gateway = GatewayOptions::default();
         Self {
             data_dir: PathBuf::from("./.berth"),
             listen: "127.0.0.1:7070".into(),
@@ -98,6 +121,12 @@ impl Default for Settings {
             rate_limit_burst: RateLimitOptions::default().burst,
             token_ttl_secs: crate::serve::server::DEFAULT_TOKEN_TTL.as_secs(),
             checkpoint_interval_secs: crate::serve::server::DEFAULT_CHECKPOINT_INTERVAL.as_secs(),
+            gateway_calls_per_second: gateway.calls_per_key.per_second,
+            gateway_calls_burst: gateway.calls_per_key.burst,
+            gateway_tool_calls_per_second: gateway.calls_per_tool.per_second,
+            gateway_tool_calls_burst: gateway.calls_per_tool.burst,
+            gateway_max_in_flight: gateway.max_in_flight,
+            gateway_allowed_origins: gateway.allowed_origins,
         }
     }
 }
@@ -121,7 +150,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 20] = [
     "runtime",
     "data_dir",
     "listen",
@@ -136,6 +165,12 @@ const ENV_KEYS: [&str; 14] = [
     "rate_limit_burst",
     "token_ttl_secs",
     "checkpoint_interval_secs",
+    "gateway_calls_per_second",
+    "gateway_calls_burst",
+    "gateway_tool_calls_per_second",
+    "gateway_tool_calls_burst",
+    "gateway_max_in_flight",
+    "gateway_allowed_origins",
 ];
 
 impl Settings {
@@ -175,6 +210,19 @@ impl Settings {
         config.token_ttl = Duration::from_secs(self.token_ttl_secs.clamp(1, 24 * 3600));
         config.checkpoint_interval =
             Duration::from_secs(self.checkpoint_interval_secs.clamp(1, 24 * 3600));
+        config.gateway = GatewayOptions {
+            calls_per_key: RateLimitOptions {
+                per_second: self.gateway_calls_per_second,
+                burst: self.gateway_calls_burst.max(1),
+            },
+            calls_per_tool: RateLimitOptions {
+                per_second: self.gateway_tool_calls_per_second,
+                burst: self.gateway_tool_calls_burst.max(1),
+            },
+            max_in_flight: self.gateway_max_in_flight.max(1),
+            allowed_origins: self.gateway_allowed_origins.clone(),
+            ..GatewayOptions::default()
+        };
         config
     }
 }
@@ -223,6 +271,24 @@ mod tests {
             &FlagOverrides::default()
         )
         .is_err());
+    }
+
+    #[test]
+    fn gateway_limits_and_origins_come_from_the_file() {
+        let defaults = Settings::default().serve_config().gateway;
+        assert_eq!(defaults, GatewayOptions::default());
+        let f = file(
+            "gateway_tool_calls_per_second = 0\ngateway_max_in_flight = 4\n\
+             gateway_allowed_origins = [\"https://app.example.com:443\"]\n",
+        );
+        let config = Settings::load(Some(f.path()), &FlagOverrides::default())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .serve_config()
+            .gateway;
+        assert_eq!(config.calls_per_tool.per_second, 0);
+        assert_eq!(config.max_in_flight, 4);
+        assert_eq!(config.allowed_origins, ["https://app.example.com:443"]);
+        assert_eq!(config.calls_per_key, defaults.calls_per_key);
     }
 
     #[test]

@@ -9,22 +9,63 @@
 //! opened, and each is recorded as an event ([`record`]).
 
 mod caller;
+mod calls;
 pub mod directory_feed;
+mod extras;
+mod limits;
 mod record;
 mod route;
 mod session;
 
 use std::sync::Arc;
 
-use berth_application::gateway::Directory;
+use berth_application::gateway::{BreakerPolicy, Directory, Guards, DEFAULT_MAX_IN_FLIGHT};
 use berth_infrastructure::mcp::McpSessionPool;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+pub use calls::RATE_LIMITED;
 pub use route::{configure, MCP_PATH};
 
+use self::limits::CallLimits;
+use crate::http::metrics::Metrics;
+use crate::http::rate_limit::RateLimitOptions;
 use crate::http::state::Bus;
+
+/// How the gateway behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayOptions {
+    /// Tool calls per second (and burst) each API key may make; `0` per second: no limit.
+    pub calls_per_key: RateLimitOptions,
+    /// Calls per second (and burst) each API key may make of any one tool.
+    pub calls_per_tool: RateLimitOptions,
+    /// When a server's circuit opens, and for how long.
+    pub breaker: BreakerPolicy,
+    /// Calls in flight to one server at most; more wait (within their timeout).
+    pub max_in_flight: usize,
+    /// Browser origins allowed to call `/mcp` (e.g. `https://app.example.com:443`);
+    /// empty: requests that carry an `Origin` are refused.
+    pub allowed_origins: Vec<String>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            calls_per_key: RateLimitOptions {
+                per_second: 100,
+                burst: 200,
+            },
+            calls_per_tool: RateLimitOptions {
+                per_second: 50,
+                burst: 100,
+            },
+            breaker: BreakerPolicy::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            allowed_origins: Vec::new(),
+        }
+    }
+}
 
 /// The largest request body `/mcp` accepts.
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
@@ -34,22 +75,40 @@ pub(crate) struct Shared {
     pub directory: Arc<Directory>,
     pub sessions: Arc<McpSessionPool>,
     pub bus: Arc<Bus>,
+    pub guards: Arc<Guards>,
+    pub limits: CallLimits,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The gateway as the HTTP server holds it.
 pub struct Gateway {
     service: StreamableHttpService<session::GatewaySession, LocalSessionManager>,
+    guards: Arc<Guards>,
     stop: CancellationToken,
 }
 
 impl Gateway {
     /// A gateway offering what `directory` lists, calling through `sessions`, recording
-    /// through `bus`.
-    pub fn new(directory: Arc<Directory>, sessions: Arc<McpSessionPool>, bus: Arc<Bus>) -> Self {
+    /// through `bus` and in `metrics`.
+    pub fn new(
+        directory: Arc<Directory>,
+        sessions: Arc<McpSessionPool>,
+        bus: Arc<Bus>,
+        metrics: Arc<Metrics>,
+        options: &GatewayOptions,
+    ) -> Self {
+        let guards = Arc::new(Guards::new(
+            options.breaker,
+            options.max_in_flight,
+            Arc::clone(&directory),
+        ));
         let shared = Arc::new(Shared {
             directory,
             sessions,
             bus,
+            guards: Arc::clone(&guards),
+            limits: CallLimits::new(options.calls_per_key, options.calls_per_tool),
+            metrics,
         });
         let stop = CancellationToken::new();
         let config = StreamableHttpServerConfig::default()
@@ -57,8 +116,9 @@ impl Gateway {
             // Every request must carry a Berth credential, which a page a browser was
             // tricked into loading (DNS rebinding) does not have: the Host check that
             // protects unauthenticated local servers would only refuse Berth's own
-            // public names. Browser origins are refused outright.
+            // public names. Browser origins are refused unless allowed.
             .disable_allowed_hosts()
+            .with_allowed_origins(options.allowed_origins.clone())
             .enforce_origin_validation()
             .with_max_request_body_bytes(MAX_REQUEST_BYTES);
         let service = StreamableHttpService::new(
@@ -66,7 +126,16 @@ impl Gateway {
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        Self { service, stop }
+        Self {
+            service,
+            guards,
+            stop,
+        }
+    }
+
+    /// The servers' guards (circuits and calls in flight).
+    pub fn guards(&self) -> &Arc<Guards> {
+        &self.guards
     }
 
     /// Ends every session (Berth is stopping).

@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::caller::GatewayCaller;
+use super::Shared;
 use crate::http::auth::Credential;
-use crate::http::state::Bus;
 
 /// A call under way: what is known before its answer.
 pub(crate) struct Called {
@@ -80,9 +80,15 @@ fn micros(took: Duration) -> u64 {
     u64::try_from(took.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Appends the record in the background.
-pub(crate) fn spawn(bus: &Arc<Bus>, record: ToolCallRecord, caller: &GatewayCaller) {
-    let bus = Arc::clone(bus);
+/// Counts the call in the metrics and appends its record in the background.
+pub(crate) fn spawn(shared: &Shared, record: ToolCallRecord, caller: &GatewayCaller) {
+    shared.metrics.observe_tool_call(
+        &record.server_id.to_string(),
+        &record.tool,
+        record.outcome.as_str(),
+        Duration::from_micros(record.duration_us).as_secs_f64(),
+    );
+    let bus = Arc::clone(&shared.bus);
     let mut metadata = caller.metadata.clone();
     metadata.correlation_id = Some(metadata.request_id);
     tokio::spawn(async move {

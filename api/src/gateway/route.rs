@@ -87,6 +87,7 @@ async fn mcp(
     if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
         metadata.request_id = *id;
     }
+    let sent = body.clone();
     let mut request = match to_sdk_request(&req, body) {
         Ok(request) => request,
         Err(e) => {
@@ -102,12 +103,43 @@ async fn mcp(
         metadata,
     });
     let ending = req.method() == actix_web::http::Method::DELETE;
-    let mut response = from_sdk_response(gateway.service.handle(request).await);
+    let answered = gateway.service.handle(request).await;
+    if answered.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE && is_json(&req) {
+        // The SDK's answer to a JSON body it could not read; the spec's is a JSON-RPC
+        // error with no id.
+        return unreadable(&sent);
+    }
+    let mut response = from_sdk_response(answered);
     if ending && response.status() == StatusCode::ACCEPTED {
         // The session is ended, nothing is pending: clients expect 200 or 204 here.
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
     response
+}
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// 400 with the JSON-RPC error for a body that is not JSON (-32700) or not a JSON-RPC
+/// message (-32600).
+fn unreadable(body: &[u8]) -> HttpResponse {
+    let (code, message) = match serde_json::from_slice::<serde_json::Value>(body) {
+        Err(e) => (-32700, format!("Parse error: {e}")),
+        Ok(_) => (
+            -32600,
+            "Invalid Request: not a JSON-RPC 2.0 request, notification or response".to_owned(),
+        ),
+    };
+    HttpResponse::BadRequest().json(json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": code, "message": message}
+    }))
 }
 
 /// The actix request as the SDK's `http` types.

@@ -3,22 +3,19 @@
 use std::sync::{Arc, OnceLock};
 
 use berth_application::gateway::{Everything, Listing, View};
-use berth_infrastructure::mcp::UpstreamError;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorData, Implementation,
-    ListToolsResult, NumberOrString, PaginatedRequestParams, ProgressToken, RequestParamsMeta,
-    ResultType, ServerCapabilities, ServerConfig, Tool as McpTool,
+    CallToolRequestParams, CallToolResponse, ErrorData, Extensions, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourcesResult, ListToolsResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, Tool as McpTool,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::json;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use super::caller::GatewayCaller;
-use super::record::{self, Called};
-use super::Shared;
+use super::{calls, extras, Shared};
 
 /// How many tools one `tools/list` page holds.
 pub const TOOLS_PAGE: usize = 100;
@@ -43,7 +40,7 @@ impl GatewaySession {
     }
 
     /// The caller of this request, who must be the session's.
-    fn caller(&self, extensions: &rmcp::model::Extensions) -> Result<GatewayCaller, ErrorData> {
+    fn caller(&self, extensions: &Extensions) -> Result<GatewayCaller, ErrorData> {
         let caller = GatewayCaller::of(extensions)?;
         let bound = self.bound.get_or_init(|| caller.clone());
         if !bound.same_as(&caller) {
@@ -54,97 +51,32 @@ impl GatewaySession {
         }
         Ok(caller)
     }
+}
 
-    fn view(&self, owner: &str) -> View {
-        self.shared.directory.view(owner, &Everything)
+impl Shared {
+    /// The caller's tools, less those of servers whose circuit is open.
+    pub(crate) fn view(&self, caller: &GatewayCaller) -> View {
+        self.callable(caller)
+            .without(|server_id| self.guards.hides(server_id))
     }
 
-    /// Sends the call to the server and waits for its answer, its timeout, or the
-    /// client's cancellation; the server's progress notifications go back to the client
-    /// meanwhile.
-    async fn forward(
-        &self,
-        listing: &Listing,
-        tool: &str,
-        request: CallToolRequestParams,
-        context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, Failure> {
-        let upstream = self
-            .shared
-            .sessions
-            .session(listing.server_id, listing.transport, listing.call_timeout)
-            .await
-            .map_err(|e| Failure::Unreachable(e.to_string()))?;
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = request.arguments;
-        // The client's progress token may equal another client's: the server gets one of
-        // Berth's, and its notifications are given the client's back on the way out.
-        let _route = context.meta.get_progress_token().map(|theirs| {
-            let ours = ProgressToken(NumberOrString::String(Uuid::now_v7().to_string().into()));
-            params.set_progress_token(ours.clone());
-            let (route, mut notifications) = upstream.progress().open(ours);
-            let peer = context.peer.clone();
-            tokio::spawn(async move {
-                while let Some(mut progress) = notifications.recv().await {
-                    progress.progress_token = theirs.clone();
-                    if peer.notify_progress(progress).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            route
-        });
-        let call = upstream.within(listing.call_timeout, upstream.peer().call_tool(params));
-        tokio::select! {
-            answer = call => answer.map_err(Failure::Upstream),
-            // Dropping the request makes the SDK tell the server it is cancelled.
-            () = context.ct.cancelled() => Err(Failure::Cancelled),
-        }
+    /// Every tool of the caller's, those of servers whose circuit is open included: a
+    /// call to one of them is refused saying when to try again, not as an unknown tool.
+    pub(crate) fn callable(&self, caller: &GatewayCaller) -> View {
+        self.directory.view(&caller.owner(), &Everything)
+    }
+
+    /// The caller's servers, less those whose circuit is open.
+    fn servers(&self, caller: &GatewayCaller) -> Vec<Arc<Listing>> {
+        let mut servers = self.directory.servers(&caller.owner(), &Everything);
+        servers.retain(|l| !self.guards.hides(l.server_id));
+        servers
     }
 }
 
 impl Drop for GatewaySession {
     fn drop(&mut self) {
         self.ended.cancel();
-    }
-}
-
-/// Why a call got no answer from its tool.
-#[derive(Debug)]
-enum Failure {
-    Unreachable(String),
-    Upstream(UpstreamError),
-    Cancelled,
-}
-
-impl Failure {
-    fn class(&self) -> &'static str {
-        match self {
-            Self::Unreachable(_) => "unreachable",
-            Self::Upstream(UpstreamError::Timeout(_)) => "timeout",
-            Self::Upstream(UpstreamError::Closed) => "closed",
-            Self::Upstream(UpstreamError::Rpc(_)) => "upstream_error",
-            Self::Upstream(UpstreamError::Protocol(_)) => "protocol",
-            Self::Cancelled => "cancelled",
-        }
-    }
-
-    /// The JSON-RPC error the client gets: the server's own when it answered with one.
-    fn into_error(self, server: &str) -> ErrorData {
-        let class = self.class();
-        let data = Some(json!({"server": server, "error_class": class}));
-        match self {
-            Self::Upstream(UpstreamError::Rpc(error)) => error,
-            Self::Unreachable(why) => ErrorData::internal_error(
-                format!("the server `{server}` cannot be reached: {why}"),
-                data,
-            ),
-            Self::Upstream(other) => ErrorData::internal_error(
-                format!("the server `{server}` failed the call: {other}"),
-                data,
-            ),
-            Self::Cancelled => ErrorData::internal_error("the call was cancelled", data),
-        }
     }
 }
 
@@ -182,6 +114,8 @@ impl ServerHandler for GatewaySession {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_prompts()
                 .build(),
         )
         .with_server_info(Implementation::new("berth", env!("CARGO_PKG_VERSION")))
@@ -194,19 +128,18 @@ impl ServerHandler for GatewaySession {
         let Ok(caller) = self.caller(&context.extensions) else {
             return;
         };
-        let owner = caller.owner();
         let shared = Arc::clone(&self.shared);
         let ended = self.ended.clone();
         let peer = context.peer.clone();
         let mut changes = shared.directory.changes();
-        let mut seen = shared.directory.view(&owner, &Everything);
+        let mut seen = shared.view(&caller);
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = ended.cancelled() => return,
                     changed = changes.changed() => if changed.is_err() { return },
                 }
-                let now = shared.directory.view(&owner, &Everything);
+                let now = shared.view(&caller);
                 if now != seen {
                     seen = now;
                     if peer.notify_tool_list_changed().await.is_err() {
@@ -223,7 +156,7 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        let view = self.view(&caller.owner());
+        let view = self.shared.view(&caller);
         let start = page_start(request.as_ref())?;
         let tools: Vec<McpTool> = view
             .tools()
@@ -246,35 +179,43 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        let view = self.view(&caller.owner());
-        let Some(found) = view.find(&request.name) else {
-            return Err(ErrorData::invalid_params(
-                format!("no tool named `{}` is available to you", request.name),
-                None,
-            ));
-        };
-        let listing = Arc::clone(&found.listing);
-        let tool = found.tool.name.clone();
-        let called = Called::new(&caller, &listing, &tool, request.arguments.as_ref());
-        let started = Instant::now();
-        let answer = self.forward(&listing, &tool, request, &context).await;
-        let elapsed = started.elapsed();
-        match answer {
-            Ok(mut result) => {
-                record::spawn(&self.shared.bus, called.answered(&result, elapsed), &caller);
-                // An older server leaves the result's type out; the newest revision
-                // requires it (the SDK drops it again for clients of older ones).
-                result.result_type.get_or_insert(ResultType::COMPLETE);
-                Ok(CallToolResponse::Complete(result))
-            }
-            Err(failure) => {
-                record::spawn(
-                    &self.shared.bus,
-                    called.failed(failure.class(), elapsed),
-                    &caller,
-                );
-                Err(failure.into_error(&listing.name))
-            }
-        }
+        let view = self.shared.callable(&caller);
+        calls::call(&self.shared, &caller, &view, request, &context).await
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        Ok(extras::list_resources(&self.shared, &self.shared.servers(&caller)).await)
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        extras::read_resource(&self.shared, &self.shared.servers(&caller), &request.uri).await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        Ok(extras::list_prompts(&self.shared, &self.shared.servers(&caller)).await)
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let caller = self.caller(&context.extensions)?;
+        extras::get_prompt(&self.shared, &self.shared.servers(&caller), request).await
     }
 }

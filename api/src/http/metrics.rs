@@ -45,6 +45,25 @@ struct ProjectionLabels {
     projection: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    server_id: String,
+    tool: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    server_id: String,
+    tool: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CircuitLabels {
+    server_id: String,
+    state: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Every metric Berth exports, in one registry.
@@ -56,6 +75,9 @@ pub struct Metrics {
     projection_position: Family<ProjectionLabels, Gauge>,
     head_position: Gauge,
     oldest_transaction_age: FloatGauge,
+    gateway_calls: Family<CallLabels, Counter>,
+    gateway_call_durations: Family<ToolLabels, Histogram, fn() -> Histogram>,
+    gateway_circuits: Family<CircuitLabels, Gauge>,
 }
 
 fn duration_histogram() -> Histogram {
@@ -112,6 +134,26 @@ impl Metrics {
             Unit::Seconds,
             oldest_transaction_age.clone(),
         );
+        let gateway_calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "gateway_tool_calls",
+            "Tool calls through the MCP gateway, by server, tool and outcome (ok, tool_error, failed)",
+            gateway_calls.clone(),
+        );
+        let gateway_call_durations: Family<ToolLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "gateway_tool_call_duration",
+            "Time tool calls through the MCP gateway took, by server and tool",
+            Unit::Seconds,
+            gateway_call_durations.clone(),
+        );
+        let gateway_circuits = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "gateway_circuit",
+            "Servers whose gateway circuit is not closed (1 for `open` or `half_open`)",
+            gateway_circuits.clone(),
+        );
         Self {
             registry,
             requests,
@@ -120,6 +162,40 @@ impl Metrics {
             projection_position,
             head_position,
             oldest_transaction_age,
+            gateway_calls,
+            gateway_call_durations,
+            gateway_circuits,
+        }
+    }
+
+    /// Records one tool call through the gateway.
+    pub fn observe_tool_call(&self, server_id: &str, tool: &str, outcome: &str, seconds: f64) {
+        self.gateway_calls
+            .get_or_create(&CallLabels {
+                server_id: server_id.to_owned(),
+                tool: tool.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.gateway_call_durations
+            .get_or_create(&ToolLabels {
+                server_id: server_id.to_owned(),
+                tool: tool.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// Shows exactly `tripped` (server id, circuit state) as the servers whose circuit
+    /// is not closed.
+    pub fn set_circuits(&self, tripped: impl IntoIterator<Item = (String, &'static str)>) {
+        self.gateway_circuits.clear();
+        for (server_id, state) in tripped {
+            self.gateway_circuits
+                .get_or_create(&CircuitLabels {
+                    server_id,
+                    state: state.to_owned(),
+                })
+                .set(1);
         }
     }
 
@@ -224,6 +300,8 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_request(&Method::GET, "/api/v1/servers/{id}", 200, 0.002);
         metrics.head_position.set(7);
+        metrics.observe_tool_call("s1", "echo", "ok", 0.003);
+        metrics.set_circuits([("s2".to_owned(), "open")]);
         let text = metrics.render().unwrap_or_default();
         for name in [
             "berth_http_requests_total{method=\"GET\",route=\"/api/v1/servers/{id}\",status=\"200\"} 1",
@@ -232,6 +310,9 @@ mod tests {
             "berth_oldest_open_transaction_age_seconds",
             "# TYPE berth_projection_lag_seconds gauge",
             "# TYPE berth_projection_position gauge",
+            "berth_gateway_tool_calls_total{server_id=\"s1\",tool=\"echo\",outcome=\"ok\"} 1",
+            "berth_gateway_tool_call_duration_seconds_bucket",
+            "berth_gateway_circuit{server_id=\"s2\",state=\"open\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

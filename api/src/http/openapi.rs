@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::problem::ApiError;
 use crate::http::routes::{
     audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
-    server_actions, server_history, server_runtime, servers,
+    server_actions, server_calls, server_history, server_runtime, servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -74,6 +74,8 @@ answers `403`."
         events::list,
         events::server_events,
         events::get,
+        server_calls::calls,
+        server_calls::gateway,
         server_history::history,
         event_stream::stream,
         event_socket::socket,
@@ -106,6 +108,7 @@ answers `403`."
         (name = "audit", description = "Who did what, when"),
         (name = "bulk", description = "One lifecycle action over many servers, with an outcome per server"),
         (name = "identity", description = "Users, API keys and tokens"),
+        (name = "gateway", description = "The MCP gateway at /mcp: calls made through it, and its view of each server"),
         (name = "meta", description = "This document"),
     )
 )]

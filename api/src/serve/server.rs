@@ -91,6 +91,8 @@ pub struct ServeConfig {
     pub bulk: BulkDriverOptions,
     /// How the live event streams behave (heartbeat, buffers).
     pub live: LiveOptions,
+    /// How the MCP gateway limits and guards calls.
+    pub gateway: crate::gateway::GatewayOptions,
     /// Requests per second (and burst) each credential may send; `0` per second
     /// disables the limit.
     pub rate_limit: RateLimitOptions,
@@ -139,6 +141,7 @@ impl ServeConfig {
             bulk: BulkDriverOptions::default(),
             live: LiveOptions::default(),
             rate_limit: RateLimitOptions::default(),
+            gateway: crate::gateway::GatewayOptions::default(),
             token_ttl: DEFAULT_TOKEN_TTL,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
@@ -413,13 +416,20 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         &live,
         shutdown_rx_gateway,
     ));
-    let gateway = Arc::new(Gateway::new(directory, sessions, bus.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let gateway = Arc::new(Gateway::new(
+        directory,
+        sessions,
+        bus.clone(),
+        metrics.clone(),
+        &config.gateway,
+    ));
     let state = AppState {
         gateway: gateway.clone(),
         bus,
         pm,
         pool: pool.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         auth: Arc::new(Authenticator::new(pool.clone(), credentials)),
         token_ttl: config.token_ttl,
         live: LiveStreams {

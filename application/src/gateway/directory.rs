@@ -56,6 +56,13 @@ impl View {
         &self.tools
     }
 
+    /// The same view less the tools of the servers `hidden` picks (their names stay
+    /// what they were, so a name never changes meaning when a server is hidden).
+    pub fn without(mut self, hidden: impl Fn(Uuid) -> bool) -> Self {
+        self.tools.retain(|t| !hidden(t.listing.server_id));
+        self
+    }
+
     /// The tool called `name`.
     pub fn find(&self, name: &str) -> Option<&VisibleTool> {
         self.tools
@@ -134,6 +141,21 @@ impl Directory {
         }
     }
 
+    /// Announces a change that is not in the listings (a server's circuit opened or
+    /// closed), so sessions look at their views again.
+    pub fn touch(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// `owner`'s servers that `selection` includes.
+    pub fn servers(&self, owner: &str, selection: &dyn Selection) -> Vec<Arc<Listing>> {
+        self.read()
+            .values()
+            .filter(|l| l.owner == owner && selection.includes_server(l))
+            .cloned()
+            .collect()
+    }
+
     /// A receiver that sees every change.
     pub fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
@@ -151,12 +173,7 @@ impl Directory {
 
     /// The tools of `owner`'s servers that `selection` includes, named for the gateway.
     pub fn view(&self, owner: &str, selection: &dyn Selection) -> View {
-        let listings: Vec<Arc<Listing>> = self
-            .read()
-            .values()
-            .filter(|l| l.owner == owner && selection.includes_server(l))
-            .cloned()
-            .collect();
+        let listings = self.servers(owner, selection);
         let mut picked: Vec<(Arc<Listing>, &Tool)> = Vec::new();
         for listing in &listings {
             for tool in &listing.tools {

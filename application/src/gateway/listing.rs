@@ -1,6 +1,8 @@
 //! A server's [`Listing`] as the store has it now, or `None` when the gateway must not
 //! offer it: not running, unhealthy, deleted, or its entry gone.
 
+use std::time::Duration;
+
 use berth_domain::server::{Health, ServerState};
 use berth_domain::ServerId;
 use cqrs_es::persist::PersistedEventRepository;
@@ -33,6 +35,11 @@ pub async fn listing_of<R: PersistedEventRepository + Clone>(
         name: server.name.clone(),
         transport: definition.transport,
         tools: server.tools.clone(),
-        call_timeout: DEFAULT_CALL_TIMEOUT,
+        call_timeout: definition
+            .gateway
+            .call_timeout_secs
+            .map_or(DEFAULT_CALL_TIMEOUT, |secs| {
+                Duration::from_secs(u64::from(secs))
+            }),
     }))
 }

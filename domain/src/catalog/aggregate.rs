@@ -293,6 +293,7 @@ mod tests {
             },
             config_schema: vec![],
             resources: Resources::default(),
+            gateway: Default::default(),
         }
     }
 

@@ -142,6 +142,28 @@ pub struct CatalogDefinition {
     /// Resource limits.
     #[serde(default)]
     pub resources: Resources,
+    /// How the MCP gateway treats its servers.
+    #[serde(default, skip_serializing_if = "GatewaySettings::is_default")]
+    pub gateway: GatewaySettings,
+}
+
+/// The longest a gateway call may be allowed to take.
+pub const MAX_CALL_TIMEOUT_SECS: u32 = 3600;
+
+/// How the MCP gateway treats an entry's servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// How long one tool call may take, in seconds (1 to 3600; the gateway's default,
+    /// 60 s, when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_secs: Option<u32>,
+}
+
+impl GatewaySettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 const MAX_SCHEMA_KEYS: usize = 100;
@@ -162,6 +184,14 @@ impl CatalogDefinition {
         self.validate_runtime(&mut v);
         self.validate_schema(&mut v);
         self.validate_resources(&mut v);
+        if let Some(secs) = self.gateway.call_timeout_secs {
+            if secs == 0 || secs > MAX_CALL_TIMEOUT_SECS {
+                v.add(
+                    "gateway.call_timeout_secs",
+                    format!("must be between 1 and {MAX_CALL_TIMEOUT_SECS}"),
+                );
+            }
+        }
         v.into_result()
     }
 
@@ -348,6 +378,7 @@ mod tests {
             },
             config_schema: vec![],
             resources: Resources::default(),
+            gateway: Default::default(),
         }
     }
 

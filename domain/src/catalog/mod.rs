@@ -6,5 +6,6 @@ mod definition;
 pub use aggregate::{CatalogCommand, CatalogEntry, CatalogError, CatalogEvent};
 pub(crate) use definition::check_value;
 pub use definition::{
-    CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeKind, RuntimeSpec, Transport,
+    CatalogDefinition, CatalogKind, ConfigKey, GatewaySettings, Resources, RuntimeKind,
+    RuntimeSpec, Transport, MAX_CALL_TIMEOUT_SECS,
 };

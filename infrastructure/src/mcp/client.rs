@@ -2,7 +2,7 @@
 //! own requests with "not supported" (the SDK's defaults), and routes the server's
 //! progress notifications to whoever made the request they report on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
@@ -11,10 +11,6 @@ use rmcp::model::{
 use rmcp::service::NotificationContext;
 use rmcp::{ClientHandler, RoleClient};
 use tokio::sync::mpsc;
-
-/// How many progress notifications may wait for a slow receiver before more are
-/// dropped: progress is advice, never worth holding the upstream connection for.
-const PROGRESS_BACKLOG: usize = 64;
 
 /// The client handler of every upstream session.
 #[derive(Debug, Clone, Default)]
@@ -46,43 +42,63 @@ impl ClientHandler for UpstreamClient {
     }
 }
 
-/// Progress tokens Berth gave upstream requests, each with the receiver of its
-/// notifications. A token is Berth's own (never a client's, which could collide with
-/// another client's on the shared connection); the receiver puts the client's back.
+/// How many notifications for tokens nobody routes yet are kept: a server may report
+/// progress before the request's route is open.
+const UNCLAIMED: usize = 256;
+
+/// The progress tokens of requests in flight, each with where its notifications go.
 #[derive(Debug, Clone, Default)]
 pub struct ProgressRoutes {
-    routes: Arc<Mutex<HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>>>,
+    inner: Arc<Mutex<Routes>>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    routes: HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>,
+    unclaimed: VecDeque<ProgressNotificationParam>,
 }
 
 impl ProgressRoutes {
-    /// Routes `token`'s notifications to the returned receiver until the guard drops.
-    pub fn open(
+    /// Sends `token`'s notifications (those that came already included) to `to` until
+    /// the returned route drops.
+    pub fn route(
         &self,
         token: ProgressToken,
-    ) -> (ProgressRoute, mpsc::Receiver<ProgressNotificationParam>) {
-        let (sender, receiver) = mpsc::channel(PROGRESS_BACKLOG);
-        self.lock().insert(token.clone(), sender);
-        (
-            ProgressRoute {
-                routes: self.clone(),
-                token,
-            },
-            receiver,
-        )
-    }
-
-    fn deliver(&self, params: ProgressNotificationParam) {
-        if let Some(sender) = self.lock().get(&params.progress_token) {
-            // A full or closed receiver loses this notification and nothing else.
-            let _ = sender.try_send(params);
+        to: mpsc::Sender<ProgressNotificationParam>,
+    ) -> ProgressRoute {
+        let mut inner = self.lock();
+        let (early, rest): (VecDeque<_>, VecDeque<_>) = std::mem::take(&mut inner.unclaimed)
+            .into_iter()
+            .partition(|p| p.progress_token == token);
+        inner.unclaimed = rest;
+        for note in early {
+            let _ = to.try_send(note);
+        }
+        inner.routes.insert(token.clone(), to);
+        ProgressRoute {
+            routes: self.clone(),
+            token,
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ProgressToken, mpsc::Sender<ProgressNotificationParam>>>
-    {
-        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    fn deliver(&self, params: ProgressNotificationParam) {
+        let mut inner = self.lock();
+        match inner.routes.get(&params.progress_token) {
+            // A full or closed receiver loses this notification and nothing else.
+            Some(sender) => {
+                let _ = sender.try_send(params);
+            }
+            None => {
+                if inner.unclaimed.len() == UNCLAIMED {
+                    inner.unclaimed.pop_front();
+                }
+                inner.unclaimed.push_back(params);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -93,15 +109,8 @@ pub struct ProgressRoute {
     token: ProgressToken,
 }
 
-impl ProgressRoute {
-    /// The token to send upstream.
-    pub fn token(&self) -> &ProgressToken {
-        &self.token
-    }
-}
-
 impl Drop for ProgressRoute {
     fn drop(&mut self) {
-        self.routes.lock().remove(&self.token);
+        self.routes.lock().routes.remove(&self.token);
     }
 }

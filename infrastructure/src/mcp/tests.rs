@@ -270,3 +270,43 @@ async fn nobody_listening_over_http_is_closed() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn progress_notifications_reach_the_route_of_their_token() {
+    use rmcp::model::CallToolRequestParams;
+    let endpoint = scripted(|message| match message["method"].as_str() {
+        Some("tools/call") => {
+            let token = message["params"]["_meta"]["progressToken"].clone();
+            let note = |n: u64| {
+                line(json!({"jsonrpc": "2.0", "method": "notifications/progress",
+                            "params": {"progressToken": token, "progress": n, "total": 2}}))
+            };
+            vec![
+                note(1),
+                note(2),
+                line(json!({"jsonrpc": "2.0", "id": message["id"],
+                            "result": {"content": [{"type": "text", "text": "done"}]}})),
+            ]
+        }
+        _ => good(message),
+    });
+    let upstream = Upstream::open(endpoint, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let (to, mut notes) = tokio::sync::mpsc::channel(8);
+    let result = upstream
+        .call_tool(
+            CallToolRequestParams::new("first"),
+            Duration::from_secs(2),
+            Some(to),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.content.len(), 1);
+    let mut seen = Vec::new();
+    while let Ok(note) = notes.try_recv() {
+        seen.push(note.progress);
+    }
+    assert_eq!(seen, [1.0, 2.0]);
+}

@@ -4,13 +4,19 @@ use std::time::Duration;
 
 use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport};
 use berth_domain::server::Tool;
-use rmcp::model::{ErrorData, PaginatedRequestParams};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
+    ClientRequest, ErrorData, PaginatedRequestParams, ProgressNotificationParam, RequestId,
+    ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
 use rmcp::service::{ClientInitializeError, RunningService};
 use rmcp::transport::async_rw::AsyncRwTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use serde_json::Value;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::client::{ProgressRoutes, UpstreamClient};
@@ -40,6 +46,9 @@ pub enum UpstreamError {
     /// The server answered with something that is not the expected answer.
     #[error("the server answered wrongly: {0}")]
     Protocol(String),
+    /// The caller gave up; the server was told.
+    #[error("the call was cancelled")]
+    Cancelled,
 }
 
 impl UpstreamError {
@@ -48,10 +57,7 @@ impl UpstreamError {
             ServiceError::McpError(data) => Self::Rpc(data),
             ServiceError::TransportClosed | ServiceError::TransportSend(_) => Self::Closed,
             ServiceError::Timeout { .. } => Self::Timeout(timeout),
-            ServiceError::Cancelled { reason } => Self::Protocol(format!(
-                "the request was cancelled: {}",
-                reason.as_deref().unwrap_or("no reason given")
-            )),
+            ServiceError::Cancelled { .. } => Self::Cancelled,
             other => Self::Protocol(other.to_string()),
         }
     }
@@ -66,6 +72,7 @@ impl UpstreamError {
                 detail: format!("error {}: {}", data.code.0, data.message),
             },
             Self::Protocol(detail) => ProbeError::Protocol { step, detail },
+            Self::Cancelled => ProbeError::Closed { step },
         }
     }
 }
@@ -191,6 +198,54 @@ impl Upstream {
         self.service.cancellation_token().cancel();
     }
 
+    /// Calls a tool within `timeout`, handing the server's progress notifications about
+    /// it to `progress` (when given) and telling the server the call is cancelled when
+    /// the time is up or `cancelled` completes first.
+    pub async fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        timeout: Duration,
+        progress: Option<mpsc::Sender<ProgressNotificationParam>>,
+        cancelled: impl std::future::Future<Output = ()>,
+    ) -> Result<CallToolResult, UpstreamError> {
+        let peer = self.peer();
+        let handle = peer
+            .send_request_with_option(
+                ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+            .map_err(|e| UpstreamError::of(e, timeout))?;
+        // The SDK gives each request a progress token of its own, unique on this
+        // connection, so several callers' notifications never mix.
+        let _route = progress.map(|to| self.progress().route(handle.progress_token.clone(), to));
+        let id = handle.id.clone();
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(timeout, handle.await_response()) => match answer {
+                Ok(answer) => answer.map_err(|e| UpstreamError::of(e, timeout)),
+                Err(_) => {
+                    cancel(peer, id, "the gateway's timeout passed").await;
+                    return Err(UpstreamError::Timeout(timeout));
+                }
+            },
+            () = cancelled => {
+                cancel(peer, id, "the client cancelled the call").await;
+                return Err(UpstreamError::Cancelled);
+            }
+        }?;
+        match answer {
+            ServerResult::CallToolResult(result) => Ok(result),
+            other => Err(UpstreamError::Protocol(format!(
+                "the answer to tools/call is not a tool result: {}",
+                serde_json::to_string(&other)
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))),
+        }
+    }
+
     /// Runs `request` against the session within `timeout`.
     pub async fn within<T>(
         &self,
@@ -207,6 +262,15 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Tells the server that request `id` is cancelled; a connection already gone needs no
+/// telling.
+async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
+    let notice = CancelledNotificationParam::new(Some(id), Some(reason.to_owned()));
+    if let Err(e) = peer.notify_cancelled(notice).await {
+        tracing::debug!(error = %e, "could not tell the server a call was cancelled");
     }
 }
 

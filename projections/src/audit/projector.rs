@@ -5,6 +5,7 @@ use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::CatalogEntry;
 use berth_domain::keyring::KeyRing;
 use berth_domain::server::Server;
+use berth_domain::tool_call::ToolCall;
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::User;
 use berth_infrastructure::feed::projector::Projector;
@@ -75,6 +76,9 @@ impl AuditProjector {
             KeyRing::TYPE => event
                 .decode::<KeyRing>(&self.upcasters)
                 .map(Decoded::KeyRing),
+            ToolCall::TYPE => event
+                .decode::<ToolCall>(&self.upcasters)
+                .map(Decoded::ToolCall),
             _ => Ok(Decoded::Other),
         };
         // The trail must stay complete: an event that does not decode is still recorded,

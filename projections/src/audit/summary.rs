@@ -8,6 +8,7 @@ use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_domain::catalog::{CatalogEntry, CatalogEvent};
 use berth_domain::keyring::KeyRingEvent;
 use berth_domain::server::{RestartPolicy, Server, ServerEvent};
+use berth_domain::tool_call::ToolCallEvent;
 use berth_domain::user::{User, UserEvent};
 use berth_infrastructure::feed::StoredEvent;
 use cqrs_es::Aggregate;
@@ -32,6 +33,8 @@ pub(crate) enum Decoded {
     User(UserEvent),
     /// A master key rotation.
     KeyRing(KeyRingEvent),
+    /// A tool call through the gateway.
+    ToolCall(ToolCallEvent),
     /// Another aggregate's event (or one that did not decode): summarised generically.
     Other,
 }
@@ -118,7 +121,8 @@ pub(crate) fn targets_of<'a>(event: &'a StoredEvent, decoded: &Decoded, targets:
         | Decoded::Catalog(_)
         | Decoded::Bulk(_)
         | Decoded::User(_)
-        | Decoded::KeyRing(_) => {
+        | Decoded::KeyRing(_)
+        | Decoded::ToolCall(_) => {
             targets.insert(own());
         }
         Decoded::Other => {}
@@ -137,6 +141,18 @@ pub(crate) fn summarize(event: &StoredEvent, decoded: &Decoded, names: &mut Name
             data_keys,
         }) => {
             format!("rotated the master key to {master_key_id}, re-wrapping {data_keys} data keys")
+        }
+        Decoded::ToolCall(ToolCallEvent::Called(call)) => {
+            let how = match &call.error_class {
+                Some(class) => format!("{}: {class}", call.outcome.as_str()),
+                None => call.outcome.as_str().to_owned(),
+            };
+            format!(
+                "called tool \"{}\" of server \"{}\" ({how}, {:.1} ms)",
+                call.tool,
+                call.server_name,
+                call.duration_us as f64 / 1000.0
+            )
         }
         Decoded::Other => format!(
             "{} on {} {}",

@@ -26,12 +26,12 @@ pub const TABLES: &[&str] = &["catalog_entries", "catalog_server_tools"];
 
 const INSERT_ENTRY: &str = "INSERT INTO catalog_entries \
      (id, name, description, kind, transport, runtime, config_schema, resources, version, \
-      owner, created_at, updated_at, position) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)";
+      owner, created_at, updated_at, position, gateway) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)";
 
 const UPDATE_ENTRY: &str = "UPDATE catalog_entries SET name = $2, description = $3, \
      transport = $4, runtime = $5, config_schema = $6, resources = $7, version = $8, \
-     updated_at = $9, position = $10 WHERE id = $1";
+     updated_at = $9, position = $10, gateway = $11 WHERE id = $1";
 
 const SET_PUBLISHED: &str = "UPDATE catalog_entries SET published = $2, updated_at = $3, \
      position = $4 WHERE id = $1";
@@ -109,6 +109,7 @@ impl CatalogProjector {
                         &owner,
                         &event.recorded_at,
                         &event.position,
+                        &d.gateway,
                     ],
                 )
                 .await?;
@@ -133,6 +134,7 @@ impl CatalogProjector {
                         &i64::from(version),
                         &event.recorded_at,
                         &event.position,
+                        &d.gateway,
                     ],
                 )
                 .await?;
@@ -284,6 +286,7 @@ struct Definition {
     runtime: serde_json::Value,
     config_schema: serde_json::Value,
     resources: serde_json::Value,
+    gateway: serde_json::Value,
 }
 
 impl Definition {
@@ -293,6 +296,7 @@ impl Definition {
             runtime: to_json(&d.runtime)?,
             config_schema: to_json(&d.config_schema)?,
             resources: to_json(&d.resources)?,
+            gateway: to_json(&d.gateway)?,
         })
     }
 }

@@ -48,6 +48,9 @@ pub struct CatalogEntryView {
     /// Resource limits: `{ "memory_mb"?, "cpus"?, "pids"? }`.
     #[schema(value_type = Object)]
     pub resources: Value,
+    /// How the MCP gateway treats its servers: `{ "call_timeout_secs"? }`.
+    #[schema(value_type = Object)]
+    pub gateway: Value,
     /// 1 at registration, +1 on every update.
     pub version: i64,
     /// The tools its servers were last seen to offer: `[{ "name", "description"? }]`.
@@ -68,7 +71,7 @@ pub struct CatalogEntryView {
 macro_rules! columns {
     () => {
         "id, name, description, kind, transport, runtime, config_schema, resources, version, \
-         tools, owner, published, created_at, updated_at, position"
+         tools, owner, published, created_at, updated_at, position, gateway"
     };
 }
 
@@ -90,6 +93,7 @@ fn view(row: &Row) -> Result<CatalogEntryView, StoreError> {
         runtime: row.try_get("runtime")?,
         config_schema: row.try_get("config_schema")?,
         resources: row.try_get("resources")?,
+        gateway: row.try_get("gateway")?,
         version: row.try_get("version")?,
         tools: row.try_get("tools")?,
         owner: row.try_get("owner")?,

@@ -147,6 +147,7 @@ pub fn definition(name: &str, description: &str) -> CatalogDefinition {
             cpus: Some(0.5),
             pids: None,
         },
+        gateway: Default::default(),
     }
 }
 
@@ -163,6 +164,7 @@ pub fn http_definition(name: &str, description: &str) -> CatalogDefinition {
         },
         config_schema: vec![],
         resources: Resources::default(),
+        gateway: Default::default(),
     }
 }
 

@@ -77,7 +77,7 @@ async fn rebuilding_yields_the_same_rows_and_unknown_names_are_refused() {
         Err(e @ RebuildError::UnknownProjection { .. }) => {
             assert_eq!(
                 e.to_string(),
-                "unknown projection `servrs`; valid names are: catalog, servers, audit, bulk, identity"
+                "unknown projection `servrs`; valid names are: catalog, servers, audit, bulk, identity, calls"
             );
         }
         other => panic!("expected an unknown projection error, got {other:?}"),

@@ -156,14 +156,24 @@ impl TestApp {
     /// Starts Berth driving servers as local processes, with timeouts short enough for
     /// tests.
     pub async fn spawn_with_processes() -> Self {
-        Self::spawn_with(|c| {
-            c.drive_runtime = true;
-            c.runtime = berth_api::serve::runtimes::RuntimeChoice::Process;
-            c.process_manager.probe_timeout = Duration::from_secs(8);
-            c.process_manager.stop_grace = Duration::from_secs(2);
-            c.intervals.reconcile = Duration::from_millis(500);
-        })
-        .await
+        Self::spawn_with(processes).await
+    }
+
+    /// Stops Berth and starts it again on the same address, database and data
+    /// directory, with `adjust` applied to its settings.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut ServeConfig)) {
+        if let Some(server) = self.server.take() {
+            server.stop().await.expect("stopping berth");
+        }
+        let listen = self.base.trim_start_matches("http://").to_owned();
+        let mut settings = config(&self.db, &self.data_dir).with_listen(listen);
+        adjust(&mut settings);
+        let server = start_server(settings)
+            .await
+            .unwrap_or_else(|e| panic!("restarting berth: {e:#}"));
+        self.base = server.base_url();
+        self.token = server.admin_token().to_string();
+        self.server = Some(server);
     }
 
     /// Waits (up to 60 s) until server `id` is in `state`, and returns it.
@@ -392,6 +402,15 @@ pub async fn feed_settled(db: &Database) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Settings for driving servers as local processes, with timeouts short enough for tests.
+pub fn processes(c: &mut ServeConfig) {
+    c.drive_runtime = true;
+    c.runtime = berth_api::serve::runtimes::RuntimeChoice::Process;
+    c.process_manager.probe_timeout = Duration::from_secs(8);
+    c.process_manager.stop_grace = Duration::from_secs(2);
+    c.intervals.reconcile = Duration::from_millis(500);
 }
 
 /// A user made through the API, with its first key.

@@ -3,7 +3,7 @@
 //! nothing of utoipa).
 
 use berth_domain::catalog::{
-    CatalogDefinition, CatalogKind, ConfigKey, Resources, RuntimeSpec, Transport,
+    CatalogDefinition, CatalogKind, ConfigKey, GatewaySettings, Resources, RuntimeSpec, Transport,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -165,6 +165,26 @@ pub struct CatalogEntryBody {
     /// Resource limits.
     #[serde(default)]
     pub resources: ResourcesDto,
+    /// How the MCP gateway treats its servers.
+    #[serde(default)]
+    pub gateway: GatewaySettingsDto,
+}
+
+/// How the MCP gateway treats an entry's servers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GatewaySettingsDto {
+    /// How long one tool call may take, in seconds (1 to 3600; 60 when unset).
+    #[serde(default)]
+    pub call_timeout_secs: Option<u32>,
+}
+
+impl From<GatewaySettingsDto> for GatewaySettings {
+    fn from(g: GatewaySettingsDto) -> Self {
+        GatewaySettings {
+            call_timeout_secs: g.call_timeout_secs,
+        }
+    }
 }
 
 impl From<CatalogEntryBody> for CatalogDefinition {
@@ -176,6 +196,7 @@ impl From<CatalogEntryBody> for CatalogDefinition {
             runtime: b.runtime.into(),
             config_schema: b.config_schema.into_iter().map(Into::into).collect(),
             resources: b.resources.into(),
+            gateway: b.gateway.into(),
         }
     }
 }

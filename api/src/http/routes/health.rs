@@ -83,6 +83,14 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     if let Err(e) = state.metrics.refresh_store_gauges(&state.pool).await {
         tracing::warn!(error = %e, "metrics: could not read the store's state");
     }
+    state.metrics.set_circuits(
+        state
+            .gateway
+            .guards()
+            .tripped()
+            .into_iter()
+            .map(|(id, circuit)| (id.to_string(), circuit.name())),
+    );
     let text = state.metrics.render().map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok()
         .content_type(OPENMETRICS_CONTENT_TYPE)

@@ -19,6 +19,7 @@ pub mod events;
 pub mod health;
 pub mod identity;
 pub mod server_actions;
+pub mod server_calls;
 pub mod server_history;
 pub mod server_runtime;
 pub mod servers;
@@ -101,6 +102,12 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/servers/{id}/events", || {
             web::route().to(events::server_events)
+        }),
+        endpoint(M::GET, "/servers/{id}/calls", || {
+            web::route().to(server_calls::calls)
+        }),
+        endpoint(M::GET, "/servers/{id}/gateway", || {
+            web::route().to(server_calls::gateway)
         }),
         endpoint(M::GET, "/servers/{id}/history", || {
             web::route().to(server_history::history)
