@@ -4,6 +4,7 @@
 --    timeout), from the entry's definition.
 -- 2. `tool_calls`: the calls read model, one row per ToolCalled event (written with COPY
 --    and never updated), read by server, newest first.
+-- 3. `api_keys.profiles`: the gateway profiles a key is limited to (empty: not limited).
 
 ALTER TABLE catalog_entries ADD COLUMN gateway jsonb NOT NULL DEFAULT '{}';
 
@@ -26,3 +27,5 @@ CREATE TABLE tool_calls (
 );
 
 CREATE INDEX tool_calls_by_server ON tool_calls (server_id, position);
+
+ALTER TABLE api_keys ADD COLUMN profiles text[] NOT NULL DEFAULT '{}';

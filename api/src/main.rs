@@ -4,10 +4,13 @@
 use std::process::ExitCode;
 
 use berth_api::cli::args::{
-    Cli, Command, EventsCommand, KeysCommand, ProjectionsCommand, UsersCommand,
+    Cli, ClientsCommand, Command, EventsCommand, KeysCommand, McpCommand, ProjectionsCommand,
+    UsersCommand,
 };
 use berth_api::cli::config::Settings;
-use berth_api::cli::{audit, commands, events_tail, events_transfer, keys, logging, replay, users};
+use berth_api::cli::{
+    audit, clients, commands, events_tail, events_transfer, keys, logging, mcp, replay, users,
+};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -54,6 +57,10 @@ fn main() -> ExitCode {
             Command::Checkpoint => commands::checkpoint(&settings).await,
             Command::Audit(command) => audit::run(&settings, command).await,
             Command::Replay(command) => replay::run(&settings, command).await,
+            Command::Mcp(McpCommand::Connect(args)) => mcp::connect(&settings, args).await,
+            Command::Clients(ClientsCommand::Config(args)) => {
+                clients::config(&settings, args).await
+            }
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
                 keys::rotate_master(&settings, new_key_file.as_deref()).await
             }
@@ -61,7 +68,8 @@ fn main() -> ExitCode {
                 user,
                 name,
                 expires_at,
-            }) => users::create_key(&settings, user, name, *expires_at).await,
+                profiles,
+            }) => users::create_key(&settings, user, name, *expires_at, profiles).await,
             Command::Keys(KeysCommand::List { user }) => users::list_keys(&settings, user).await,
             Command::Keys(KeysCommand::Revoke { key_id }) => {
                 users::revoke_key(&settings, *key_id).await

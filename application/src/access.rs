@@ -118,6 +118,9 @@ pub trait StreamOwners: Send + Sync {
     /// The owner (`user:NAME`) of stream `aggregate_type`/`id`, `None` when no user owns
     /// it or it does not exist.
     async fn owner(&self, aggregate_type: &str, id: Uuid) -> Result<Option<String>, AppError>;
+
+    /// The ids of `owner`'s streams of `aggregate_type`.
+    async fn streams_of(&self, owner: &str, aggregate_type: &str) -> Result<Vec<Uuid>, AppError>;
 }
 
 /// Hidden (`not_found` says what, as for something missing) unless `caller` may see

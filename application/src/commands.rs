@@ -8,6 +8,7 @@ use std::time::Duration;
 use berth_domain::bulk::BulkOperation;
 use berth_domain::catalog::{CatalogEntry, RuntimeKind};
 use berth_domain::keyring::KeyRing;
+use berth_domain::profile::{Profile, ProfileId};
 use berth_domain::server::Server;
 use berth_domain::tool_call::ToolCall;
 use berth_domain::upcasting::upcasters;
@@ -44,6 +45,8 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     users: CqrsFramework<User, Cached<R, User>>,
     key_ring: CqrsFramework<KeyRing, Store<R, KeyRing>>,
     tool_calls: CqrsFramework<ToolCall, NewStreamStore<R, ToolCall>>,
+    profiles: CqrsFramework<Profile, Cached<R, Profile>>,
+    profile_store: Cached<R, Profile>,
     user_store: Cached<R, User>,
     catalog_store: Cached<R, CatalogEntry>,
     pub(crate) server_store: Cached<R, Server>,
@@ -86,6 +89,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         let catalogs = AggregateCache::default();
         let servers = AggregateCache::default();
         let users = AggregateCache::default();
+        let profiles = AggregateCache::default();
         Self {
             catalog: CqrsFramework::new(cached(&repo, &catalogs), vec![], ()),
             servers: CqrsFramework::new(cached(&repo, &servers), vec![], ()),
@@ -93,6 +97,8 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             users: CqrsFramework::new(cached(&repo, &users), vec![], ()),
             key_ring: CqrsFramework::new(store(&repo), vec![], ()),
             tool_calls: CqrsFramework::new(NewStreamStore::new(store(&repo)), vec![], ()),
+            profiles: CqrsFramework::new(cached(&repo, &profiles), vec![], ()),
+            profile_store: cached(&repo, &profiles),
             user_store: cached(&repo, &users),
             catalog_store: cached(&repo, &catalogs),
             server_store: cached(&repo, &servers),
@@ -161,6 +167,28 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             None,
         )
         .await
+    }
+
+    /// Runs a gateway profile command.
+    pub async fn profile(
+        &self,
+        id: ProfileId,
+        command: <Profile as Aggregate>::Command,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        execute(
+            &self.profiles,
+            &id.to_string(),
+            command,
+            metadata,
+            Some(self.profile_store.cache()),
+        )
+        .await
+    }
+
+    /// Profile `id` as its events say (not defined when it has none).
+    pub async fn load_profile(&self, id: ProfileId) -> Result<Profile, AppError> {
+        current(&self.profile_store, &id.to_string()).await
     }
 
     /// Runs a bulk operation command.

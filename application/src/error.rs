@@ -3,6 +3,7 @@
 use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
 use berth_domain::keyring::KeyRingError;
+use berth_domain::profile::ProfileError;
 use berth_domain::server::ServerError;
 use berth_domain::tool_call::ToolCallError;
 use berth_domain::user::UserError;
@@ -23,6 +24,9 @@ pub enum AppError {
     /// A bulk operation rule refused the command.
     #[error(transparent)]
     Bulk(#[from] BulkError),
+    /// A gateway profile rule refused the command.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
     /// A tool call's record was refused.
     #[error(transparent)]
     ToolCall(#[from] ToolCallError),

@@ -4,6 +4,8 @@
 
 use berth_domain::user::{user_id, KeyDigest, Role, UserCommand, UserError};
 use berth_domain::UserId;
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use rand::rngs::OsRng;
@@ -144,11 +146,12 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         user: UserId,
         name: &str,
         expires_at: Option<DateTime<Utc>>,
+        profiles: BTreeSet<String>,
         hasher: &dyn ApiKeyHasher,
         metadata: &CommandMetadata,
     ) -> Result<IssuedKey, AppError> {
         let key = generate_api_key();
-        self.register_api_key(user, name, key, expires_at, hasher, metadata)
+        self.record_api_key(user, name, key, expires_at, profiles, hasher, metadata)
             .await
     }
 
@@ -162,6 +165,29 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         hasher: &dyn ApiKeyHasher,
         metadata: &CommandMetadata,
     ) -> Result<IssuedKey, AppError> {
+        self.record_api_key(
+            user,
+            name,
+            key,
+            expires_at,
+            BTreeSet::new(),
+            hasher,
+            metadata,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_api_key(
+        &self,
+        user: UserId,
+        name: &str,
+        key: SecretString,
+        expires_at: Option<DateTime<Utc>>,
+        profiles: BTreeSet<String>,
+        hasher: &dyn ApiKeyHasher,
+        metadata: &CommandMetadata,
+    ) -> Result<IssuedKey, AppError> {
         let prefix = key_prefix(key.expose_secret())
             .ok_or_else(|| AppError::Internal("an API key is too short to have a prefix".into()))?
             .to_string();
@@ -172,6 +198,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             prefix: prefix.clone(),
             digest: KeyDigest::hmac_sha256(hasher.hash(key.expose_secret())),
             expires_at,
+            profiles,
             now: Utc::now(),
         };
         let receipt = self.user(user, command, metadata).await?;

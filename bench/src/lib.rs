@@ -81,8 +81,8 @@ pub struct Bench<'a> {
 }
 
 /// The scenarios, in the order they run.
-pub const SCENARIOS: [&str; 7] = [
-    "commands", "http", "rebuild", "queries", "live", "memory", "runtime",
+pub const SCENARIOS: [&str; 8] = [
+    "commands", "http", "rebuild", "queries", "live", "memory", "runtime", "gateway",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), in [`SCENARIOS`] order. A

@@ -1,4 +1,4 @@
-//! Berth's domain: the `CatalogEntry`, `Server`, `BulkOperation`, `User` and `ToolCall` aggregates, their
+//! Berth's domain: the `CatalogEntry`, `Server`, `BulkOperation`, `User`, `Profile` and `ToolCall` aggregates, their
 //! commands, events and errors, and the rules that decide which command may produce
 //! which events.
 //!
@@ -11,6 +11,7 @@ pub mod catalog;
 mod decide;
 pub mod id;
 pub mod keyring;
+pub mod profile;
 pub mod server;
 pub mod tool_call;
 pub mod upcasting;

@@ -97,6 +97,7 @@ mod tests {
                 prefix: "berth_0123abcd".into(),
                 digest: KeyDigest::hmac_sha256("ab12".into()),
                 expires_at: None,
+                profiles: Default::default(),
             }
         );
         assert_eq!(current.event_version, "2.0.0");
@@ -110,6 +111,7 @@ mod tests {
             prefix: "berth_0123abcd".into(),
             digest: KeyDigest::hmac_sha256("cd34".into()),
             expires_at: None,
+            profiles: Default::default(),
         };
         let payload = serde_json::to_value(&event).expect("serialises");
         let v2 = stored("ApiKeyCreated", &event.event_version(), payload.clone());

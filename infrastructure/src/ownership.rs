@@ -40,10 +40,30 @@ pub async fn owned_among<C: GenericClient>(
              WHERE aggregate_type = $1 AND aggregate_id = ANY($2) AND owner = $3",
         )
         .await?;
-    client
-        .query(&statement, &[&aggregate_type, &ids, &owner])
-        .await?
-        .iter()
+    stream_ids(
+        &client
+            .query(&statement, &[&aggregate_type, &ids, &owner])
+            .await?,
+    )
+}
+
+/// The ids of `owner`'s streams of `aggregate_type`.
+pub async fn streams_of_owner<C: GenericClient>(
+    client: &C,
+    owner: &str,
+    aggregate_type: &str,
+) -> Result<Vec<Uuid>, StoreError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT aggregate_id FROM stream_owners WHERE owner = $1 AND aggregate_type = $2",
+        )
+        .await?;
+    stream_ids(&client.query(&statement, &[&owner, &aggregate_type]).await?)
+}
+
+/// The stream ids (first column) of `rows`.
+fn stream_ids(rows: &[tokio_postgres::Row]) -> Result<Vec<Uuid>, StoreError> {
+    rows.iter()
         .map(|row| {
             let id: String = row.try_get(0)?;
             Uuid::parse_str(&id).map_err(|_| StoreError::Malformed(format!("stream id {id}")))
@@ -74,6 +94,19 @@ impl berth_application::access::StreamOwners for PgStreamOwners {
             |e: &dyn std::fmt::Display| berth_application::AppError::Unavailable(e.to_string());
         let client = self.pool.get().await.map_err(|e| unavailable(&e))?;
         stream_owner(&client, aggregate_type, &id.to_string())
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    async fn streams_of(
+        &self,
+        owner: &str,
+        aggregate_type: &str,
+    ) -> Result<Vec<uuid::Uuid>, berth_application::AppError> {
+        let unavailable =
+            |e: &dyn std::fmt::Display| berth_application::AppError::Unavailable(e.to_string());
+        let client = self.pool.get().await.map_err(|e| unavailable(&e))?;
+        streams_of_owner(&client, owner, aggregate_type)
             .await
             .map_err(|e| unavailable(&e))
     }

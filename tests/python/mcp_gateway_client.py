@@ -5,10 +5,13 @@ over one client session, so a test can list, call, wait for list changes and go 
 
     BERTH_TOKEN=... python mcp_gateway_client.py URL [legacy|auto|2026-07-28]
 
+URL may also be `stdio:["command", "arg", ...]`: a command that speaks MCP on its
+standard input and output.
+
 Commands: {"op": "list"}, {"op": "call", "name": ..., "arguments": {...}, "progress": bool},
 {"op": "wait_list_changed", "timeout": seconds, "after": count}, {"op": "read_resource", "uri": ...},
 {"op": "get_prompt", "name": ..., "arguments": {...}}, {"op": "list_resources"},
-{"op": "list_prompts"}, {"op": "info"}, {"op": "call_many", "calls": [{"name", "arguments"}]}
+{"op": "list_prompts"}, {"op": "info"}, {"op": "notifications"} (counts by method), {"op": "call_many", "calls": [{"name", "arguments"}]}
 (all at once over the one session). A failed command answers {"error": {...}}.
 """
 
@@ -19,7 +22,7 @@ import sys
 import anyio
 import httpx2
 import mcp_types as types
-from mcp import Client, MCPError
+from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 
@@ -31,20 +34,27 @@ def dump(value):
 
 async def main(url, mode):
     token = os.environ["BERTH_TOKEN"]
-    events = {"list_changed": 0}
+    events = {"list_changed": 0, "notifications": {}}
 
     async def on_message(message):
         method = getattr(getattr(message, "root", message), "method", None)
+        if method:
+            events["notifications"][method] = events["notifications"].get(method, 0) + 1
         if method == "notifications/tools/list_changed" or isinstance(
             message, types.ToolListChangedNotification
         ):
             events["list_changed"] += 1
 
-    http = httpx2.AsyncClient(
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=httpx2.Timeout(120.0, read=300.0),
-    )
-    transport = streamable_http_client(url, http_client=http)
+    if url.startswith("stdio:"):
+        # A command speaking MCP on its standard input and output (`berth mcp connect`).
+        command = json.loads(url[len("stdio:"):])
+        transport = StdioServerParameters(command=command[0], args=command[1:])
+    else:
+        http = httpx2.AsyncClient(
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx2.Timeout(120.0, read=300.0),
+        )
+        transport = streamable_http_client(url, http_client=http)
     async with Client(transport, mode=mode, message_handler=on_message, cache=None) as client:
         out = anyio.wrap_file(sys.stdout)
         stdin = anyio.wrap_file(sys.stdin)
@@ -109,6 +119,8 @@ async def run(client, command, events):
             while events["list_changed"] <= seen:
                 await anyio.sleep(0.05)
         return {"changed": events["list_changed"] > seen, "count": events["list_changed"]}
+    if op == "notifications":
+        return {"counts": events["notifications"]}
     if op == "list_resources":
         return dump(await client.session.list_resources())
     if op == "read_resource":

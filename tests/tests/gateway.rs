@@ -335,6 +335,16 @@ async fn a_stopped_server_leaves_the_tool_list_and_comes_back_when_started() {
     );
     let gone = client.call("files__echo", json!({"text": "hi"})).await;
     assert_eq!(gone["error"]["code"], -32602, "{gone}");
+    let counts = client.ask(json!({"op": "notifications"})).await["counts"].clone();
+    for method in [
+        "notifications/resources/list_changed",
+        "notifications/prompts/list_changed",
+    ] {
+        assert!(
+            counts[method].as_u64().unwrap_or(0) >= 1,
+            "{method}: {counts}"
+        );
+    }
 
     let count = changed["count"].as_u64().unwrap_or(0);
     app.start(&files).await;
@@ -687,5 +697,195 @@ async fn every_protocol_revision_is_served_and_bad_input_gets_the_specs_errors()
     assert_eq!(from_browser.status(), 403);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(tool_calls(&app, 0).await.is_empty());
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_profile_serves_a_chosen_few_tools_and_a_key_scoped_to_it_reaches_nothing_else() {
+    let app = TestApp::spawn_with_processes().await;
+    let files = running_fixture(&app, "files", "stdio").await;
+    let web = running_fixture(&app, "web", "http").await;
+    let bob = user(&app, "bob", "operator").await;
+
+    // Only the caller's own servers may be in a profile.
+    let client = reqwest::Client::new();
+    let stolen = client
+        .put(app.url("/api/v1/profiles/mine"))
+        .bearer_auth(&bob.key)
+        .json(&json!({"servers": [{"server_id": files}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stolen.status(), 422);
+
+    let defined = app
+        .json(
+            reqwest::Method::PUT,
+            "/api/v1/profiles/work",
+            &json!({"servers": [
+                {"server_id": files, "allow": ["echo", "add"], "deny": ["add"]},
+                {"server_id": web, "deny": ["env_keys"]}
+            ]}),
+        )
+        .await;
+    defined.expect(200);
+    let listed = app.get("/api/v1/profiles").await.json();
+    assert_eq!(listed["items"][0]["name"], "work", "{listed}");
+    app.get("/api/v1/profiles/nope").await.expect_problem(404);
+
+    let profile_url = app.url("/mcp/p/work");
+    let mut client_in_profile = McpClient::connect(&profile_url, app.token(), "legacy").await;
+    assert_eq!(
+        client_in_profile.tool_names().await,
+        ["files__echo", "web__add", "web__echo"]
+    );
+    let denied = client_in_profile.call("web__env_keys", json!({})).await;
+    assert_eq!(denied["error"]["code"], -32602, "{denied}");
+    let answer = client_in_profile
+        .call("files__echo", json!({"text": "via work"}))
+        .await;
+    assert_eq!(text_of(&answer), "via work");
+
+    // Changing the profile changes the list of sessions through it.
+    app.json(
+        reqwest::Method::PUT,
+        "/api/v1/profiles/work",
+        &json!({"servers": [{"server_id": web}]}),
+    )
+    .await
+    .expect(200);
+    let changed = client_in_profile
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert_eq!(
+        client_in_profile.tool_names().await,
+        ["web__add", "web__echo", "web__env_keys"]
+    );
+    client_in_profile.close().await;
+
+    // A key limited to the profile works there, and nowhere else.
+    let created = app
+        .post(
+            "/api/v1/users/{admin}/keys"
+                .replace("{admin}", &admin_id(&app).await)
+                .as_str(),
+            &json!({"name": "agent", "profiles": ["work"]}),
+        )
+        .await;
+    created.expect(201);
+    let scoped = created.json()["key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = app
+            .send_as(&scoped, reqwest::Method::GET, "/api/v1/me")
+            .await;
+        if seen.status == 403 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{seen}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut agent = McpClient::connect(&profile_url, &scoped, "legacy").await;
+    assert_eq!(agent.tool_names().await.len(), 3);
+    agent.close().await;
+    for path in ["/mcp", "/mcp/p/other"] {
+        let refused = client
+            .post(app.url(path))
+            .bearer_auth(&scoped)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "{path}");
+    }
+    // Another user has no profile by that name.
+    let none = client
+        .post(app.url("/mcp/p/work"))
+        .bearer_auth(&bob.key)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 404);
+
+    app.json(reqwest::Method::DELETE, "/api/v1/profiles/work", &json!({}))
+        .await
+        .expect(202);
+    app.get("/api/v1/profiles/work").await.expect_problem(404);
+    app.stop().await;
+}
+
+/// The administrator's user id.
+async fn admin_id(app: &TestApp) -> String {
+    app.get("/api/v1/me").await.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stdio_server_in_docker_serves_health_checks_and_many_callers_over_its_one_attachment() {
+    use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
+    if !require_docker() {
+        return;
+    }
+    let image = fixture_image().await;
+    let app = TestApp::spawn_with(|c| {
+        c.drive_runtime = true;
+        c.runtime = berth_api::serve::runtimes::RuntimeChoice::Docker;
+        c.process_manager.probe_timeout = Duration::from_secs(8);
+        c.process_manager.stop_grace = Duration::from_secs(2);
+        // Health checks often, over the same session the calls use.
+        c.intervals.health = Duration::from_millis(300);
+    })
+    .await;
+    let entry = app
+        .register(&json!({
+            "name": "docker-fixture",
+            "transport": "stdio",
+            "runtime": {"type": "docker", "image": image},
+        }))
+        .await;
+    let id = app
+        .create_server(&json!({"catalog_id": entry, "name": "boxed"}))
+        .await;
+    let _cleanup = ContainerCleanup::new(format!("berth-{id}"));
+    app.start(&id).await;
+    app.until_state(&id, "running").await;
+
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "auto").await;
+    assert_eq!(
+        client.tool_names().await,
+        ["boxed__add", "boxed__echo", "boxed__env_keys"]
+    );
+    let calls: Vec<Value> = (0..32)
+        .map(|i| json!({"name": "boxed__echo", "arguments": {"text": format!("boxed {i}")}}))
+        .collect();
+    for _ in 0..3 {
+        let answer = client.ask(json!({"op": "call_many", "calls": calls})).await;
+        let results = answer["results"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{answer}"));
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(text_of(result), format!("boxed {i}"), "{result}");
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // The health checks shared the attachment all along: the server stayed healthy.
+    let server = app.get(&format!("/api/v1/servers/{id}")).await.json();
+    assert_eq!(server["health"], "healthy", "{server}");
+    client.close().await;
+    app.command(&format!("/api/v1/servers/{id}/stop"))
+        .await
+        .expect(202);
+    app.until_state(&id, "stopped").await;
     app.stop().await;
 }

@@ -8,9 +8,11 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::cli::audit::AuditCommand;
+use crate::cli::clients::ConfigArgs;
 use crate::cli::config::{FlagOverrides, LogFormat};
 use crate::cli::events_tail::TailArgs;
 use crate::cli::events_transfer::{ExportArgs, ImportArgs};
+use crate::cli::mcp::ConnectArgs;
 use crate::cli::replay::ReplayCommand;
 use crate::serve::runtimes::RuntimeChoice;
 
@@ -80,6 +82,28 @@ pub enum Command {
     /// Rebuilds past states from the event log.
     #[command(subcommand)]
     Replay(ReplayCommand),
+    /// Speaks MCP with a local client over standard input and output, relayed to the
+    /// gateway (for clients that only start servers as commands).
+    #[command(subcommand)]
+    Mcp(McpCommand),
+    /// Prints what an MCP client needs to reach the gateway, with a fresh key.
+    #[command(subcommand)]
+    Clients(ClientsCommand),
+}
+
+/// `berth mcp …`.
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Relays MCP between standard input and output and the gateway at `/mcp`.
+    Connect(ConnectArgs),
+}
+
+/// `berth clients …`.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Prints the configuration snippet of an MCP client (Claude Desktop, Claude Code,
+    /// Cursor, VS Code), with a freshly created key shown this once.
+    Config(ConfigArgs),
 }
 
 /// `berth keys …`.
@@ -104,6 +128,9 @@ pub enum KeysCommand {
         /// When the key stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z).
         #[arg(long, value_name = "TIME")]
         expires_at: Option<DateTime<Utc>>,
+        /// Limits the key to this gateway profile (`/mcp/p/NAME`); repeat for more.
+        #[arg(long = "profile", value_name = "NAME")]
+        profiles: Vec<String>,
     },
     /// Lists a user's API keys (prefixes, never the keys).
     List {

@@ -3,12 +3,14 @@
 
 pub mod args;
 pub mod audit;
+pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod events_tail;
 pub mod events_transfer;
 pub mod keys;
 pub mod logging;
+pub mod mcp;
 pub mod replay;
 pub mod table;
 pub mod users;

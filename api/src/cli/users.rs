@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use berth_application::identity::IssuedKey;
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_domain::user::{user_id, Role};
 use berth_infrastructure::administrators::administrator_ids;
@@ -169,28 +170,50 @@ pub async fn enable(settings: &Settings, name: &str) -> anyhow::Result<()> {
     .await
 }
 
-/// `berth keys create --user NAME --name KEY [--expires-at TIME]`: prints the key once.
+/// Creates a key for `user`, limited to `profiles` when any, and returns it.
+pub(crate) async fn issue_key(
+    settings: &Settings,
+    user: &str,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+    profiles: &[String],
+) -> anyhow::Result<IssuedKey> {
+    run(settings, async |cli| {
+        let profiles = profiles.iter().cloned().collect();
+        let issued = cli
+            .bus
+            .create_api_key(
+                user_id(user),
+                name,
+                expires_at,
+                profiles,
+                &cli.keys,
+                &cli.metadata,
+            )
+            .await
+            .with_context(|| format!("creating a key for user `{user}`"))?;
+        cli.catch_up().await?;
+        Ok(issued)
+    })
+    .await
+}
+
+/// `berth keys create --user NAME --name KEY [--expires-at TIME] [--profile P]...`: prints
+/// the key once.
 pub async fn create_key(
     settings: &Settings,
     user: &str,
     name: &str,
     expires_at: Option<DateTime<Utc>>,
+    profiles: &[String],
 ) -> anyhow::Result<()> {
-    run(settings, async |cli| {
-        let issued = cli
-            .bus
-            .create_api_key(user_id(user), name, expires_at, &cli.keys, &cli.metadata)
-            .await
-            .with_context(|| format!("creating a key for user `{user}`"))?;
-        cli.catch_up().await?;
-        eprintln!(
-            "created API key {} ({}…) for {user}; it is shown this once only:",
-            issued.id, issued.prefix
-        );
-        println!("{}", issued.key.expose_secret());
-        Ok(())
-    })
-    .await
+    let issued = issue_key(settings, user, name, expires_at, profiles).await?;
+    eprintln!(
+        "created API key {} ({}…) for {user}; it is shown this once only:",
+        issued.id, issued.prefix
+    );
+    println!("{}", issued.key.expose_secret());
+    Ok(())
 }
 
 /// `berth keys list --user NAME`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_application::gateway::{listing_of, Directory};
+use berth_domain::profile::Profile;
 use berth_domain::server::{Server, ServerState};
 use berth_infrastructure::feed::fanout::EventFanout;
 use cqrs_es::Aggregate;
@@ -59,6 +60,8 @@ pub fn spawn(
                             refresh(&directory, &bus, id).await;
                         }
                     }
+                    // Sessions through a profile look again at what it selects.
+                    Ok(event) if event.aggregate_type == Profile::TYPE => directory.touch(),
                     Ok(_) => {}
                     Err(RecvError::Lagged(missed)) => {
                         tracing::info!(missed, "the gateway missed events; reloading its directory");

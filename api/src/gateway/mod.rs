@@ -83,6 +83,7 @@ pub(crate) struct Shared {
 /// The gateway as the HTTP server holds it.
 pub struct Gateway {
     service: StreamableHttpService<session::GatewaySession, LocalSessionManager>,
+    shared: Arc<Shared>,
     guards: Arc<Guards>,
     stop: CancellationToken,
 }
@@ -121,16 +122,27 @@ impl Gateway {
             .with_allowed_origins(options.allowed_origins.clone())
             .enforce_origin_validation()
             .with_max_request_body_bytes(MAX_REQUEST_BYTES);
+        let for_sessions = Arc::clone(&shared);
         let service = StreamableHttpService::new(
-            move || Ok(session::GatewaySession::new(Arc::clone(&shared))),
+            move || Ok(session::GatewaySession::new(Arc::clone(&for_sessions))),
             Arc::new(LocalSessionManager::default()),
             config,
         );
         Self {
             service,
+            shared,
             guards,
             stop,
         }
+    }
+
+    /// `caller`'s profile `name`, if they have one.
+    pub(crate) async fn profile(
+        &self,
+        caller: &berth_application::access::Caller,
+        name: &str,
+    ) -> Result<Option<berth_domain::profile::Profile>, berth_application::AppError> {
+        berth_application::gateway::profiles::find_profile(&self.shared.bus, caller, name).await
     }
 
     /// The servers' guards (circuits and calls in flight).

@@ -41,7 +41,7 @@ impl Called {
             record: ToolCallRecord {
                 owner: caller.owner(),
                 credential,
-                profile: None,
+                profile: caller.profile_name().map(str::to_owned),
                 server_id: listing.server_id,
                 server_name: listing.name.clone(),
                 tool: tool.to_owned(),

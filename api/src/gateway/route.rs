@@ -8,6 +8,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyStream, Full};
 use serde_json::json;
+use std::sync::Arc;
 
 use super::caller::GatewayCaller;
 use super::{Gateway, MAX_REQUEST_BYTES};
@@ -28,6 +29,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
             web::resource(MCP_PATH)
                 .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
                 .route(web::route().to(mcp)),
+        )
+        .service(
+            web::resource(format!("{MCP_PATH}/p/{{profile}}"))
+                .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
+                .route(web::route().to(mcp_profile)),
         )
         .service(web::resource(RESOURCE_METADATA_PATH).route(web::get().to(resource_metadata)))
         .service(
@@ -75,6 +81,27 @@ async fn mcp(
     gateway: web::Data<Gateway>,
     auth: web::Data<Authenticator>,
 ) -> HttpResponse {
+    serve(req, body, &gateway, &auth, None).await
+}
+
+/// `/mcp/p/{profile}`: the gateway limited to one of the caller's profiles.
+async fn mcp_profile(
+    req: HttpRequest,
+    body: Bytes,
+    gateway: web::Data<Gateway>,
+    auth: web::Data<Authenticator>,
+    profile: web::Path<String>,
+) -> HttpResponse {
+    serve(req, body, &gateway, &auth, Some(profile.into_inner())).await
+}
+
+async fn serve(
+    req: HttpRequest,
+    body: Bytes,
+    gateway: &Gateway,
+    auth: &Authenticator,
+    profile: Option<String>,
+) -> HttpResponse {
     let principal = match auth.authenticate(req.headers()).await {
         Ok((principal, _)) => principal,
         Err(Refusal::Denied(reason)) => {
@@ -82,6 +109,28 @@ async fn mcp(
             return unauthorized(&req, reason);
         }
         Err(Refusal::Unavailable(error)) => return error.error_response(),
+    };
+    if !principal.profiles.is_empty()
+        && !profile
+            .as_ref()
+            .is_some_and(|p| principal.profiles.contains(p))
+    {
+        return ApiError::Forbidden(format!(
+            "this API key is limited to the profiles {}: use /mcp/p/{{profile}} with one of them",
+            principal.profiles.join(", ")
+        ))
+        .error_response();
+    }
+    let profile = match profile {
+        None => None,
+        Some(name) => match gateway.profile(&principal, &name).await {
+            Ok(Some(found)) => Some(Arc::new(found)),
+            Ok(None) => {
+                return ApiError::NotFound("you have no profile by this name".into())
+                    .error_response()
+            }
+            Err(e) => return ApiError::from(e).error_response(),
+        },
     };
     let mut metadata = berth_application::metadata::CommandMetadata::new(principal.actor.clone());
     if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
@@ -101,6 +150,7 @@ async fn mcp(
     request.extensions_mut().insert(GatewayCaller {
         principal,
         metadata,
+        profile,
     });
     let ending = req.method() == actix_web::http::Method::DELETE;
     let answered = gateway.service.handle(request).await;

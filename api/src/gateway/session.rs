@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use berth_application::gateway::{Everything, Listing, View};
+use berth_application::gateway::{Everything, Listing, Selection, View};
+use berth_domain::profile::ProfileId;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorData, Extensions, GetPromptRequestParams,
     GetPromptResponse, Implementation, ListPromptsResult, ListResourcesResult, ListToolsResult,
@@ -60,17 +61,26 @@ impl Shared {
             .without(|server_id| self.guards.hides(server_id))
     }
 
-    /// Every tool of the caller's, those of servers whose circuit is open included: a
-    /// call to one of them is refused saying when to try again, not as an unknown tool.
+    /// Every tool of the caller's (in the profile the request came through, if any),
+    /// those of servers whose circuit is open included: a call to one of them is refused
+    /// saying when to try again, not as an unknown tool.
     pub(crate) fn callable(&self, caller: &GatewayCaller) -> View {
-        self.directory.view(&caller.owner(), &Everything)
+        self.directory.view(&caller.owner(), selection(caller))
     }
 
     /// The caller's servers, less those whose circuit is open.
     fn servers(&self, caller: &GatewayCaller) -> Vec<Arc<Listing>> {
-        let mut servers = self.directory.servers(&caller.owner(), &Everything);
+        let mut servers = self.directory.servers(&caller.owner(), selection(caller));
         servers.retain(|l| !self.guards.hides(l.server_id));
         servers
+    }
+}
+
+/// What of the caller's servers the request may use: its profile's selection, or all.
+fn selection(caller: &GatewayCaller) -> &dyn Selection {
+    match &caller.profile {
+        Some(profile) => profile.as_ref(),
+        None => &Everything,
     }
 }
 
@@ -78,6 +88,10 @@ impl Drop for GatewaySession {
     fn drop(&mut self) {
         self.ended.cancel();
     }
+}
+
+fn server_ids(servers: &[Arc<Listing>]) -> Vec<uuid::Uuid> {
+    servers.iter().map(|l| l.server_id).collect()
 }
 
 fn mcp_tool(name: &str, tool: &berth_domain::server::Tool) -> McpTool {
@@ -115,7 +129,9 @@ impl ServerHandler for GatewaySession {
                 .enable_tools()
                 .enable_tool_list_changed()
                 .enable_resources()
+                .enable_resources_list_changed()
                 .enable_prompts()
+                .enable_prompts_list_changed()
                 .build(),
         )
         .with_server_info(Implementation::new("berth", env!("CARGO_PKG_VERSION")))
@@ -133,16 +149,39 @@ impl ServerHandler for GatewaySession {
         let peer = context.peer.clone();
         let mut changes = shared.directory.changes();
         let mut seen = shared.view(&caller);
+        let mut servers_seen = server_ids(&shared.servers(&caller));
+        let mut caller = caller;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     () = ended.cancelled() => return,
                     changed = changes.changed() => if changed.is_err() { return },
                 }
+                // The profile may have changed too: the list follows its latest version.
+                if let Some(name) = caller.profile_name().map(str::to_owned) {
+                    match shared
+                        .bus
+                        .load_profile(ProfileId::of(&caller.owner(), &name))
+                        .await
+                    {
+                        Ok(profile) => caller.profile = Some(Arc::new(profile)),
+                        Err(e) => tracing::debug!(error = %e, "cannot reload a session's profile"),
+                    }
+                }
                 let now = shared.view(&caller);
                 if now != seen {
                     seen = now;
                     if peer.notify_tool_list_changed().await.is_err() {
+                        return;
+                    }
+                }
+                // Resources and prompts are asked for live: they change with the servers.
+                let servers_now = server_ids(&shared.servers(&caller));
+                if servers_now != servers_seen {
+                    servers_seen = servers_now;
+                    if peer.notify_resource_list_changed().await.is_err()
+                        || peer.notify_prompt_list_changed().await.is_err()
+                    {
                         return;
                     }
                 }

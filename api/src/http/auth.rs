@@ -59,6 +59,9 @@ pub struct Principal {
     pub caller: Caller,
     /// How they authenticated.
     pub credential: Credential,
+    /// The gateway profiles the credential is limited to: it then works only at
+    /// `/mcp/p/{profile}` for one of them. Empty: it may do all its user may.
+    pub profiles: Vec<String>,
 }
 
 impl std::ops::Deref for Principal {
@@ -121,6 +124,7 @@ impl Authenticator {
                 key_id: claims.key,
                 expires_at: claims.expires_at(),
             },
+            profiles: Vec::new(),
         })
     }
 
@@ -156,6 +160,7 @@ impl Authenticator {
             credential: Credential::ApiKey {
                 key_id: found.key_id,
             },
+            profiles: found.profiles,
         })
     }
 }
@@ -219,6 +224,14 @@ pub async fn require_bearer(
         return Ok(req.into_response(response));
     };
     match auth.authenticate(req.headers()).await {
+        Ok((principal, _)) if !principal.profiles.is_empty() => {
+            let response = ApiError::Forbidden(format!(
+                "this API key is limited to the MCP gateway profiles {}: it works only at /mcp/p/{{profile}}",
+                principal.profiles.join(", ")
+            ))
+            .error_response();
+            Ok(req.into_response(response))
+        }
         Ok((principal, digest)) => {
             req.extensions_mut().insert(principal);
             req.extensions_mut().insert(digest);
@@ -306,6 +319,7 @@ mod tests {
             credential: Credential::ApiKey {
                 key_id: Uuid::nil(),
             },
+            profiles: Vec::new(),
         }
     }
 

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::problem::ApiError;
 use crate::http::routes::{
     audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
-    server_actions, server_calls, server_history, server_runtime, servers,
+    profiles, server_actions, server_calls, server_history, server_runtime, servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -74,6 +74,10 @@ answers `403`."
         events::list,
         events::server_events,
         events::get,
+        profiles::define,
+        profiles::list,
+        profiles::get,
+        profiles::remove,
         server_calls::calls,
         server_calls::gateway,
         server_history::history,

@@ -8,6 +8,7 @@ use berth_application::ports::CipherError;
 use berth_application::AppError;
 use berth_domain::bulk::BulkError;
 use berth_domain::catalog::CatalogError;
+use berth_domain::profile::ProfileError;
 use berth_domain::server::ServerError;
 use berth_domain::user::UserError;
 use berth_domain::FieldError;
@@ -247,6 +248,10 @@ impl From<AppError> for ApiError {
             AppError::Server(e) => e.into(),
             AppError::Bulk(e) => e.into(),
             AppError::ToolCall(e) => Self::Conflict(e.to_string()),
+            AppError::Profile(ProfileError::NotFound) => {
+                Self::NotFound("you have no profile by this name".into())
+            }
+            AppError::Profile(ProfileError::Invalid(errors)) => Self::invalid(errors),
             AppError::User(e) => e.into(),
             AppError::Invalid(errors) => Self::invalid(errors),
             AppError::Hidden(what) => Self::NotFound(what),

@@ -7,6 +7,7 @@ pub mod directory;
 pub mod guards;
 pub mod listing;
 pub mod names;
+pub mod profiles;
 
 pub use breaker::{BreakerPolicy, Circuit};
 pub use directory::{

@@ -3,6 +3,7 @@
 //! [`Report`]: crate::Report
 
 pub mod commands;
+pub mod gateway;
 pub mod http;
 pub mod live;
 pub mod memory;
@@ -22,6 +23,7 @@ pub async fn run(name: &str, bench: &Bench<'_>) -> anyhow::Result<()> {
         "live" => live::run(bench).await,
         "memory" => memory::run(bench).await,
         "runtime" => runtime::run(bench).await,
+        "gateway" => gateway::run(bench).await,
         other => anyhow::bail!("no scenario is called {other}"),
     }
 }

@@ -1,6 +1,6 @@
 //! The `User` aggregate.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::{Aggregate, DomainEvent};
@@ -12,6 +12,9 @@ use super::role::Role;
 use crate::decide::handle_by_decide;
 use crate::validation::{check_name, Violations};
 use crate::FieldError;
+
+/// The most gateway profiles one API key may be limited to.
+pub const MAX_KEY_PROFILES: usize = 20;
 
 /// A user: its name and role, whether it may still act, and its API keys.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +103,8 @@ pub enum UserCommand {
         digest: KeyDigest,
         /// When it stops working, if ever.
         expires_at: Option<DateTime<Utc>>,
+        /// The gateway profiles it is limited to; none: it may do all its user may.
+        profiles: BTreeSet<String>,
         /// The time now, to refuse expiries in the past.
         now: DateTime<Utc>,
     },
@@ -159,6 +164,9 @@ pub enum UserEvent {
         /// When it stops working, if ever.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<DateTime<Utc>>,
+        /// The gateway profiles it is limited to; none: it may do all its user may.
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        profiles: BTreeSet<String>,
     },
     /// A key was revoked.
     KeyRevoked {
@@ -302,6 +310,7 @@ impl User {
                 prefix,
                 digest,
                 expires_at,
+                profiles,
                 now,
             } => {
                 self.live()?;
@@ -313,6 +322,15 @@ impl User {
                 if expires_at.is_some_and(|at| at <= now) {
                     v.add("expires_at", "must be in the future");
                 }
+                if profiles.len() > MAX_KEY_PROFILES {
+                    v.add(
+                        "profiles",
+                        format!("must name at most {MAX_KEY_PROFILES} profiles"),
+                    );
+                }
+                for profile in &profiles {
+                    check_name(&mut v, "profiles", profile);
+                }
                 v.into_result().map_err(UserError::Invalid)?;
                 Ok(vec![UserEvent::KeyCreated {
                     key_id,
@@ -320,6 +338,7 @@ impl User {
                     prefix,
                     digest,
                     expires_at,
+                    profiles,
                 }])
             }
             UserCommand::RevokeKey { key_id } => {

@@ -21,6 +21,7 @@ fn key_created(id: Uuid, expires_in: Option<Duration>) -> UserEvent {
         prefix: "berth_abcdefgh".into(),
         digest: KeyDigest::hmac_sha256("00".into()),
         expires_at: expires_in.map(|d| Utc::now() + d),
+        profiles: Default::default(),
     }
 }
 
@@ -71,6 +72,7 @@ fn keys_need_a_live_user_and_a_future_expiry() {
         prefix: "berth_abcdefgh".into(),
         digest: KeyDigest::hmac_sha256("00".into()),
         expires_at,
+        profiles: Default::default(),
         now,
     };
     Given::with(())

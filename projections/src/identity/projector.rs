@@ -28,8 +28,8 @@ const ENABLE_USER: &str =
     "UPDATE users SET disabled = false, updated_at = $2, position = $3 WHERE id = $1";
 
 const INSERT_KEY: &str = "INSERT INTO api_keys \
-     (id, user_id, name, prefix, hash, expires_at, created_at, position) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+     (id, user_id, name, prefix, hash, expires_at, created_at, position, profiles) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = $2, position = $3 WHERE id = $1";
 
@@ -72,7 +72,9 @@ impl IdentityProjector {
                 prefix,
                 digest,
                 expires_at,
+                profiles,
             } => {
+                let profiles: Vec<String> = profiles.into_iter().collect();
                 let statement = tx.prepare_cached(INSERT_KEY).await?;
                 tx.execute(
                     &statement,
@@ -85,6 +87,7 @@ impl IdentityProjector {
                         &expires_at,
                         at,
                         position,
+                        &profiles,
                     ],
                 )
                 .await?;

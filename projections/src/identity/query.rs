@@ -48,6 +48,8 @@ pub struct ApiKeyView {
     pub revoked_at: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// The gateway profiles it is limited to; empty: it may do all its user may.
+    pub profiles: Vec<String>,
 }
 
 /// A stored key whose prefix matches a presented one, with what authenticating needs.
@@ -69,10 +71,12 @@ pub struct KeyCandidate {
     pub role: String,
     /// Whether its user is disabled.
     pub user_disabled: bool,
+    /// The gateway profiles it is limited to (none: not limited).
+    pub profiles: Vec<String>,
 }
 
 const USER_COLUMNS: &str = "id, name, role, disabled, forgotten, created_at, updated_at, position";
-const KEY_COLUMNS: &str = "id, user_id, name, prefix, expires_at, revoked_at, created_at";
+const KEY_COLUMNS: &str = "id, user_id, name, prefix, expires_at, revoked_at, created_at, profiles";
 
 fn user_view(row: &Row) -> Result<UserView, StoreError> {
     Ok(UserView {
@@ -96,6 +100,7 @@ fn key_view(row: &Row) -> Result<ApiKeyView, StoreError> {
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
         created_at: row.try_get("created_at")?,
+        profiles: row.try_get("profiles")?,
     })
 }
 
@@ -170,7 +175,7 @@ pub async fn find_keys_by_prefix(
     let statement = client
         .prepare_cached(
             "SELECT k.id, k.hash, k.expires_at, k.revoked_at IS NOT NULL AS revoked, \
-             u.id AS user_id, u.name, u.role, u.disabled \
+             u.id AS user_id, u.name, u.role, u.disabled, k.profiles \
              FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = $1",
         )
         .await?;
@@ -188,6 +193,7 @@ pub async fn find_keys_by_prefix(
                 user_name: row.try_get("name")?,
                 role: row.try_get("role")?,
                 user_disabled: row.try_get("disabled")?,
+                profiles: row.try_get("profiles")?,
             })
         })
         .collect()

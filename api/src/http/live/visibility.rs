@@ -51,6 +51,7 @@ mod tests {
             credential: Credential::ApiKey {
                 key_id: Uuid::nil(),
             },
+            profiles: Vec::new(),
         }
     }
 

@@ -46,6 +46,10 @@ pub struct CreateKeyBody {
     pub name: String,
     /// When the key stops working (RFC 3339); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Gateway profiles the key is limited to: it then works only at `/mcp/p/{profile}`
+    /// for these profiles, and nowhere else. Absent or empty: it may do all its user may.
+    #[serde(default)]
+    pub profiles: std::collections::BTreeSet<String>,
 }
 
 /// A user just created.
@@ -284,7 +288,14 @@ pub async fn create_key(
     let hasher = state.auth.keys().as_ref();
     let issued = state
         .bus
-        .create_api_key(id, &body.name, body.expires_at, hasher, &metadata)
+        .create_api_key(
+            id,
+            &body.name,
+            body.expires_at,
+            body.profiles,
+            hasher,
+            &metadata,
+        )
         .await?;
     let position = settled(&state, issued.receipt).await?;
     Ok(HttpResponse::Created().json(KeyCreated {

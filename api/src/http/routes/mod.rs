@@ -18,6 +18,7 @@ pub mod event_stream;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod profiles;
 pub mod server_actions;
 pub mod server_calls;
 pub mod server_history;
@@ -102,6 +103,16 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/servers/{id}/events", || {
             web::route().to(events::server_events)
+        }),
+        endpoint(M::GET, "/profiles", || web::route().to(profiles::list)),
+        endpoint(M::GET, "/profiles/{name}", || {
+            web::route().to(profiles::get)
+        }),
+        endpoint(M::PUT, "/profiles/{name}", || {
+            web::route().to(profiles::define)
+        }),
+        endpoint(M::DELETE, "/profiles/{name}", || {
+            web::route().to(profiles::remove)
         }),
         endpoint(M::GET, "/servers/{id}/calls", || {
             web::route().to(server_calls::calls)

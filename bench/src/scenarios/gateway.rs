@@ -1,0 +1,255 @@
+//! The MCP gateway's cost: `tools/call` of the fixture's `echo` through `berth serve`'s
+//! `/mcp` against the same fixture called directly over its own stdio, with the same SDK
+//! client (`rmcp`), in the same run, at 1, 16 and 64 clients.
+//!
+//! - Direct: one fixture process and one session with it over its stdio, shared by the
+//!   clients, as the gateway itself shares one session with its upstream.
+//! - Gateway: the real `berth serve --runtime process` as a child running the fixture as
+//!   a process server; each client has its own Streamable HTTP session with `/mcp` (as
+//!   agents do), every call authorized, guarded and recorded as an event meanwhile.
+//! - Memory per idle session: `berth serve`'s resident memory before and after opening
+//!   idle sessions, divided by their number.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use berth_application::runtime::{McpEndpoint, StdioConnection};
+use berth_infrastructure::mcp::Upstream;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::json;
+use tokio::process::Command;
+use tokio::time::Instant;
+
+use crate::load::{drive, Run};
+use crate::report::{percentile_figures, Figure, Target};
+use crate::scenarios::http::{berth_binary, checked};
+use crate::serve::{BerthServe, ServeOptions};
+use crate::Bench;
+
+const SCENARIO: &str = "gateway";
+
+/// Client counts measured.
+const CLIENTS: [usize; 3] = [1, 16, 64];
+
+/// Idle sessions opened to measure their memory.
+const IDLE_SESSIONS: usize = 200;
+
+/// How long the server gets to run after its start is asked for.
+const START_WAIT: Duration = Duration::from_secs(60);
+
+type Session = RunningService<RoleClient, ()>;
+
+/// Runs the scenario.
+pub async fn run(bench: &Bench<'_>) -> anyhow::Result<()> {
+    let binary = berth_binary(bench)?;
+    let db = bench.server.database("gateway", false).await?;
+    let options = ServeOptions {
+        env: vec![
+            ("BERTH_GATEWAY_CALLS_PER_SECOND".into(), "0".into()),
+            ("BERTH_GATEWAY_TOOL_CALLS_PER_SECOND".into(), "0".into()),
+            ("BERTH_GATEWAY_MAX_IN_FLIGHT".into(), "1024".into()),
+        ],
+        ..ServeOptions::default()
+    };
+    let serve = BerthServe::start(&binary, &db, &options).await?;
+    let outcome = measure(bench, &serve).await;
+    serve.stop().await?;
+    outcome
+}
+
+async fn measure(bench: &Bench<'_>, serve: &BerthServe) -> anyhow::Result<()> {
+    let fixture = berth_tests::docker::fixture_binary();
+    running_fixture(serve, &fixture.to_string_lossy()).await?;
+    let (mut child, direct) = direct_session(&fixture).await?;
+    let direct = Arc::new(direct);
+    let url = serve.url("/mcp");
+    let duration = bench.scale.command_run;
+    for clients in CLIENTS {
+        let mut sessions = Vec::with_capacity(clients);
+        for _ in 0..clients {
+            sessions.push(gateway_session(&url, serve.admin_token()).await?);
+        }
+        let sessions = Arc::new(sessions);
+        let upstream = Arc::clone(&direct);
+        let mut direct_run = checked(
+            drive(clients, duration, move |_, n| {
+                let upstream = Arc::clone(&upstream);
+                async move {
+                    upstream.peer().call_tool(echo(n)).await?;
+                    Ok(0)
+                }
+            })
+            .await,
+        )?;
+        let through = Arc::clone(&sessions);
+        let mut gateway_run = checked(
+            drive(clients, duration, move |client, n| {
+                let through = Arc::clone(&through);
+                async move {
+                    through[client].peer().call_tool(echo_through(n)).await?;
+                    Ok(0)
+                }
+            })
+            .await,
+        )?;
+        report(bench, clients, &mut gateway_run, &mut direct_run);
+        for session in
+            Arc::try_unwrap(sessions).map_err(|_| anyhow::anyhow!("sessions still shared"))?
+        {
+            let _ = session.cancel().await;
+        }
+    }
+    drop(direct);
+    let _ = child.kill().await;
+    idle_memory(bench, serve, &url).await
+}
+
+fn report(bench: &Bench<'_>, clients: usize, gateway: &mut Run, direct: &mut Run) {
+    let name = format!("tools/call, {clients} clients");
+    let mut calls = Figure::new(
+        SCENARIO,
+        &name,
+        "calls/s",
+        gateway.per_second(),
+        gateway.done,
+    )
+    .against("the same server called directly", direct.per_second());
+    if clients == 16 {
+        calls = calls.target(Target::RatioAtLeast(0.5));
+    }
+    bench.report.add(calls);
+    let overhead = gateway.latencies.percentile_ms(50.0) - direct.latencies.percentile_ms(50.0);
+    let samples = gateway.done;
+    for figure in percentile_figures(
+        SCENARIO,
+        &name,
+        &mut gateway.latencies,
+        samples,
+        "direct",
+        &mut direct.latencies,
+    ) {
+        bench.report.add(figure);
+    }
+    bench.report.add(
+        Figure::new(
+            SCENARIO,
+            format!("{name}: p50 overhead"),
+            "ms",
+            overhead,
+            samples,
+        )
+        .target(Target::AtMost(1.0)),
+    );
+}
+
+async fn idle_memory(bench: &Bench<'_>, serve: &BerthServe, url: &str) -> anyhow::Result<()> {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = serve.rss_kb()?;
+    let mut idle = Vec::with_capacity(IDLE_SESSIONS);
+    for _ in 0..IDLE_SESSIONS {
+        idle.push(gateway_session(url, serve.admin_token()).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = serve.rss_kb()?;
+    bench.report.add(Figure::new(
+        SCENARIO,
+        format!("memory per idle session ({IDLE_SESSIONS} open)"),
+        "KB",
+        after.saturating_sub(before) as f64 / IDLE_SESSIONS as f64,
+        IDLE_SESSIONS as u64,
+    ));
+    for session in idle {
+        let _ = session.cancel().await;
+    }
+    Ok(())
+}
+
+fn echo(n: u64) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new("echo");
+    params.arguments = json!({"text": format!("call {n}")}).as_object().cloned();
+    params
+}
+
+fn echo_through(n: u64) -> CallToolRequestParams {
+    let mut params = echo(n);
+    params.name = "files__echo".into();
+    params
+}
+
+/// The fixture as server `files` of `berth serve`, running.
+async fn running_fixture(serve: &BerthServe, fixture: &str) -> anyhow::Result<()> {
+    let entry = serve
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/catalog",
+            Some(&json!({"name": "bench-fixture", "transport": "stdio",
+                    "runtime": {"type": "process", "command": fixture}})),
+        )
+        .await?;
+    let entry = entry["id"].as_str().context("no catalog id")?.to_owned();
+    let server = serve
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/servers",
+            Some(&json!({"catalog_id": entry, "name": "files"})),
+        )
+        .await?;
+    let id = server["id"].as_str().context("no server id")?.to_owned();
+    serve
+        .send_json(
+            reqwest::Method::POST,
+            &format!("/api/v1/servers/{id}/start"),
+            None,
+        )
+        .await?;
+    let deadline = Instant::now() + START_WAIT;
+    loop {
+        let state = serve
+            .send_json(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None)
+            .await?;
+        if state["state"] == "running" {
+            // The gateway's directory follows the log: give it the event.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the fixture never ran: {state}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A fixture process of its own and a session with it over its stdio.
+async fn direct_session(
+    fixture: &std::path::Path,
+) -> anyhow::Result<(tokio::process::Child, Upstream)> {
+    let mut child = Command::new(fixture)
+        .env_remove("PORT")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the fixture")?;
+    let connection = StdioConnection {
+        reader: Box::new(child.stdout.take().context("stdout")?),
+        writer: Box::new(child.stdin.take().context("stdin")?),
+    };
+    let upstream = Upstream::open(McpEndpoint::Stdio(connection), Duration::from_secs(10))
+        .await
+        .map_err(|e| anyhow::anyhow!("opening a session with the fixture: {e}"))?;
+    Ok((child, upstream))
+}
+
+/// A session with the gateway at `url`.
+async fn gateway_session(url: &str, key: &str) -> anyhow::Result<Session> {
+    let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(key);
+    let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening a gateway session: {e}"))
+}
