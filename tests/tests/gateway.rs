@@ -657,6 +657,40 @@ async fn every_protocol_revision_is_served_and_bad_input_gets_the_specs_errors()
         assert_eq!(initialized.status(), 202);
     }
 
+    // Someone else's session is, to another credential, one that does not exist: not to
+    // be deleted, listened to or replayed (the SDK answers GET and DELETE itself).
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
+    let opened = raw(&app, init, None, "2025-06-18").await;
+    let session = opened
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let eve = user(&app, "eve", "operator").await;
+    let http = reqwest::Client::new();
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let stolen = http
+            .request(method.clone(), app.url("/mcp"))
+            .bearer_auth(&eve.key)
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stolen.status(), 404, "{method}");
+    }
+    let ended = http
+        .delete(app.url("/mcp"))
+        .bearer_auth(app.token())
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+
     // A session this Berth never made: 404, so clients start a new one.
     let unknown = raw(
         &app,

@@ -111,10 +111,13 @@ pub(crate) async fn call(
     let called = Called::new(caller, &listing, &tool, request.arguments.as_ref());
     let key_id = caller.principal.credential.key_id();
     if let Err(wait) = shared.limits.check(key_id, listing.server_id, &tool) {
-        record::spawn(
-            shared,
-            called.failed("rate_limited", Default::default()),
-            caller,
+        // Counted, not recorded: a runaway client must not turn its refusals into a
+        // flood of events.
+        shared.metrics.observe_tool_call(
+            &listing.server_id.to_string(),
+            &tool,
+            "rate_limited",
+            0.0,
         );
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         return Err(ErrorData::new(
@@ -160,7 +163,12 @@ async fn forward(
 ) -> Result<CallToolResult, Failure> {
     let outcome = send(shared, listing, tool, request, context).await;
     match &outcome {
-        Err(failure) if failure.counts_against_server() => pass.failed(),
+        // A server that stops under its calls is not failing them.
+        Err(failure)
+            if failure.counts_against_server() && shared.directory.has(listing.server_id) =>
+        {
+            pass.failed()
+        }
         Err(Failure::Cancelled) => drop(pass),
         _ => pass.succeeded(),
     }

@@ -13,6 +13,7 @@ mod calls;
 pub mod directory_feed;
 mod extras;
 mod limits;
+mod owners;
 mod record;
 mod route;
 mod session;
@@ -83,6 +84,7 @@ pub(crate) struct Shared {
 /// The gateway as the HTTP server holds it.
 pub struct Gateway {
     service: StreamableHttpService<session::GatewaySession, LocalSessionManager>,
+    owners: owners::SessionOwners,
     shared: Arc<Shared>,
     guards: Arc<Guards>,
     stop: CancellationToken,
@@ -130,6 +132,7 @@ impl Gateway {
         );
         Self {
             service,
+            owners: owners::SessionOwners::default(),
             shared,
             guards,
             stop,

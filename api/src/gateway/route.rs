@@ -11,13 +11,18 @@ use serde_json::json;
 use std::sync::Arc;
 
 use super::caller::GatewayCaller;
+use super::owners::Binding;
 use super::{Gateway, MAX_REQUEST_BYTES};
 use crate::http::auth::{Authenticator, Refusal};
 use crate::http::problem::ApiError;
+use crate::http::rate_limit::RateLimiter;
 use crate::http::request_id::RequestId;
 
 /// Where MCP clients connect.
 pub const MCP_PATH: &str = "/mcp";
+
+/// The header naming a session.
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Where the resource's metadata is (RFC 9728).
 pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
@@ -103,7 +108,16 @@ async fn serve(
     profile: Option<String>,
 ) -> HttpResponse {
     let principal = match auth.authenticate(req.headers()).await {
-        Ok((principal, _)) => principal,
+        Ok((principal, digest)) => {
+            // Every MCP request counts against its credential, as API requests do.
+            if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+                if let Err(wait) = limiter.check(digest) {
+                    let retry_after_secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                    return ApiError::TooManyRequests { retry_after_secs }.error_response();
+                }
+            }
+            principal
+        }
         Err(Refusal::Denied(reason)) => {
             tracing::info!(reason, "gateway request refused: not authenticated");
             return unauthorized(&req, reason);
@@ -147,6 +161,22 @@ async fn serve(
             .error_response()
         }
     };
+    let binding = Binding {
+        user_id: principal.caller.user_id,
+        key_id: principal.credential.key_id(),
+        profile: profile.as_deref().map(|p| p.name.clone()),
+    };
+    let session = req
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(session) = &session {
+        if !gateway.owners.allows(session, &binding) {
+            // Someone else's session is, to this caller, one that does not exist.
+            return ApiError::NotFound("no session has this id".into()).error_response();
+        }
+    }
     request.extensions_mut().insert(GatewayCaller {
         principal,
         metadata,
@@ -154,6 +184,17 @@ async fn serve(
     });
     let ending = req.method() == actix_web::http::Method::DELETE;
     let answered = gateway.service.handle(request).await;
+    match (&session, answered.headers().get(SESSION_HEADER)) {
+        (None, Some(opened)) => {
+            if let Ok(opened) = opened.to_str() {
+                gateway.owners.opened(opened, binding);
+            }
+        }
+        (Some(session), _) if ending && answered.status().is_success() => {
+            gateway.owners.ended(session);
+        }
+        _ => {}
+    }
     if answered.status() == http::StatusCode::UNSUPPORTED_MEDIA_TYPE && is_json(&req) {
         // The SDK's answer to a JSON body it could not read; the spec's is a JSON-RPC
         // error with no id.

@@ -1,5 +1,6 @@
 //! One gateway session: what the SDK calls for each MCP method a client sends.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use berth_application::gateway::{Everything, Listing, Selection, View};
@@ -29,6 +30,9 @@ pub(crate) struct GatewaySession {
     bound: OnceLock<GatewayCaller>,
     /// Cancelled when the session ends, which stops its list-change watcher.
     ended: CancellationToken,
+    /// Set once the watcher runs: a client repeating `notifications/initialized` gets
+    /// no second one.
+    watching: AtomicBool,
 }
 
 impl GatewaySession {
@@ -37,6 +41,7 @@ impl GatewaySession {
             shared,
             bound: OnceLock::new(),
             ended: CancellationToken::new(),
+            watching: AtomicBool::new(false),
         }
     }
 
@@ -144,6 +149,9 @@ impl ServerHandler for GatewaySession {
         let Ok(caller) = self.caller(&context.extensions) else {
             return;
         };
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let shared = Arc::clone(&self.shared);
         let ended = self.ended.clone();
         let peer = context.peer.clone();

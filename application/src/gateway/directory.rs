@@ -161,6 +161,11 @@ impl Directory {
         self.changes.subscribe()
     }
 
+    /// Whether `server_id` is in it.
+    pub fn has(&self, server_id: Uuid) -> bool {
+        self.read().contains_key(&server_id)
+    }
+
     /// The servers in it.
     pub fn len(&self) -> usize {
         self.read().len()

@@ -50,13 +50,22 @@ impl McpSessionPool {
         timeout: Duration,
     ) -> Result<Arc<Upstream>, ProbeError> {
         let slot = self.slot(server_id);
-        let mut current = slot.current.lock().await;
+        let deadline = Instant::now() + timeout;
+        // Waiting for another request's open counts against this one's time too: a
+        // server that hangs in `initialize` holds up its own callers, each for its time.
+        let mut current = tokio::time::timeout_at(deadline, slot.current.lock())
+            .await
+            .map_err(|_| ProbeError::Timeout {
+                step: "initialize",
+                timeout,
+            })?;
         if let Some(upstream) = current.as_ref().filter(|u| !u.is_closed()) {
             return Ok(Arc::clone(upstream));
         }
         *current = None;
+        let left = deadline.saturating_duration_since(Instant::now());
         let opened = tokio::select! {
-            opened = self.open(server_id, transport, timeout) => opened?,
+            opened = self.open(server_id, transport, left) => opened?,
             () = slot.ended.cancelled() => {
                 return Err(ProbeError::Closed { step: "initialize" });
             }

@@ -1,0 +1,91 @@
+//! Who opened each session: every request that names a session must come from the same
+//! user, with the same key, through the same profile, whatever its method. The SDK
+//! answers `GET` (the notification stream, replays) and `DELETE` itself, without asking
+//! the session's handler, so the check is made here, before the request reaches it.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+/// The most sessions remembered; beyond it the oldest half is forgotten (their requests
+/// are still checked by the session's handler, `GET` and `DELETE` no longer).
+const MAX_SESSIONS: usize = 100_000;
+
+/// Whose a session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Binding {
+    pub user_id: Uuid,
+    pub key_id: Uuid,
+    pub profile: Option<String>,
+}
+
+/// Session id → the binding it was opened with, in opening order.
+#[derive(Debug, Default)]
+pub(crate) struct SessionOwners {
+    sessions: Mutex<Opened>,
+}
+
+/// Each session's opening number and binding, and the last number given.
+#[derive(Debug, Default)]
+struct Opened {
+    sessions: HashMap<String, (u64, Binding)>,
+    counter: u64,
+}
+
+impl SessionOwners {
+    /// Remembers that `session` was opened by `binding`.
+    pub fn opened(&self, session: &str, binding: Binding) {
+        let mut opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        if opened.sessions.len() >= MAX_SESSIONS {
+            let cutoff = opened.counter - (MAX_SESSIONS as u64) / 2;
+            opened.sessions.retain(|_, (n, _)| *n > cutoff);
+        }
+        opened.counter += 1;
+        let number = opened.counter;
+        opened
+            .sessions
+            .insert(session.to_owned(), (number, binding));
+    }
+
+    /// Whether `binding` may use `session` (a session not remembered is the SDK's to
+    /// judge: it answers 404 for one it does not know).
+    pub fn allows(&self, session: &str, binding: &Binding) -> bool {
+        let opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        opened
+            .sessions
+            .get(session)
+            .is_none_or(|(_, owner)| owner == binding)
+    }
+
+    /// Forgets an ended session.
+    pub fn ended(&self, session: &str) {
+        let mut opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        opened.sessions.remove(session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(user: u128, profile: Option<&str>) -> Binding {
+        Binding {
+            user_id: Uuid::from_u128(user),
+            key_id: Uuid::from_u128(user),
+            profile: profile.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_the_opener_may_use_a_session() {
+        let owners = SessionOwners::default();
+        owners.opened("s1", binding(1, None));
+        assert!(owners.allows("s1", &binding(1, None)));
+        assert!(!owners.allows("s1", &binding(2, None)));
+        assert!(!owners.allows("s1", &binding(1, Some("work"))));
+        assert!(owners.allows("unknown", &binding(2, None)));
+        owners.ended("s1");
+        assert!(owners.allows("s1", &binding(2, None)));
+    }
+}
