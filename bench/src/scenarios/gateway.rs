@@ -105,9 +105,57 @@ async fn measure(bench: &Bench<'_>, serve: &BerthServe) -> anyhow::Result<()> {
             let _ = session.cancel().await;
         }
     }
+    list_cost(bench, &direct, &url, serve.admin_token(), duration).await?;
     drop(direct);
     let _ = child.kill().await;
     idle_memory(bench, serve, &url).await
+}
+
+/// `tools/list` from one client, through the gateway and directly: a request that
+/// reaches no server and records nothing, so its cost is the gateway's own (transport,
+/// authentication, session).
+async fn list_cost(
+    bench: &Bench<'_>,
+    direct: &Arc<Upstream>,
+    url: &str,
+    key: &str,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let session = Arc::new(gateway_session(url, key).await?);
+    let upstream = Arc::clone(direct);
+    let mut direct_run = checked(
+        drive(1, duration, move |_, _| {
+            let upstream = Arc::clone(&upstream);
+            async move {
+                upstream.peer().list_tools(None).await?;
+                Ok(0)
+            }
+        })
+        .await,
+    )?;
+    let through = Arc::clone(&session);
+    let mut gateway_run = checked(
+        drive(1, duration, move |_, _| {
+            let through = Arc::clone(&through);
+            async move {
+                through.peer().list_tools(None).await?;
+                Ok(0)
+            }
+        })
+        .await,
+    )?;
+    let samples = gateway_run.done;
+    for figure in percentile_figures(
+        SCENARIO,
+        "tools/list (no server reached, nothing recorded), 1 client",
+        &mut gateway_run.latencies,
+        samples,
+        "direct",
+        &mut direct_run.latencies,
+    ) {
+        bench.report.add(figure);
+    }
+    Ok(())
 }
 
 fn report(bench: &Bench<'_>, clients: usize, gateway: &mut Run, direct: &mut Run) {
