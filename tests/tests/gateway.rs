@@ -551,6 +551,34 @@ async fn a_revoked_key_loses_its_session_and_a_scoped_rate_limit_answers_with_re
     let ada = user(&app, "ada", "operator").await;
     let mut client = McpClient::connect(&url, &ada.key, "legacy").await;
     assert!(client.tool_names().await.is_empty());
+    // A session of ada's with its notification stream open, which only ends when the
+    // server ends it (keep-alives every 15 s).
+    let http = reqwest::Client::new();
+    let opened = http
+        .post(&url)
+        .bearer_auth(&ada.key)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    let session = opened
+        .headers()
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut stream = http
+        .get(&url)
+        .bearer_auth(&ada.key)
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-06-18")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
     app.json(
         reqwest::Method::DELETE,
         &format!("/api/v1/keys/{}", ada.key_id),
@@ -558,6 +586,15 @@ async fn a_revoked_key_loses_its_session_and_a_scoped_rate_limit_answers_with_re
     )
     .await
     .expect(202);
+    // The key's sessions end at once: the open stream is closed by the server.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "a revoked key's notification stream stayed open"
+    );
     // Once the revocation is in the identity read model, no request with the key works.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while app

@@ -15,6 +15,7 @@ mod extras;
 mod limits;
 mod owners;
 mod record;
+pub mod revocations;
 mod route;
 mod session;
 
@@ -84,6 +85,7 @@ pub(crate) struct Shared {
 /// The gateway as the HTTP server holds it.
 pub struct Gateway {
     service: StreamableHttpService<session::GatewaySession, LocalSessionManager>,
+    manager: Arc<LocalSessionManager>,
     owners: owners::SessionOwners,
     shared: Arc<Shared>,
     guards: Arc<Guards>,
@@ -125,13 +127,15 @@ impl Gateway {
             .enforce_origin_validation()
             .with_max_request_body_bytes(MAX_REQUEST_BYTES);
         let for_sessions = Arc::clone(&shared);
+        let manager = Arc::new(LocalSessionManager::default());
         let service = StreamableHttpService::new(
             move || Ok(session::GatewaySession::new(Arc::clone(&for_sessions))),
-            Arc::new(LocalSessionManager::default()),
+            Arc::clone(&manager),
             config,
         );
         Self {
             service,
+            manager,
             owners: owners::SessionOwners::default(),
             shared,
             guards,
@@ -146,6 +150,20 @@ impl Gateway {
         name: &str,
     ) -> Result<Option<berth_domain::profile::Profile>, berth_application::AppError> {
         berth_application::gateway::profiles::find_profile(&self.shared.bus, caller, name).await
+    }
+
+    /// Ends every session of `user_id` (opened with `key_id` only, when given): its
+    /// credential was revoked or its user disabled.
+    pub async fn end_sessions_of(&self, user_id: uuid::Uuid, key_id: Option<uuid::Uuid>) {
+        use rmcp::transport::streamable_http_server::SessionManager;
+        let ended = self
+            .owners
+            .take(|b| b.user_id == user_id && key_id.is_none_or(|key| b.key_id == key));
+        for session in ended {
+            if let Err(e) = self.manager.close_session(&session.into()).await {
+                tracing::debug!(error = %e, "a gateway session did not close cleanly");
+            }
+        }
     }
 
     /// The servers' guards (circuits and calls in flight).

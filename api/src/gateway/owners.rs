@@ -58,6 +58,21 @@ impl SessionOwners {
             .is_none_or(|(_, owner)| owner == binding)
     }
 
+    /// Forgets, and returns, the sessions whose binding `ends` picks.
+    pub fn take(&self, ends: impl Fn(&Binding) -> bool) -> Vec<String> {
+        let mut opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let ended: Vec<String> = opened
+            .sessions
+            .iter()
+            .filter(|(_, (_, binding))| ends(binding))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ended {
+            opened.sessions.remove(id);
+        }
+        ended
+    }
+
     /// Forgets an ended session.
     pub fn ended(&self, session: &str) {
         let mut opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());

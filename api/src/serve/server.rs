@@ -354,6 +354,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     .await
     .context("starting the live event fan-out")?;
     let shutdown_rx_gateway = shutdown_rx.clone();
+    let shutdown_rx_revocations = shutdown_rx.clone();
     let mut projection_tasks =
         Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
     projection_tasks.push(live_task);
@@ -423,6 +424,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         bus.clone(),
         metrics.clone(),
         &config.gateway,
+    ));
+    projection_tasks.push(crate::gateway::revocations::spawn(
+        gateway.clone(),
+        &live,
+        shutdown_rx_revocations,
     ));
     let state = AppState {
         gateway: gateway.clone(),
