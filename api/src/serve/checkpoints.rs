@@ -48,6 +48,41 @@ pub async fn record_and_keep(
     Ok(recorded)
 }
 
+/// How long the checkpoint signed at stop may wait for the last event to settle.
+const LAST_SETTLE: Duration = Duration::from_secs(3);
+
+/// Signs a checkpoint that covers the last event written before the stop. A checkpoint
+/// covers only settled events (below every open transaction), and the projectors may
+/// still be committing their last batch: it is signed again until it reaches the head,
+/// for a few seconds at most.
+async fn sign_the_last_event(pool: &Pool, signer: &LogSigner, data_dir: &Path) {
+    let head = match pool.get().await {
+        Ok(client) => berth_infrastructure::feed::head_position(&client)
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    let deadline = tokio::time::Instant::now() + LAST_SETTLE;
+    let path = data_dir.join(LATEST_CHECKPOINT_FILE);
+    loop {
+        if let Err(e) = record_and_keep(pool, signer, data_dir).await {
+            tracing::warn!(error = %format!("{e:#}"), "no checkpoint at stop");
+            return;
+        }
+        let kept = read_kept(&path).ok().map(|c| c.position);
+        let covered = match (head, kept) {
+            (Some(head), Some(position)) => position >= head,
+            (Some(head), None) => head == 0,
+            // The head cannot be read: there is nothing to wait for.
+            (None, _) => true,
+        };
+        if covered || tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Starts the checkpointer; it signs a last checkpoint when `shutdown` turns true.
 pub fn spawn_checkpointer(
     pool: Pool,
@@ -64,11 +99,12 @@ pub fn spawn_checkpointer(
                 _ = ticks.tick() => false,
                 _ = shutdown.wait_for(|s| *s) => true,
             };
+            if stopping {
+                sign_the_last_event(&pool, &signer, &data_dir).await;
+                return;
+            }
             if let Err(e) = record_and_keep(&pool, &signer, &data_dir).await {
                 tracing::warn!(error = %format!("{e:#}"), "no checkpoint this time");
-            }
-            if stopping {
-                return;
             }
         }
     })
