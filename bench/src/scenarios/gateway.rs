@@ -249,6 +249,8 @@ async fn running_fixture(serve: &BerthServe, fixture: &str) -> anyhow::Result<()
         )
         .await?;
     let id = server["id"].as_str().context("no server id")?.to_owned();
+    // Read the server once its read model has it.
+    let created = server["position"].as_i64().context("no position")?;
     serve
         .send_json(
             reqwest::Method::POST,
@@ -259,7 +261,11 @@ async fn running_fixture(serve: &BerthServe, fixture: &str) -> anyhow::Result<()
     let deadline = Instant::now() + START_WAIT;
     loop {
         let state = serve
-            .send_json(reqwest::Method::GET, &format!("/api/v1/servers/{id}"), None)
+            .send_json(
+                reqwest::Method::GET,
+                &format!("/api/v1/servers/{id}?min_position={created}"),
+                None,
+            )
             .await?;
         if state["state"] == "running" {
             // The gateway's directory follows the log: give it the event.
