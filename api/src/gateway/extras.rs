@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_application::gateway::names::{qualify, Unnamed};
+use berth_application::gateway::directory::named;
 use berth_application::gateway::Listing;
 use berth_infrastructure::mcp::{Upstream, UpstreamError};
 use futures_util::future::join_all;
@@ -157,22 +157,7 @@ async fn prompts(shared: &Shared, servers: &[Arc<Listing>]) -> Vec<(String, Arc<
         .flatten()
         .flat_map(|(listing, prompts)| prompts.into_iter().map(move |p| (Arc::clone(&listing), p)))
         .collect();
-    let unnamed: Vec<Unnamed<'_>> = found
-        .iter()
-        .map(|(l, p)| Unnamed {
-            server_id: l.server_id,
-            server_name: &l.name,
-            tool: &p.name,
-        })
-        .collect();
-    let names = qualify(&unnamed);
-    let mut all: Vec<(String, Arc<Listing>, Prompt)> = names
-        .into_iter()
-        .zip(found)
-        .map(|(name, (listing, prompt))| (name, listing, prompt))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
+    named(found, |prompt| &prompt.name)
 }
 
 /// Every prompt of `servers`, named for the gateway.

@@ -179,33 +179,22 @@ impl Directory {
     /// The tools of `owner`'s servers that `selection` includes, named for the gateway.
     pub fn view(&self, owner: &str, selection: &dyn Selection) -> View {
         let listings = self.servers(owner, selection);
-        let mut picked: Vec<(Arc<Listing>, &Tool)> = Vec::new();
+        let mut picked: Vec<(Arc<Listing>, Tool)> = Vec::new();
         for listing in &listings {
             for tool in &listing.tools {
                 if selection.includes_tool(listing, &tool.name) {
-                    picked.push((Arc::clone(listing), tool));
+                    picked.push((Arc::clone(listing), tool.clone()));
                 }
             }
         }
-        let unnamed: Vec<Unnamed<'_>> = picked
-            .iter()
-            .map(|(l, t)| Unnamed {
-                server_id: l.server_id,
-                server_name: &l.name,
-                tool: &t.name,
-            })
-            .collect();
-        let names = qualify(&unnamed);
-        let mut tools: Vec<VisibleTool> = picked
-            .iter()
-            .zip(names)
-            .map(|((listing, tool), name)| VisibleTool {
+        let tools = named(picked, |tool| &tool.name)
+            .into_iter()
+            .map(|(name, listing, tool)| VisibleTool {
                 name,
-                listing: Arc::clone(listing),
-                tool: (*tool).clone(),
+                listing,
+                tool,
             })
             .collect();
-        tools.sort_by(|a, b| a.name.cmp(&b.name));
         View { tools }
     }
 
@@ -216,6 +205,30 @@ impl Directory {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, Arc<Listing>>> {
         self.listings.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `items` (tools, prompts) of their servers, each with its gateway name
+/// ([`qualify`]), ordered by that name.
+pub fn named<T>(
+    items: Vec<(Arc<Listing>, T)>,
+    own_name: impl Fn(&T) -> &str,
+) -> Vec<(String, Arc<Listing>, T)> {
+    let unnamed: Vec<Unnamed<'_>> = items
+        .iter()
+        .map(|(listing, item)| Unnamed {
+            server_id: listing.server_id,
+            server_name: &listing.name,
+            tool: own_name(item),
+        })
+        .collect();
+    let names = qualify(&unnamed);
+    let mut all: Vec<(String, Arc<Listing>, T)> = names
+        .into_iter()
+        .zip(items)
+        .map(|(name, (listing, item))| (name, listing, item))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// Every server and tool the caller may use.
