@@ -960,3 +960,142 @@ async fn a_stdio_server_in_docker_serves_health_checks_and_many_callers_over_its
     app.until_state(&id, "stopped").await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_an_admin_shares_is_usable_by_those_it_is_shared_with_and_leaves_when_unshared() {
+    use reqwest::Method;
+    let app = TestApp::spawn_with_processes().await;
+    let clock = running_fixture(&app, "clock", "stdio").await;
+    let bob = user(&app, "bob", "viewer").await;
+    let eve = user(&app, "eve", "operator").await;
+    let url = app.url("/mcp");
+    let sharing = format!("/api/v1/servers/{clock}/sharing");
+    let put_as = |key: &str, body: Value| {
+        let body = serde_json::to_vec(&body).unwrap_or_default();
+        let key = key.to_owned();
+        let app = &app;
+        let sharing = sharing.clone();
+        async move {
+            app.send(Method::PUT, &sharing, Some(body), Some(&key), &[])
+                .await
+        }
+    };
+    let mut bobs = McpClient::connect(&url, &bob.key, "legacy").await;
+    let mut eves = McpClient::connect(&url, &eve.key, "legacy").await;
+    assert!(bobs.tool_names().await.is_empty());
+
+    // Bad requests and callers who may not share change nothing.
+    let unknown = put_as(app.token(), json!({"users": [api_support::uuid()]})).await;
+    unknown.expect_problem(422);
+    assert_eq!(unknown.problem_fields(), ["users[0]"]);
+    put_as(app.token(), json!({"users": "bob"}))
+        .await
+        .expect_problem(400);
+    put_as(&eve.key, json!({"everyone": true}))
+        .await
+        .expect_problem(404);
+    put_as(&bob.key, json!({"everyone": true}))
+        .await
+        .expect_problem(404);
+    // An operator may not share even a server of their own.
+    let entry = app
+        .register(&process_fixture_entry("eves-entry", "stdio", &[]))
+        .await;
+    app.command(&format!("/api/v1/catalog/{entry}/publish"))
+        .await
+        .expect(202);
+    let created = app
+        .send(
+            Method::POST,
+            "/api/v1/servers",
+            Some(serde_json::to_vec(&json!({"catalog_id": entry, "name": "own"})).unwrap()),
+            Some(&eve.key),
+            &[],
+        )
+        .await;
+    created.expect(201);
+    app.send(
+        Method::PUT,
+        &format!("/api/v1/servers/{}/sharing", created.id()),
+        Some(br#"{"everyone": true}"#.to_vec()),
+        Some(&eve.key),
+        &[],
+    )
+    .await
+    .expect_problem(403);
+    assert!(bobs.tool_names().await.is_empty());
+
+    // Shared with bob: his open session is told, and he calls it as himself.
+    let shared = put_as(app.token(), json!({"users": [bob.id]})).await;
+    shared.expect(200);
+    let changed = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert_eq!(
+        bobs.tool_names().await,
+        ["clock__add", "clock__echo", "clock__env_keys"]
+    );
+    let answer = bobs.call("clock__echo", json!({"text": "for bob"})).await;
+    assert_eq!(text_of(&answer), "for bob", "{answer}");
+    // Eve still sees nothing of it, and cannot call it by its name.
+    assert!(eves.tool_names().await.is_empty());
+    let refused = eves.call("clock__echo", json!({"text": "x"})).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    // Sharing lends the tools, not the server: bob does not see it in the API.
+    app.send_as(&bob.key, Method::GET, &format!("/api/v1/servers/{clock}"))
+        .await
+        .expect_problem(404);
+    let view = app.get(&format!("/api/v1/servers/{clock}")).await;
+    assert_eq!(view.json()["sharing"]["users"], json!([bob.id]), "{view:?}");
+    // The call is bob's, in the audit trail and in the server's calls.
+    let calls = tool_calls(&app, 1).await;
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0]["actor"], "user:bob", "{calls:#?}");
+    let listed = app
+        .get(&format!(
+            "/api/v1/servers/{clock}/calls?caller=user:bob&min_position={}",
+            app.head().await
+        ))
+        .await;
+    assert_eq!(listed.json()["items"].as_array().map(Vec::len), Some(1));
+
+    // With everyone: eve too.
+    put_as(app.token(), json!({"everyone": true}))
+        .await
+        .expect(200);
+    let changed = eves
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert_eq!(eves.tool_names().await.len(), 3);
+
+    // Unshared: bob's session loses it at once, and so do his calls.
+    let count = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await["count"]
+        .as_u64()
+        .unwrap_or(0);
+    put_as(app.token(), json!({})).await.expect(200);
+    let changed = bobs
+        .ask(json!({"op": "wait_list_changed", "after": count}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert!(bobs.tool_names().await.is_empty());
+    let gone = bobs.call("clock__echo", json!({"text": "x"})).await;
+    assert_eq!(gone["error"]["code"], -32602, "{gone}");
+    let audit = app
+        .get(&format!(
+            "/api/v1/audit?action=server.sharing_changed&server_id={clock}&min_position={}",
+            app.head().await
+        ))
+        .await;
+    assert_eq!(
+        audit.json()["items"].as_array().map(Vec::len),
+        Some(3),
+        "{audit:?}"
+    );
+    bobs.close().await;
+    eves.close().await;
+    app.stop().await;
+}

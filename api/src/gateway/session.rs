@@ -70,12 +70,15 @@ impl Shared {
     /// those of servers whose circuit is open included: a call to one of them is refused
     /// saying when to try again, not as an unknown tool.
     pub(crate) fn callable(&self, caller: &GatewayCaller) -> View {
-        self.directory.view(&caller.owner(), selection(caller))
+        self.directory
+            .view(&caller.principal.caller, selection(caller))
     }
 
     /// The caller's servers, less those whose circuit is open.
     fn servers(&self, caller: &GatewayCaller) -> Vec<Arc<Listing>> {
-        let mut servers = self.directory.servers(&caller.owner(), selection(caller));
+        let mut servers = self
+            .directory
+            .servers(&caller.principal.caller, selection(caller));
         servers.retain(|l| !self.guards.hides(l.server_id));
         servers
     }

@@ -8,7 +8,8 @@ use utoipa::{Modify, OpenApi};
 use crate::http::problem::ApiError;
 use crate::http::routes::{
     audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
-    profiles, server_actions, server_calls, server_history, server_runtime, servers,
+    profiles, server_actions, server_calls, server_history, server_runtime, server_sharing,
+    servers,
 };
 
 /// The bearer security scheme every `/api/v1` operation requires.
@@ -80,6 +81,7 @@ answers `403`."
         profiles::remove,
         server_calls::calls,
         server_calls::gateway,
+        server_sharing::share,
         server_history::history,
         event_stream::stream,
         event_socket::socket,

@@ -7,11 +7,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use berth_domain::catalog::Transport;
-use berth_domain::server::Tool;
+use berth_domain::server::{Sharing, Tool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::names::{qualify, Unnamed};
+use crate::access::Caller;
 
 /// How long a call may take when the entry says nothing.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -31,6 +32,17 @@ pub struct Listing {
     pub tools: Vec<Tool>,
     /// How long one call may take.
     pub call_timeout: Duration,
+    /// Who besides its owner may use it.
+    pub sharing: Sharing,
+}
+
+impl Listing {
+    /// Whether `caller` may use it: it is theirs, or shared with them. Administrators
+    /// are no exception: the gateway offers what a person uses, not all it could manage.
+    pub fn usable_by(&self, caller: &Caller) -> bool {
+        self.owner.strip_prefix("user:") == Some(caller.name.as_str())
+            || self.sharing.includes(caller.user_id)
+    }
 }
 
 /// One tool as a caller sees it.
@@ -147,11 +159,11 @@ impl Directory {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    /// `owner`'s servers that `selection` includes.
-    pub fn servers(&self, owner: &str, selection: &dyn Selection) -> Vec<Arc<Listing>> {
+    /// The servers `caller` may use that `selection` includes.
+    pub fn servers(&self, caller: &Caller, selection: &dyn Selection) -> Vec<Arc<Listing>> {
         self.read()
             .values()
-            .filter(|l| l.owner == owner && selection.includes_server(l))
+            .filter(|l| l.usable_by(caller) && selection.includes_server(l))
             .cloned()
             .collect()
     }
@@ -176,9 +188,10 @@ impl Directory {
         self.read().is_empty()
     }
 
-    /// The tools of `owner`'s servers that `selection` includes, named for the gateway.
-    pub fn view(&self, owner: &str, selection: &dyn Selection) -> View {
-        let listings = self.servers(owner, selection);
+    /// The tools of the servers `caller` may use that `selection` includes, named for
+    /// the gateway.
+    pub fn view(&self, caller: &Caller, selection: &dyn Selection) -> View {
+        let listings = self.servers(caller, selection);
         let mut picked: Vec<(Arc<Listing>, Tool)> = Vec::new();
         for listing in &listings {
             for tool in &listing.tools {
@@ -247,6 +260,8 @@ impl Selection for Everything {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metadata::Actor;
+    use berth_domain::user::Role;
 
     fn listing(id: u128, owner: &str, name: &str, tools: &[&str]) -> Listing {
         Listing {
@@ -263,6 +278,16 @@ mod tests {
                 })
                 .collect(),
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            sharing: Sharing::default(),
+        }
+    }
+
+    fn user(id: u128, name: &str, role: Role) -> Caller {
+        Caller {
+            actor: Actor::User(name.into()),
+            user_id: Uuid::from_u128(id),
+            name: name.into(),
+            role,
         }
     }
 
@@ -277,7 +302,7 @@ mod tests {
             Uuid::from_u128(2),
             Some(listing(2, "user:bob", "files", &["read", "write"])),
         );
-        let ann = directory.view("user:ann", &Everything);
+        let ann = directory.view(&user(10, "ann", Role::Operator), &Everything);
         let names: Vec<&str> = ann.tools().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["files__read"]);
         assert_eq!(
@@ -285,7 +310,40 @@ mod tests {
             Uuid::from_u128(1)
         );
         assert!(ann.find("files__write").is_none());
-        assert!(directory.view("user:eve", &Everything).tools().is_empty());
+        assert!(directory
+            .view(&user(12, "eve", Role::Operator), &Everything)
+            .tools()
+            .is_empty());
+        // Administrators manage every server, but use only their own through the gateway.
+        assert!(directory
+            .view(&user(13, "root", Role::Admin), &Everything)
+            .tools()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_shared_server_is_usable_by_those_it_is_shared_with_only() {
+        let directory = Directory::new();
+        let mut shared = listing(1, "user:root", "search", &["query"]);
+        shared.sharing.users.insert(Uuid::from_u128(10));
+        directory.set(Uuid::from_u128(1), Some(shared));
+        directory.set(
+            Uuid::from_u128(2),
+            Some(listing(2, "user:ann", "search", &["query"])),
+        );
+        let ann = directory.view(&user(10, "ann", Role::Viewer), &Everything);
+        let servers: Vec<Uuid> = ann.tools().iter().map(|t| t.listing.server_id).collect();
+        assert_eq!(servers.len(), 2, "{ann:?}");
+        assert!(servers.contains(&Uuid::from_u128(1)));
+        assert_ne!(ann.tools()[0].name, ann.tools()[1].name);
+        let bob = directory.view(&user(11, "bob", Role::Operator), &Everything);
+        assert!(bob.tools().is_empty());
+        let mut everyone = listing(3, "user:root", "clock", &["now"]);
+        everyone.sharing.everyone = true;
+        directory.set(Uuid::from_u128(3), Some(everyone));
+        let bob = directory.view(&user(11, "bob", Role::Viewer), &Everything);
+        assert_eq!(bob.tools().len(), 1);
+        assert_eq!(bob.tools()[0].name, "clock__now");
     }
 
     #[test]

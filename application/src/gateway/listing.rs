@@ -41,5 +41,6 @@ pub async fn listing_of<R: PersistedEventRepository + Clone>(
             .map_or(DEFAULT_CALL_TIMEOUT, |secs| {
                 Duration::from_secs(u64::from(secs))
             }),
+        sharing: server.sharing.clone(),
     }))
 }

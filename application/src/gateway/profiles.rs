@@ -1,11 +1,11 @@
 //! Profiles: the use cases (define, list, remove) and what a profile selects of the
 //! directory.
 //!
-//! A profile holds only its owner's own servers: the gateway lists nobody else's, and a
-//! profile naming another user's server would tell its owner that server exists.
+//! A profile holds only servers its owner may use (their own, and those an administrator
+//! shared with them): a profile naming any other server would tell its owner that server
+//! exists. A server unshared later stays named in the profile but drops out of its view.
 
 use berth_domain::profile::{Profile, ProfileCommand, ProfileId, ProfileServer};
-use berth_domain::server::Server;
 use berth_domain::user::Role;
 use berth_domain::FieldError;
 use cqrs_es::persist::PersistedEventRepository;
@@ -29,10 +29,10 @@ impl Selection for Profile {
     }
 }
 
-/// Defines (or replaces) `caller`'s profile `name`; every server must be the caller's.
+/// Defines (or replaces) `caller`'s profile `name`; the caller must be able to use
+/// every server it names.
 pub async fn define_profile<R: PersistedEventRepository + Clone>(
     bus: &CommandBus<R>,
-    owners: &dyn StreamOwners,
     caller: &Caller,
     name: &str,
     servers: Vec<ProfileServer>,
@@ -42,11 +42,14 @@ pub async fn define_profile<R: PersistedEventRepository + Clone>(
     let owner = caller.owner();
     let mut unknown = Vec::new();
     for (i, server) in servers.iter().enumerate() {
-        let found = owners.owner(Server::TYPE, server.server_id).await?;
-        if found.as_deref() != Some(owner.as_str()) {
+        let found = bus.load_server(server.server_id.into()).await?;
+        let usable = found.created
+            && !found.deleted
+            && (found.owner == owner || found.sharing.includes(caller.user_id));
+        if !usable {
             unknown.push(FieldError::new(
                 format!("servers[{i}].server_id"),
-                "is not one of your servers",
+                "is neither one of your servers nor shared with you",
             ));
         }
     }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use super::config::{validate_config, ConfigChange, SealedSecret};
 use super::events::ServerEvent;
+use super::sharing::Sharing;
 use super::state::{Health, RestartPolicy, ServerState, Tool};
 use crate::catalog::ConfigKey;
 use crate::decide::handle_by_decide;
@@ -60,6 +61,9 @@ pub struct Server {
     /// Where an `http` server answers MCP while it runs.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// Who besides its owner may use it through the gateway.
+    #[serde(default)]
+    pub sharing: Sharing,
 }
 
 /// What may be asked of a server: by people (create … delete) and by the process
@@ -158,6 +162,12 @@ pub enum ServerCommand {
         /// The tools it offers.
         tools: Vec<Tool>,
     },
+    /// Let these people use it through the gateway (an administrator's decision; the
+    /// whole sharing is given, replacing the one before).
+    Share {
+        /// Who may use it from now on, besides its owner.
+        sharing: Sharing,
+    },
 }
 
 impl ServerCommand {
@@ -183,6 +193,7 @@ impl ServerCommand {
             Self::RecordStopped => "record as stopped",
             Self::RecordHealth { .. } => "record the health of",
             Self::RecordTools { .. } => "record the tools of",
+            Self::Share { .. } => "share",
         }
     }
 }
@@ -446,6 +457,19 @@ impl Server {
                     vec![E::ToolsDiscovered { tools }]
                 }
             }
+            ServerCommand::Share { sharing } => {
+                if self.delete_pending {
+                    return Err(refuse_deleting());
+                }
+                if let Some(e) = sharing.check() {
+                    return Err(ServerError::Invalid(vec![e]));
+                }
+                if sharing == self.sharing {
+                    vec![]
+                } else {
+                    vec![E::SharingChanged { sharing }]
+                }
+            }
         };
         Ok(events)
     }
@@ -640,6 +664,7 @@ impl Aggregate for Server {
             E::Deleted => self.deleted = true,
             E::HealthChanged { health } => self.health = health,
             E::ToolsDiscovered { tools } => self.tools = tools,
+            E::SharingChanged { sharing } => self.sharing = sharing,
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::config::SealedSecret;
+use super::sharing::Sharing;
 use super::state::{Health, RestartPolicy, Tool};
 
 /// What happened to a server. Secrets appear only sealed.
@@ -113,6 +114,12 @@ pub enum ServerEvent {
         /// The tools it offers.
         tools: Vec<Tool>,
     },
+    /// An administrator changed who may use it through the gateway; the whole new
+    /// sharing is recorded.
+    SharingChanged {
+        /// Who may use it from now on, besides its owner.
+        sharing: Sharing,
+    },
 }
 
 impl DomainEvent for ServerEvent {
@@ -140,6 +147,7 @@ impl DomainEvent for ServerEvent {
             Self::Deleted => "ServerDeleted",
             Self::HealthChanged { .. } => "ServerHealthChanged",
             Self::ToolsDiscovered { .. } => "ServerToolsDiscovered",
+            Self::SharingChanged { .. } => "ServerSharingChanged",
         }
         .to_string()
     }

@@ -645,3 +645,73 @@ fn a_server_lost_with_berth_is_relaunched_without_using_a_restart_attempt() {
             command: "relaunch",
         });
 }
+
+#[test]
+fn sharing_records_the_whole_new_set_and_only_real_changes() {
+    let bob = Uuid::from_u128(2);
+    let with_bob = Sharing {
+        everyone: false,
+        users: [bob].into(),
+    };
+    let mut h = history(S::Running);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::Share {
+            sharing: with_bob.clone(),
+        })
+        .then_expect_events(vec![E::SharingChanged {
+            sharing: with_bob.clone(),
+        }]);
+    h.push(E::SharingChanged {
+        sharing: with_bob.clone(),
+    });
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::Share {
+            sharing: with_bob.clone(),
+        })
+        .then_expect_events(vec![]);
+    Given::with(())
+        .given(h.clone())
+        .when(ServerCommand::Share {
+            sharing: Sharing::default(),
+        })
+        .then_expect_events(vec![E::SharingChanged {
+            sharing: Sharing::default(),
+        }]);
+    let mut server = Server::default();
+    h.into_iter().for_each(|e| server.apply(e));
+    assert!(server.sharing.includes(bob));
+    assert!(!server.sharing.includes(Uuid::from_u128(3)));
+}
+
+#[test]
+fn sharing_is_bounded_and_refused_for_servers_being_deleted() {
+    let too_many = Sharing {
+        everyone: false,
+        users: (0..=MAX_SHARED_USERS as u128)
+            .map(Uuid::from_u128)
+            .collect(),
+    };
+    let refused = outcome(S::Stopped, ServerCommand::Share { sharing: too_many });
+    assert!(
+        matches!(&refused, Err(ServerError::Invalid(errors)) if errors[0].field == "users"),
+        "{refused:?}"
+    );
+    let mut h = history(S::Running);
+    h.push(E::DeletionRequested);
+    let everyone = Sharing {
+        everyone: true,
+        users: Default::default(),
+    };
+    Given::with(())
+        .given(h)
+        .when(ServerCommand::Share { sharing: everyone })
+        .then_expect_error(ServerError::BeingDeleted { command: "share" });
+    Given::with(())
+        .given(vec![])
+        .when(ServerCommand::Share {
+            sharing: Sharing::default(),
+        })
+        .then_expect_error(ServerError::NotFound);
+}

@@ -218,6 +218,17 @@ fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
         E::DeletionRequested => format!("requested deletion of {s}"),
         E::Deleted => format!("deleted {s}"),
         E::HealthChanged { health } => format!("{s} is now {}", variant_name(health)),
+        E::SharingChanged { sharing } if sharing.is_private() => {
+            format!("shared {s} with nobody")
+        }
+        E::SharingChanged { sharing } if sharing.everyone => {
+            format!("shared {s} with every user through the gateway")
+        }
+        E::SharingChanged { sharing } => {
+            let n = sharing.users.len();
+            let noun = if n == 1 { "user" } else { "users" };
+            format!("shared {s} with {n} {noun} through the gateway")
+        }
         E::ToolsDiscovered { tools } if tools.is_empty() => format!("{s} offers no tools"),
         E::ToolsDiscovered { tools } => {
             let mut listed: Vec<&str> = tools

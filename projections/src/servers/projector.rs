@@ -28,11 +28,11 @@ pub const TABLES: &[&str] = &["servers"];
 const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version, owner, \
      state, enabled, restart_pending, delete_pending, config, secret_keys, health, tools, \
      container_id, last_error, created_at, updated_at, version, position, restart_policy, \
-     restart_attempts, endpoint) \
+     restart_attempts, endpoint, sharing) \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::text[], \
      $6::text[], $7::bool[], $8::bool[], $9::bool[], $10::jsonb[], $11::jsonb[], $12::text[], \
      $13::jsonb[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], \
-     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[], $22::text[]) \
+     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[], $22::text[], $23::jsonb[]) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, catalog_id = excluded.catalog_id, \
      catalog_version = excluded.catalog_version, owner = excluded.owner, \
      state = excluded.state, enabled = excluded.enabled, \
@@ -42,7 +42,7 @@ const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version
      last_error = excluded.last_error, created_at = excluded.created_at, \
      updated_at = excluded.updated_at, version = excluded.version, position = excluded.position, \
      restart_policy = excluded.restart_policy, restart_attempts = excluded.restart_attempts, \
-     endpoint = excluded.endpoint";
+     endpoint = excluded.endpoint, sharing = excluded.sharing";
 
 const DELETE: &str = "DELETE FROM servers WHERE id = ANY($1)";
 
@@ -108,6 +108,7 @@ struct Columns {
     restart_policy: Vec<Value>,
     restart_attempts: Vec<i32>,
     endpoint: Vec<Option<String>>,
+    sharing: Vec<Value>,
 }
 
 impl Columns {
@@ -117,6 +118,7 @@ impl Columns {
         self.secret_keys.push(to_json(&r.secret_keys)?);
         self.tools.push(to_json(&r.tools)?);
         self.restart_policy.push(to_json(&r.restart_policy)?);
+        self.sharing.push(to_json(&r.sharing)?);
         self.restart_attempts
             .push(i32::try_from(r.restart_attempts).unwrap_or(i32::MAX));
         self.id.push(r.id);
@@ -165,6 +167,7 @@ impl Columns {
                 &self.restart_policy,
                 &self.restart_attempts,
                 &self.endpoint,
+                &self.sharing,
             ],
         )
         .await?;

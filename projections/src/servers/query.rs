@@ -84,6 +84,10 @@ pub struct ServerView {
     pub restart_policy: Value,
     /// Automatic restarts in a row since the last start a person asked for.
     pub restart_attempts: i32,
+    /// Who besides its owner may use it through the MCP gateway:
+    /// `{"everyone": bool, "users": [user id, ...]}`.
+    #[schema(value_type = Object)]
+    pub sharing: Value,
 }
 
 const LIST: ListQuery = ListQuery {
@@ -128,6 +132,7 @@ impl ServerRow {
             position: self.position,
             restart_policy: to_json(&self.restart_policy)?,
             restart_attempts: i32::try_from(self.restart_attempts).unwrap_or(i32::MAX),
+            sharing: to_json(&self.sharing)?,
         })
     }
 }

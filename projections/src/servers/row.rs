@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use berth_domain::server::{
-    Health, RestartPolicy, SealedSecret, Server, ServerEvent, ServerState, Tool,
+    Health, RestartPolicy, SealedSecret, Server, ServerEvent, ServerState, Sharing, Tool,
 };
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::StoreError;
@@ -40,6 +40,7 @@ pub(crate) struct ServerRow {
     pub restart_policy: RestartPolicy,
     pub restart_attempts: u32,
     pub endpoint: Option<String>,
+    pub sharing: Sharing,
 }
 
 /// Where an event sits in the log, which is all of the stored row a server row keeps.
@@ -99,6 +100,7 @@ pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: Stamp) -> Change {
             tools: Vec::new(),
             container_id: None,
             endpoint: None,
+            sharing: Sharing::default(),
             last_error: None,
             created_at: stored.recorded_at,
             updated_at: stored.recorded_at,
@@ -159,6 +161,7 @@ impl ServerRow {
             restart_policy: self.restart_policy,
             restart_attempts: self.restart_attempts,
             endpoint: self.endpoint.clone(),
+            sharing: self.sharing.clone(),
         }
     }
 
@@ -179,6 +182,7 @@ impl ServerRow {
         self.restart_policy = server.restart_policy;
         self.restart_attempts = server.restart_attempts;
         self.endpoint = server.endpoint;
+        self.sharing = server.sharing;
     }
 
     /// Reads a row selected with [`COLUMNS`].
@@ -210,6 +214,7 @@ impl ServerRow {
             restart_attempts: u32::try_from(row.try_get::<_, i32>("restart_attempts")?)
                 .unwrap_or_default(),
             endpoint: row.try_get("endpoint")?,
+            sharing: from_json(row.try_get("sharing")?)?,
         })
     }
 
@@ -223,7 +228,7 @@ impl ServerRow {
 pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, state, enabled, \
      restart_pending, delete_pending, config, secret_keys, health, tools, container_id, \
      last_error, created_at, updated_at, version, position, restart_policy, restart_attempts, \
-     endpoint";
+     endpoint, sharing";
 
 #[cfg(test)]
 mod tests {

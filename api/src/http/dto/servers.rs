@@ -207,3 +207,25 @@ pub struct UpgradeServerBody {
     #[schema(minimum = 1)]
     pub catalog_version: Option<u32>,
 }
+
+/// Who besides its owner may use a server through the MCP gateway; replaces the sharing
+/// before. `{}` shares it with nobody.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SharingBody {
+    /// Every user of this Berth may use it.
+    #[serde(default)]
+    pub everyone: bool,
+    /// These users may (their ids).
+    #[serde(default)]
+    pub users: Vec<Uuid>,
+}
+
+impl From<SharingBody> for berth_domain::server::Sharing {
+    fn from(body: SharingBody) -> Self {
+        Self {
+            everyone: body.everyone,
+            users: body.users.into_iter().collect(),
+        }
+    }
+}

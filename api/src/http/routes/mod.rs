@@ -23,6 +23,7 @@ pub mod server_actions;
 pub mod server_calls;
 pub mod server_history;
 pub mod server_runtime;
+pub mod server_sharing;
 pub mod servers;
 
 /// Where the authenticated API lives.
@@ -119,6 +120,9 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         }),
         endpoint(M::GET, "/servers/{id}/gateway", || {
             web::route().to(server_calls::gateway)
+        }),
+        endpoint(M::PUT, "/servers/{id}/sharing", || {
+            web::route().to(server_sharing::share)
         }),
         endpoint(M::GET, "/servers/{id}/history", || {
             web::route().to(server_history::history)

@@ -106,7 +106,7 @@ pub struct ProfileList {
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Viewers cannot define profiles", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A bad name or tool name, a server that is not yours", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A bad name or tool name, a server you may not use", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(skip_all)]
@@ -118,15 +118,7 @@ pub async fn define(
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
     let servers = body.servers.into_iter().map(Into::into).collect();
-    let receipt = define_profile(
-        &state.bus,
-        &*state.owners,
-        &principal,
-        &name,
-        servers,
-        &metadata,
-    )
-    .await?;
+    let receipt = define_profile(&state.bus, &principal, &name, servers, &metadata).await?;
     let position = committed_position(&state, receipt).await?;
     let id = ProfileId::of(&principal.owner(), &name).uuid();
     Ok(CommandAccepted { id, position }.respond(StatusCode::OK))
