@@ -51,6 +51,7 @@ pub struct CommandBus<R: PersistedEventRepository + Clone> {
     catalog_store: Cached<R, CatalogEntry>,
     pub(crate) server_store: Cached<R, Server>,
     bulk_store: Store<R, BulkOperation>,
+    tool_call_store: Store<R, ToolCall>,
     pub(crate) cipher: Arc<dyn SecretCipher>,
     /// Commands that may take away an administrator take turns in this process, so two
     /// of them never both see the other administrator still active.
@@ -103,6 +104,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             catalog_store: cached(&repo, &catalogs),
             server_store: cached(&repo, &servers),
             bulk_store: snapshotted(&repo),
+            tool_call_store: store(&repo),
             cipher,
             administrators_turn: tokio::sync::Mutex::new(()),
             runtimes: None,
@@ -236,6 +238,11 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     /// The current state of a bulk operation, from its snapshot and events.
     pub async fn load_bulk(&self, id: BulkId) -> Result<BulkOperation, AppError> {
         load(&self.bulk_store, &id.to_string()).await
+    }
+
+    /// A tool call as recorded (no record when there is no such call).
+    pub async fn load_tool_call(&self, id: berth_domain::ToolCallId) -> Result<ToolCall, AppError> {
+        load(&self.tool_call_store, &id.to_string()).await
     }
 
     /// The current state of a catalog entry, from its events.

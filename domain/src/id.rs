@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::bulk::BulkOperation;
 use crate::catalog::CatalogEntry;
 use crate::server::Server;
+use crate::tool_call::ToolCall;
 use crate::user::User;
 
 /// The id of an aggregate of type `A`: a UUID, written as its hyphenated text, which is
@@ -30,6 +31,8 @@ pub type CatalogEntryId = AggregateId<CatalogEntry>;
 pub type UserId = AggregateId<User>;
 /// A bulk operation's id.
 pub type BulkId = AggregateId<BulkOperation>;
+/// A tool call's id (each call is a stream of its own).
+pub type ToolCallId = AggregateId<ToolCall>;
 
 impl<A> AggregateId<A> {
     /// The id `uuid`.

@@ -18,5 +18,5 @@ pub mod upcasting;
 pub mod user;
 pub mod validation;
 
-pub use id::{AggregateId, BulkId, CatalogEntryId, ServerId, UserId};
+pub use id::{AggregateId, BulkId, CatalogEntryId, ServerId, ToolCallId, UserId};
 pub use validation::FieldError;

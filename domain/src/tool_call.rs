@@ -3,13 +3,15 @@
 //! stream) without touching the server's own stream, which calls would otherwise make a
 //! point of contention for every caller at once.
 //!
-//! What was sent and answered is never stored in plaintext: a digest and a size.
+//! What was sent and answered is never stored in plaintext: a digest and a size, and the
+//! arguments sealed under the caller's data key when the server's entry asks to keep them.
 
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::decide::handle_by_decide;
+use crate::server::SealedSecret;
 
 /// How a call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,7 +74,15 @@ pub struct ToolCallRecord {
     pub arguments_bytes: u64,
     /// Size of the answer, in bytes (0 without one).
     pub result_bytes: u64,
+    /// The arguments as sent, sealed under the caller's data key for the call's stream
+    /// (key [`ARGUMENTS_KEY`]), when the server's catalog entry keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<SealedSecret>,
 }
+
+/// The name the arguments of a call are sealed under (with the call's id and its caller
+/// as associated data, so they open nowhere else).
+pub const ARGUMENTS_KEY: &str = "arguments";
 
 /// The one command: record the call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -167,6 +177,7 @@ mod tests {
             arguments_sha256: "00".into(),
             arguments_bytes: 2,
             result_bytes: 10,
+            arguments: None,
         }
     }
 

@@ -1099,3 +1099,113 @@ async fn a_server_an_admin_shares_is_usable_by_those_it_is_shared_with_and_leave
     eves.close().await;
     app.stop().await;
 }
+
+/// The ids of the calls recorded of server `server_id`, newest first.
+async fn call_ids(app: &TestApp, server_id: &str, count: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = app.get(&format!("/api/v1/servers/{server_id}/calls")).await;
+        page.expect(200);
+        let ids: Vec<String> = page.json()["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect();
+        if ids.len() >= count || tokio::time::Instant::now() > deadline {
+            return ids;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_entry_that_keeps_arguments_seals_them_for_the_caller_alone_and_forgetting_them_shreds_them(
+) {
+    use reqwest::Method;
+    let app = TestApp::spawn_with_processes().await;
+    let plain = running_fixture(&app, "plain", "stdio").await;
+    let mut entry = process_fixture_entry("kept-entry", "stdio", &[]);
+    entry["gateway"] = json!({"keep_arguments": true});
+    let entry = app.register(&entry).await;
+    let kept = app
+        .create_server(&json!({"catalog_id": entry, "name": "kept"}))
+        .await;
+    app.start(&kept).await;
+    app.until_state(&kept, "running").await;
+    let bob = user(&app, "bob", "viewer").await;
+    let eve = user(&app, "eve", "operator").await;
+    app.json(
+        Method::PUT,
+        &format!("/api/v1/servers/{kept}/sharing"),
+        &json!({"users": [bob.id]}),
+    )
+    .await
+    .expect(200);
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    let mut admins = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    let said = "the word is swordfish";
+    let answer = bobs.call("kept__echo", json!({"text": said})).await;
+    assert_eq!(text_of(&answer), said, "{answer}");
+    let answer = admins.call("plain__echo", json!({"text": said})).await;
+    assert_eq!(text_of(&answer), said, "{answer}");
+    bobs.close().await;
+    admins.close().await;
+
+    // Kept: the caller reads them back; so does an administrator; nobody else.
+    let bobs_call = call_ids(&app, &kept, 1).await.remove(0);
+    let path = format!("/api/v1/calls/{bobs_call}");
+    let read = app.send_as(&bob.key, Method::GET, &path).await;
+    read.expect(200);
+    assert_eq!(read.json()["arguments_kept"], "kept", "{read:?}");
+    assert_eq!(read.json()["arguments"], json!({"text": said}), "{read:?}");
+    assert_eq!(read.json()["caller"], "user:bob");
+    assert_eq!(app.get(&path).await.json()["arguments"]["text"], said);
+    app.send_as(&eve.key, Method::GET, &path)
+        .await
+        .expect_problem(404);
+    app.send_as(
+        &bob.key,
+        Method::GET,
+        &format!("/api/v1/calls/{}", api_support::uuid()),
+    )
+    .await
+    .expect_problem(404);
+    // Not kept: the digest and size only.
+    let admins_call = call_ids(&app, &plain, 1).await.remove(0);
+    let read = app.get(&format!("/api/v1/calls/{admins_call}")).await;
+    assert_eq!(read.json()["arguments_kept"], "not_kept", "{read:?}");
+    assert_eq!(read.json()["arguments"], Value::Null);
+    // Neither is in the log, the read models or any answer in plaintext.
+    let sql = app.sql().await;
+    for row in sql
+        .query(
+            "SELECT payload::text FROM events WHERE aggregate_type = 'tool' \
+             UNION ALL SELECT to_jsonb(t)::text FROM tool_calls t \
+             UNION ALL SELECT to_jsonb(a)::text FROM audit_log a",
+            &[],
+        )
+        .await
+        .expect("reading the log")
+    {
+        let text: String = row.get(0);
+        assert!(!text.contains("swordfish"), "{text}");
+    }
+
+    // Forgetting bob shreds what was kept of his calls, nothing else.
+    let settings = berth_api::cli::config::Settings {
+        data_dir: app.data_dir().to_owned(),
+        database_url: Some(app.db.url()),
+        ..Default::default()
+    };
+    berth_api::cli::keys::forget_user(&settings, "bob")
+        .await
+        .expect("forgetting bob");
+    let read = app.get(&path).await;
+    read.expect(200);
+    assert_eq!(read.json()["arguments_kept"], "shredded", "{read:?}");
+    assert_eq!(read.json()["arguments"], Value::Null);
+    assert_eq!(read.json()["arguments_bytes"], said.len() + 11);
+    app.stop().await;
+}

@@ -81,6 +81,7 @@ answers `403`."
         profiles::remove,
         server_calls::calls,
         server_calls::gateway,
+        server_calls::call,
         server_sharing::share,
         server_history::history,
         event_stream::stream,

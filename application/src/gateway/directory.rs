@@ -34,6 +34,8 @@ pub struct Listing {
     pub call_timeout: Duration,
     /// Who besides its owner may use it.
     pub sharing: Sharing,
+    /// Whether calls keep their arguments (sealed under the caller's data key).
+    pub keep_arguments: bool,
 }
 
 impl Listing {
@@ -279,6 +281,7 @@ mod tests {
                 .collect(),
             call_timeout: DEFAULT_CALL_TIMEOUT,
             sharing: Sharing::default(),
+            keep_arguments: false,
         }
     }
 

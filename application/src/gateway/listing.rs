@@ -42,5 +42,6 @@ pub async fn listing_of<R: PersistedEventRepository + Clone>(
                 Duration::from_secs(u64::from(secs))
             }),
         sharing: server.sharing.clone(),
+        keep_arguments: definition.gateway.keep_arguments,
     }))
 }

@@ -8,6 +8,7 @@ pub mod guards;
 pub mod listing;
 pub mod names;
 pub mod profiles;
+pub mod recorded_call;
 pub mod sharing;
 
 pub use breaker::{BreakerPolicy, Circuit};

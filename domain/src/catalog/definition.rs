@@ -158,6 +158,10 @@ pub struct GatewaySettings {
     /// 60 s, when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_timeout_secs: Option<u32>,
+    /// Keep each call's arguments, sealed under the caller's data key (so forgetting the
+    /// caller shreds them); only their digest and size otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_arguments: bool,
 }
 
 impl GatewaySettings {

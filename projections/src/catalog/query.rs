@@ -48,7 +48,7 @@ pub struct CatalogEntryView {
     /// Resource limits: `{ "memory_mb"?, "cpus"?, "pids"? }`.
     #[schema(value_type = Object)]
     pub resources: Value,
-    /// How the MCP gateway treats its servers: `{ "call_timeout_secs"? }`.
+    /// How the MCP gateway treats its servers: `{ "call_timeout_secs"?, "keep_arguments"? }`.
     #[schema(value_type = Object)]
     pub gateway: Value,
     /// 1 at registration, +1 on every update.

@@ -177,12 +177,18 @@ pub struct GatewaySettingsDto {
     /// How long one tool call may take, in seconds (1 to 3600; 60 when unset).
     #[serde(default)]
     pub call_timeout_secs: Option<u32>,
+    /// Keep each call's arguments, sealed under the caller's data key, readable by the
+    /// caller and administrators at `GET /api/v1/calls/{id}` until the caller is
+    /// forgotten (default: only their SHA-256 and size).
+    #[serde(default)]
+    pub keep_arguments: bool,
 }
 
 impl From<GatewaySettingsDto> for GatewaySettings {
     fn from(g: GatewaySettingsDto) -> Self {
         GatewaySettings {
             call_timeout_secs: g.call_timeout_secs,
+            keep_arguments: g.keep_arguments,
         }
     }
 }

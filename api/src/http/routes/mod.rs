@@ -121,6 +121,9 @@ pub fn api_endpoints() -> Vec<Endpoint> {
         endpoint(M::GET, "/servers/{id}/gateway", || {
             web::route().to(server_calls::gateway)
         }),
+        endpoint(M::GET, "/calls/{id}", || {
+            web::route().to(server_calls::call)
+        }),
         endpoint(M::PUT, "/servers/{id}/sharing", || {
             web::route().to(server_sharing::share)
         }),

@@ -1,14 +1,17 @@
 //! `GET /api/v1/servers/{id}/calls`: the tool calls made to one server through the MCP
-//! gateway, newest first; `GET /api/v1/servers/{id}/gateway`: how the gateway sees it now.
+//! gateway, newest first; `GET /api/v1/calls/{id}`: one call, with its arguments when
+//! kept; `GET /api/v1/servers/{id}/gateway`: how the gateway sees a server now.
 
 use actix_web::{web, HttpResponse};
 use berth_application::access::ensure_visible;
+use berth_application::gateway::recorded_call::{recorded_call, KeptArguments};
 use berth_application::gateway::Circuit;
 use berth_domain::tool_call::CallOutcome;
-use berth_domain::ServerId;
+use berth_domain::{ServerId, ToolCallId};
 use berth_projections::{list_calls, CallFilter, CallView, Page};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::auth::Principal;
@@ -92,6 +95,89 @@ pub async fn calls(
     };
     let client = state.pool.get().await?;
     Ok(HttpResponse::Ok().json(list_calls(&client, id.uuid(), &filter, page).await?))
+}
+
+/// One recorded tool call.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RecordedCallView {
+    /// The call's id (`id` in the server's calls).
+    pub id: uuid::Uuid,
+    /// Who called, e.g. `user:ada`.
+    pub caller: String,
+    /// The credential: an API key's id, or `token:<key id>`.
+    pub credential: String,
+    /// The profile it went through, if any.
+    pub profile: Option<String>,
+    /// The server called.
+    pub server_id: uuid::Uuid,
+    /// Its name then.
+    pub server_name: String,
+    /// The tool, as the server names it.
+    pub tool: String,
+    /// `ok`, `tool_error` or `failed`.
+    pub outcome: String,
+    /// For a failed call, what kind of failure.
+    pub error_class: Option<String>,
+    /// How long it took, in microseconds.
+    pub duration_us: u64,
+    /// SHA-256 of the arguments as sent (hex).
+    pub arguments_sha256: String,
+    /// Size of the arguments as sent, in bytes.
+    pub arguments_bytes: u64,
+    /// Size of the answer, in bytes.
+    pub result_bytes: u64,
+    /// `not_kept` (the server's entry keeps only the digest and size), `kept`, or
+    /// `shredded` (kept, but the caller was forgotten: they can never be read again).
+    pub arguments_kept: String,
+    /// The arguments as sent, when kept and not shredded.
+    #[schema(value_type = Option<Object>)]
+    pub arguments: Option<Value>,
+}
+
+/// One tool call, to its caller and administrators only; its arguments come with it when
+/// its server's catalog entry keeps them (`gateway.keep_arguments`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/calls/{id}",
+    tag = "gateway",
+    params(("id" = Uuid, Path, description = "The call's id")),
+    responses(
+        (status = 200, description = "The call", body = RecordedCallView),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such call, or not yours", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(skip_all, fields(call_id = %id))]
+pub async fn call(
+    state: web::Data<AppState>,
+    principal: Principal,
+    id: web::Path<ToolCallId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let found = recorded_call(&state.bus, &*state.owners, &principal, id).await?;
+    let (arguments_kept, arguments) = match found.arguments {
+        KeptArguments::NotKept => ("not_kept", None),
+        KeptArguments::Kept(value) => ("kept", Some(value)),
+        KeptArguments::Shredded => ("shredded", None),
+    };
+    let r = found.record;
+    Ok(HttpResponse::Ok().json(RecordedCallView {
+        id: id.uuid(),
+        caller: r.owner,
+        credential: r.credential,
+        profile: r.profile,
+        server_id: r.server_id,
+        server_name: r.server_name,
+        tool: r.tool,
+        outcome: r.outcome.as_str().to_owned(),
+        error_class: r.error_class,
+        duration_us: r.duration_us,
+        arguments_sha256: r.arguments_sha256,
+        arguments_bytes: r.arguments_bytes,
+        result_bytes: r.result_bytes,
+        arguments_kept: arguments_kept.to_owned(),
+        arguments,
+    }))
 }
 
 /// How the gateway sees a server now (this Berth's view: each replica has its own).
