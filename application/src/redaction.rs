@@ -9,7 +9,13 @@
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
+use berth_domain::server::Server;
+use cqrs_es::persist::PersistedEventRepository;
 use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::commands::CommandBus;
+use crate::ports::CipherError;
 
 /// What stands where a secret was.
 pub const REDACTED: &str = "[redacted]";
@@ -97,6 +103,28 @@ impl Redactor {
             }
             Value::Null | Value::Bool(_) | Value::Number(_) => {}
         }
+    }
+}
+
+impl<R: PersistedEventRepository + Clone> CommandBus<R> {
+    /// What takes `server`'s (of id `id`) secrets out of text. An error when they cannot
+    /// be read now (the key store is unreachable): what the server says then cannot be
+    /// vetted, and callers fail closed. A secret whose key was destroyed is skipped: it
+    /// was never handed to the server.
+    pub async fn redactor_of(&self, server: &Server, id: Uuid) -> Result<Redactor, CipherError> {
+        if server.secrets.is_empty() {
+            return Ok(Redactor::default());
+        }
+        self.cipher().prepare(&server.owner).await?;
+        let mut plain = Vec::with_capacity(server.secrets.len());
+        for (key, sealed) in &server.secrets {
+            match self.cipher().open(&server.owner, id, key, sealed) {
+                Ok(secret) => plain.push(secret),
+                Err(CipherError::Destroyed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Redactor::new(&plain))
     }
 }
 

@@ -1209,3 +1209,57 @@ async fn an_entry_that_keeps_arguments_seals_them_for_the_caller_alone_and_forge
     assert_eq!(read.json()["arguments_bytes"], said.len() + 11);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gateway() {
+    use base64::Engine;
+    let app = TestApp::spawn_with_processes().await;
+    let mut entry = process_fixture_entry("leaky-entry", "stdio", &["FIXTURE_EXTRA_TOOLS"]);
+    entry["config_schema"]
+        .as_array_mut()
+        .expect("a schema")
+        .push(json!({"key": "TOKEN", "required": true, "secret": true}));
+    let entry = app.register(&entry).await;
+    let secret = "tok-9f8e7d6c5b4a3210";
+    let leaky = app
+        .create_server(&json!({
+            "catalog_id": entry,
+            "name": "leaky",
+            "config": {"FIXTURE_EXTRA_TOOLS": "1"},
+            "secrets": {"TOKEN": secret}
+        }))
+        .await;
+    app.start(&leaky).await;
+    app.until_state(&leaky, "running").await;
+    let bob = user(&app, "bob", "viewer").await;
+    app.json(
+        reqwest::Method::PUT,
+        &format!("/api/v1/servers/{leaky}/sharing"),
+        &json!({"users": [bob.id]}),
+    )
+    .await
+    .expect(200);
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+
+    // The server says its secret; bob, whom it is shared with, never reads it.
+    let answer = bobs
+        .call("leaky__env_value", json!({"name": "TOKEN"}))
+        .await;
+    assert_eq!(text_of(&answer), "TOKEN=[redacted]", "{answer}");
+    assert_eq!(
+        answer["result"]["structuredContent"]["value"], "[redacted]",
+        "{answer}"
+    );
+    // Nor an encoded form of it.
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("bob:{secret}"));
+    let answer = bobs
+        .call("leaky__echo", json!({"text": format!("Basic {encoded}")}))
+        .await;
+    assert!(!answer.to_string().contains(&encoded[8..]), "{answer}");
+    assert!(text_of(&answer).contains("[redacted]"), "{answer}");
+    // What holds no secret comes through as it was.
+    let answer = bobs.call("leaky__echo", json!({"text": "plain"})).await;
+    assert_eq!(text_of(&answer), "plain", "{answer}");
+    bobs.close().await;
+    app.stop().await;
+}

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::caller::GatewayCaller;
 use super::record::{self, Called};
+use super::redacted::{redacted, redacted_error};
 use super::Shared;
 
 /// How many progress notifications may wait for a slow client before more are dropped:
@@ -137,8 +138,9 @@ pub(crate) async fn call(
     };
     let elapsed = started.elapsed();
     match answer {
-        Ok(mut result) => {
+        Ok(result) => {
             record::spawn(shared, called.answered(&result, elapsed), caller);
+            let mut result = redacted(&listing.redactor, result)?;
             // An older server leaves the result's type out; the newest revision requires
             // it (the SDK drops it again for clients of older ones).
             result.result_type.get_or_insert(ResultType::COMPLETE);
@@ -146,7 +148,10 @@ pub(crate) async fn call(
         }
         Err(failure) => {
             record::spawn(shared, called.failed(failure.class(), elapsed), caller);
-            Err(failure.into_error(&listing.name))
+            Err(redacted_error(
+                &listing.redactor,
+                failure.into_error(&listing.name),
+            ))
         }
     }
 }

@@ -18,6 +18,7 @@ use rmcp::model::{
     Prompt, ReadResourceRequestParams, ReadResourceResponse, ResourceContents, ResultType,
 };
 
+use super::redacted::{redacted, redacted_error};
 use super::Shared;
 
 /// Where the gateway's resource URIs start.
@@ -61,17 +62,22 @@ async fn session_of(shared: &Shared, listing: &Listing) -> Result<Arc<Upstream>,
         .session(listing.server_id, listing.transport, listing.call_timeout)
         .await
         .map_err(|e| {
-            ErrorData::internal_error(format!("`{}` cannot be reached: {e}", listing.name), None)
+            let error = ErrorData::internal_error(
+                format!("`{}` cannot be reached: {e}", listing.name),
+                None,
+            );
+            redacted_error(&listing.redactor, error)
         })
 }
 
 /// The error a client gets for a request its server failed: the server's own when it
 /// answered with one.
 fn failed(listing: &Listing, error: UpstreamError) -> ErrorData {
-    match error {
+    let error = match error {
         UpstreamError::Rpc(error) => error,
         other => ErrorData::internal_error(format!("`{}`: {other}", listing.name), None),
-    }
+    };
+    redacted_error(&listing.redactor, error)
 }
 
 /// Every resource of `servers`.
@@ -82,7 +88,9 @@ pub(crate) async fn list_resources(
     let open = sessions(shared, servers, |c| c.resources.is_some()).await;
     let listed = join_all(open.iter().map(|(listing, upstream)| async move {
         match tokio::time::timeout(LIST_TIMEOUT, upstream.peer().list_all_resources()).await {
-            Ok(Ok(resources)) => Some((listing, resources)),
+            Ok(Ok(resources)) => redacted(&listing.redactor, resources)
+                .ok()
+                .map(|resources| (listing, resources)),
             other => {
                 tracing::debug!(server_id = %listing.server_id, ?other, "resources left out");
                 None
@@ -119,7 +127,7 @@ pub(crate) async fn read_resource(
         .find(|l| l.server_id == server_id)
         .ok_or_else(not_found)?;
     let upstream = session_of(shared, listing).await?;
-    let mut result = upstream
+    let result = upstream
         .within(
             listing.call_timeout,
             upstream
@@ -128,6 +136,7 @@ pub(crate) async fn read_resource(
         )
         .await
         .map_err(|e| failed(listing, e))?;
+    let mut result = redacted(&listing.redactor, result)?;
     for contents in &mut result.contents {
         match contents {
             ResourceContents::TextResourceContents { uri, .. }
@@ -147,7 +156,9 @@ async fn prompts(shared: &Shared, servers: &[Arc<Listing>]) -> Vec<(String, Arc<
     let open = sessions(shared, servers, |c| c.prompts.is_some()).await;
     let listed = join_all(open.iter().map(|(listing, upstream)| async move {
         match tokio::time::timeout(LIST_TIMEOUT, upstream.peer().list_all_prompts()).await {
-            Ok(Ok(prompts)) => Some((Arc::clone(listing), prompts)),
+            Ok(Ok(prompts)) => redacted(&listing.redactor, prompts)
+                .ok()
+                .map(|prompts| (Arc::clone(listing), prompts)),
             _ => None,
         }
     }))
@@ -189,10 +200,11 @@ pub(crate) async fn get_prompt(
     let upstream = session_of(shared, listing).await?;
     let mut params = GetPromptRequestParams::new(prompt.name.clone());
     params.arguments = request.arguments;
-    let mut result = upstream
+    let result = upstream
         .within(listing.call_timeout, upstream.peer().get_prompt(params))
         .await
         .map_err(|e| failed(listing, e))?;
+    let mut result = redacted(&listing.redactor, result)?;
     result.result_type.get_or_insert(ResultType::COMPLETE);
     Ok(GetPromptResponse::Complete(result))
 }

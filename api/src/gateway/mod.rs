@@ -15,6 +15,7 @@ mod extras;
 mod limits;
 mod owners;
 mod record;
+mod redacted;
 pub mod revocations;
 mod route;
 mod session;

@@ -13,12 +13,13 @@ use uuid::Uuid;
 
 use super::names::{qualify, Unnamed};
 use crate::access::Caller;
+use crate::redaction::Redactor;
 
 /// How long a call may take when the entry says nothing.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One server the gateway can reach.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Listing {
     /// The server.
     pub server_id: Uuid,
@@ -36,6 +37,25 @@ pub struct Listing {
     pub sharing: Sharing,
     /// Whether calls keep their arguments (sealed under the caller's data key).
     pub keep_arguments: bool,
+    /// What takes the server's secrets out of what it answers: a server may print its
+    /// own credentials, and its answers go to everyone it is shared with.
+    pub redactor: Arc<Redactor>,
+}
+
+/// Listings are compared to tell whether sessions must be told their lists changed; the
+/// redactor is left out: a configuration change reaches the server at its next start,
+/// and until then the redactor of the secrets it runs with is the one kept.
+impl PartialEq for Listing {
+    fn eq(&self, other: &Self) -> bool {
+        self.server_id == other.server_id
+            && self.owner == other.owner
+            && self.name == other.name
+            && self.transport == other.transport
+            && self.tools == other.tools
+            && self.call_timeout == other.call_timeout
+            && self.sharing == other.sharing
+            && self.keep_arguments == other.keep_arguments
+    }
 }
 
 impl Listing {
@@ -282,6 +302,7 @@ mod tests {
             call_timeout: DEFAULT_CALL_TIMEOUT,
             sharing: Sharing::default(),
             keep_arguments: false,
+            redactor: Arc::default(),
         }
     }
 

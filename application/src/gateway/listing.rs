@@ -1,6 +1,8 @@
 //! A server's [`Listing`] as the store has it now, or `None` when the gateway must not
-//! offer it: not running, unhealthy, deleted, or its entry gone.
+//! offer it: not running, unhealthy, deleted, or its entry gone. An error when its
+//! secrets cannot be read to redact its answers (the listing is left as it was).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use berth_domain::server::{Health, ServerState};
@@ -29,6 +31,7 @@ pub async fn listing_of<R: PersistedEventRepository + Clone>(
     let Ok(definition) = pinned_definition(&server, &entry) else {
         return Ok(None);
     };
+    let redactor = bus.redactor_of(&server, id.uuid()).await?;
     Ok(Some(Listing {
         server_id: id.uuid(),
         owner: server.owner.clone(),
@@ -43,5 +46,6 @@ pub async fn listing_of<R: PersistedEventRepository + Clone>(
             }),
         sharing: server.sharing.clone(),
         keep_arguments: definition.gateway.keep_arguments,
+        redactor: Arc::new(redactor),
     }))
 }

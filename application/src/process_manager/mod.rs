@@ -343,20 +343,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     /// now (the key store is unreachable), and so what the server said cannot be vetted.
     async fn redactor(&self, id: Uuid) -> Option<Redactor> {
         let server = self.bus.load_server(id.into()).await.ok()?;
-        if server.secrets.is_empty() {
-            return Some(Redactor::default());
-        }
-        self.bus.cipher().prepare(&server.owner).await.ok()?;
-        let mut plain = Vec::with_capacity(server.secrets.len());
-        for (key, sealed) in &server.secrets {
-            match self.bus.cipher().open(&server.owner, id, key, sealed) {
-                Ok(secret) => plain.push(secret),
-                // Destroyed (crypto-shredded): it was never handed to the server.
-                Err(crate::ports::CipherError::Destroyed { .. }) => {}
-                Err(_) => return None,
-            }
-        }
-        Some(Redactor::new(&plain))
+        self.bus.redactor_of(&server, id).await.ok()
     }
 
     /// `text` without server `id`'s secrets; only the part before its output when they
