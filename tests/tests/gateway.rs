@@ -659,6 +659,13 @@ async fn raw(app: &TestApp, body: &str, session: Option<&str>, version: &str) ->
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
     }
+    // The stateless revision names the method in a header too.
+    let method = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|m| m["method"].as_str().map(str::to_owned));
+    if let Some(method) = method.filter(|_| version == "2026-07-28") {
+        request = request.header("mcp-method", method);
+    }
     request.send().await.unwrap()
 }
 
@@ -737,6 +744,18 @@ async fn every_protocol_revision_is_served_and_bad_input_gets_the_specs_errors()
     )
     .await;
     assert_eq!(unknown.status(), 404);
+    // A cursor this gateway never gave out: the spec's invalid-params error.
+    let bad_cursor = raw(
+        &app,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list","params":{"cursor":"not a cursor!",
+            "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+                     "io.modelcontextprotocol/clientCapabilities":{}}}}"#,
+        None,
+        "2026-07-28",
+    )
+    .await;
+    let body = bad_cursor.text().await.unwrap_or_default();
+    assert!(body.contains("-32602") && body.contains("cursor"), "{body}");
     // Not JSON, not JSON-RPC, too large, a browser origin: refused, never a 500.
     for (body, code) in [("{not json", -32700), (r#"{"hello":"world"}"#, -32600)] {
         let answer = raw(&app, body, None, "2025-06-18").await;

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use berth_application::gateway::names::is_valid_name;
 use berth_application::gateway::{Everything, Listing, Selection, View};
 use berth_domain::profile::ProfileId;
 use rmcp::model::{
@@ -121,12 +122,14 @@ fn mcp_tool(name: &str, tool: &berth_domain::server::Tool) -> McpTool {
     listed
 }
 
-fn page_start(request: Option<&PaginatedRequestParams>) -> Result<usize, ErrorData> {
+/// The cursor of a `tools/list` request: a tool name this gateway gave out.
+fn cursor(request: Option<&PaginatedRequestParams>) -> Result<Option<&str>, ErrorData> {
     match request.and_then(|r| r.cursor.as_deref()) {
-        None => Ok(0),
-        Some(cursor) => cursor.parse().map_err(|_| {
-            ErrorData::invalid_params("`cursor` is not one this gateway gave out", None)
-        }),
+        Some(cursor) if !is_valid_name(cursor) => Err(ErrorData::invalid_params(
+            "`cursor` is not one this gateway gave out",
+            None,
+        )),
+        cursor => Ok(cursor),
     }
 }
 
@@ -207,19 +210,10 @@ impl ServerHandler for GatewaySession {
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         let view = self.shared.view(&caller);
-        let start = page_start(request.as_ref())?;
-        let tools: Vec<McpTool> = view
-            .tools()
-            .iter()
-            .skip(start)
-            .take(TOOLS_PAGE)
-            .map(|t| mcp_tool(&t.name, &t.tool))
-            .collect();
-        let next = start + tools.len();
+        let (page, next) = view.page_after(cursor(request.as_ref())?, TOOLS_PAGE);
+        let tools: Vec<McpTool> = page.iter().map(|t| mcp_tool(&t.name, &t.tool)).collect();
         let mut result = ListToolsResult::with_all_items(tools);
-        if next < view.tools().len() {
-            result.next_cursor = Some(next.to_string());
-        }
+        result.next_cursor = next.map(str::to_owned);
         Ok(result)
     }
 

@@ -97,6 +97,22 @@ impl View {
         self
     }
 
+    /// At most `size` tools named after `cursor` (from the first without one), and the
+    /// cursor of the next page when there is one. A cursor is the last name of a page:
+    /// names are unique and ordered, so a list that changes between two pages neither
+    /// repeats a tool nor skips one that was there all along.
+    pub fn page_after(&self, cursor: Option<&str>, size: usize) -> (&[VisibleTool], Option<&str>) {
+        let start = cursor.map_or(0, |after| {
+            self.tools.partition_point(|t| t.name.as_str() <= after)
+        });
+        let end = start.saturating_add(size).min(self.tools.len());
+        let page = &self.tools[start..end];
+        let next = (end < self.tools.len())
+            .then(|| page.last().map(|t| t.name.as_str()))
+            .flatten();
+        (page, next)
+    }
+
     /// The tool called `name`.
     pub fn find(&self, name: &str) -> Option<&VisibleTool> {
         self.tools
@@ -368,6 +384,33 @@ mod tests {
         let bob = directory.view(&user(11, "bob", Role::Viewer), &Everything);
         assert_eq!(bob.tools().len(), 1);
         assert_eq!(bob.tools()[0].name, "clock__now");
+    }
+
+    #[test]
+    fn pages_follow_names_so_a_list_changing_between_pages_skips_nothing() {
+        let directory = Directory::new();
+        let ann = user(10, "ann", Role::Operator);
+        directory.set(
+            Uuid::from_u128(1),
+            Some(listing(1, "user:ann", "a", &["1", "2", "3"])),
+        );
+        directory.set(
+            Uuid::from_u128(2),
+            Some(listing(2, "user:ann", "b", &["1", "2"])),
+        );
+        let names =
+            |page: &[VisibleTool]| -> Vec<String> { page.iter().map(|t| t.name.clone()).collect() };
+        let view = directory.view(&ann, &Everything);
+        let (first, next) = view.page_after(None, 2);
+        assert_eq!(names(first), ["a__1", "a__2"]);
+        let next = next.expect("a second page").to_owned();
+        // Server `a` stops between the pages: the rest of the list is still all there.
+        directory.set(Uuid::from_u128(1), None);
+        let view = directory.view(&ann, &Everything);
+        let (second, after) = view.page_after(Some(&next), 2);
+        assert_eq!(names(second), ["b__1", "b__2"]);
+        assert_eq!(after, None);
+        assert!(view.page_after(Some("zzz"), 2).0.is_empty());
     }
 
     #[test]

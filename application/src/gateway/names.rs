@@ -18,6 +18,11 @@ pub const MAX_TOOL_NAME: usize = 64;
 /// Between the server's part and the tool's.
 pub const SEPARATOR: &str = "__";
 
+/// Whether `name` is within the rule clients enforce, `^[a-zA-Z0-9_-]{1,64}$`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_TOOL_NAME && name.bytes().all(allowed)
+}
+
 /// One tool to name.
 #[derive(Debug, Clone, Copy)]
 pub struct Unnamed<'a> {
@@ -61,7 +66,7 @@ pub fn qualify(tools: &[Unnamed<'_>]) -> Vec<String> {
 /// `server__tool` when that is a valid client name as it stands.
 fn plain_name(tool: &Unnamed<'_>) -> Option<String> {
     let name = format!("{}{SEPARATOR}{}", tool.server_name, tool.tool);
-    (name.len() <= MAX_TOOL_NAME && name.bytes().all(allowed)).then_some(name)
+    is_valid_name(&name).then_some(name)
 }
 
 /// The name with unusable characters replaced, cut to fit, and `-<digits of a hash>`.
@@ -110,10 +115,6 @@ fn clashing(names: &[String]) -> Option<Vec<usize>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn valid(name: &str) -> bool {
-        !name.is_empty() && name.len() <= MAX_TOOL_NAME && name.bytes().all(allowed)
-    }
 
     #[test]
     fn plain_names_are_kept_when_valid_and_unique() {
@@ -180,7 +181,7 @@ mod tests {
             },
         ];
         let names = qualify(&tools);
-        assert!(names.iter().all(|n| valid(n)), "{names:?}");
+        assert!(names.iter().all(|n| is_valid_name(n)), "{names:?}");
         let distinct: HashSet<&String> = names.iter().collect();
         assert_eq!(distinct.len(), names.len(), "{names:?}");
         assert!(names[0].starts_with("files__read-"), "{names:?}");
