@@ -1282,3 +1282,35 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
     bobs.close().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resource_reads_and_prompts_count_against_the_keys_limit_as_calls_do() {
+    let app = TestApp::spawn_with(|c| {
+        processes(c);
+        c.gateway.calls_per_key.per_second = 1;
+        c.gateway.calls_per_key.burst = 3;
+    })
+    .await;
+    let files = running_fixture(&app, "files", "stdio").await;
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    let uri = format!("berth://server/{files}/fixture://greeting");
+    for _ in 0..2 {
+        let read = client.ask(json!({"op": "read_resource", "uri": uri})).await;
+        assert!(read["contents"].is_array(), "{read}");
+    }
+    let prompt = client
+        .ask(json!({"op": "get_prompt", "name": "files__greet", "arguments": {"who": "Ada"}}))
+        .await;
+    assert!(prompt["messages"].is_array(), "{prompt}");
+    // The key's bucket is empty now: reads, prompts and calls alike wait.
+    let read = client.ask(json!({"op": "read_resource", "uri": uri})).await;
+    assert_eq!(read["error"]["code"], -32029, "{read}");
+    assert!(
+        read["error"]["data"]["retry_after"].as_u64().unwrap_or(0) >= 1,
+        "{read}"
+    );
+    let call = client.call("files__echo", json!({"text": "x"})).await;
+    assert_eq!(call["error"]["code"], -32029, "{call}");
+    client.close().await;
+    app.stop().await;
+}

@@ -1,17 +1,22 @@
 //! `tools/call` through the gateway: the tool found in the caller's view, the call let
 //! through by the limits and the server's guard, sent over the server's session with
 //! the client's progress and cancellation carried both ways, answered, and recorded.
+//! Resource reads and prompts go the same way ([`relay`]), unrecorded.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_application::gateway::{Held, Listing, Pass, View};
-use berth_infrastructure::mcp::UpstreamError;
+use berth_infrastructure::mcp::{Upstream, UpstreamError};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, ErrorData,
     ProgressNotificationParam, ResultType,
 };
 use rmcp::service::RequestContext;
 use rmcp::RoleServer;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -120,12 +125,7 @@ pub(crate) async fn call(
             "rate_limited",
             0.0,
         );
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-        return Err(ErrorData::new(
-            ErrorCode(RATE_LIMITED),
-            format!("too many calls; retry after {seconds} s"),
-            Some(json!({"retry_after": seconds, "status": 429})),
-        ));
+        return Err(rate_limited(wait));
     }
     let started = Instant::now();
     let answer = match shared
@@ -167,7 +167,13 @@ async fn forward(
     context: &RequestContext<RoleServer>,
 ) -> Result<CallToolResult, Failure> {
     let outcome = send(shared, listing, tool, request, context).await;
-    match &outcome {
+    settle(shared, pass, listing, &outcome);
+    outcome
+}
+
+/// Tells the server's guard how the request `pass` let through ended.
+fn settle<T>(shared: &Shared, pass: Pass, listing: &Listing, outcome: &Result<T, Failure>) {
+    match outcome {
         // A server that stops under its calls is not failing them.
         Err(failure)
             if failure.counts_against_server() && shared.directory.has(listing.server_id) =>
@@ -177,7 +183,61 @@ async fn forward(
         Err(Failure::Cancelled) => drop(pass),
         _ => pass.succeeded(),
     }
-    outcome
+}
+
+/// The JSON-RPC error of a request over a rate limit, saying when to try again.
+fn rate_limited(wait: Duration) -> ErrorData {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    ErrorData::new(
+        ErrorCode(RATE_LIMITED),
+        format!("too many requests; retry after {seconds} s"),
+        Some(json!({"retry_after": seconds, "status": 429})),
+    )
+}
+
+/// Sends another request than a tool call (a resource read, a prompt) to `listing`'s
+/// server the way a call goes: within the caller's per-key limit and the server's guard
+/// (its bounded concurrency, its failures counted against its circuit), its answer or
+/// error redacted. A client reading resources in a loop is stopped as one calling tools.
+pub(crate) async fn relay<T, F, Fut>(
+    shared: &Shared,
+    caller: &GatewayCaller,
+    listing: &Listing,
+    request: F,
+) -> Result<T, ErrorData>
+where
+    T: Serialize + DeserializeOwned,
+    F: FnOnce(Arc<Upstream>) -> Fut,
+    Fut: Future<Output = Result<T, UpstreamError>>,
+{
+    let key_id = caller.principal.credential.key_id();
+    shared.limits.check_key(key_id).map_err(rate_limited)?;
+    let outcome = match shared
+        .guards
+        .pass(listing.server_id, listing.call_timeout)
+        .await
+    {
+        Err(held) => Err(Failure::Held(held)),
+        Ok(pass) => {
+            let outcome = match shared
+                .sessions
+                .session(listing.server_id, listing.transport, listing.call_timeout)
+                .await
+            {
+                Err(e) => Err(Failure::Unreachable(e.to_string())),
+                Ok(upstream) => request(upstream).await.map_err(Failure::Upstream),
+            };
+            settle(shared, pass, listing, &outcome);
+            outcome
+        }
+    };
+    match outcome {
+        Ok(answer) => redacted(&listing.redactor, answer),
+        Err(failure) => Err(redacted_error(
+            &listing.redactor,
+            failure.into_error(&listing.name),
+        )),
+    }
 }
 
 async fn send(

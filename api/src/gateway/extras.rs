@@ -11,14 +11,16 @@ use std::time::Duration;
 
 use berth_application::gateway::directory::named;
 use berth_application::gateway::Listing;
-use berth_infrastructure::mcp::{Upstream, UpstreamError};
+use berth_infrastructure::mcp::Upstream;
 use futures_util::future::join_all;
 use rmcp::model::{
     ErrorData, GetPromptRequestParams, GetPromptResponse, ListPromptsResult, ListResourcesResult,
     Prompt, ReadResourceRequestParams, ReadResourceResponse, ResourceContents, ResultType,
 };
 
-use super::redacted::{redacted, redacted_error};
+use super::caller::GatewayCaller;
+use super::calls::relay;
+use super::redacted::redacted;
 use super::Shared;
 
 /// Where the gateway's resource URIs start.
@@ -55,31 +57,6 @@ async fn sessions(
     opened.into_iter().flatten().collect()
 }
 
-/// `listing`'s session, or the error a client gets when there is none.
-async fn session_of(shared: &Shared, listing: &Listing) -> Result<Arc<Upstream>, ErrorData> {
-    shared
-        .sessions
-        .session(listing.server_id, listing.transport, listing.call_timeout)
-        .await
-        .map_err(|e| {
-            let error = ErrorData::internal_error(
-                format!("`{}` cannot be reached: {e}", listing.name),
-                None,
-            );
-            redacted_error(&listing.redactor, error)
-        })
-}
-
-/// The error a client gets for a request its server failed: the server's own when it
-/// answered with one.
-fn failed(listing: &Listing, error: UpstreamError) -> ErrorData {
-    let error = match error {
-        UpstreamError::Rpc(error) => error,
-        other => ErrorData::internal_error(format!("`{}`: {other}", listing.name), None),
-    };
-    redacted_error(&listing.redactor, error)
-}
-
 /// Every resource of `servers`.
 pub(crate) async fn list_resources(
     shared: &Shared,
@@ -113,9 +90,10 @@ pub(crate) async fn list_resources(
     ListResourcesResult::with_all_items(resources)
 }
 
-/// Reads `uri` from the server of `servers` that offered it.
+/// Reads `uri` from the server of `servers` that offered it, for `caller`.
 pub(crate) async fn read_resource(
     shared: &Shared,
+    caller: &GatewayCaller,
     servers: &[Arc<Listing>],
     uri: &str,
 ) -> Result<ReadResourceResponse, ErrorData> {
@@ -126,17 +104,14 @@ pub(crate) async fn read_resource(
         .iter()
         .find(|l| l.server_id == server_id)
         .ok_or_else(not_found)?;
-    let upstream = session_of(shared, listing).await?;
-    let result = upstream
-        .within(
-            listing.call_timeout,
-            upstream
-                .peer()
-                .read_resource(ReadResourceRequestParams::new(original)),
-        )
-        .await
-        .map_err(|e| failed(listing, e))?;
-    let mut result = redacted(&listing.redactor, result)?;
+    let timeout = listing.call_timeout;
+    let mut result = relay(shared, caller, listing, |upstream| async move {
+        let read = upstream
+            .peer()
+            .read_resource(ReadResourceRequestParams::new(original));
+        upstream.within(timeout, read).await
+    })
+    .await?;
     for contents in &mut result.contents {
         match contents {
             ResourceContents::TextResourceContents { uri, .. }
@@ -184,9 +159,10 @@ pub(crate) async fn list_prompts(shared: &Shared, servers: &[Arc<Listing>]) -> L
     ListPromptsResult::with_all_items(listed)
 }
 
-/// Gets the prompt the gateway calls `name` from its server.
+/// Gets the prompt the gateway calls `name` from its server, for `caller`.
 pub(crate) async fn get_prompt(
     shared: &Shared,
+    caller: &GatewayCaller,
     servers: &[Arc<Listing>],
     request: GetPromptRequestParams,
 ) -> Result<GetPromptResponse, ErrorData> {
@@ -197,14 +173,14 @@ pub(crate) async fn get_prompt(
             None,
         ));
     };
-    let upstream = session_of(shared, listing).await?;
     let mut params = GetPromptRequestParams::new(prompt.name.clone());
     params.arguments = request.arguments;
-    let result = upstream
-        .within(listing.call_timeout, upstream.peer().get_prompt(params))
-        .await
-        .map_err(|e| failed(listing, e))?;
-    let mut result = redacted(&listing.redactor, result)?;
+    let timeout = listing.call_timeout;
+    let mut result = relay(shared, caller, listing, |upstream| async move {
+        let got = upstream.peer().get_prompt(params);
+        upstream.within(timeout, got).await
+    })
+    .await?;
     result.result_type.get_or_insert(ResultType::COMPLETE);
     Ok(GetPromptResponse::Complete(result))
 }

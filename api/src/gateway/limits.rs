@@ -24,11 +24,17 @@ impl CallLimits {
         }
     }
 
+    /// Takes a request other than a tool call (a resource read, a prompt) by `key_id`
+    /// from its key's bucket, or says how long until it may go.
+    pub fn check_key(&self, key_id: Uuid) -> Result<(), Duration> {
+        self.per_key
+            .check(CredentialDigest::of(&key_id.to_string()))
+    }
+
     /// Takes a call of `tool` on `server_id` by `key_id` from both buckets, or says how
     /// long until it may go.
     pub fn check(&self, key_id: Uuid, server_id: Uuid, tool: &str) -> Result<(), Duration> {
-        self.per_key
-            .check(CredentialDigest::of(&key_id.to_string()))?;
+        self.check_key(key_id)?;
         self.per_tool.check(CredentialDigest::of(&format!(
             "{key_id}\0{server_id}\0{tool}"
         )))

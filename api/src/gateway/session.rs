@@ -242,7 +242,13 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        extras::read_resource(&self.shared, &self.shared.servers(&caller), &request.uri).await
+        extras::read_resource(
+            &self.shared,
+            &caller,
+            &self.shared.servers(&caller),
+            &request.uri,
+        )
+        .await
     }
 
     async fn list_prompts(
@@ -260,6 +266,12 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        extras::get_prompt(&self.shared, &self.shared.servers(&caller), request).await
+        extras::get_prompt(
+            &self.shared,
+            &caller,
+            &self.shared.servers(&caller),
+            request,
+        )
+        .await
     }
 }
