@@ -252,3 +252,54 @@ async fn a_live_stream_ends_when_its_token_expires() {
     );
     app.stop().await;
 }
+
+/// `bob`'s key answers `/me` with `status` within `within`; how long it took.
+async fn me_answers(app: &TestApp, key: &str, status: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = app.send_as(key, Method::GET, "/api/v1/me").await;
+        if answer.status == status {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < within,
+            "still {} after {within:?}",
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_verified_a_moment_ago_stops_within_a_second_when_changed_from_elsewhere() {
+    let app = TestApp::spawn().await;
+    let bob = user(&app, "bob", "operator").await;
+    let spare = user(&app, "eve", "operator").await;
+    // Verified, and so kept: these now cost no query.
+    for key in [&bob.key, &spare.key] {
+        for _ in 0..3 {
+            assert_eq!(app.send_as(key, Method::GET, "/api/v1/me").await.status, 200);
+        }
+    }
+    // The command line, beside the running Berth, changes what the API's cache holds.
+    let settings = berth_api::cli::config::Settings {
+        data_dir: app.data_dir().to_owned(),
+        database_url: Some(app.db.url()),
+        ..Default::default()
+    };
+    berth_api::cli::users::disable(&settings, "bob")
+        .await
+        .expect("disabling bob");
+    let took = me_answers(&app, &bob.key, 401, Duration::from_secs(1)).await;
+    eprintln!("a disabled user's key stopped after {took:?}");
+    berth_api::cli::users::revoke_key(&settings, spare.key_id.parse().expect("a key id"))
+        .await
+        .expect("revoking eve's key");
+    me_answers(&app, &spare.key, 401, Duration::from_secs(1)).await;
+    // Enabled again: the key works again, no stale refusal kept either.
+    berth_api::cli::users::enable(&settings, "bob")
+        .await
+        .expect("enabling bob");
+    me_answers(&app, &bob.key, 200, Duration::from_secs(1)).await;
+    app.stop().await;
+}

@@ -1,6 +1,7 @@
 //! Bearer authentication of `/api/v1/*`: an API key (looked up by prefix, compared by
-//! keyed hash) or a short-lived token (a JWT verified statelessly), and the principal
-//! that commands then act for.
+//! keyed hash, and kept a while once verified: [`super::verified_keys`]) or a
+//! short-lived token (a JWT verified statelessly), and the principal that commands then
+//! act for.
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ use uuid::Uuid;
 
 use crate::http::problem::ApiError;
 use crate::http::request_id::RequestId;
+use crate::http::verified_keys::{Lookup, VerifiedKeys};
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,12 +78,23 @@ impl std::ops::Deref for Principal {
 pub struct Authenticator {
     pool: Pool,
     keys: Arc<CredentialKeys>,
+    verified: VerifiedKeys,
 }
 
 impl Authenticator {
     /// An authenticator reading keys through `pool` and tokens with `keys`.
     pub fn new(pool: Pool, keys: Arc<CredentialKeys>) -> Self {
-        Self { pool, keys }
+        Self {
+            pool,
+            keys,
+            verified: VerifiedKeys::new(),
+        }
+    }
+
+    /// Forgets every key verified so far: the identity read model changed (a key
+    /// revoked, a user disabled, forgotten or given another role).
+    pub fn identities_changed(&self) {
+        self.verified.clear();
     }
 
     /// The installation's credential keys (to sign tokens and hash new keys).
@@ -131,11 +144,16 @@ impl Authenticator {
     async fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
         const NOT_VALID: Refusal = Refusal::Denied("the bearer token is not valid");
         let prefix = key_prefix(key).ok_or(NOT_VALID)?;
+        let hash = self.keys.hash(key);
+        let generation = match self.verified.lookup(&hash, Utc::now()) {
+            Lookup::Valid(principal) => return Ok(principal),
+            Lookup::Expired => return Err(Refusal::Denied("the API key has expired")),
+            Lookup::Unknown(generation) => generation,
+        };
         let client = self.pool.get().await.map_err(Refusal::unavailable)?;
         let candidates = find_keys_by_prefix(&client, prefix)
             .await
             .map_err(Refusal::unavailable)?;
-        let hash = self.keys.hash(key);
         let found = candidates
             .into_iter()
             .find(|c| constant_time_eq(c.hash.as_bytes(), hash.as_bytes()))
@@ -150,7 +168,7 @@ impl Authenticator {
             return Err(Refusal::Denied("the API key's user is disabled"));
         }
         let role = found.role.parse().map_err(|_| NOT_VALID)?;
-        Ok(Principal {
+        let principal = Principal {
             caller: Caller {
                 actor: Actor::User(found.user_name.clone()),
                 user_id: found.user_id,
@@ -161,7 +179,10 @@ impl Authenticator {
                 key_id: found.key_id,
             },
             profiles: found.profiles,
-        })
+        };
+        self.verified
+            .keep(hash, principal.clone(), found.expires_at, generation);
+        Ok(principal)
     }
 }
 

@@ -355,6 +355,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     .context("starting the live event fan-out")?;
     let shutdown_rx_gateway = shutdown_rx.clone();
     let shutdown_rx_revocations = shutdown_rx.clone();
+    let shutdown_rx_identities = shutdown_rx.clone();
     let mut projection_tasks =
         Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
     projection_tasks.push(live_task);
@@ -430,13 +431,20 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         &live,
         shutdown_rx_revocations,
     ));
+    let auth = Arc::new(Authenticator::new(pool.clone(), credentials));
+    projection_tasks.push(crate::http::identity_feed::spawn(
+        auth.clone(),
+        pool.clone(),
+        &live,
+        shutdown_rx_identities,
+    ));
     let state = AppState {
         gateway: gateway.clone(),
         bus,
         pm,
         pool: pool.clone(),
         metrics,
-        auth: Arc::new(Authenticator::new(pool.clone(), credentials)),
+        auth,
         token_ttl: config.token_ttl,
         live: LiveStreams {
             fanout: live.clone(),

@@ -118,6 +118,7 @@ async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
         Some(position),
     )
     .await?;
+    state.auth.identities_changed();
     Ok(position)
 }
 
