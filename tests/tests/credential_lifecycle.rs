@@ -278,7 +278,10 @@ async fn a_key_verified_a_moment_ago_stops_within_a_second_when_changed_from_els
     // Verified, and so kept: these now cost no query.
     for key in [&bob.key, &spare.key] {
         for _ in 0..3 {
-            assert_eq!(app.send_as(key, Method::GET, "/api/v1/me").await.status, 200);
+            assert_eq!(
+                app.send_as(key, Method::GET, "/api/v1/me").await.status,
+                200
+            );
         }
     }
     // The command line, beside the running Berth, changes what the API's cache holds.

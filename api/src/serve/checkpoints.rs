@@ -51,10 +51,11 @@ pub async fn record_and_keep(
 /// How long the checkpoint signed at stop may wait for the last event to settle.
 const LAST_SETTLE: Duration = Duration::from_secs(3);
 
-/// Signs a checkpoint that covers the last event written before the stop. A checkpoint
-/// covers only settled events (below every open transaction), and the projectors may
-/// still be committing their last batch: it is signed again until it reaches the head,
-/// for a few seconds at most.
+/// Signs a checkpoint that covers the last event written before the stop. It runs after
+/// this Berth's projectors and followers have ended, so none of their transactions is
+/// open; a checkpoint covers only settled events (below every open transaction), and
+/// another process on the same database may still hold one: it is signed again until it
+/// reaches the head, for a few seconds at most.
 async fn sign_the_last_event(pool: &Pool, signer: &LogSigner, data_dir: &Path) {
     let head = match pool.get().await {
         Ok(client) => berth_infrastructure::feed::head_position(&client)

@@ -169,6 +169,7 @@ pub struct RunningServer {
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
+    checkpointer: Checkpointer,
     live: EventFanout,
     gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
@@ -230,6 +231,14 @@ impl RunningServer {
         }
         // Nothing drives the runtime any more: end what must not outlive Berth.
         self.runtime.shutdown(self.shutdown_timeout).await;
+        // Nothing writes any more: the last checkpoint covers everything written.
+        let _ = self.checkpointer.stop.send(true);
+        if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, self.checkpointer.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the last checkpoint was not signed in time");
+        }
         // Unless another Berth wrote its own address since.
         let url_file = self.data_dir.join(URL_FILE);
         if std::fs::read_to_string(&url_file)
@@ -263,6 +272,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             http_task: parts.http_task,
             shutdown: parts.shutdown,
             projection_tasks: parts.projection_tasks,
+            checkpointer: parts.checkpointer,
             live: parts.live,
             gateway: parts.gateway,
             runtime: parts.runtime,
@@ -286,6 +296,7 @@ struct Started {
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
+    checkpointer: Checkpointer,
     live: EventFanout,
     gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
@@ -376,13 +387,19 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     ));
     let signer =
         LogSigner::from_env_or_file(&config.data_dir).context("loading the log signing key")?;
-    projection_tasks.push(checkpoints::spawn_checkpointer(
-        pool.clone(),
-        signer,
-        config.data_dir.clone(),
-        config.checkpoint_interval,
-        shutdown_rx.clone(),
-    ));
+    // Stopped on its own, last: the checkpoint it signs at stop must find no projector
+    // transaction open, or it could not cover the last events.
+    let (stop_checkpointer, checkpointer_stop) = watch::channel(false);
+    let checkpointer = Checkpointer {
+        stop: stop_checkpointer,
+        task: checkpoints::spawn_checkpointer(
+            pool.clone(),
+            signer,
+            config.data_dir.clone(),
+            config.checkpoint_interval,
+            checkpointer_stop,
+        ),
+    };
     if config.drive_runtime {
         projection_tasks.extend(runtimes::spawn_background(
             pm.clone(),
@@ -482,11 +499,18 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         http_task,
         shutdown,
         projection_tasks,
+        checkpointer,
         live,
         gateway,
         runtime,
         pool,
     })
+}
+
+/// The task signing checkpoints of the log, and what stops it.
+struct Checkpointer {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 /// Creates the data directory listable by its owner only. Others may traverse it
