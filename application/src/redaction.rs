@@ -67,6 +67,15 @@ impl Redactor {
                 .into_iter()
                 .filter(|e| e.len() >= MIN_REDACTED_LEN),
         );
+        Self::of(needles)
+    }
+
+    /// What both `self` and `other` redact.
+    pub fn union(&self, other: &Redactor) -> Self {
+        Self::of(self.needles.iter().chain(&other.needles).cloned().collect())
+    }
+
+    fn of(mut needles: Vec<String>) -> Self {
         needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         needles.dedup();
         Self { needles }

@@ -88,17 +88,19 @@ async def run(client, command, events):
             if not cursor:
                 return {"tools": tools, "pages": pages}
     if op == "call":
-        progress = []
+        progress, messages = [], []
 
         async def on_progress(value, total, message):
             progress.append(value)
+            if message is not None:
+                messages.append(message)
 
         result = await client.session.call_tool(
             command["name"],
             command.get("arguments"),
             progress_callback=on_progress if command.get("progress") else None,
         )
-        return {"result": dump(result), "progress": progress}
+        return {"result": dump(result), "progress": progress, "messages": messages}
     if op == "call_many":
         results = [None] * len(command["calls"])
 

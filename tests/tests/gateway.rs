@@ -1276,6 +1276,20 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
         .await;
     assert!(!answer.to_string().contains(&encoded[8..]), "{answer}");
     assert!(text_of(&answer).contains("[redacted]"), "{answer}");
+    // Nor in what it says of its progress.
+    let answer = bobs
+        .ask(json!({"op": "call", "name": "leaky__sleep",
+                    "arguments": {"ms": 300, "say": "TOKEN"}, "progress": true}))
+        .await;
+    assert_eq!(
+        answer["messages"],
+        json!([
+            "step 1: [redacted]",
+            "step 2: [redacted]",
+            "step 3: [redacted]"
+        ]),
+        "{answer}"
+    );
     // What holds no secret comes through as it was.
     let answer = bobs.call("leaky__echo", json!({"text": "plain"})).await;
     assert_eq!(text_of(&answer), "plain", "{answer}");

@@ -258,9 +258,11 @@ async fn send(
     let progress = context.meta.get_progress_token().map(|theirs| {
         let (to, mut notes) = mpsc::channel::<ProgressNotificationParam>(PROGRESS_BACKLOG);
         let peer = context.peer.clone();
+        let redactor = Arc::clone(&listing.redactor);
         tokio::spawn(async move {
             while let Some(mut note) = notes.recv().await {
                 note.progress_token = theirs.clone();
+                note.message = note.message.map(|m| redactor.redact(&m));
                 if peer.notify_progress(note).await.is_err() {
                     break;
                 }

@@ -159,9 +159,13 @@ impl Directory {
         let changed = {
             let mut listings = self.write();
             match listing {
-                Some(listing) => {
-                    let same = listings.get(&server_id).is_some_and(|l| **l == listing);
+                Some(mut listing) => {
+                    let previous = listings.get(&server_id);
+                    let same = previous.is_some_and(|l| **l == listing);
                     if !same {
+                        if let Some(previous) = previous {
+                            listing.redactor = still_running(previous, &listing);
+                        }
                         listings.insert(server_id, Arc::new(listing));
                     }
                     !same
@@ -176,12 +180,17 @@ impl Directory {
 
     /// Replaces every listing at once (a fresh start, or after missing events).
     pub fn replace_all(&self, all: Vec<Listing>) {
-        let fresh: BTreeMap<Uuid, Arc<Listing>> = all
-            .into_iter()
-            .map(|l| (l.server_id, Arc::new(l)))
-            .collect();
         let changed = {
             let mut listings = self.write();
+            let fresh: BTreeMap<Uuid, Arc<Listing>> = all
+                .into_iter()
+                .map(|mut l| {
+                    if let Some(previous) = listings.get(&l.server_id) {
+                        l.redactor = still_running(previous, &l);
+                    }
+                    (l.server_id, Arc::new(l))
+                })
+                .collect();
             let changed = *listings != fresh;
             *listings = fresh;
             changed
@@ -256,6 +265,14 @@ impl Directory {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Uuid, Arc<Listing>>> {
         self.listings.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The redactor of a server listed again while it runs: its secrets now, and those it was
+/// listed with before. A secret changed since it started reaches it only at its next
+/// start, and until then it may still say the old one. A server that stops leaves the
+/// directory, so its next run starts from its secrets then.
+fn still_running(previous: &Listing, now: &Listing) -> Arc<Redactor> {
+    Arc::new(previous.redactor.union(&now.redactor))
 }
 
 /// `items` (tools, prompts) of their servers, each with its gateway name
@@ -411,6 +428,33 @@ mod tests {
         assert_eq!(names(second), ["b__1", "b__2"]);
         assert_eq!(after, None);
         assert!(view.page_after(Some("zzz"), 2).0.is_empty());
+    }
+
+    #[test]
+    fn a_running_server_listed_again_is_still_redacted_of_the_secrets_it_started_with() {
+        let redactor = |secret: &str| Arc::new(Redactor::new(&[secret.into()]));
+        let directory = Directory::new();
+        let mut first = listing(1, "user:ann", "api", &["get"]);
+        first.redactor = redactor("old-token-1234");
+        directory.set(Uuid::from_u128(1), Some(first));
+        // Its secret changed while it runs, and then its tools did.
+        let mut again = listing(1, "user:ann", "api", &["get", "put"]);
+        again.redactor = redactor("new-token-5678");
+        directory.set(Uuid::from_u128(1), Some(again.clone()));
+        let ann = user(10, "ann", Role::Operator);
+        let now = &directory.servers(&ann, &Everything)[0];
+        assert_eq!(
+            now.redactor.redact("old-token-1234 new-token-5678"),
+            "[redacted] [redacted]"
+        );
+        directory.replace_all(vec![again.clone()]);
+        let now = &directory.servers(&ann, &Everything)[0];
+        assert_eq!(now.redactor.redact("old-token-1234"), "[redacted]");
+        // Stopped and started again: only the secrets it starts with.
+        directory.set(Uuid::from_u128(1), None);
+        directory.set(Uuid::from_u128(1), Some(again));
+        let now = &directory.servers(&ann, &Everything)[0];
+        assert_eq!(now.redactor.redact("old-token-1234"), "old-token-1234");
     }
 
     #[test]
