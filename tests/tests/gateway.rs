@@ -1328,3 +1328,55 @@ async fn resource_reads_and_prompts_count_against_the_keys_limit_as_calls_do() {
     client.close().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_whose_secrets_cannot_be_read_leaves_the_gateway_rather_than_keep_an_old_sharing()
+{
+    let app = TestApp::spawn_with_processes().await;
+    let mut entry = process_fixture_entry("vault-entry", "stdio", &[]);
+    entry["config_schema"] = json!([{"key": "TOKEN", "required": true, "secret": true}]);
+    let entry = app.register(&entry).await;
+    let vault = app
+        .create_server(&json!({
+            "catalog_id": entry, "name": "vault", "secrets": {"TOKEN": "vault-token-0042"}
+        }))
+        .await;
+    app.start(&vault).await;
+    app.until_state(&vault, "running").await;
+    let bob = user(&app, "bob", "viewer").await;
+    let sharing = format!("/api/v1/servers/{vault}/sharing");
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    app.json(reqwest::Method::PUT, &sharing, &json!({"users": [bob.id]}))
+        .await
+        .expect(200);
+    let shared = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(shared["changed"], true, "{shared}");
+    let count = shared["count"].as_u64().unwrap_or(0);
+    assert_eq!(bobs.tool_names().await.len(), 3);
+
+    // The owner's data key is damaged: the server's secrets cannot be read any more, so
+    // neither can the change that takes bob's access away be applied with them.
+    app.sql()
+        .await
+        .execute(
+            "UPDATE owner_data_keys SET wrapped_key = decode(repeat('00', 48), 'hex') \
+             WHERE owner = 'user:admin'",
+            &[],
+        )
+        .await
+        .expect("damaging the data key");
+    app.json(reqwest::Method::PUT, &sharing, &json!({}))
+        .await
+        .expect(200);
+    let changed = bobs
+        .ask(json!({"op": "wait_list_changed", "after": count, "timeout": 10}))
+        .await;
+    assert_eq!(changed["changed"], true, "{changed}");
+    assert!(bobs.tool_names().await.is_empty());
+    let refused = bobs.call("vault__echo", json!({"text": "x"})).await;
+    assert_eq!(refused["error"]["code"], -32602, "{refused}");
+    bobs.close().await;
+    app.stop().await;
+}

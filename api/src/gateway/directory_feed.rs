@@ -57,7 +57,8 @@ pub fn spawn(
                 received = events.recv() => match received {
                     Ok(event) if event.aggregate_type == Server::TYPE => {
                         if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
-                            refresh(&directory, &bus, id).await;
+                            // Until it can be read again, loaded afresh every few seconds.
+                            loaded &= refresh(&directory, &bus, id).await;
                         }
                     }
                     // Sessions through a profile look again at what it selects.
@@ -74,16 +75,24 @@ pub fn spawn(
     })
 }
 
-async fn refresh(directory: &Directory, bus: &Bus, id: Uuid) {
+/// Refreshes server `id`'s listing; `false` when it could not be read. The server then
+/// leaves the directory: what changed may be who may use it (its sharing), and its
+/// answers cannot be vetted for its secrets without reading them.
+async fn refresh(directory: &Directory, bus: &Bus, id: Uuid) -> bool {
     match listing_of(bus, id.into()).await {
-        Ok(listing) => directory.set(id, listing),
+        Ok(listing) => {
+            directory.set(id, listing);
+            true
+        }
         Err(e) => {
-            tracing::warn!(server_id = %id, error = %e, "cannot refresh a server in the gateway")
+            tracing::warn!(server_id = %id, error = %e, "cannot refresh a server in the gateway; it is left out until it can");
+            directory.set(id, None);
+            false
         }
     }
 }
 
-/// Loads every listing; `false` when the store could not be read.
+/// Loads every listing; `false` when the store or a server could not be read.
 async fn reload(directory: &Directory, bus: &Bus, pool: &Pool) -> bool {
     let ids = match pool.get().await {
         Ok(client) => berth_projections::servers::server_ids_in(&client, &LIVE).await,
@@ -100,16 +109,18 @@ async fn reload(directory: &Directory, bus: &Bus, pool: &Pool) -> bool {
         }
     };
     let mut listings = Vec::new();
+    let mut complete = true;
     for id in ids {
         match listing_of(bus, id.into()).await {
             Ok(Some(listing)) => listings.push(listing),
             Ok(None) => {}
+            // Left out (see `refresh`), and tried again with the next load.
             Err(e) => {
                 tracing::warn!(server_id = %id, error = %e, "cannot load a server into the gateway");
-                return false;
+                complete = false;
             }
         }
     }
     directory.replace_all(listings);
-    true
+    complete
 }
