@@ -1004,9 +1004,15 @@ async fn a_server_an_admin_shares_is_usable_by_those_it_is_shared_with_and_leave
     assert!(bobs.tool_names().await.is_empty());
 
     // Bad requests and callers who may not share change nothing.
-    let unknown = put_as(app.token(), json!({"users": [api_support::uuid()]})).await;
+    // Named by their place in the request, whatever their order as ids.
+    let unknown = put_as(
+        app.token(),
+        json!({"users": [bob.id, "ffffffff-ffff-4fff-8fff-ffffffffffff", eve.id,
+                         "00000000-0000-4000-8000-000000000001"]}),
+    )
+    .await;
     unknown.expect_problem(422);
-    assert_eq!(unknown.problem_fields(), ["users[0]"]);
+    assert_eq!(unknown.problem_fields(), ["users[1]", "users[3]"]);
     put_as(app.token(), json!({"users": "bob"}))
         .await
         .expect_problem(400);
@@ -1298,7 +1304,7 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn resource_reads_and_prompts_count_against_the_keys_limit_as_calls_do() {
+async fn resources_and_prompts_listed_or_read_count_against_the_keys_limit_as_calls_do() {
     let app = TestApp::spawn_with(|c| {
         processes(c);
         c.gateway.calls_per_key.per_second = 1;
@@ -1308,10 +1314,10 @@ async fn resource_reads_and_prompts_count_against_the_keys_limit_as_calls_do() {
     let files = running_fixture(&app, "files", "stdio").await;
     let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
     let uri = format!("berth://server/{files}/fixture://greeting");
-    for _ in 0..2 {
-        let read = client.ask(json!({"op": "read_resource", "uri": uri})).await;
-        assert!(read["contents"].is_array(), "{read}");
-    }
+    let listed = client.ask(json!({"op": "list_resources"})).await;
+    assert!(listed["resources"].is_array(), "{listed}");
+    let read = client.ask(json!({"op": "read_resource", "uri": uri})).await;
+    assert!(read["contents"].is_array(), "{read}");
     let prompt = client
         .ask(json!({"op": "get_prompt", "name": "files__greet", "arguments": {"who": "Ada"}}))
         .await;
@@ -1323,6 +1329,8 @@ async fn resource_reads_and_prompts_count_against_the_keys_limit_as_calls_do() {
         read["error"]["data"]["retry_after"].as_u64().unwrap_or(0) >= 1,
         "{read}"
     );
+    let prompts = client.ask(json!({"op": "list_prompts"})).await;
+    assert_eq!(prompts["error"]["code"], -32029, "{prompts}");
     let call = client.call("files__echo", json!({"text": "x"})).await;
     assert_eq!(call["error"]["code"], -32029, "{call}");
     client.close().await;

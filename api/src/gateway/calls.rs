@@ -195,13 +195,20 @@ fn rate_limited(wait: Duration) -> ErrorData {
     )
 }
 
+/// Takes a request other than a tool call (listing or reading resources, listing or
+/// getting prompts) from the caller's per-key bucket: a client doing those in a loop is
+/// stopped as one calling tools.
+pub(crate) fn within_key_limit(shared: &Shared, caller: &GatewayCaller) -> Result<(), ErrorData> {
+    let key_id = caller.principal.credential.key_id();
+    shared.limits.check_key(key_id).map_err(rate_limited)
+}
+
 /// Sends another request than a tool call (a resource read, a prompt) to `listing`'s
-/// server the way a call goes: within the caller's per-key limit and the server's guard
-/// (its bounded concurrency, its failures counted against its circuit), its answer or
-/// error redacted. A client reading resources in a loop is stopped as one calling tools.
+/// server the way a call goes: through the server's guard (its bounded concurrency, its
+/// failures counted against its circuit), its answer or error redacted. The caller's
+/// limit was taken before ([`within_key_limit`]).
 pub(crate) async fn relay<T, F, Fut>(
     shared: &Shared,
-    caller: &GatewayCaller,
     listing: &Listing,
     request: F,
 ) -> Result<T, ErrorData>
@@ -210,8 +217,6 @@ where
     F: FnOnce(Arc<Upstream>) -> Fut,
     Fut: Future<Output = Result<T, UpstreamError>>,
 {
-    let key_id = caller.principal.credential.key_id();
-    shared.limits.check_key(key_id).map_err(rate_limited)?;
     let outcome = match shared
         .guards
         .pass(listing.server_id, listing.call_timeout)

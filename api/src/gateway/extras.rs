@@ -18,7 +18,6 @@ use rmcp::model::{
     Prompt, ReadResourceRequestParams, ReadResourceResponse, ResourceContents, ResultType,
 };
 
-use super::caller::GatewayCaller;
 use super::calls::relay;
 use super::redacted::redacted;
 use super::Shared;
@@ -90,10 +89,9 @@ pub(crate) async fn list_resources(
     ListResourcesResult::with_all_items(resources)
 }
 
-/// Reads `uri` from the server of `servers` that offered it, for `caller`.
+/// Reads `uri` from the server of `servers` that offered it.
 pub(crate) async fn read_resource(
     shared: &Shared,
-    caller: &GatewayCaller,
     servers: &[Arc<Listing>],
     uri: &str,
 ) -> Result<ReadResourceResponse, ErrorData> {
@@ -105,7 +103,7 @@ pub(crate) async fn read_resource(
         .find(|l| l.server_id == server_id)
         .ok_or_else(not_found)?;
     let timeout = listing.call_timeout;
-    let mut result = relay(shared, caller, listing, |upstream| async move {
+    let mut result = relay(shared, listing, |upstream| async move {
         let read = upstream
             .peer()
             .read_resource(ReadResourceRequestParams::new(original));
@@ -159,10 +157,9 @@ pub(crate) async fn list_prompts(shared: &Shared, servers: &[Arc<Listing>]) -> L
     ListPromptsResult::with_all_items(listed)
 }
 
-/// Gets the prompt the gateway calls `name` from its server, for `caller`.
+/// Gets the prompt the gateway calls `name` from its server.
 pub(crate) async fn get_prompt(
     shared: &Shared,
-    caller: &GatewayCaller,
     servers: &[Arc<Listing>],
     request: GetPromptRequestParams,
 ) -> Result<GetPromptResponse, ErrorData> {
@@ -176,7 +173,7 @@ pub(crate) async fn get_prompt(
     let mut params = GetPromptRequestParams::new(prompt.name.clone());
     params.arguments = request.arguments;
     let timeout = listing.call_timeout;
-    let mut result = relay(shared, caller, listing, |upstream| async move {
+    let mut result = relay(shared, listing, |upstream| async move {
         let got = upstream.peer().get_prompt(params);
         upstream.within(timeout, got).await
     })

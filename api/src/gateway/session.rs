@@ -233,6 +233,7 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
+        calls::within_key_limit(&self.shared, &caller)?;
         Ok(extras::list_resources(&self.shared, &self.shared.servers(&caller)).await)
     }
 
@@ -242,13 +243,8 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        extras::read_resource(
-            &self.shared,
-            &caller,
-            &self.shared.servers(&caller),
-            &request.uri,
-        )
-        .await
+        calls::within_key_limit(&self.shared, &caller)?;
+        extras::read_resource(&self.shared, &self.shared.servers(&caller), &request.uri).await
     }
 
     async fn list_prompts(
@@ -257,6 +253,7 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
+        calls::within_key_limit(&self.shared, &caller)?;
         Ok(extras::list_prompts(&self.shared, &self.shared.servers(&caller)).await)
     }
 
@@ -266,12 +263,7 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        extras::get_prompt(
-            &self.shared,
-            &caller,
-            &self.shared.servers(&caller),
-            request,
-        )
-        .await
+        calls::within_key_limit(&self.shared, &caller)?;
+        extras::get_prompt(&self.shared, &self.shared.servers(&caller), request).await
     }
 }

@@ -220,12 +220,3 @@ pub struct SharingBody {
     #[serde(default)]
     pub users: Vec<Uuid>,
 }
-
-impl From<SharingBody> for berth_domain::server::Sharing {
-    fn from(body: SharingBody) -> Self {
-        Self {
-            everyone: body.everyone,
-            users: body.users.into_iter().collect(),
-        }
-    }
-}

@@ -112,13 +112,16 @@ pub struct Me {
 /// Waits until authentication sees the change at `receipt`; answers its position.
 async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
     let position = committed_position(state, receipt).await?;
-    await_position(
+    let reached = await_position(
         &state.pool,
         berth_projections::identity::NAME,
         Some(position),
     )
-    .await?;
+    .await;
+    // Also when the wait gave up: the kept keys go now, and again from the feed once the
+    // read model has the change.
     state.auth.identities_changed();
+    reached?;
     Ok(position)
 }
 

@@ -51,7 +51,8 @@ pub async fn share(
         &*state.owners,
         &principal,
         id,
-        body.into(),
+        body.everyone,
+        body.users,
         &metadata,
     )
     .await?;
