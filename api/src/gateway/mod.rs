@@ -81,6 +81,8 @@ pub(crate) struct Shared {
     pub guards: Arc<Guards>,
     pub limits: CallLimits,
     pub metrics: Arc<Metrics>,
+    /// The call records being appended, waited for when Berth stops.
+    pub records: tokio_util::task::TaskTracker,
 }
 
 /// The gateway as the HTTP server holds it.
@@ -115,6 +117,7 @@ impl Gateway {
             guards: Arc::clone(&guards),
             limits: CallLimits::new(options.calls_per_key, options.calls_per_tool),
             metrics,
+            records: tokio_util::task::TaskTracker::new(),
         });
         let stop = CancellationToken::new();
         let config = StreamableHttpServerConfig::default()
@@ -175,5 +178,17 @@ impl Gateway {
     /// Ends every session (Berth is stopping).
     pub fn close(&self) {
         self.stop.cancel();
+    }
+
+    /// Waits (at most `timeout`) until the records of the calls answered so far are
+    /// appended: a clean stop loses none, and the last checkpoint covers them.
+    pub async fn records_written(&self, timeout: std::time::Duration) {
+        self.shared.records.close();
+        if tokio::time::timeout(timeout, self.shared.records.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some tool call records were still being written at stop");
+        }
     }
 }

@@ -3,8 +3,9 @@
 //! under the caller's data key when the server's entry keeps arguments.
 //!
 //! The event is appended after the answer went out, through the group commit the
-//! commands share, so recording adds no round trip to the call. A Berth killed between
-//! the two loses that record; nothing else.
+//! commands share, so recording adds no round trip to the call. A clean stop waits for
+//! the appends under way; a Berth killed between answer and append loses that record,
+//! nothing else.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,7 +117,7 @@ pub(crate) fn spawn(shared: &Shared, finished: Finished, caller: &GatewayCaller)
     let bus = Arc::clone(&shared.bus);
     let mut metadata = caller.metadata.clone();
     metadata.correlation_id = Some(metadata.request_id);
-    tokio::spawn(async move {
+    shared.records.spawn(async move {
         let call_id = Uuid::now_v7();
         if let Some(arguments) = kept {
             record.arguments = seal(&bus, &record.owner, call_id, &arguments).await;

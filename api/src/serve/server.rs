@@ -220,6 +220,7 @@ impl RunningServer {
         self.http.stop(true).await;
         let served = self.http_task.await;
         tracing::info!("HTTP server stopped");
+        self.gateway.records_written(PROJECTION_STOP_TIMEOUT).await;
         let _ = self.shutdown.send(true);
         for task in self.projection_tasks {
             if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, task)
