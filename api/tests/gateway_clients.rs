@@ -27,15 +27,15 @@ async fn running_fixture(serve: &Serve, name: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let id = serve
+    let created = serve
         .post(
             "/api/v1/servers",
             json!({"catalog_id": entry, "name": name}),
         )
-        .await["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+        .await;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    // Read-your-writes: the servers read model may not have the new server yet.
+    let position = created["position"].as_i64().unwrap_or_default();
     serve
         .send(
             reqwest::Method::POST,
@@ -45,7 +45,9 @@ async fn running_fixture(serve: &Serve, name: &str) -> String {
         .await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let server = serve.get_json(&format!("/api/v1/servers/{id}")).await;
+        let server = serve
+            .get_json(&format!("/api/v1/servers/{id}?min_position={position}"))
+            .await;
         if server["state"] == "running" {
             return id;
         }

@@ -1388,3 +1388,79 @@ async fn a_server_whose_secrets_cannot_be_read_leaves_the_gateway_rather_than_ke
     bobs.close().await;
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_owner_of_a_shared_server_lists_its_calls_but_reads_no_one_elses_arguments() {
+    use reqwest::Method;
+    let app = TestApp::spawn_with_processes().await;
+    let mut entry = process_fixture_entry("kept-entry", "stdio", &[]);
+    entry["gateway"] = json!({"keep_arguments": true});
+    let entry = app.register(&entry).await;
+    app.command(&format!("/api/v1/catalog/{entry}/publish"))
+        .await
+        .expect(202);
+    let ann = user(&app, "ann", "operator").await;
+    let bob = user(&app, "bob", "viewer").await;
+    let body = serde_json::to_vec(&json!({"catalog_id": entry, "name": "notes"})).unwrap();
+    let created = app
+        .send(
+            Method::POST,
+            "/api/v1/servers",
+            Some(body),
+            Some(&ann.key),
+            &[],
+        )
+        .await;
+    created.expect(201);
+    let notes = created.id();
+    app.start(&notes).await;
+    app.until_state(&notes, "running").await;
+    app.json(
+        Method::PUT,
+        &format!("/api/v1/servers/{notes}/sharing"),
+        &json!({"users": [bob.id]}),
+    )
+    .await
+    .expect(200);
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    let answer = bobs
+        .call("notes__echo", json!({"text": "bob's own words"}))
+        .await;
+    assert_eq!(text_of(&answer), "bob's own words", "{answer}");
+    bobs.close().await;
+
+    // Ann sees that bob called her server, and how it went...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let call = loop {
+        let listed = app
+            .send_as(
+                &ann.key,
+                Method::GET,
+                &format!("/api/v1/servers/{notes}/calls"),
+            )
+            .await;
+        listed.expect(200);
+        if let Some(call) = listed.json()["items"].get(0).cloned() {
+            break call;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never showed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(call["caller"], "user:bob", "{call}");
+    // ...but not what he sent: that is his, and the administrators'.
+    let path = format!("/api/v1/calls/{}", call["id"].as_str().unwrap_or_default());
+    app.send_as(&ann.key, Method::GET, &path)
+        .await
+        .expect_problem(404);
+    let his = app.send_as(&bob.key, Method::GET, &path).await;
+    assert_eq!(
+        his.json()["arguments"]["text"],
+        "bob's own words",
+        "{his:?}"
+    );
+    assert_eq!(app.get(&path).await.json()["arguments_kept"], "kept");
+    app.stop().await;
+}

@@ -73,9 +73,13 @@ const FIRST_HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 /// reads, so a pass per event under a steady write load (a gateway recording each tool
 /// call) costs PostgreSQL more than the appends themselves: measured with `berth-bench
 /// --only gateway`, tool calls per second went from 286 to 404 at 1 client and from 725
-/// to 927 at 16 with 10 ms here. A lone event after a quiet spell is not delayed; under
-/// load a read model lags by at most this much more.
+/// to 927 at 16 with 10 ms here. It holds only under a steady load ([`STEADY`] wake-ups
+/// in a row each within it of the one before): a lone event, or a few commands in a row,
+/// are read at once; under load a read model lags by at most this much more.
 pub(crate) const COALESCE: Duration = Duration::from_millis(10);
+
+/// How many wake-ups in a row within [`COALESCE`] of each other make a steady load.
+const STEADY: u32 = 4;
 
 /// The wait between a consumer's passes over the feed: until an append is announced,
 /// or the poll interval passes (and at least [`COALESCE`] after the previous one).
@@ -93,6 +97,8 @@ pub(crate) struct Wakeup {
     poll_interval: Duration,
     /// When it last woke (see [`COALESCE`]).
     woke: tokio::time::Instant,
+    /// Wake-ups in a row that came within [`COALESCE`] of the one before.
+    close_in_a_row: u32,
 }
 
 struct HeldBack {
@@ -108,6 +114,7 @@ impl Wakeup {
             held_back: None,
             poll_interval,
             woke: tokio::time::Instant::now(),
+            close_in_a_row: 0,
         })
     }
 
@@ -138,8 +145,13 @@ impl Wakeup {
         };
         self.notifier.wait(wait).await;
         // Under a steady stream of appends, one pass per `COALESCE` reads many events
-        // instead of each its own; after a quiet spell the pass comes at once.
-        tokio::time::sleep_until(self.woke + COALESCE).await;
+        // instead of each its own. A few commands in a row (a person, a script) are read
+        // at once, as after a quiet spell.
+        let close = self.woke.elapsed() < COALESCE;
+        self.close_in_a_row = if close { self.close_in_a_row + 1 } else { 0 };
+        if self.close_in_a_row >= STEADY {
+            tokio::time::sleep_until(self.woke + COALESCE).await;
+        }
         self.woke = tokio::time::Instant::now();
     }
 }
