@@ -9,10 +9,9 @@ use std::time::Duration;
 use berth_application::gateway::{listing_of, Directory};
 use berth_domain::profile::Profile;
 use berth_domain::server::{Server, ServerState};
-use berth_infrastructure::feed::fanout::EventFanout;
+use berth_infrastructure::feed::fanout::{receive, EventFanout, Received};
 use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -51,25 +50,28 @@ pub fn spawn(
                 loaded = reload(&directory, &bus, &pool).await;
             }
             let wait = if loaded { IDLE } else { RETRY };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                () = tokio::time::sleep(wait) => {}
-                received = events.recv() => match received {
-                    Ok(event) if event.aggregate_type == Server::TYPE => {
-                        if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
-                            // Until it can be read again, loaded afresh every few seconds.
-                            loaded &= refresh(&directory, &bus, id).await;
-                        }
+            let Ok(received) =
+                tokio::time::timeout(wait, receive(&mut events, &mut shutdown)).await
+            else {
+                continue;
+            };
+            match received {
+                None => return,
+                Some(Received::Event(event)) if event.aggregate_type == Server::TYPE => {
+                    if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
+                        // Until it can be read again, loaded afresh every few seconds.
+                        loaded &= refresh(&directory, &bus, id).await;
                     }
-                    // Sessions through a profile look again at what it selects.
-                    Ok(event) if event.aggregate_type == Profile::TYPE => directory.touch(),
-                    Ok(_) => {}
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::info!(missed, "the gateway missed events; reloading its directory");
-                        loaded = false;
-                    }
-                    Err(RecvError::Closed) => return,
-                },
+                }
+                // Sessions through a profile look again at what it selects.
+                Some(Received::Event(event)) if event.aggregate_type == Profile::TYPE => {
+                    directory.touch()
+                }
+                Some(Received::Event(_)) => {}
+                Some(Received::Missed(missed)) => {
+                    tracing::info!(missed, "the gateway missed events; reloading its directory");
+                    loaded = false;
+                }
             }
         }
     })

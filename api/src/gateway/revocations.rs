@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use berth_domain::user::User;
-use berth_infrastructure::feed::fanout::EventFanout;
+use berth_infrastructure::feed::fanout::{receive, EventFanout, Received};
 use cqrs_es::Aggregate;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -22,16 +21,11 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     let mut events = fanout.subscribe();
     tokio::spawn(async move {
-        loop {
-            let event = tokio::select! {
-                _ = shutdown.changed() => return,
-                received = events.recv() => match received {
-                    Ok(event) => event,
-                    // Missed events are missed revocations only for sessions whose next
-                    // request is refused anyway: every request is authenticated again.
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                },
+        while let Some(received) = receive(&mut events, &mut shutdown).await {
+            // Missed events are missed revocations only for sessions whose next request
+            // is refused anyway: every request is authenticated again.
+            let Received::Event(event) = received else {
+                continue;
             };
             if event.aggregate_type != User::TYPE {
                 continue;

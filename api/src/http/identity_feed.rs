@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use berth_domain::user::User;
-use berth_infrastructure::feed::fanout::EventFanout;
+use berth_infrastructure::feed::fanout::{receive, EventFanout, Received};
 use berth_projections::wait_until_reached;
 use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -31,17 +30,15 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     let mut events = fanout.subscribe();
     tokio::spawn(async move {
-        loop {
-            let position = tokio::select! {
-                _ = shutdown.changed() => return,
-                received = events.recv() => match received {
-                    Ok(event) if event.aggregate_type == User::TYPE => Some(event.position),
-                    Ok(_) => continue,
-                    // Changes may have been missed: start over now, and again once the
-                    // read model has caught up with the log.
-                    Err(RecvError::Lagged(_)) => None,
-                    Err(RecvError::Closed) => return,
-                },
+        while let Some(received) = receive(&mut events, &mut shutdown).await {
+            let position = match received {
+                Received::Event(event) if event.aggregate_type == User::TYPE => {
+                    Some(event.position)
+                }
+                Received::Event(_) => continue,
+                // Changes may have been missed: start over now, and again once the read
+                // model has caught up with the log.
+                Received::Missed(_) => None,
             };
             auth.identities_changed();
             let auth = Arc::clone(&auth);

@@ -108,6 +108,35 @@ impl EventFanout {
     }
 }
 
+/// What a subscriber of the fan-out receives next.
+#[derive(Debug)]
+pub enum Received {
+    /// The next event.
+    Event(Arc<StoredEvent>),
+    /// It fell behind and missed this many events: whatever it keeps from events must be
+    /// loaded afresh.
+    Missed(u64),
+}
+
+/// The next thing `events` receives, or `None` once `shutdown` turns true or the fan-out
+/// stopped: the one loop of every in-process follower of the fan-out.
+pub async fn receive(
+    events: &mut broadcast::Receiver<Arc<StoredEvent>>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Received> {
+    if *shutdown.borrow() {
+        return None;
+    }
+    tokio::select! {
+        _ = shutdown.wait_for(|stop| *stop) => None,
+        received = events.recv() => match received {
+            Ok(event) => Some(Received::Event(event)),
+            Err(broadcast::error::RecvError::Lagged(missed)) => Some(Received::Missed(missed)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        },
+    }
+}
+
 struct Follower {
     fanout: EventFanout,
     pool: Pool,
