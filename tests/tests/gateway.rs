@@ -1161,6 +1161,8 @@ async fn an_entry_that_keeps_arguments_seals_them_for_the_caller_alone_and_forge
     app.until_state(&kept, "running").await;
     let bob = user(&app, "bob", "viewer").await;
     let eve = user(&app, "eve", "operator").await;
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    let mut admins = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
     app.json(
         Method::PUT,
         &format!("/api/v1/servers/{kept}/sharing"),
@@ -1168,8 +1170,11 @@ async fn an_entry_that_keeps_arguments_seals_them_for_the_caller_alone_and_forge
     )
     .await
     .expect(200);
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
-    let mut admins = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    // The sharing reaches the gateway from the log, a moment after the answer.
+    let shared = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(shared["changed"], true, "{shared}");
     let said = "the word is swordfish";
     let answer = bobs.call("kept__echo", json!({"text": said})).await;
     assert_eq!(text_of(&answer), said, "{answer}");
@@ -1257,6 +1262,7 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
     app.start(&leaky).await;
     app.until_state(&leaky, "running").await;
     let bob = user(&app, "bob", "viewer").await;
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
     app.json(
         reqwest::Method::PUT,
         &format!("/api/v1/servers/{leaky}/sharing"),
@@ -1264,7 +1270,11 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
     )
     .await
     .expect(200);
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    // The sharing reaches the gateway from the log, a moment after the answer.
+    let shared = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(shared["changed"], true, "{shared}");
 
     // The server says its secret; bob, whom it is shared with, never reads it.
     let answer = bobs
@@ -1415,6 +1425,7 @@ async fn the_owner_of_a_shared_server_lists_its_calls_but_reads_no_one_elses_arg
     let notes = created.id();
     app.start(&notes).await;
     app.until_state(&notes, "running").await;
+    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
     app.json(
         Method::PUT,
         &format!("/api/v1/servers/{notes}/sharing"),
@@ -1422,7 +1433,11 @@ async fn the_owner_of_a_shared_server_lists_its_calls_but_reads_no_one_elses_arg
     )
     .await
     .expect(200);
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    // The sharing reaches the gateway from the log, a moment after the answer.
+    let shared = bobs
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(shared["changed"], true, "{shared}");
     let answer = bobs
         .call("notes__echo", json!({"text": "bob's own words"}))
         .await;
