@@ -68,21 +68,8 @@ const HELD_BACK: &str = "SELECT EXISTS (SELECT 1 FROM events \
 /// interval while they stay held back.
 const FIRST_HELD_BACK_RETRY: Duration = Duration::from_millis(5);
 
-/// The shortest time between two wake-ups of one consumer. Every consumer (each
-/// projector, follower and the fan-out) pays several statements per pass whatever it
-/// reads, so a pass per event under a steady write load (a gateway recording each tool
-/// call) costs PostgreSQL more than the appends themselves: measured with `berth-bench
-/// --only gateway`, tool calls per second went from 286 to 404 at 1 client and from 725
-/// to 927 at 16 with 10 ms here. It holds only under a steady load ([`STEADY`] wake-ups
-/// in a row each within it of the one before): a lone event, or a few commands in a row,
-/// are read at once; under load a read model lags by at most this much more.
-pub(crate) const COALESCE: Duration = Duration::from_millis(10);
-
-/// How many wake-ups in a row within [`COALESCE`] of each other make a steady load.
-const STEADY: u32 = 4;
-
 /// The wait between a consumer's passes over the feed: until an append is announced,
-/// or the poll interval passes (and at least [`COALESCE`] after the previous one).
+/// or the poll interval passes.
 ///
 /// An event held back behind an older open transaction is announced once, when it is
 /// appended, and becomes readable only when that transaction ends, unannounced. A
@@ -95,10 +82,6 @@ pub(crate) struct Wakeup {
     /// Set for a consumer that looks again soon while events are held back.
     held_back: Option<HeldBack>,
     poll_interval: Duration,
-    /// When it last woke (see [`COALESCE`]).
-    woke: tokio::time::Instant,
-    /// Wake-ups in a row that came within [`COALESCE`] of the one before.
-    close_in_a_row: u32,
 }
 
 struct HeldBack {
@@ -113,8 +96,6 @@ impl Wakeup {
             notifier: EventNotifier::listen(db).await?,
             held_back: None,
             poll_interval,
-            woke: tokio::time::Instant::now(),
-            close_in_a_row: 0,
         })
     }
 
@@ -144,15 +125,6 @@ impl Wakeup {
             None => poll_interval,
         };
         self.notifier.wait(wait).await;
-        // Under a steady stream of appends, one pass per `COALESCE` reads many events
-        // instead of each its own. A few commands in a row (a person, a script) are read
-        // at once, as after a quiet spell.
-        let close = self.woke.elapsed() < COALESCE;
-        self.close_in_a_row = if close { self.close_in_a_row + 1 } else { 0 };
-        if self.close_in_a_row >= STEADY {
-            tokio::time::sleep_until(self.woke + COALESCE).await;
-        }
-        self.woke = tokio::time::Instant::now();
     }
 }
 
