@@ -10,22 +10,21 @@ use berth_api::serve::ServeConfig;
 use berth_tests::mcp_client::McpClient;
 use serde_json::{json, Value};
 
-/// Registers the fixture over `transport`, creates server `name` of it as the admin and
-/// waits until it runs; returns its id.
-async fn running_fixture(app: &TestApp, name: &str, transport: &str) -> String {
-    let entry = app
-        .register(&process_fixture_entry(
-            &format!("{name}-entry"),
-            transport,
-            &[],
-        ))
-        .await;
-    let id = app
-        .create_server(&json!({"catalog_id": entry, "name": name}))
-        .await;
+/// Registers `entry`, creates server `server` of it (its `catalog_id` filled in) as the
+/// admin and waits until it runs; returns its id.
+async fn running_server(app: &TestApp, entry: &Value, mut server: Value) -> String {
+    server["catalog_id"] = json!(app.register(entry).await);
+    let id = app.create_server(&server).await;
     app.start(&id).await;
     app.until_state(&id, "running").await;
     id
+}
+
+/// Registers the fixture over `transport`, creates server `name` of it as the admin and
+/// waits until it runs; returns its id.
+async fn running_fixture(app: &TestApp, name: &str, transport: &str) -> String {
+    let entry = process_fixture_entry(&format!("{name}-entry"), transport, &[]);
+    running_server(app, &entry, json!({"name": name})).await
 }
 
 /// The fixture over stdio with its `sleep`, `crash` and `flood` tools, calls limited to
@@ -34,18 +33,12 @@ async fn running_extra_fixture(app: &TestApp, name: &str, timeout_secs: u32) -> 
     let mut entry =
         process_fixture_entry(&format!("{name}-entry"), "stdio", &["FIXTURE_EXTRA_TOOLS"]);
     entry["gateway"] = json!({"call_timeout_secs": timeout_secs});
-    let entry = app.register(&entry).await;
-    let id = app
-        .create_server(&json!({
-            "catalog_id": entry,
-            "name": name,
-            "config": {"FIXTURE_EXTRA_TOOLS": "1"},
-            "restart_policy": {"type": "never"}
-        }))
-        .await;
-    app.start(&id).await;
-    app.until_state(&id, "running").await;
-    id
+    let server = json!({
+        "name": name,
+        "config": {"FIXTURE_EXTRA_TOOLS": "1"},
+        "restart_policy": {"type": "never"}
+    });
+    running_server(app, &entry, server).await
 }
 
 fn gateway_settings(c: &mut ServeConfig) {
@@ -75,6 +68,30 @@ async fn tool_calls(app: &TestApp, count: usize) -> Vec<Value> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `user`'s gateway session once server `server` is shared with them: connected first,
+/// then shared, then told (the sharing reaches the gateway from the log, a moment after
+/// the answer). Returns the session and its list-change count.
+async fn session_shared_with(
+    app: &TestApp,
+    server: &str,
+    user: &api_support::Caller,
+) -> (McpClient, u64) {
+    let mut session = McpClient::connect(&app.url("/mcp"), &user.key, "legacy").await;
+    app.json(
+        reqwest::Method::PUT,
+        &format!("/api/v1/servers/{server}/sharing"),
+        &json!({"users": [user.id]}),
+    )
+    .await
+    .expect(200);
+    let shared = session
+        .ask(json!({"op": "wait_list_changed", "after": 0}))
+        .await;
+    assert_eq!(shared["changed"], true, "{shared}");
+    let count = shared["count"].as_u64().unwrap_or(0);
+    (session, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1153,28 +1170,11 @@ async fn an_entry_that_keeps_arguments_seals_them_for_the_caller_alone_and_forge
     let plain = running_fixture(&app, "plain", "stdio").await;
     let mut entry = process_fixture_entry("kept-entry", "stdio", &[]);
     entry["gateway"] = json!({"keep_arguments": true});
-    let entry = app.register(&entry).await;
-    let kept = app
-        .create_server(&json!({"catalog_id": entry, "name": "kept"}))
-        .await;
-    app.start(&kept).await;
-    app.until_state(&kept, "running").await;
+    let kept = running_server(&app, &entry, json!({"name": "kept"})).await;
     let bob = user(&app, "bob", "viewer").await;
     let eve = user(&app, "eve", "operator").await;
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
+    let (mut bobs, _) = session_shared_with(&app, &kept, &bob).await;
     let mut admins = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
-    app.json(
-        Method::PUT,
-        &format!("/api/v1/servers/{kept}/sharing"),
-        &json!({"users": [bob.id]}),
-    )
-    .await
-    .expect(200);
-    // The sharing reaches the gateway from the log, a moment after the answer.
-    let shared = bobs
-        .ask(json!({"op": "wait_list_changed", "after": 0}))
-        .await;
-    assert_eq!(shared["changed"], true, "{shared}");
     let said = "the word is swordfish";
     let answer = bobs.call("kept__echo", json!({"text": said})).await;
     assert_eq!(text_of(&answer), said, "{answer}");
@@ -1249,32 +1249,19 @@ async fn a_servers_own_secrets_are_taken_out_of_what_it_answers_through_the_gate
         .as_array_mut()
         .expect("a schema")
         .push(json!({"key": "TOKEN", "required": true, "secret": true}));
-    let entry = app.register(&entry).await;
     let secret = "tok-9f8e7d6c5b4a3210";
-    let leaky = app
-        .create_server(&json!({
-            "catalog_id": entry,
+    let leaky = running_server(
+        &app,
+        &entry,
+        json!({
             "name": "leaky",
             "config": {"FIXTURE_EXTRA_TOOLS": "1"},
             "secrets": {"TOKEN": secret}
-        }))
-        .await;
-    app.start(&leaky).await;
-    app.until_state(&leaky, "running").await;
-    let bob = user(&app, "bob", "viewer").await;
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
-    app.json(
-        reqwest::Method::PUT,
-        &format!("/api/v1/servers/{leaky}/sharing"),
-        &json!({"users": [bob.id]}),
+        }),
     )
-    .await
-    .expect(200);
-    // The sharing reaches the gateway from the log, a moment after the answer.
-    let shared = bobs
-        .ask(json!({"op": "wait_list_changed", "after": 0}))
-        .await;
-    assert_eq!(shared["changed"], true, "{shared}");
+    .await;
+    let bob = user(&app, "bob", "viewer").await;
+    let (mut bobs, _) = session_shared_with(&app, &leaky, &bob).await;
 
     // The server says its secret; bob, whom it is shared with, never reads it.
     let answer = bobs
@@ -1353,25 +1340,17 @@ async fn a_server_whose_secrets_cannot_be_read_leaves_the_gateway_rather_than_ke
     let app = TestApp::spawn_with_processes().await;
     let mut entry = process_fixture_entry("vault-entry", "stdio", &[]);
     entry["config_schema"] = json!([{"key": "TOKEN", "required": true, "secret": true}]);
-    let entry = app.register(&entry).await;
-    let vault = app
-        .create_server(&json!({
-            "catalog_id": entry, "name": "vault", "secrets": {"TOKEN": "vault-token-0042"}
-        }))
-        .await;
-    app.start(&vault).await;
-    app.until_state(&vault, "running").await;
+    let vault = running_server(
+        &app,
+        &entry,
+        json!({
+            "name": "vault", "secrets": {"TOKEN": "vault-token-0042"}
+        }),
+    )
+    .await;
     let bob = user(&app, "bob", "viewer").await;
     let sharing = format!("/api/v1/servers/{vault}/sharing");
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
-    app.json(reqwest::Method::PUT, &sharing, &json!({"users": [bob.id]}))
-        .await
-        .expect(200);
-    let shared = bobs
-        .ask(json!({"op": "wait_list_changed", "after": 0}))
-        .await;
-    assert_eq!(shared["changed"], true, "{shared}");
-    let count = shared["count"].as_u64().unwrap_or(0);
+    let (mut bobs, count) = session_shared_with(&app, &vault, &bob).await;
     assert_eq!(bobs.tool_names().await.len(), 3);
 
     // The owner's data key is damaged: the server's secrets cannot be read any more, so
@@ -1425,19 +1404,7 @@ async fn the_owner_of_a_shared_server_lists_its_calls_but_reads_no_one_elses_arg
     let notes = created.id();
     app.start(&notes).await;
     app.until_state(&notes, "running").await;
-    let mut bobs = McpClient::connect(&app.url("/mcp"), &bob.key, "legacy").await;
-    app.json(
-        Method::PUT,
-        &format!("/api/v1/servers/{notes}/sharing"),
-        &json!({"users": [bob.id]}),
-    )
-    .await
-    .expect(200);
-    // The sharing reaches the gateway from the log, a moment after the answer.
-    let shared = bobs
-        .ask(json!({"op": "wait_list_changed", "after": 0}))
-        .await;
-    assert_eq!(shared["changed"], true, "{shared}");
+    let (mut bobs, _) = session_shared_with(&app, &notes, &bob).await;
     let answer = bobs
         .call("notes__echo", json!({"text": "bob's own words"}))
         .await;
