@@ -11,6 +11,7 @@
 
 pub mod audit_file;
 pub mod cli;
+pub mod console;
 pub mod gateway;
 pub mod http;
 pub mod owner_only_file;

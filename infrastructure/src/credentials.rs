@@ -4,7 +4,9 @@
 //! - the key-hashing key: API keys are stored as HMAC-SHA-256 under it, so a copy of
 //!   the database alone cannot test guesses;
 //! - the token-signing key: short-lived JWTs (HS256) are signed and verified with it,
-//!   statelessly.
+//!   statelessly;
+//! - the session key: console session cookies and their CSRF tokens are MACs under it,
+//!   so neither a token nor a hashed key can pass for one.
 
 use berth_application::ports::ApiKeyHasher;
 use chrono::{DateTime, TimeZone, Utc};
@@ -73,6 +75,7 @@ pub enum TokenError {
 #[derive(Clone)]
 pub struct CredentialKeys {
     key_hashing: Zeroizing<[u8; 32]>,
+    session: Zeroizing<[u8; 32]>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -102,6 +105,7 @@ impl CredentialKeys {
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         Self {
             key_hashing: derive(secret, "berth api key hashing v1"),
+            session: derive(secret, "berth console session v1"),
             encoding: EncodingKey::from_secret(signing.as_slice()),
             decoding: DecodingKey::from_secret(signing.as_slice()),
             validation,
@@ -134,14 +138,24 @@ impl CredentialKeys {
                 _ => TokenError::Invalid,
             })
     }
+
+    /// The HMAC-SHA-256 (hex) of `data` under the session key: what seals a console
+    /// session cookie and derives its CSRF token.
+    pub fn session_mac(&self, data: &str) -> String {
+        hmac_hex(&self.session, data)
+    }
+}
+
+fn hmac_hex(key: &[u8; 32], data: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(key.as_slice())
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(data.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
 }
 
 impl ApiKeyHasher for CredentialKeys {
     fn hash(&self, key: &str) -> String {
-        let mut mac = HmacSha256::new_from_slice(self.key_hashing.as_slice())
-            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
-        mac.update(key.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        hmac_hex(&self.key_hashing, key)
     }
 }
 

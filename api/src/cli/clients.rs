@@ -96,10 +96,9 @@ pub async fn config(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()
                 "add it with: claude mcp add --transport http {ENTRY} {url} --header \"Authorization: Bearer {key}\""
             );
             eprintln!("or put this in .mcp.json:");
-            http_entry("mcpServers", &url, key, Some("http"))
+            http_snippet(args.client, &url, key)
         }
-        ClientKind::Cursor => http_entry("mcpServers", &url, key, None),
-        ClientKind::Vscode => http_entry("servers", &url, key, Some("http")),
+        ClientKind::Cursor | ClientKind::Vscode => http_snippet(args.client, &url, key),
     };
     eprintln!(
         "created API key {} ({}…) for {}{}; it is shown this once only",
@@ -113,6 +112,19 @@ pub async fn config(settings: &Settings, args: &ConfigArgs) -> anyhow::Result<()
     );
     println!("{}", serde_json::to_string_pretty(&snippet)?);
     Ok(())
+}
+
+/// The configuration of a client that reaches the gateway over HTTP (every client but
+/// Claude Desktop, which starts `berth mcp connect`): what the CLI prints and the
+/// console shows.
+pub fn http_snippet(client: ClientKind, url: &str, key: &str) -> Value {
+    match client {
+        ClientKind::ClaudeCode | ClientKind::ClaudeDesktop => {
+            http_entry("mcpServers", url, key, Some("http"))
+        }
+        ClientKind::Cursor => http_entry("mcpServers", url, key, None),
+        ClientKind::Vscode => http_entry("servers", url, key, Some("http")),
+    }
 }
 
 fn http_entry(section: &str, url: &str, key: &str, kind: Option<&str>) -> Value {

@@ -47,6 +47,7 @@ impl Called {
         let credential = match &caller.principal.credential {
             Credential::ApiKey { key_id } => key_id.to_string(),
             Credential::Token { key_id, .. } => format!("token:{key_id}"),
+            Credential::Session { key_id, .. } => format!("session:{key_id}"),
         };
         // The text is built once: what is sealed is exactly what the digest covers.
         let kept = listing

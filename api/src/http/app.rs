@@ -6,6 +6,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 
+use crate::console;
 use crate::gateway;
 use crate::http::auth::require_bearer;
 use crate::http::extract::path_config;
@@ -49,6 +50,8 @@ pub fn build(
         )
         .configure(gateway::configure)
         .service(api.default_service(web::to(routes::not_found)))
+        // Last: its scope matches every path, and answers only its own.
+        .service(console::scope())
         .default_service(web::to(routes::not_found))
         // The last `wrap` runs first: the request id must exist before anything logs,
         // and metrics must see the final status, authentication failures included.

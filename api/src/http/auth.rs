@@ -15,7 +15,7 @@ use berth_application::identity::key_prefix;
 use berth_application::ports::ApiKeyHasher;
 use berth_application::{Actor, CommandMetadata};
 use berth_infrastructure::credentials::{CredentialKeys, TokenError};
-use berth_projections::identity::find_keys_by_prefix;
+use berth_projections::identity::{find_key_by_id, find_keys_by_prefix, KeyCandidate};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::{ready, Ready};
@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::http::problem::ApiError;
 use crate::http::request_id::RequestId;
+use crate::http::session::{self, constant_time_eq, EndedSessions, Session};
 use crate::http::verified_keys::{Lookup, VerifiedKeys};
 
 /// How the caller proved who it is.
@@ -41,6 +42,13 @@ pub enum Credential {
         /// When the token expires.
         expires_at: DateTime<Utc>,
     },
+    /// A console session cookie, opened with an API key.
+    Session {
+        /// The key the session was opened with.
+        key_id: Uuid,
+        /// When the session ends.
+        expires_at: DateTime<Utc>,
+    },
 }
 
 impl Credential {
@@ -48,7 +56,18 @@ impl Credential {
     /// it was exchanged for.
     pub fn key_id(&self) -> Uuid {
         match self {
-            Self::ApiKey { key_id } | Self::Token { key_id, .. } => *key_id,
+            Self::ApiKey { key_id } | Self::Token { key_id, .. } | Self::Session { key_id, .. } => {
+                *key_id
+            }
+        }
+    }
+
+    /// When the credential stops working on its own (`None` for a key: its expiry, if
+    /// any, is checked against the read model).
+    pub fn expires_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::ApiKey { .. } => None,
+            Self::Token { expires_at, .. } | Self::Session { expires_at, .. } => Some(*expires_at),
         }
     }
 }
@@ -79,6 +98,7 @@ pub struct Authenticator {
     pool: Pool,
     keys: Arc<CredentialKeys>,
     verified: VerifiedKeys,
+    ended_sessions: EndedSessions,
 }
 
 impl Authenticator {
@@ -88,6 +108,7 @@ impl Authenticator {
             pool,
             keys,
             verified: VerifiedKeys::new(),
+            ended_sessions: EndedSessions::default(),
         }
     }
 
@@ -113,7 +134,7 @@ impl Authenticator {
         } else {
             self.api_key(presented).await?
         };
-        let digest = CredentialDigest::of(&principal.credential.key_id().to_string());
+        let digest = principal_digest(&principal);
         Ok((principal, digest))
     }
 
@@ -141,8 +162,8 @@ impl Authenticator {
         })
     }
 
-    async fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
-        const NOT_VALID: Refusal = Refusal::Denied("the bearer token is not valid");
+    /// The principal API key `key` proves (what signing in to the console checks).
+    pub async fn api_key(&self, key: &str) -> Result<Principal, Refusal> {
         let prefix = key_prefix(key).ok_or(NOT_VALID)?;
         let hash = self.keys.hash(key);
         let generation = match self.verified.lookup(&hash, Utc::now()) {
@@ -158,37 +179,70 @@ impl Authenticator {
             .into_iter()
             .find(|c| constant_time_eq(c.hash.as_bytes(), hash.as_bytes()))
             .ok_or(NOT_VALID)?;
-        if found.revoked {
-            return Err(Refusal::Denied("the API key was revoked"));
-        }
-        if found.expires_at.is_some_and(|at| at <= Utc::now()) {
-            return Err(Refusal::Denied("the API key has expired"));
-        }
-        if found.user_disabled {
-            return Err(Refusal::Denied("the API key's user is disabled"));
-        }
-        let role = found.role.parse().map_err(|_| NOT_VALID)?;
-        let principal = Principal {
-            caller: Caller {
-                actor: Actor::User(found.user_name.clone()),
-                user_id: found.user_id,
-                name: found.user_name,
-                role,
-            },
-            credential: Credential::ApiKey {
-                key_id: found.key_id,
-            },
-            profiles: found.profiles,
-        };
+        let expires_at = found.expires_at;
+        let key_id = found.key_id;
+        let principal = usable_key(found, Credential::ApiKey { key_id })?;
         self.verified
-            .keep(hash, principal.clone(), found.expires_at, generation);
+            .keep(hash, principal.clone(), expires_at, generation);
         Ok(principal)
+    }
+
+    /// The principal a console session cookie proves: the session must be sealed by
+    /// this installation, unexpired and not signed out, and its key still usable (one
+    /// query, so a revocation anywhere ends the session at its next request).
+    pub async fn session(&self, session: &Session) -> Result<Principal, Refusal> {
+        if self.ended_sessions.has_ended(session) {
+            return Err(Refusal::Denied("the console session was signed out"));
+        }
+        let client = self.pool.get().await.map_err(Refusal::unavailable)?;
+        let found = find_key_by_id(&client, session.key_id)
+            .await
+            .map_err(Refusal::unavailable)?
+            .ok_or(NOT_VALID)?;
+        usable_key(
+            found,
+            Credential::Session {
+                key_id: session.key_id,
+                expires_at: session.expires_at,
+            },
+        )
+    }
+
+    /// The session in a request's cookie, if one is there and this installation sealed it.
+    pub fn open_session(&self, cookie: &str) -> Option<Session> {
+        Session::open(cookie, &self.keys, Utc::now())
+    }
+
+    /// Ends `session` here: its cookie no longer works, even if kept.
+    pub fn end_session(&self, session: &Session) {
+        self.ended_sessions.end(session);
     }
 }
 
-/// Compares every byte whatever the first difference, so timing tells nothing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+const NOT_VALID: Refusal = Refusal::Denied("the bearer token is not valid");
+
+/// The principal of a stored key, unless the key or its user may no longer be used.
+fn usable_key(found: KeyCandidate, credential: Credential) -> Result<Principal, Refusal> {
+    if found.revoked {
+        return Err(Refusal::Denied("the API key was revoked"));
+    }
+    if found.expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Err(Refusal::Denied("the API key has expired"));
+    }
+    if found.user_disabled {
+        return Err(Refusal::Denied("the API key's user is disabled"));
+    }
+    let role = found.role.parse().map_err(|_| NOT_VALID)?;
+    Ok(Principal {
+        caller: Caller {
+            actor: Actor::User(found.user_name.clone()),
+            user_id: found.user_id,
+            name: found.user_name,
+            role,
+        },
+        credential,
+        profiles: found.profiles,
+    })
 }
 
 /// Why a request was not authenticated.
@@ -234,8 +288,10 @@ impl CredentialDigest {
     }
 }
 
-/// Middleware: lets a request through only with a valid bearer credential, recording
-/// the caller as a [`Principal`] in the request's extensions.
+/// Middleware: lets a request through only with a valid bearer credential, or, without
+/// an `Authorization` header, a console session cookie (with its CSRF token when the
+/// request changes something), recording the caller as a [`Principal`] in the
+/// request's extensions.
 pub async fn require_bearer(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -244,7 +300,26 @@ pub async fn require_bearer(
         let response = ApiError::internal("the app has no authenticator").error_response();
         return Ok(req.into_response(response));
     };
-    match auth.authenticate(req.headers()).await {
+    let cookie = req.cookie(session::COOKIE);
+    let authenticated = match cookie {
+        Some(cookie) if !req.headers().contains_key(header::AUTHORIZATION) => {
+            match console_session(&auth, req.request(), cookie.value()).await {
+                Ok((principal, _)) => {
+                    let digest = principal_digest(&principal);
+                    Ok((principal, digest))
+                }
+                Err(SessionRefusal::Csrf) => {
+                    tracing::info!("console request refused: no or wrong CSRF token");
+                    let response =
+                        ApiError::Forbidden(session::CSRF_REFUSED.into()).error_response();
+                    return Ok(req.into_response(response));
+                }
+                Err(SessionRefusal::Credential(refusal)) => Err(refusal),
+            }
+        }
+        _ => auth.authenticate(req.headers()).await,
+    };
+    match authenticated {
         Ok((principal, _)) if !principal.profiles.is_empty() => {
             let response = ApiError::Forbidden(format!(
                 "this API key is limited to the MCP gateway profiles {}: it works only at /mcp/p/{{profile}}",
@@ -265,6 +340,48 @@ pub async fn require_bearer(
         }
         Err(Refusal::Unavailable(error)) => Ok(req.into_response(error.error_response())),
     }
+}
+
+fn principal_digest(principal: &Principal) -> CredentialDigest {
+    CredentialDigest::of(&principal.credential.key_id().to_string())
+}
+
+/// Why a request with a session cookie was refused.
+pub enum SessionRefusal {
+    /// The session or its key is not valid (401).
+    Credential(Refusal),
+    /// It changes something without the session's CSRF token, or from another origin (403).
+    Csrf,
+}
+
+/// The principal and session of request `req` with session cookie `cookie`: the CSRF token is
+/// required (the `X-CSRF-Token` header) when the request
+/// changes something, and an `Origin` must be Berth's own.
+pub async fn console_session(
+    auth: &Authenticator,
+    req: &HttpRequest,
+    cookie: &str,
+) -> Result<(Principal, Session), SessionRefusal> {
+    let session = auth
+        .open_session(cookie)
+        .ok_or(SessionRefusal::Credential(Refusal::Denied(
+            "the console session has ended; sign in again",
+        )))?;
+    if session::is_unsafe(req.method()) {
+        let presented = req
+            .headers()
+            .get(session::CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if session::cross_origin(req.headers()) || !session.csrf_matches(auth.keys(), presented) {
+            return Err(SessionRefusal::Csrf);
+        }
+    }
+    let principal = auth
+        .session(&session)
+        .await
+        .map_err(SessionRefusal::Credential)?;
+    Ok((principal, session))
 }
 
 impl FromRequest for Principal {

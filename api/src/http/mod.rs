@@ -17,5 +17,6 @@ pub mod problem;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
+pub mod session;
 pub mod state;
 pub mod verified_keys;

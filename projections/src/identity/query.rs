@@ -167,34 +167,53 @@ pub async fn get_api_key(
         .transpose()
 }
 
+const CANDIDATE: &str = "SELECT k.id, k.hash, k.expires_at, k.revoked_at IS NOT NULL AS revoked, \
+     u.id AS user_id, u.name, u.role, u.disabled, k.profiles \
+     FROM api_keys k JOIN users u ON u.id = k.user_id";
+
+fn key_candidate(row: &Row) -> Result<KeyCandidate, StoreError> {
+    Ok(KeyCandidate {
+        key_id: row.try_get("id")?,
+        hash: row.try_get("hash")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked: row.try_get("revoked")?,
+        user_id: row.try_get("user_id")?,
+        user_name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        user_disabled: row.try_get("disabled")?,
+        profiles: row.try_get("profiles")?,
+    })
+}
+
 /// The keys whose prefix is `prefix`, with their users (usually one, or none).
 pub async fn find_keys_by_prefix(
     client: &impl GenericClient,
     prefix: &str,
 ) -> Result<Vec<KeyCandidate>, StoreError> {
     let statement = client
-        .prepare_cached(
-            "SELECT k.id, k.hash, k.expires_at, k.revoked_at IS NOT NULL AS revoked, \
-             u.id AS user_id, u.name, u.role, u.disabled, k.profiles \
-             FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.prefix = $1",
-        )
+        .prepare_cached(&format!("{CANDIDATE} WHERE k.prefix = $1"))
         .await?;
     client
         .query(&statement, &[&prefix])
         .await?
         .iter()
-        .map(|row| {
-            Ok(KeyCandidate {
-                key_id: row.try_get("id")?,
-                hash: row.try_get("hash")?,
-                expires_at: row.try_get("expires_at")?,
-                revoked: row.try_get("revoked")?,
-                user_id: row.try_get("user_id")?,
-                user_name: row.try_get("name")?,
-                role: row.try_get("role")?,
-                user_disabled: row.try_get("disabled")?,
-                profiles: row.try_get("profiles")?,
-            })
-        })
+        .map(key_candidate)
         .collect()
+}
+
+/// Key `id` with its user: what a console session, which names its key, is checked
+/// against on every request.
+pub async fn find_key_by_id(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<KeyCandidate>, StoreError> {
+    let statement = client
+        .prepare_cached(&format!("{CANDIDATE} WHERE k.id = $1"))
+        .await?;
+    client
+        .query_opt(&statement, &[&id])
+        .await?
+        .as_ref()
+        .map(key_candidate)
+        .transpose()
 }

@@ -8,12 +8,15 @@ use std::time::Duration;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{web, HttpResponse};
 use berth_infrastructure::feed::{self, FeedFilter, StoredEvent};
+use std::future::Future;
+
+use futures_util::future::ready;
 use futures_util::Stream;
 use serde::Deserialize;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use utoipa::IntoParams;
 
-use crate::http::auth::{Credential, Principal};
+use crate::http::auth::Principal;
 use crate::http::dto::events::EventDto;
 use crate::http::extract::ApiQuery;
 use crate::http::live::{
@@ -80,10 +83,7 @@ pub async fn subscribe(
     let credential = StreamCredential {
         user_id: principal.user_id,
         key_id: principal.credential.key_id(),
-        expires_at: match principal.credential {
-            Credential::Token { expires_at, .. } => Some(expires_at),
-            Credential::ApiKey { .. } => None,
-        },
+        expires_at: principal.credential.expires_at(),
     };
     let request = StreamRequest {
         after_position: after,
@@ -137,26 +137,34 @@ fn end_frame(end: &StreamEnd) -> web::Bytes {
     ))
 }
 
-fn sse_body(
+/// A live subscription as an SSE body: each delivery written as `frame` renders it, and
+/// a `: keep-alive` comment whenever the stream has been idle for `heartbeat`. The body
+/// ends after the subscription's last delivery.
+pub fn sse_body<F, Fut>(
     subscription: LiveSubscription,
     heartbeat: Duration,
-) -> impl Stream<Item = Result<web::Bytes, Infallible>> {
+    frame: F,
+) -> impl Stream<Item = Result<web::Bytes, Infallible>>
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = web::Bytes>,
+{
     let mut ticks = interval_at(Instant::now() + heartbeat, heartbeat);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     futures_util::stream::unfold(
-        (subscription, ticks),
-        |(mut subscription, mut ticks): (LiveSubscription, Interval)| async move {
-            let frame = tokio::select! {
-                delivery = subscription.next() => match delivery? {
-                    Delivery::Event(event) => {
+        (subscription, ticks, frame),
+        |(mut subscription, mut ticks, frame): (LiveSubscription, Interval, F)| async move {
+            let bytes = tokio::select! {
+                delivery = subscription.next() => {
+                    let delivery = delivery?;
+                    if matches!(delivery, Delivery::Event(_)) {
                         ticks.reset();
-                        event_frame(&event)
                     }
-                    Delivery::End(end) => end_frame(&end),
-                },
+                    frame(delivery).await
+                }
                 _ = ticks.tick() => web::Bytes::from_static(KEEP_ALIVE.as_bytes()),
             };
-            Some((Ok(frame), (subscription, ticks)))
+            Some((Ok(bytes), (subscription, ticks, frame)))
         },
     )
 }
@@ -209,7 +217,16 @@ pub async fn stream(
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         // Proxies such as nginx must not hold messages back.
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(sse_body(subscription, state.live.options.heartbeat)))
+        .streaming(sse_body(
+            subscription,
+            state.live.options.heartbeat,
+            |delivery| {
+                ready(match delivery {
+                    Delivery::Event(event) => event_frame(&event),
+                    Delivery::End(end) => end_frame(&end),
+                })
+            },
+        )))
 }
 
 #[cfg(test)]

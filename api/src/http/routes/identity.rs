@@ -100,7 +100,7 @@ pub struct Me {
     pub name: String,
     /// The user's role.
     pub role: String,
-    /// `api_key` or `token`.
+    /// `api_key`, `token` or `console_session`.
     pub credential: String,
     /// The API key presented (or that the token was issued for).
     pub key_id: Uuid,
@@ -447,6 +447,7 @@ pub async fn me(principal: Principal) -> HttpResponse {
     let (credential, expires_at) = match principal.credential {
         Credential::ApiKey { .. } => ("api_key", None),
         Credential::Token { expires_at, .. } => ("token", Some(expires_at)),
+        Credential::Session { expires_at, .. } => ("console_session", Some(expires_at)),
     };
     HttpResponse::Ok().json(Me {
         id: principal.user_id,

@@ -1,0 +1,250 @@
+//! The web console in a real headless Chromium: what the README's walkthrough does,
+//! done with a browser and no terminal. Berth runs fixture servers as local processes;
+//! every page visited is written as a screenshot to `target/console-screenshots/`.
+
+mod api_support;
+mod console_support;
+
+use api_support::{process_fixture_entry, user, TestApp};
+use console_support::Browser;
+use serde_json::json;
+
+/// Registers the fixture (a process entry with one plain setting, GREETING) and
+/// publishes it, as the administrator; answers its id.
+async fn fixture_entry(app: &TestApp, name: &str) -> String {
+    let entry = app
+        .register(&process_fixture_entry(name, "stdio", &["GREETING"]))
+        .await;
+    app.command(&format!("/api/v1/catalog/{entry}/publish"))
+        .await
+        .expect(202);
+    entry
+}
+
+#[tokio::test]
+async fn an_administrator_runs_the_walkthrough_in_the_browser() {
+    let app = TestApp::spawn_with_processes().await;
+    let Some(browser) = Browser::start(&app.url("")).await else {
+        app.stop().await;
+        return;
+    };
+    let entry = fixture_entry(&app, "fixture-tools").await;
+
+    // Sign in with the administrator's key.
+    browser.sign_in(app.token()).await;
+    browser.screenshot("01-servers-empty").await;
+
+    // The catalog, the entry, and a server made with the form its schema generates.
+    browser.open("/catalog").await;
+    browser.until_text("main table", "fixture-tools", 10).await;
+    browser.screenshot("02-catalog").await;
+    browser.click(&format!("a[href='/catalog/{entry}']")).await;
+    browser.until_path(&format!("/catalog/{entry}")).await;
+    browser
+        .element("#server-name")
+        .await
+        .send_keys("walk")
+        .await
+        .expect("typing");
+    browser
+        .element("#field-GREETING")
+        .await
+        .send_keys("first")
+        .await
+        .expect("typing");
+    browser.screenshot("03-catalog-entry").await;
+    browser.click("#create-server button[type=submit]").await;
+    browser.until_path("/servers/").await;
+    let id = browser
+        .path()
+        .await
+        .trim_start_matches("/servers/")
+        .to_owned();
+    browser.until_text("table.config", "first", 10).await;
+
+    // A second setting, so the server has a past to travel to.
+    app.json(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/servers/{id}"),
+        &json!({"config": {"GREETING": "second"}}),
+    )
+    .await
+    .expect(202);
+    browser.open(&format!("/servers/{id}")).await;
+    browser.until_text("table.config", "second", 10).await;
+
+    // Start it, and see `running` arrive without a reload (the marker survives).
+    browser
+        .run("window.berthMarker = 'kept'; return true;")
+        .await;
+    browser.click("button[aria-label='Start walk']").await;
+    browser.until_text("span.status", "running", 60).await;
+    assert_eq!(
+        browser.run("return window.berthMarker || null;").await,
+        json!("kept"),
+        "the page was reloaded"
+    );
+    browser.screenshot("04-server-running").await;
+
+    // Its logs, as they are written.
+    browser.click("button[data-follow-logs]").await;
+    browser.until_text("#logs", "berth-fixture-mcp", 20).await;
+    browser.screenshot("05-server-logs").await;
+
+    // The time slider: at the first change, the first setting.
+    let slider = browser.element("#time-slider").await;
+    slider
+        .send_keys(thirtyfour::Key::Home)
+        .await
+        .expect("moving the slider");
+    browser.until_text("#as-of", "first", 10).await;
+    let label = browser.text("#time-label").await;
+    assert!(label.starts_with("position "), "{label}");
+    slider
+        .send_keys(thirtyfour::Key::End)
+        .await
+        .expect("moving the slider");
+    browser.until_text("#as-of", "second", 10).await;
+    browser.screenshot("06-server-time-slider").await;
+
+    // A second server, started through the API, then both stopped in one bulk action
+    // from the list, with its progress shown as it happens.
+    let other = app
+        .post(
+            "/api/v1/servers",
+            &json!({"catalog_id": entry, "name": "walk-two"}),
+        )
+        .await
+        .id();
+    app.start(&other).await;
+    app.until_state(&other, "running").await;
+    browser.open("/servers").await;
+    browser
+        .until_text(
+            &format!("span.status[data-server='{other}']"),
+            "running",
+            20,
+        )
+        .await;
+    browser.click(&format!("input[value='{id}']")).await;
+    browser.click(&format!("input[value='{other}']")).await;
+    browser.click("button[name=operation][value=stop]").await;
+    let progress = browser.until_text("#bulk-progress", "completed", 60).await;
+    assert!(progress.contains("2 of 2 done"), "{progress}");
+    browser
+        .until_text(&format!("span.status[data-server='{id}']"), "stopped", 30)
+        .await;
+    browser
+        .until_text(
+            &format!("span.status[data-server='{other}']"),
+            "stopped",
+            30,
+        )
+        .await;
+    browser.screenshot("07-servers-bulk-stop").await;
+
+    // The actions are in the audit trail, each linking to its event.
+    browser.open("/audit").await;
+    let audit = browser
+        .until_text("main table", "bulk_operation.began", 10)
+        .await;
+    for action in [
+        "server.start_requested",
+        "server.stop_requested",
+        "user:admin",
+    ] {
+        assert!(audit.contains(action), "{action} is not in the audit page");
+    }
+    browser.screenshot("08-audit").await;
+    browser
+        .click("main table tbody tr a[href^='/events/']")
+        .await;
+    browser.until_path("/events/").await;
+    browser.until_text("pre.json", "aggregate_type", 10).await;
+
+    // The other pages render, for the record.
+    for (path, name) in [
+        ("/events", "09-events"),
+        ("/gateway", "10-gateway"),
+        ("/users", "11-users"),
+    ] {
+        browser.open(path).await;
+        browser.element("main h1").await;
+        browser.screenshot(name).await;
+    }
+    // The events page follows the log live.
+    browser.open("/events").await;
+    app.command(&format!("/api/v1/servers/{id}/start"))
+        .await
+        .expect(202);
+    browser
+        .until_text("#event-rows", "ServerStartRequested", 20)
+        .await;
+
+    browser.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_viewer_sees_no_actions_and_is_signed_out_when_the_key_is_revoked() {
+    let app = TestApp::spawn_with_processes().await;
+    let Some(browser) = Browser::start(&app.url("")).await else {
+        app.stop().await;
+        return;
+    };
+    let entry = fixture_entry(&app, "fixture-seen").await;
+    let vera = user(&app, "vera", "viewer").await;
+
+    browser.sign_in(&vera.key).await;
+    browser.open(&format!("/catalog/{entry}")).await;
+    browser.element("main h1").await;
+    assert!(
+        !browser.exists("#create-server").await,
+        "a viewer got the create form"
+    );
+    browser.screenshot("12-viewer-catalog-entry").await;
+    browser.open("/servers").await;
+    browser.element("main table").await;
+    for action in [
+        "button[hx-post]",
+        "button[name=operation]",
+        "input[type=checkbox]",
+    ] {
+        assert!(!browser.exists(action).await, "a viewer got {action}");
+    }
+    assert!(!browser.exists("a[href='/users']").await);
+    browser.screenshot("13-viewer-servers").await;
+
+    // Forcing an action with the session's own CSRF token: the API's 403.
+    let forced = browser
+        .run(&format!(
+            "const token = JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token'];
+             const xhr = new XMLHttpRequest();
+             xhr.open('POST', '/api/v1/servers', false);
+             xhr.setRequestHeader('Content-Type', 'application/json');
+             xhr.setRequestHeader('X-CSRF-Token', token);
+             xhr.send(JSON.stringify({{catalog_id: '{entry}', name: 'forced'}}));
+             return [xhr.status, JSON.parse(xhr.responseText).title];"
+        ))
+        .await;
+    assert_eq!(forced, json!([403, "Forbidden"]), "{forced}");
+
+    // The key revoked elsewhere: the open page ends its session by itself.
+    app.send(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/keys/{}", vera.key_id),
+        None,
+        None,
+        &[],
+    )
+    .await
+    .expect(202);
+    browser.until_path("/sign-in").await;
+    browser.until_text("main", "session ended", 10).await;
+    browser.screenshot("14-signed-out").await;
+    browser.open("/servers").await;
+    assert!(browser.path().await.starts_with("/sign-in"));
+
+    browser.quit().await;
+    app.stop().await;
+}
