@@ -28,16 +28,52 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
         app.stop().await;
         return;
     };
-    let entry = fixture_entry(&app, "fixture-tools").await;
 
     // Sign in with the administrator's key.
     browser.sign_in(app.token()).await;
     browser.screenshot("01-servers-empty").await;
 
+    // Register the fixture as a `process` entry with the console's form.
+    browser.open("/catalog").await;
+    browser.click("a[href='/catalog/new']").await;
+    browser.until_path("/catalog/new").await;
+    browser.element("#entry-name").await.send_keys("fixture-tools").await.expect("typing");
+    browser
+        .element("#entry-description")
+        .await
+        .send_keys("the test fixture")
+        .await
+        .expect("typing");
+    let runtime = browser.element("#entry-runtime").await;
+    thirtyfour::components::SelectElement::new(&runtime)
+        .await
+        .expect("a select")
+        .select_by_value("process")
+        .await
+        .expect("choosing process");
+    let program = berth_tests::docker::fixture_binary().to_string_lossy().into_owned();
+    browser.element("#entry-program").await.send_keys(&program).await.expect("typing");
+    browser.element("input[name=key_0]").await.send_keys("GREETING").await.expect("typing");
+    browser.screenshot("02-catalog-register").await;
+    // A problem is shown in place, and changes nothing: no name yet.
+    browser.run("document.getElementById('entry-name').removeAttribute('required'); return true;").await;
+    browser.element("#entry-name").await.clear().await.expect("clearing");
+    browser.click("#register-entry button[type=submit]").await;
+    browser.until_text("#register-entry .problem", "name", 10).await;
+    browser.element("#entry-name").await.send_keys("fixture-tools").await.expect("typing");
+    browser.click("#register-entry button[type=submit]").await;
+    browser.until_path("/catalog/").await;
+    let entry = browser.path().await.trim_start_matches("/catalog/").to_owned();
+    assert_ne!(entry, "new");
+
     // The catalog, the entry, and a server made with the form its schema generates.
     browser.open("/catalog").await;
     browser.until_text("main table", "fixture-tools", 10).await;
     browser.screenshot("02-catalog").await;
+    // For the viewer's test as well: the entry is published.
+    app.command(&format!("/api/v1/catalog/{entry}/publish"))
+        .await
+        .expect(202);
     browser.click(&format!("a[href='/catalog/{entry}']")).await;
     browser.until_path(&format!("/catalog/{entry}")).await;
     browser
@@ -79,12 +115,16 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
         .await;
     browser.click("button[aria-label='Start walk']").await;
     browser.until_text("span.status", "running", 60).await;
+    // Its tools arrive the same way, with their input schemas.
+    browser.until_text("div.tools", "echo", 20).await;
     assert_eq!(
         browser.run("return window.berthMarker || null;").await,
         json!("kept"),
         "the page was reloaded"
     );
     browser.screenshot("04-server-running").await;
+    browser.click("button[hx-post$='/test']").await;
+    browser.until_text("#test-result", "Handshake answered", 20).await;
 
     // Its logs, as they are written.
     browser.click("button[data-follow-logs]").await;
@@ -163,14 +203,59 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     browser.until_text("pre.json", "aggregate_type", 10).await;
 
     // The other pages render, for the record.
-    for (path, name) in [
-        ("/events", "09-events"),
-        ("/gateway", "10-gateway"),
-        ("/users", "11-users"),
-    ] {
+    for (path, name) in [("/events", "09-events"), ("/gateway", "10-gateway")] {
         browser.open(path).await;
         browser.element("main h1").await;
         browser.screenshot(name).await;
+    }
+
+    // A user and a key for them, the key shown once, then revoked.
+    browser.open("/users").await;
+    browser.element("#user-name").await.send_keys("grace").await.expect("typing");
+    browser.click("form[hx-post='/api/v1/users'] button[type=submit]").await;
+    browser.until_path("/users/").await;
+    browser.element("#key-name").await.send_keys("laptop").await.expect("typing");
+    browser.click("form[hx-post$='/keys'] button[type=submit]").await;
+    let key = browser.until_text("#new-key", "berth_", 10).await;
+    let me = app.send_as(&key, reqwest::Method::GET, "/api/v1/me").await;
+    assert_eq!(me.status, 200, "the key shown works");
+    assert_eq!(me.json()["name"], "grace");
+    browser.screenshot("11-user-keys").await;
+    browser.open(browser.path().await.as_str()).await;
+    browser.click("button[aria-label='Revoke laptop']").await;
+    browser.until_text("main table", "revoked", 10).await;
+    assert_eq!(
+        app.send_as(&key, reqwest::Method::GET, "/api/v1/me").await.status,
+        401
+    );
+    browser.open("/users").await;
+    browser.until_text("main table", "grace", 10).await;
+    browser.screenshot("12-users").await;
+
+    // Readable on a phone.
+    browser
+        .driver
+        .set_window_rect(0, 0, 390, 844)
+        .await
+        .expect("a phone-sized window");
+    browser.open("/servers").await;
+    browser.element("main table").await;
+    browser.screenshot("13-servers-phone").await;
+    browser
+        .driver
+        .set_window_rect(0, 0, 1280, 1000)
+        .await
+        .expect("back to a laptop");
+
+    // Deleting from the server's page asks first, then goes back to the list.
+    browser.open(&format!("/servers/{other}")).await;
+    browser.click("button[hx-delete]").await;
+    browser.driver.accept_alert().await.expect("confirming the deletion");
+    browser.until_path("/servers").await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.get(&format!("/api/v1/servers/{other}")).await.status != 404 {
+        assert!(tokio::time::Instant::now() < deadline, "never deleted");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     // The events page follows the log live.
     browser.open("/events").await;
@@ -202,7 +287,7 @@ async fn a_viewer_sees_no_actions_and_is_signed_out_when_the_key_is_revoked() {
         !browser.exists("#create-server").await,
         "a viewer got the create form"
     );
-    browser.screenshot("12-viewer-catalog-entry").await;
+    browser.screenshot("14-viewer-catalog-entry").await;
     browser.open("/servers").await;
     browser.element("main table").await;
     for action in [
@@ -213,7 +298,7 @@ async fn a_viewer_sees_no_actions_and_is_signed_out_when_the_key_is_revoked() {
         assert!(!browser.exists(action).await, "a viewer got {action}");
     }
     assert!(!browser.exists("a[href='/users']").await);
-    browser.screenshot("13-viewer-servers").await;
+    browser.screenshot("15-viewer-servers").await;
 
     // Forcing an action with the session's own CSRF token: the API's 403.
     let forced = browser
@@ -241,7 +326,7 @@ async fn a_viewer_sees_no_actions_and_is_signed_out_when_the_key_is_revoked() {
     .expect(202);
     browser.until_path("/sign-in").await;
     browser.until_text("main", "session ended", 10).await;
-    browser.screenshot("14-signed-out").await;
+    browser.screenshot("16-signed-out").await;
     browser.open("/servers").await;
     assert!(browser.path().await.starts_with("/sign-in"));
 

@@ -6,7 +6,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use crate::console::answer::text;
-use crate::console::layout::state_badge;
+use crate::console::layout::{json_block, state_badge};
 
 /// The SSE event name a server's status is sent under.
 pub fn server_topic(id: &str) -> String {
@@ -37,6 +37,34 @@ pub fn server_status_slot(server: &Value) -> Markup {
     let id = text(server, "id");
     html! {
         span.status data-server=(id) sse-swap=(server_topic(id)) { (server_status(server)) }
+    }
+}
+
+/// The tools a server last reported, each with its input schema.
+pub fn server_tools(server: &Value) -> Markup {
+    let tools = server["tools"].as_array().cloned().unwrap_or_default();
+    html! {
+        @if tools.is_empty() {
+            p.muted { "No tools reported yet: they are read when the server starts, or by the test." }
+        }
+        @for tool in &tools {
+            details.tool {
+                summary { code { (text(tool, "name")) } " " span.muted { (text(tool, "description")) } }
+                @if !tool["input_schema"].is_null() { (json_block(&tool["input_schema"])) }
+            }
+        }
+    }
+}
+
+/// The SSE event name a server's tools are sent under.
+pub fn tools_topic(id: &str) -> String {
+    format!("server-tools-{id}")
+}
+
+/// The element a server's tools live in, following the live stream.
+pub fn server_tools_slot(server: &Value) -> Markup {
+    html! {
+        div.tools sse-swap=(tools_topic(text(server, "id"))) { (server_tools(server)) }
     }
 }
 

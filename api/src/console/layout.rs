@@ -2,7 +2,7 @@
 //! navigation, the live connection to the event stream, and the place problems show.
 
 use berth_domain::user::Role;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 use crate::console::caller::ConsoleCaller;
 use crate::http::problem::ApiError;
@@ -64,7 +64,7 @@ impl Section {
 pub struct Live {
     /// The global position the page was read at.
     pub after: i64,
-    /// `servers`, `bulk`, `events` (comma separated).
+    /// `servers`, `tools`, `bulk`, `events` (comma separated).
     pub topics: &'static str,
     /// Filters of the events sent (`aggregate_type`, `event_type`).
     pub filters: Vec<(&'static str, String)>,
@@ -198,9 +198,4 @@ pub fn state_badge(state: &str) -> Markup {
 pub fn json_block(value: &serde_json::Value) -> Markup {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     html! { pre.json { (text) } }
-}
-
-/// Text that is already HTML (vendored, or rendered by maud elsewhere).
-pub fn trusted(html: String) -> Markup {
-    PreEscaped(html)
 }

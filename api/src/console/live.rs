@@ -30,7 +30,8 @@ pub struct LiveQuery {
     /// The position the page was read at.
     #[serde(default)]
     after: i64,
-    /// What the page shows: `servers`, `bulk`, `events`, comma separated.
+    /// What the page shows: `servers` (their status), `tools` (theirs), `bulk`,
+    /// `events`, comma separated.
     #[serde(default)]
     topics: String,
     /// Only events of this aggregate type (the events topic).
@@ -43,6 +44,7 @@ pub struct LiveQuery {
 #[derive(Debug, Clone, Copy, Default)]
 struct Topics {
     servers: bool,
+    tools: bool,
     bulk: bool,
     events: bool,
 }
@@ -52,6 +54,7 @@ impl Topics {
         let has = |name| list.split(',').any(|t| t.trim() == name);
         Self {
             servers: has("servers"),
+            tools: has("tools"),
             bulk: has("bulk"),
             events: has("events"),
         }
@@ -79,7 +82,7 @@ async fn fragments_of(
 ) -> String {
     let mut out = String::new();
     let position = event.position;
-    if topics.servers && event.aggregate_type == "server" {
+    if (topics.servers || topics.tools) && event.aggregate_type == "server" {
         if let Ok(id) = event.aggregate_id.parse::<uuid::Uuid>() {
             let read = servers::get(
                 state.clone(),
@@ -92,11 +95,22 @@ async fn fragments_of(
             )
             .await;
             match json_of(read).await {
-                Ok(server) => out.push_str(&frame(
-                    &fragments::server_topic(&event.aggregate_id),
-                    position,
-                    &fragments::server_status(&server),
-                )),
+                Ok(server) => {
+                    if topics.servers {
+                        out.push_str(&frame(
+                            &fragments::server_topic(&event.aggregate_id),
+                            position,
+                            &fragments::server_status(&server),
+                        ));
+                    }
+                    if topics.tools {
+                        out.push_str(&frame(
+                            &fragments::tools_topic(&event.aggregate_id),
+                            position,
+                            &fragments::server_tools(&server),
+                        ));
+                    }
+                }
                 // Deleted: lists drop it at their next load.
                 Err(e) => tracing::debug!(error = %e, "no server fragment for an event"),
             }

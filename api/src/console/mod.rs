@@ -56,6 +56,8 @@ pub fn scope() -> actix_web::Scope<
         .route("/servers", web::get().to(servers::list))
         .route("/servers/{id}", web::get().to(server::show))
         .route("/catalog", web::get().to(catalog::list))
+        // Before `/catalog/{id}`: the first route that matches answers.
+        .route("/catalog/new", web::get().to(catalog::new_entry))
         .route("/catalog/{id}", web::get().to(catalog::show))
         .route("/gateway", web::get().to(gateway::show))
         .route("/audit", web::get().to(audit::list))
@@ -71,4 +73,5 @@ pub fn scope() -> actix_web::Scope<
         .route("/console/servers/{id}/at", web::get().to(server::at))
         .route("/console/servers/{id}/test", web::post().to(server::test))
         .route("/console/bulk/{id}", web::get().to(servers::bulk_fragment))
+        .route("/console/catalog", web::post().to(catalog::register))
 }

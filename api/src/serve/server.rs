@@ -487,6 +487,13 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let http = server.handle();
     let http_task = tokio::spawn(server);
     tracing::info!("listening on http://{addr}");
+    tracing::info!(
+        "the console is at http://{addr}/ (sign in with an API key, e.g. the one in {})",
+        config
+            .data_dir
+            .join(crate::serve::admin_token::ADMIN_TOKEN_FILE)
+            .display()
+    );
     // For the commands run beside it (`berth events tail`): where this Berth listens.
     let url_file = config.data_dir.join(URL_FILE);
     if let Err(e) = std::fs::write(&url_file, format!("http://{addr}\n")) {

@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::console::answer::{head, items, json_of, text};
 use crate::console::caller::{ConsoleCaller, ConsoleError};
-use crate::console::fragments::server_status_slot;
-use crate::console::layout::{json_block, page, state_badge, Live, Section};
+use crate::console::fragments::{server_status_slot, server_tools_slot};
+use crate::console::layout::{page, state_badge, Live, Section};
 use crate::console::pages::servers::lifecycle_buttons;
 use crate::http::extract::ApiQuery;
 use crate::http::pagination::PageQuery;
@@ -81,21 +81,6 @@ fn config_table(server: &Value) -> Markup {
     }
 }
 
-fn tools(server: &Value) -> Markup {
-    let tools = server["tools"].as_array().cloned().unwrap_or_default();
-    html! {
-        @if tools.is_empty() {
-            p.muted { "No tools reported yet: they are read when the server starts, or by the test." }
-        }
-        @for tool in &tools {
-            details.tool {
-                summary { code { (text(tool, "name")) } " " span.muted { (text(tool, "description")) } }
-                @if !tool["input_schema"].is_null() { (json_block(&tool["input_schema"])) }
-            }
-        }
-    }
-}
-
 fn history_table(history: &Value) -> Markup {
     html! {
         table.history {
@@ -155,7 +140,15 @@ pub async fn show(
         .collect();
     let last = positions.len().saturating_sub(1);
     let content = html! {
-        p { (server_status_slot(&server)) " " (lifecycle_buttons(&caller, &server)) }
+        p { (server_status_slot(&server)) " " (lifecycle_buttons(&caller, &server))
+            @if caller.principal.role >= Role::Operator {
+                " "
+                span data-then-go="/servers" {
+                    button.danger type="button" hx-delete={"/api/v1/servers/" (id)} hx-swap="none"
+                        hx-confirm={"Delete " (text(&server, "name")) "? Its container or process is stopped first."} { "Delete" }
+                }
+            }
+        }
         p.muted { "Catalog entry " a href={"/catalog/" (text(&server, "catalog_id"))} { (text(&server, "catalog_id")) }
             ", owner " (text(&server, "owner")) ", version " (server["version"]) }
         section aria-labelledby="config-h" {
@@ -164,7 +157,7 @@ pub async fn show(
         }
         section aria-labelledby="tools-h" {
             h2 #tools-h { "Tools" }
-            (tools(&server))
+            (server_tools_slot(&server))
             @if caller.principal.role >= Role::Operator {
                 div.problem role="alert" {}
                 button type="button" hx-post={"/console/servers/" (id) "/test"} hx-target="#test-result" { "Test the MCP handshake" }
@@ -199,7 +192,7 @@ pub async fn show(
         text(&server, "name"),
         &caller,
         Section::Servers,
-        Some(Live::after(at, "servers")),
+        Some(Live::after(at, "servers,tools")),
         content,
     ))
 }
