@@ -21,6 +21,23 @@ async fn fixture_entry(app: &TestApp, name: &str) -> String {
     entry
 }
 
+/// A server of `entry` named `name`, created through the API; answers its id.
+async fn server_of(app: &TestApp, entry: &str, name: &str) -> String {
+    app.post(
+        "/api/v1/servers",
+        &json!({"catalog_id": entry, "name": name}),
+    )
+    .await
+    .id()
+}
+
+/// Waits until the servers list shows server `id` in `state`.
+async fn until_status(browser: &Browser, id: &str, state: &str, secs: u64) {
+    browser
+        .until_text(&format!("span.status[data-server='{id}']"), state, secs)
+        .await;
+}
+
 #[tokio::test]
 async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     let app = TestApp::spawn_with_processes().await;
@@ -37,13 +54,10 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     browser.open("/catalog").await;
     browser.click("a[href='/catalog/new']").await;
     browser.until_path("/catalog/new").await;
-    browser.element("#entry-name").await.send_keys("fixture-tools").await.expect("typing");
+    browser.type_into("#entry-name", "fixture-tools").await;
     browser
-        .element("#entry-description")
-        .await
-        .send_keys("the test fixture")
-        .await
-        .expect("typing");
+        .type_into("#entry-description", "the test fixture")
+        .await;
     let runtime = browser.element("#entry-runtime").await;
     thirtyfour::components::SelectElement::new(&runtime)
         .await
@@ -51,20 +65,33 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
         .select_by_value("process")
         .await
         .expect("choosing process");
-    let program = berth_tests::docker::fixture_binary().to_string_lossy().into_owned();
-    browser.element("#entry-program").await.send_keys(&program).await.expect("typing");
-    browser.element("input[name=key_0]").await.send_keys("GREETING").await.expect("typing");
+    let program = berth_tests::docker::fixture_binary()
+        .to_string_lossy()
+        .into_owned();
+    browser.type_into("#entry-program", &program).await;
+    browser.type_into("input[name=key_0]", "GREETING").await;
     browser.screenshot("02-catalog-register").await;
     // A problem is shown in place, and changes nothing: no name yet.
-    browser.run("document.getElementById('entry-name').removeAttribute('required'); return true;").await;
-    browser.element("#entry-name").await.clear().await.expect("clearing");
+    browser
+        .run("document.getElementById('entry-name').removeAttribute('required'); return true;")
+        .await;
+    browser
+        .element("#entry-name")
+        .await
+        .clear()
+        .await
+        .expect("clearing");
     browser.click("#register-entry button[type=submit]").await;
-    browser.until_text("#register-entry .problem", "name", 10).await;
-    browser.element("#entry-name").await.send_keys("fixture-tools").await.expect("typing");
+    browser
+        .until_text("#register-entry .problem", "name", 10)
+        .await;
+    browser.type_into("#entry-name", "fixture-tools").await;
     browser.click("#register-entry button[type=submit]").await;
-    browser.until_path("/catalog/").await;
-    let entry = browser.path().await.trim_start_matches("/catalog/").to_owned();
-    assert_ne!(entry, "new");
+    let entry = browser
+        .until_path_leaving("/catalog/", "/catalog/new")
+        .await
+        .trim_start_matches("/catalog/")
+        .to_owned();
 
     // The catalog, the entry, and a server made with the form its schema generates.
     browser.open("/catalog").await;
@@ -76,18 +103,8 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
         .expect(202);
     browser.click(&format!("a[href='/catalog/{entry}']")).await;
     browser.until_path(&format!("/catalog/{entry}")).await;
-    browser
-        .element("#server-name")
-        .await
-        .send_keys("walk")
-        .await
-        .expect("typing");
-    browser
-        .element("#field-GREETING")
-        .await
-        .send_keys("first")
-        .await
-        .expect("typing");
+    browser.type_into("#server-name", "walk").await;
+    browser.type_into("#field-GREETING", "first").await;
     browser.screenshot("03-catalog-entry").await;
     browser.click("#create-server button[type=submit]").await;
     browser.until_path("/servers/").await;
@@ -124,7 +141,9 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     );
     browser.screenshot("04-server-running").await;
     browser.click("button[hx-post$='/test']").await;
-    browser.until_text("#test-result", "Handshake answered", 20).await;
+    browser
+        .until_text("#test-result", "Handshake answered", 20)
+        .await;
 
     // Its logs, as they are written.
     browser.click("button[data-follow-logs]").await;
@@ -149,39 +168,22 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
 
     // A second server, started through the API, then both stopped in one bulk action
     // from the list, with its progress shown as it happens.
-    let other = app
-        .post(
-            "/api/v1/servers",
-            &json!({"catalog_id": entry, "name": "walk-two"}),
-        )
-        .await
-        .id();
+    let other = server_of(&app, &entry, "walk-two").await;
     app.start(&other).await;
     app.until_state(&other, "running").await;
     browser.open("/servers").await;
-    browser
-        .until_text(
-            &format!("span.status[data-server='{other}']"),
-            "running",
-            20,
-        )
-        .await;
+    until_status(&browser, &other, "running", 20).await;
     browser.click(&format!("input[value='{id}']")).await;
     browser.click(&format!("input[value='{other}']")).await;
     browser.click("button[name=operation][value=stop]").await;
     let progress = browser.until_text("#bulk-progress", "completed", 60).await;
     assert!(progress.contains("2 of 2 done"), "{progress}");
-    browser
-        .until_text(&format!("span.status[data-server='{id}']"), "stopped", 30)
-        .await;
-    browser
-        .until_text(
-            &format!("span.status[data-server='{other}']"),
-            "stopped",
-            30,
-        )
-        .await;
+    until_status(&browser, &id, "stopped", 30).await;
+    until_status(&browser, &other, "stopped", 30).await;
     browser.screenshot("07-servers-bulk-stop").await;
+    // A server created elsewhere joins the list as it is.
+    let third = server_of(&app, &entry, "walk-three").await;
+    until_status(&browser, &third, "stopped", 20).await;
 
     // The actions are in the audit trail, each linking to its event.
     browser.open("/audit").await;
@@ -211,11 +213,15 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
 
     // A user and a key for them, the key shown once, then revoked.
     browser.open("/users").await;
-    browser.element("#user-name").await.send_keys("grace").await.expect("typing");
-    browser.click("form[hx-post='/api/v1/users'] button[type=submit]").await;
+    browser.type_into("#user-name", "grace").await;
+    browser
+        .click("form[hx-post='/api/v1/users'] button[type=submit]")
+        .await;
     browser.until_path("/users/").await;
-    browser.element("#key-name").await.send_keys("laptop").await.expect("typing");
-    browser.click("form[hx-post$='/keys'] button[type=submit]").await;
+    browser.type_into("#key-name", "laptop").await;
+    browser
+        .click("form[hx-post$='/keys'] button[type=submit]")
+        .await;
     let key = browser.until_text("#new-key", "berth_", 10).await;
     let me = app.send_as(&key, reqwest::Method::GET, "/api/v1/me").await;
     assert_eq!(me.status, 200, "the key shown works");
@@ -225,7 +231,9 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     browser.click("button[aria-label='Revoke laptop']").await;
     browser.until_text("main table", "revoked", 10).await;
     assert_eq!(
-        app.send_as(&key, reqwest::Method::GET, "/api/v1/me").await.status,
+        app.send_as(&key, reqwest::Method::GET, "/api/v1/me")
+            .await
+            .status,
         401
     );
     browser.open("/users").await;
@@ -250,8 +258,14 @@ async fn an_administrator_runs_the_walkthrough_in_the_browser() {
     // Deleting from the server's page asks first, then goes back to the list.
     browser.open(&format!("/servers/{other}")).await;
     browser.click("button[hx-delete]").await;
-    browser.driver.accept_alert().await.expect("confirming the deletion");
-    browser.until_path("/servers").await;
+    browser
+        .driver
+        .accept_alert()
+        .await
+        .expect("confirming the deletion");
+    browser
+        .until_path_leaving("/servers", &format!("/servers/{other}"))
+        .await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while app.get(&format!("/api/v1/servers/{other}")).await.status != 404 {
         assert!(tokio::time::Instant::now() < deadline, "never deleted");

@@ -145,20 +145,31 @@ async fn signing_in_sets_a_strict_http_only_cookie_and_a_bad_key_sets_none() {
         .unwrap_or_default()
         .contains("Not signed in"));
 
-    // `next` never leads off the site.
-    let answer = client()
-        .post(app.url("/sign-in"))
-        .form(&[("key", app.token()), ("next", "//evil.example/x")])
-        .send()
-        .await
-        .expect("sign-in answers");
-    assert_eq!(
-        answer
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok()),
-        Some("/")
-    );
+    // `next` never leads off the site, however it is dressed (browsers drop tabs and
+    // newlines from a URL, so `/\t/evil.example` is `//evil.example` to them).
+    for next in [
+        "//evil.example/x",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\\evil.example",
+        "https://evil.example",
+    ] {
+        let answer = client()
+            .post(app.url("/sign-in"))
+            .form(&[("key", app.token()), ("next", next)])
+            .send()
+            .await
+            .expect("sign-in answers");
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{next:?}");
+        assert_eq!(
+            answer
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok()),
+            Some("/"),
+            "{next:?}"
+        );
+    }
 
     // A page without a session sends the browser to sign in, and comes back after.
     let (status, _, headers) = page(&app, "", "/servers?state=running").await;
@@ -209,6 +220,36 @@ async fn a_change_without_the_csrf_token_is_refused_and_changes_nothing() {
         .expect("the API answers");
     assert_eq!(answer.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.head().await, before, "a refused request wrote an event");
+
+    // Reading with the cookie from another origin is refused too: a page on another
+    // port of the same host is the same *site* to the browser, which then sends a
+    // SameSite=Strict cookie, and a WebSocket is not held back by CORS.
+    for path in ["/api/v1/me", "/api/v1/events/ws", "/api/v1/events/stream"] {
+        let answer = client()
+            .get(app.url(path))
+            .header(header::COOKIE, &cookie)
+            .header(header::ORIGIN, "http://127.0.0.1:1")
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
+        let answer = client()
+            .get(app.url(path))
+            .header(header::COOKIE, &cookie)
+            .header("Sec-Fetch-Site", "same-site")
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(answer.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    let answer = client()
+        .get(app.url("/api/v1/me"))
+        .header(header::COOKIE, &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(answer.status(), StatusCode::OK);
 
     // With the token, from Berth's own page: created, as the cookie's user.
     let (status, created) = api_with_cookie(
@@ -499,5 +540,37 @@ async fn no_page_or_asset_refers_to_another_host_and_the_first_page_is_small() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = page(&app, &cookie, "/servers/not-an-id").await;
     assert!(status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST);
+    for (path, field) in [
+        (
+            format!("/console/servers/{server}/at?position=-1"),
+            "position",
+        ),
+        (
+            format!("/console/servers/{server}/at?position=x"),
+            "position",
+        ),
+        ("/console/live?after=x".to_owned(), "after"),
+        ("/console/live?sideways=1".to_owned(), "sideways"),
+        ("/sign-in?next=a&next=b".to_owned(), "next"),
+        ("/servers?page=0".to_owned(), "page"),
+    ] {
+        let (status, html, headers) = page(&app, &cookie, &path).await;
+        assert!(status.is_client_error(), "{path}: {status} {html}");
+        assert!(
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .starts_with("text/html"),
+            "{path}: {headers:?}"
+        );
+        assert!(html.contains(field), "{path} does not name {field}: {html}");
+    }
+    // The last page there could be: an empty page, not an overflow.
+    let (status, html, _) = page(&app, &cookie, "/servers?page=9223372036854775807").await;
+    assert!(
+        status.is_success() || status.is_client_error(),
+        "{status}: {html}"
+    );
     app.stop().await;
 }

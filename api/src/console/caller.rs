@@ -107,13 +107,22 @@ impl FromRequest for ConsoleCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
+            let htmx = req.headers().contains_key("HX-Request");
+            // An htmx request asks for a fragment: come back to the page it was made from.
+            let page = htmx
+                .then(|| req.headers().get("HX-Current-URL"))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|url| url.parse::<actix_web::http::Uri>().ok())
+                .and_then(|uri| uri.path_and_query().map(|p| p.as_str().to_owned()));
             let sign_in = || ConsoleError::SignIn {
-                next: req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
-                htmx: req.headers().contains_key("HX-Request"),
+                next: page.clone().unwrap_or_else(|| {
+                    req.uri()
+                        .path_and_query()
+                        .map_or("/", |p| p.as_str())
+                        .to_owned()
+                }),
+                htmx,
             };
             let auth = req
                 .app_data::<web::Data<Authenticator>>()
@@ -122,11 +131,11 @@ impl FromRequest for ConsoleCaller {
             let cookie = req.cookie(session::COOKIE).ok_or_else(sign_in)?;
             let (principal, session) = match console_session(&auth, &req, cookie.value()).await {
                 Ok(found) => found,
-                Err(SessionRefusal::Csrf) => {
-                    return Err(ApiError::Forbidden(session::CSRF_REFUSED.into()).into())
-                }
                 Err(SessionRefusal::Credential(Refusal::Denied(_))) => return Err(sign_in()),
                 Err(SessionRefusal::Credential(Refusal::Unavailable(e))) => return Err(e.into()),
+                Err(SessionRefusal::Forbidden(reason)) => {
+                    return Err(ApiError::Forbidden(reason.into()).into())
+                }
             };
             Ok(Self {
                 csrf: session.csrf_token(auth.keys()),

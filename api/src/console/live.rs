@@ -14,6 +14,7 @@ use serde::Deserialize;
 use crate::console::answer::json_of;
 use crate::console::caller::{ConsoleCaller, ConsoleError};
 use crate::console::fragments;
+use crate::console::query::ConsoleQuery;
 use crate::http::auth::Principal;
 use crate::http::extract::ApiQuery;
 use crate::http::live::{Delivery, StreamEnd};
@@ -61,15 +62,13 @@ impl Topics {
     }
 }
 
-/// One SSE message named `name` carrying `html` (on one line: maud writes no newlines
-/// of its own, and any in the text are escaped by splitting into `data:` lines).
+/// One SSE message named `name` carrying `html`. Line breaks inside it (a server's error,
+/// which its own output fills) are written as character references: SSE ends a line at a
+/// CR as well as an LF, and a server must not be able to add fields to the message. An
+/// empty fragment still gets its `data:` line: a message without one is never delivered.
 fn frame(name: &str, position: i64, html: &Markup) -> String {
-    let data: String = html
-        .0
-        .lines()
-        .map(|line| format!("data: {line}\n"))
-        .collect();
-    format!("event: {name}\nid: {position}\n{data}\n")
+    let data = html.0.replace('\r', "&#13;").replace('\n', "&#10;");
+    format!("event: {name}\nid: {position}\ndata: {data}\n\n")
 }
 
 /// The fragments `event` changes on a page following `topics`, read once the read
@@ -164,9 +163,8 @@ pub async fn live(
     req: HttpRequest,
     state: web::Data<AppState>,
     caller: ConsoleCaller,
-    query: web::Query<LiveQuery>,
+    ConsoleQuery(query): ConsoleQuery<LiveQuery>,
 ) -> Result<HttpResponse, ConsoleError> {
-    let query = query.into_inner();
     let after = event_stream::resume_position(req.headers(), Some(query.after))?;
     let filter = StreamQuery {
         after: None,
@@ -198,4 +196,33 @@ pub async fn live(
                 }
             },
         )))
+}
+
+#[cfg(test)]
+mod tests {
+    use maud::html;
+
+    use super::frame;
+
+    #[test]
+    fn a_fragment_is_one_message_whatever_its_text_holds() {
+        let hostile = "oops\r\revent: signed-out\rid: 999999999\ndata: x\r\n\r\n";
+        let sent = frame("server-1", 7, &html! { span { (hostile) } });
+        assert_eq!(sent.matches('\r').count(), 0, "{sent:?}");
+        // Fields are the first three lines; the blank line ends the one message.
+        let lines: Vec<&str> = sent.split('\n').collect();
+        assert_eq!(lines.len(), 5, "{sent:?}");
+        assert_eq!(lines[0], "event: server-1");
+        assert_eq!(lines[1], "id: 7");
+        assert!(lines[2].starts_with("data: <span>oops&#13;&#13;event: signed-out"));
+        assert_eq!(&lines[3..], ["", ""]);
+    }
+
+    #[test]
+    fn an_empty_fragment_still_carries_data() {
+        assert_eq!(
+            frame("servers", 3, &html! {}),
+            "event: servers\nid: 3\ndata: \n\n"
+        );
+    }
 }

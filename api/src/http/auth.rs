@@ -308,13 +308,12 @@ pub async fn require_bearer(
                     let digest = principal_digest(&principal);
                     Ok((principal, digest))
                 }
-                Err(SessionRefusal::Csrf) => {
-                    tracing::info!("console request refused: no or wrong CSRF token");
-                    let response =
-                        ApiError::Forbidden(session::CSRF_REFUSED.into()).error_response();
+                Err(SessionRefusal::Credential(refusal)) => Err(refusal),
+                Err(SessionRefusal::Forbidden(reason)) => {
+                    tracing::info!(reason, "console request refused");
+                    let response = ApiError::Forbidden(reason.into()).error_response();
                     return Ok(req.into_response(response));
                 }
-                Err(SessionRefusal::Credential(refusal)) => Err(refusal),
             }
         }
         _ => auth.authenticate(req.headers()).await,
@@ -350,13 +349,14 @@ fn principal_digest(principal: &Principal) -> CredentialDigest {
 pub enum SessionRefusal {
     /// The session or its key is not valid (401).
     Credential(Refusal),
-    /// It changes something without the session's CSRF token, or from another origin (403).
-    Csrf,
+    /// It came from a page of another origin, or changes something without the
+    /// session's CSRF token (403, saying which).
+    Forbidden(&'static str),
 }
 
-/// The principal and session of request `req` with session cookie `cookie`: the CSRF token is
-/// required (the `X-CSRF-Token` header) when the request
-/// changes something, and an `Origin` must be Berth's own.
+/// The principal and session of request `req` with session cookie `cookie`: the request
+/// must come from Berth's own pages ([`session::foreign`]), and carry the CSRF token
+/// (the `X-CSRF-Token` header) when it changes something.
 pub async fn console_session(
     auth: &Authenticator,
     req: &HttpRequest,
@@ -367,14 +367,17 @@ pub async fn console_session(
         .ok_or(SessionRefusal::Credential(Refusal::Denied(
             "the console session has ended; sign in again",
         )))?;
+    if session::foreign(req.headers(), req.connection_info().host()) {
+        return Err(SessionRefusal::Forbidden(session::FOREIGN_REFUSED));
+    }
     if session::is_unsafe(req.method()) {
         let presented = req
             .headers()
             .get(session::CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if session::cross_origin(req.headers()) || !session.csrf_matches(auth.keys(), presented) {
-            return Err(SessionRefusal::Csrf);
+        if !session.csrf_matches(auth.keys(), presented) {
+            return Err(SessionRefusal::Forbidden(session::CSRF_REFUSED));
         }
     }
     let principal = auth

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use actix_web::cookie::{time, Cookie, SameSite};
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::Method;
 use berth_infrastructure::credentials::CredentialKeys;
 use chrono::{DateTime, TimeZone, Utc};
@@ -129,20 +129,36 @@ pub fn is_unsafe(method: &Method) -> bool {
 pub const CSRF_REFUSED: &str =
     "a console request that changes something needs its session's CSRF token (X-CSRF-Token)";
 
-/// Whether `headers` carry an `Origin` other than the host they were sent to.
-pub fn cross_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
+/// Why a request with the session cookie from another origin was refused.
+pub const FOREIGN_REFUSED: &str =
+    "the console's session cookie works only on Berth's own pages (this request came from another origin)";
+
+/// Whether a request with `headers`, sent to `host` (as the client named it, or the
+/// proxy in front of Berth), came from a page of another origin: its `Origin` names
+/// another host, or the browser says (`Sec-Fetch-Site`) it was not sent by Berth's own
+/// page or typed in. The cookie alone cannot tell: `SameSite=Strict` still sends it from
+/// another port of the same host, and a WebSocket is not held back by CORS. Top-level
+/// navigations are let through (nothing the page does can read their answer).
+pub fn foreign(headers: &HeaderMap, host: &str) -> bool {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let origin_host = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .unwrap_or(origin);
-    !origin_host.eq_ignore_ascii_case(host)
+    if let Some(origin) = text(header::ORIGIN.as_str()) {
+        let origin_host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or(origin);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return true;
+        }
+    }
+    let navigation = text("sec-fetch-mode") == Some("navigate");
+    match text("sec-fetch-site") {
+        None | Some("same-origin") | Some("none") => false,
+        Some(_) => !navigation,
+    }
 }
 
 /// Sessions signed out here, remembered until they would have expired anyway: a copy
@@ -225,14 +241,52 @@ mod tests {
         assert!(!a.csrf_matches(&keys(), ""));
     }
 
-    #[test]
-    fn an_origin_other_than_the_host_is_cross_origin() {
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
-        assert!(!cross_origin(&headers));
-        headers.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
-        assert!(!cross_origin(&headers));
-        headers.insert(header::ORIGIN, "http://evil.example".parse().unwrap());
-        assert!(cross_origin(&headers));
+        for (name, value) in pairs {
+            headers.insert(
+                header::HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn only_berths_own_pages_and_navigations_are_not_foreign() {
+        let host = "127.0.0.1:8080";
+        assert!(!foreign(&headers(&[]), host));
+        assert!(!foreign(
+            &headers(&[("origin", "http://127.0.0.1:8080")]),
+            host
+        ));
+        assert!(foreign(
+            &headers(&[("origin", "http://evil.example")]),
+            host
+        ));
+        assert!(foreign(
+            &headers(&[("origin", "http://127.0.0.1:3000")]),
+            host
+        ));
+        assert!(!foreign(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            host
+        ));
+        assert!(!foreign(&headers(&[("sec-fetch-site", "none")]), host));
+        assert!(foreign(&headers(&[("sec-fetch-site", "same-site")]), host));
+        assert!(foreign(
+            &headers(&[
+                ("sec-fetch-site", "cross-site"),
+                ("sec-fetch-mode", "websocket")
+            ]),
+            host
+        ));
+        assert!(!foreign(
+            &headers(&[
+                ("sec-fetch-site", "same-site"),
+                ("sec-fetch-mode", "navigate")
+            ]),
+            host
+        ));
     }
 }

@@ -156,6 +156,15 @@ impl Browser {
             .is_empty()
     }
 
+    /// Types `text` into the field `css`.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.element(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
+    }
+
     /// Clicks `css`.
     pub async fn click(&self, css: &str) {
         self.element(css)
@@ -186,11 +195,21 @@ impl Browser {
     }
 
     /// Waits (up to 20 s) until the page shown is at a path starting with `prefix`.
-    pub async fn until_path(&self, prefix: &str) {
+    pub async fn until_path(&self, prefix: &str) -> String {
+        self.until_path_leaving(prefix, "").await
+    }
+
+    /// Waits (up to 20 s) until the page shown is at a path starting with `prefix` other
+    /// than `from` (the page a form was sent from, which may share the prefix).
+    pub async fn until_path_leaving(&self, prefix: &str, from: &str) -> String {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while !self.path().await.starts_with(prefix) {
+        loop {
+            let path = self.path().await;
+            if path.starts_with(prefix) && path != from {
+                return path;
+            }
             if tokio::time::Instant::now() > deadline {
-                panic!("never reached {prefix}; at {}", self.path().await);
+                panic!("never reached {prefix}; at {path}");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

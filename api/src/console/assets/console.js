@@ -48,13 +48,21 @@
       var problem = JSON.parse(xhr.responseText);
       text = problem.title + ': ' + problem.detail;
       fields = problem.errors || [];
-    } catch (e) { /* not a problem document */ }
+    } catch (e) {
+      // A console page's own error: its problem paragraph and field list.
+      var page = new DOMParser().parseFromString(xhr.responseText, 'text/html');
+      var said = page.querySelector('main .problem');
+      if (said) { text = said.textContent; }
+      page.querySelectorAll('main li').forEach(function (li) {
+        fields.push({ field: '', message: li.textContent });
+      });
+    }
     box.textContent = text;
     if (fields.length) {
       var list = document.createElement('ul');
       fields.forEach(function (f) {
         var item = document.createElement('li');
-        item.textContent = f.field + ': ' + f.message;
+        item.textContent = f.field ? f.field + ': ' + f.message : f.message;
         list.appendChild(item);
       });
       box.appendChild(list);
@@ -141,12 +149,31 @@
     button.textContent = 'Stop following';
   });
 
-  // The time slider shows the position it stands on.
+  // The time slider picks a change of the server's history: its position is shown and
+  // put in the field htmx sends. Captured, so it runs before htmx reads the field.
   document.addEventListener('input', function (evt) {
     var slider = evt.target.closest('input[data-positions]');
     if (!slider) { return; }
-    var positions = slider.dataset.positions.split(',');
+    var position = slider.dataset.positions.split(',')[slider.value];
     var out = document.getElementById(slider.dataset.label);
-    if (out) { out.textContent = 'position ' + positions[slider.value]; }
+    if (out) { out.textContent = 'position ' + position; }
+    var field = document.getElementById(slider.dataset.position);
+    if (field) { field.value = position; }
+  }, true);
+
+  // A live stream the browser had to open again (not merely reconnect) resumes after the
+  // last message this page took, not from when the page was read.
+  var lastEventId = null;
+  document.addEventListener('htmx:sseMessage', function (evt) {
+    if (evt.detail && evt.detail.lastEventId) { lastEventId = evt.detail.lastEventId; }
   });
+  var createEventSource = htmx.createEventSource || function (url) {
+    return new EventSource(url, { withCredentials: true });
+  };
+  htmx.createEventSource = function (url) {
+    if (lastEventId !== null) {
+      url = url.replace(/([?&]after=)\d+/, '$1' + encodeURIComponent(lastEventId));
+    }
+    return createEventSource(url);
+  };
 })();

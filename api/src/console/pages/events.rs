@@ -47,7 +47,9 @@ pub async fn list(
     )
     .await;
     let listed = json_of(answer).await?;
-    let mut live = Live::after(at, "events");
+    // The stream starts after the last event listed, not at `at`: one committed since
+    // would otherwise show twice.
+    let mut live = Live::after(listed["next"].as_i64().unwrap_or(at), "events");
     if let Some(t) = &query.aggregate_type {
         live.filters.push(("aggregate_type", t.clone()));
     }

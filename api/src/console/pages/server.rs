@@ -15,6 +15,7 @@ use crate::console::caller::{ConsoleCaller, ConsoleError};
 use crate::console::fragments::{server_status_slot, server_tools_slot};
 use crate::console::layout::{page, state_badge, Live, Section};
 use crate::console::pages::servers::lifecycle_buttons;
+use crate::console::query::ConsoleQuery;
 use crate::http::extract::ApiQuery;
 use crate::http::pagination::PageQuery;
 use crate::http::problem::ApiError;
@@ -22,7 +23,7 @@ use crate::http::routes::servers::{self, ServerReadQuery};
 use crate::http::routes::{server_history, server_runtime};
 use crate::http::state::AppState;
 
-/// The most changes the history and the slider show (the oldest ones).
+/// The most changes the history and the slider show (the latest ones).
 const HISTORY_PAGE: i64 = 500;
 
 async fn server(
@@ -41,22 +42,41 @@ async fn server(
     json_of(answer).await
 }
 
-async fn history(
+async fn history_page(
     state: &web::Data<AppState>,
     caller: &ConsoleCaller,
     id: ServerId,
+    page: i64,
 ) -> Result<Value, ConsoleError> {
     let answer = server_history::history(
         state.clone(),
         caller.principal.clone(),
         web::Path::from(id),
         ApiQuery(PageQuery {
-            page: None,
+            page: Some(page),
             page_size: Some(HISTORY_PAGE),
         }),
     )
     .await;
     json_of(answer).await
+}
+
+/// The server's latest [`HISTORY_PAGE`] changes, oldest first.
+async fn history(
+    state: &web::Data<AppState>,
+    caller: &ConsoleCaller,
+    id: ServerId,
+) -> Result<Vec<Value>, ConsoleError> {
+    let first = history_page(state, caller, id, 1).await?;
+    let total = first["total"].as_i64().unwrap_or_default();
+    if total <= HISTORY_PAGE {
+        return Ok(items(&first).to_vec());
+    }
+    let last = (total + HISTORY_PAGE - 1) / HISTORY_PAGE;
+    let mut changes = items(&history_page(state, caller, id, last - 1).await?).to_vec();
+    changes.extend_from_slice(items(&history_page(state, caller, id, last).await?));
+    let skip = changes.len().saturating_sub(HISTORY_PAGE as usize);
+    Ok(changes.split_off(skip))
 }
 
 /// A server's config: plain values, and secrets by key only.
@@ -81,7 +101,7 @@ fn config_table(server: &Value) -> Markup {
     }
 }
 
-fn history_table(history: &Value) -> Markup {
+fn history_table(history: &[Value]) -> Markup {
     html! {
         table.history {
             thead { tr {
@@ -89,7 +109,7 @@ fn history_table(history: &Value) -> Markup {
                 th scope="col" { "What" } th scope="col" { "Changes" }
             } }
             tbody {
-                @for entry in items(history) {
+                @for entry in history {
                     tr {
                         td { a href={"/events/" (entry["position"])} { (entry["position"]) } }
                         td { (text(entry, "at")) }
@@ -134,10 +154,7 @@ pub async fn show(
     )
     .await?;
     let history = history(&state, &caller, id).await?;
-    let positions: Vec<String> = items(&history)
-        .iter()
-        .map(|e| e["position"].to_string())
-        .collect();
+    let positions: Vec<String> = history.iter().map(|e| e["position"].to_string()).collect();
     let last = positions.len().saturating_sub(1);
     let content = html! {
         p { (server_status_slot(&server)) " " (lifecycle_buttons(&caller, &server))
@@ -175,10 +192,14 @@ pub async fn show(
                 p { "No history." }
             } @else {
                 label for="time-slider" { "Position in this server's history" }
+                // The slider picks a change; console.js puts its position in the hidden
+                // field, which is what is sent.
                 input #time-slider type="range" name="index" min="0" max=(last) value=(last) step="1"
-                    data-positions=(positions.join(",")) data-label="time-label"
+                    data-positions=(positions.join(",")) data-label="time-label" data-position="time-position"
                     hx-get={"/console/servers/" (id) "/at"} hx-trigger="change, input delay:300ms"
+                    hx-params="position" hx-include="#time-position"
                     hx-target="#as-of" hx-swap="innerHTML";
+                input #time-position type="hidden" name="position" value=(positions[last]);
                 output #time-label for="time-slider" { "position " (positions[last]) }
                 div #as-of aria-live="polite" { (as_of(&server, positions[last].parse().unwrap_or_default())) }
             }
@@ -199,26 +220,24 @@ pub async fn show(
 
 /// Query of `GET /console/servers/{id}/at`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AtQuery {
-    /// Which change of the history (from 0, oldest first).
-    index: usize,
+    /// A global position of the event log.
+    position: i64,
 }
 
-/// `GET /console/servers/{id}/at?index=N`: the server as it was after its N-th change.
+/// `GET /console/servers/{id}/at?position=P`: the server as it was at position P.
 pub async fn at(
     state: web::Data<AppState>,
     caller: ConsoleCaller,
     id: web::Path<ServerId>,
-    query: web::Query<AtQuery>,
+    ConsoleQuery(query): ConsoleQuery<AtQuery>,
 ) -> Result<Markup, ConsoleError> {
     let id = id.into_inner();
-    let history = history(&state, &caller, id).await?;
-    let position = items(&history)
-        .get(query.index)
-        .and_then(|e| e["position"].as_i64())
-        .ok_or_else(|| {
-            ApiError::invalid_field("index", "no change of this server has this index")
-        })?;
+    let position = query.position;
+    if position < 0 {
+        return Err(ApiError::invalid_field("position", "must be 0 or more").into());
+    }
     let past = server(
         &state,
         &caller,

@@ -148,14 +148,16 @@ pub async fn list(
 
 /// Previous and next links of a listed page, keeping its filters.
 pub fn pager(path: &str, filters: &[(String, String)], page: &Value) -> Markup {
+    // The page number comes from the query string: any i64 the API accepted.
     let number = page["page"].as_i64().unwrap_or(1);
     let size = page["page_size"].as_i64().unwrap_or(50).max(1);
     let total = page["total"].as_i64().unwrap_or(0);
+    let pages = (total / size + i64::from(total % size != 0)).max(1);
     html! {
         nav.pager aria-label="Pages" {
-            @if number > 1 { a rel="prev" href=(page_link(path, filters, number - 1)) { "Previous" } " " }
-            span { "Page " (number) " of " (((total + size - 1) / size).max(1)) }
-            @if number * size < total { " " a rel="next" href=(page_link(path, filters, number + 1)) { "Next" } }
+            @if number > 1 { a rel="prev" href=(page_link(path, filters, (number - 1).min(pages))) { "Previous" } " " }
+            span { "Page " (number) " of " (pages) }
+            @if number < pages { " " a rel="next" href=(page_link(path, filters, number + 1)) { "Next" } }
         }
     }
 }

@@ -8,12 +8,14 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::console::layout::bare_page;
+use crate::console::query::ConsoleQuery;
 use crate::http::auth::{Authenticator, Refusal};
 use crate::http::problem::ApiError;
 use crate::http::session::{self, removal_cookie, Session};
 
 /// Query of `GET /sign-in`.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignInQuery {
     /// The console page to go to once signed in.
     next: Option<String>,
@@ -36,10 +38,15 @@ pub struct SignOutForm {
     csrf: String,
 }
 
-/// Only a path on this site: `//host` or `https://…` would send the user elsewhere.
+/// Only a path on this site, of plain URL characters: `//host`, `/\host`, `https://…`
+/// or a path with a tab or newline (which browsers drop, making `/\t/host` into
+/// `//host`) would send the user elsewhere.
 fn local_path(next: Option<&str>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/-._~%?=&+,:;@!$'()*".contains(c);
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.to_owned(),
+        Some(p) if p.starts_with('/') && !p.starts_with("//") && p.chars().all(plain) => {
+            p.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -76,7 +83,7 @@ fn over_tls(req: &HttpRequest) -> bool {
 }
 
 /// `GET /sign-in`.
-pub async fn page(query: web::Query<SignInQuery>) -> HttpResponse {
+pub async fn page(ConsoleQuery(query): ConsoleQuery<SignInQuery>) -> HttpResponse {
     let message = query
         .ended
         .is_some()
@@ -93,7 +100,7 @@ pub async fn sign_in(
     auth: web::Data<Authenticator>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    if session::cross_origin(req.headers()) {
+    if session::foreign(req.headers(), req.connection_info().host()) {
         return Err(ApiError::Forbidden("sign in from Berth's own page".into()));
     }
     let form: SignInForm = serde_urlencoded::from_bytes(&body)
@@ -144,7 +151,8 @@ pub async fn sign_out(
         .cookie(session::COOKIE)
         .and_then(|c| auth.open_session(c.value()))
     {
-        if session::cross_origin(req.headers()) || !session.csrf_matches(auth.keys(), &form.csrf) {
+        let foreign = session::foreign(req.headers(), req.connection_info().host());
+        if foreign || !session.csrf_matches(auth.keys(), &form.csrf) {
             return Err(ApiError::Forbidden(session::CSRF_REFUSED.into()));
         }
         auth.end_session(&session);
@@ -154,4 +162,30 @@ pub async fn sign_out(
         .cookie(removal_cookie(over_tls(&req)))
         .insert_header((header::LOCATION, "/sign-in"))
         .finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn next_stays_on_the_site() {
+        assert_eq!(
+            local_path(Some("/servers?state=running")),
+            "/servers?state=running"
+        );
+        for away in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(Some(away)), "/", "{away:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
 }
