@@ -240,6 +240,40 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         };
         self.user(user, command, metadata).await
     }
+
+    /// Records that `user` signed in to the console with `key_id`, refused like a token
+    /// when the user or key can no longer be used.
+    pub async fn record_console_session_opened(
+        &self,
+        user: UserId,
+        key_id: Uuid,
+        session_id: Uuid,
+        expires_at: DateTime<Utc>,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        let command = UserCommand::OpenConsoleSession {
+            key_id,
+            session_id,
+            expires_at,
+            now: Utc::now(),
+        };
+        self.user(user, command, metadata).await
+    }
+
+    /// Records that `user` signed console session `session_id` out.
+    pub async fn record_console_session_ended(
+        &self,
+        user: UserId,
+        session_id: Uuid,
+        metadata: &CommandMetadata,
+    ) -> Result<Receipt, AppError> {
+        self.user(
+            user,
+            UserCommand::EndConsoleSession { session_id },
+            metadata,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

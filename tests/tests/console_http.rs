@@ -299,11 +299,18 @@ async fn a_change_without_the_csrf_token_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn the_session_ends_with_sign_out_with_its_key_and_with_its_user() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
     let ann = user(&app, "ann", "operator").await;
 
-    // Signed out: the same cookie, kept, no longer works.
+    // Signed out: the same cookie, kept, no longer works, and what it had open closes.
     let (cookie, _, csrf) = sign_in(&app, &ann.key, &[]).await;
+    let mut stream = client()
+        .get(app.url(&format!("/api/v1/events/stream?after={}", app.head().await)))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(stream.status(), StatusCode::OK);
     let answer = client()
         .post(app.url("/sign-out"))
         .header(header::COOKIE, &cookie)
@@ -317,6 +324,33 @@ async fn the_session_ends_with_sign_out_with_its_key_and_with_its_user() {
         removal.contains("Max-Age=0") || removal.contains("Expires="),
         "{removal}"
     );
+    let (status, _) = api_with_cookie(&app, &cookie, Method::GET, "/api/v1/me", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut said = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !said.contains("event: revoked") {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("the stream stayed open after sign-out: {said}"))
+            .expect("reading the stream");
+        match chunk {
+            Some(bytes) => said.push_str(&String::from_utf8_lossy(&bytes)),
+            None => break,
+        }
+    }
+    assert!(said.contains("signed out"), "{said}");
+    // Signing in and out are in the audit trail, as the user's own acts.
+    let audit = app.get("/api/v1/audit?actor=user:ann").await.json();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert!(actions.contains(&"user.console_session_opened"), "{actions:?}");
+    assert!(actions.contains(&"user.console_session_ended"), "{actions:?}");
+    // And the sign-out holds after a restart (it is in the log, not in memory).
+    app.restart().await;
     let (status, _) = api_with_cookie(&app, &cookie, Method::GET, "/api/v1/me", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 

@@ -15,7 +15,7 @@ use berth_application::identity::key_prefix;
 use berth_application::ports::ApiKeyHasher;
 use berth_application::{Actor, CommandMetadata};
 use berth_infrastructure::credentials::{CredentialKeys, TokenError};
-use berth_projections::identity::{find_key_by_id, find_keys_by_prefix, KeyCandidate};
+use berth_projections::identity::{find_console_session, find_keys_by_prefix, KeyCandidate};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures_util::future::{ready, Ready};
@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::http::problem::ApiError;
 use crate::http::request_id::RequestId;
-use crate::http::session::{self, constant_time_eq, EndedSessions, Session};
+use crate::http::session::{self, constant_time_eq, Session};
 use crate::http::verified_keys::{Lookup, VerifiedKeys};
 
 /// How the caller proved who it is.
@@ -46,6 +46,8 @@ pub enum Credential {
     Session {
         /// The key the session was opened with.
         key_id: Uuid,
+        /// The session's id.
+        session_id: Uuid,
         /// When the session ends.
         expires_at: DateTime<Utc>,
     },
@@ -98,7 +100,6 @@ pub struct Authenticator {
     pool: Pool,
     keys: Arc<CredentialKeys>,
     verified: VerifiedKeys,
-    ended_sessions: EndedSessions,
 }
 
 impl Authenticator {
@@ -108,7 +109,6 @@ impl Authenticator {
             pool,
             keys,
             verified: VerifiedKeys::new(),
-            ended_sessions: EndedSessions::default(),
         }
     }
 
@@ -188,21 +188,24 @@ impl Authenticator {
     }
 
     /// The principal a console session cookie proves: the session must be sealed by
-    /// this installation, unexpired and not signed out, and its key still usable (one
-    /// query, so a revocation anywhere ends the session at its next request).
+    /// this installation, unexpired, recorded and not signed out, and its key still usable
+    /// (one query, so a sign-out or revocation anywhere ends the session at its next
+    /// request).
     pub async fn session(&self, session: &Session) -> Result<Principal, Refusal> {
-        if self.ended_sessions.has_ended(session) {
-            return Err(Refusal::Denied("the console session was signed out"));
-        }
+        const ENDED: Refusal = Refusal::Denied("the console session has ended; sign in again");
         let client = self.pool.get().await.map_err(Refusal::unavailable)?;
-        let found = find_key_by_id(&client, session.key_id)
+        let found = find_console_session(&client, session.id)
             .await
             .map_err(Refusal::unavailable)?
-            .ok_or(NOT_VALID)?;
+            .ok_or(ENDED)?;
+        if found.ended || found.key.key_id != session.key_id {
+            return Err(ENDED);
+        }
         usable_key(
-            found,
+            found.key,
             Credential::Session {
                 key_id: session.key_id,
+                session_id: session.id,
                 expires_at: session.expires_at,
             },
         )
@@ -211,11 +214,6 @@ impl Authenticator {
     /// The session in a request's cookie, if one is there and this installation sealed it.
     pub fn open_session(&self, cookie: &str) -> Option<Session> {
         Session::open(cookie, &self.keys, Utc::now())
-    }
-
-    /// Ends `session` here: its cookie no longer works, even if kept.
-    pub fn end_session(&self, session: &Session) {
-        self.ended_sessions.end(session);
     }
 }
 

@@ -1,14 +1,13 @@
 //! Console sessions: a browser signs in with an API key once and then holds a cookie
-//! naming the session, the key and the expiry, sealed with the session MAC. The cookie
-//! is another credential of the key's user: every request checks the key and its user
-//! again (revoked, disabled, expired), so what ends the key ends its sessions.
+//! naming the session, the key and the expiry, sealed with the session MAC. Signing in
+//! and out are events on the user's stream (`ConsoleSessionOpened`, `…Ended`), so the
+//! identity read model knows every session. The cookie is another credential of the
+//! key's user: every request checks the session, the key and its user again (signed
+//! out, revoked, disabled, expired), so what ends the key ends its sessions.
 //!
 //! Requests that change something (any method but GET and HEAD) must also carry the
 //! session's CSRF token (a MAC of the session id, in the `X-CSRF-Token` header or a
 //! form's `csrf` field), and an `Origin`, when sent, must be Berth's own.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 use actix_web::cookie::{time, Cookie, SameSite};
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
@@ -158,31 +157,6 @@ pub fn foreign(headers: &HeaderMap, host: &str) -> bool {
     match text("sec-fetch-site") {
         None | Some("same-origin") | Some("none") => false,
         Some(_) => !navigation,
-    }
-}
-
-/// Sessions signed out here, remembered until they would have expired anyway: a copy
-/// of a signed-out cookie must not work on.
-#[derive(Debug, Default)]
-pub struct EndedSessions {
-    ended: Mutex<HashMap<Uuid, DateTime<Utc>>>,
-}
-
-impl EndedSessions {
-    /// Records that `session` was signed out.
-    pub fn end(&self, session: &Session) {
-        let now = Utc::now();
-        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
-        ended.retain(|_, expires_at| *expires_at > now);
-        ended.insert(session.id, session.expires_at);
-    }
-
-    /// Whether `session` was signed out.
-    pub fn has_ended(&self, session: &Session) -> bool {
-        self.ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(&session.id)
     }
 }
 

@@ -124,6 +124,22 @@ pub enum UserCommand {
         /// The time now, to refuse expired keys.
         now: DateTime<Utc>,
     },
+    /// Record that a console session was opened with a key (signing in to the console).
+    OpenConsoleSession {
+        /// The key presented.
+        key_id: Uuid,
+        /// The session's id.
+        session_id: Uuid,
+        /// When the session ends at the latest.
+        expires_at: DateTime<Utc>,
+        /// The time now, to refuse expired keys.
+        now: DateTime<Utc>,
+    },
+    /// Record that a console session was signed out: its cookie no longer works.
+    EndConsoleSession {
+        /// The session's id.
+        session_id: Uuid,
+    },
     /// Record that the user's data key was destroyed: their secrets are gone for good.
     /// It disables the user too, so the last active administrator cannot be forgotten.
     Forget {
@@ -184,6 +200,20 @@ pub enum UserEvent {
     },
     /// The user's data key was destroyed.
     Forgotten,
+    /// The user signed in to the console with a key.
+    ConsoleSessionOpened {
+        /// The key presented.
+        key_id: Uuid,
+        /// The session's id.
+        session_id: Uuid,
+        /// When the session ends at the latest.
+        expires_at: DateTime<Utc>,
+    },
+    /// The user signed a console session out.
+    ConsoleSessionEnded {
+        /// The session's id.
+        session_id: Uuid,
+    },
 }
 
 impl DomainEvent for UserEvent {
@@ -196,6 +226,8 @@ impl DomainEvent for UserEvent {
             Self::KeyRevoked { .. } => "ApiKeyRevoked",
             Self::TokenIssued { .. } => "TokenIssued",
             Self::Forgotten => "UserForgotten",
+            Self::ConsoleSessionOpened { .. } => "ConsoleSessionOpened",
+            Self::ConsoleSessionEnded { .. } => "ConsoleSessionEnded",
         }
         .to_string()
     }
@@ -268,6 +300,20 @@ impl User {
 
     fn key(&self, key_id: Uuid) -> Result<&ApiKeyState, UserError> {
         self.keys.get(&key_id).ok_or(UserError::KeyNotFound)
+    }
+
+    /// Refused unless the user is live and key `key_id` neither revoked nor expired at
+    /// `now`: what a token or a console session is issued for.
+    fn usable_key(&self, key_id: Uuid, now: DateTime<Utc>) -> Result<(), UserError> {
+        self.live()?;
+        let key = self.key(key_id)?;
+        if key.revoked {
+            return Err(UserError::KeyRevoked);
+        }
+        if key.expires_at.is_some_and(|at| at <= now) {
+            return Err(UserError::KeyExpired);
+        }
+        Ok(())
     }
 
     /// Decides which events `command` produces, without changing anything.
@@ -356,19 +402,33 @@ impl User {
                 expires_at,
                 now,
             } => {
-                self.live()?;
-                let key = self.key(key_id)?;
-                if key.revoked {
-                    return Err(UserError::KeyRevoked);
-                }
-                if key.expires_at.is_some_and(|at| at <= now) {
-                    return Err(UserError::KeyExpired);
-                }
+                self.usable_key(key_id, now)?;
                 Ok(vec![UserEvent::TokenIssued {
                     key_id,
                     token_id,
                     expires_at,
                 }])
+            }
+            UserCommand::OpenConsoleSession {
+                key_id,
+                session_id,
+                expires_at,
+                now,
+            } => {
+                self.usable_key(key_id, now)?;
+                Ok(vec![UserEvent::ConsoleSessionOpened {
+                    key_id,
+                    session_id,
+                    expires_at,
+                }])
+            }
+            UserCommand::EndConsoleSession { session_id } => {
+                // Ending is always allowed (a disabled user's sessions end anyway); the
+                // aggregate keeps no sessions, so ending one twice records it twice.
+                if self.name.is_none() {
+                    return Err(UserError::NotFound);
+                }
+                Ok(vec![UserEvent::ConsoleSessionEnded { session_id }])
             }
             UserCommand::Forget {
                 another_active_admin,
@@ -427,7 +487,9 @@ impl Aggregate for User {
                     key.revoked = true;
                 }
             }
-            UserEvent::TokenIssued { .. } => {}
+            UserEvent::TokenIssued { .. }
+            | UserEvent::ConsoleSessionOpened { .. }
+            | UserEvent::ConsoleSessionEnded { .. } => {}
             UserEvent::Forgotten => {
                 self.forgotten = true;
                 self.disabled = true;

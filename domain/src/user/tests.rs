@@ -94,39 +94,65 @@ fn keys_need_a_live_user_and_a_future_expiry() {
         .then_expect_error(UserError::KeyExists);
 }
 
+fn open_session(id: Uuid) -> UserCommand {
+    UserCommand::OpenConsoleSession {
+        key_id: id,
+        session_id: Uuid::new_v4(),
+        expires_at: Utc::now() + Duration::hours(12),
+        now: Utc::now(),
+    }
+}
+
 #[test]
-fn tokens_are_issued_only_for_live_unexpired_unrevoked_keys() {
+fn tokens_and_console_sessions_are_issued_only_for_live_unexpired_unrevoked_keys() {
     let id = Uuid::new_v4();
-    let issued = Given::with(())
-        .given(vec![created(), key_created(id, Some(Duration::hours(1)))])
-        .when(issue(id))
-        .inspect_result();
-    assert!(
-        matches!(issued.as_deref(), Ok([UserEvent::TokenIssued { key_id, .. }]) if *key_id == id)
-    );
+    for command in [issue, open_session] {
+        let issued = Given::with(())
+            .given(vec![created(), key_created(id, Some(Duration::hours(1)))])
+            .when(command(id))
+            .inspect_result();
+        assert!(matches!(
+            issued.as_deref(),
+            Ok([UserEvent::TokenIssued { key_id, .. } | UserEvent::ConsoleSessionOpened { key_id, .. }])
+                if *key_id == id
+        ));
+        Given::with(())
+            .given(vec![
+                created(),
+                key_created(id, Some(Duration::seconds(-1))),
+            ])
+            .when(command(id))
+            .then_expect_error(UserError::KeyExpired);
+        Given::with(())
+            .given(vec![
+                created(),
+                key_created(id, None),
+                UserEvent::KeyRevoked { key_id: id },
+            ])
+            .when(command(id))
+            .then_expect_error(UserError::KeyRevoked);
+        Given::with(())
+            .given(vec![created(), key_created(id, None), UserEvent::Disabled])
+            .when(command(id))
+            .then_expect_error(UserError::Disabled);
+        Given::with(())
+            .given(vec![created()])
+            .when(command(id))
+            .then_expect_error(UserError::KeyNotFound);
+    }
+}
+
+#[test]
+fn a_console_session_of_an_existing_user_may_always_be_ended() {
+    let session_id = Uuid::new_v4();
     Given::with(())
-        .given(vec![
-            created(),
-            key_created(id, Some(Duration::seconds(-1))),
-        ])
-        .when(issue(id))
-        .then_expect_error(UserError::KeyExpired);
+        .given(vec![created(), UserEvent::Disabled])
+        .when(UserCommand::EndConsoleSession { session_id })
+        .then_expect_events(vec![UserEvent::ConsoleSessionEnded { session_id }]);
     Given::with(())
-        .given(vec![
-            created(),
-            key_created(id, None),
-            UserEvent::KeyRevoked { key_id: id },
-        ])
-        .when(issue(id))
-        .then_expect_error(UserError::KeyRevoked);
-    Given::with(())
-        .given(vec![created(), key_created(id, None), UserEvent::Disabled])
-        .when(issue(id))
-        .then_expect_error(UserError::Disabled);
-    Given::with(())
-        .given(vec![created()])
-        .when(issue(id))
-        .then_expect_error(UserError::KeyNotFound);
+        .given_no_previous_events()
+        .when(UserCommand::EndConsoleSession { session_id })
+        .then_expect_error(UserError::NotFound);
 }
 
 #[test]

@@ -313,6 +313,17 @@ fn user(id: &str, event: &UserEvent, names: &mut Names) -> String {
             expires_at.to_rfc3339()
         ),
         UserEvent::Forgotten => format!("forgot {u}: destroyed its data key"),
+        UserEvent::ConsoleSessionOpened {
+            key_id, expires_at, ..
+        } => format!(
+            "{u} signed in to the console with API key {}, until {}",
+            shorten(&key_id.to_string(), 8),
+            expires_at.to_rfc3339()
+        ),
+        UserEvent::ConsoleSessionEnded { session_id } => format!(
+            "{u} signed out of console session {}",
+            shorten(&session_id.to_string(), 8)
+        ),
     }
 }
 

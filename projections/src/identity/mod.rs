@@ -6,6 +6,6 @@ mod query;
 
 pub use projector::{IdentityProjector, NAME, TABLES};
 pub use query::{
-    find_key_by_id, find_keys_by_prefix, get_api_key, get_user, list_api_keys, list_users,
-    ApiKeyView, KeyCandidate, UserView,
+    find_console_session, find_keys_by_prefix, get_api_key, get_user, list_api_keys, list_users,
+    ApiKeyView, KeyCandidate, SessionCandidate, UserView,
 };

@@ -1,4 +1,5 @@
-//! `IdentityProjector`: keeps `users` and `api_keys` in step with the user events.
+//! `IdentityProjector`: keeps `users`, `api_keys` and `console_sessions` in step with
+//! the user events.
 
 use berth_domain::upcasting::upcasters;
 use berth_domain::user::{User, UserEvent};
@@ -16,7 +17,7 @@ use crate::codec::aggregate_uuid;
 pub const NAME: &str = "identity";
 
 /// The tables this projection owns (rebuilt, switched and reset together).
-pub const TABLES: &[&str] = &["users", "api_keys"];
+pub const TABLES: &[&str] = &["users", "api_keys", "console_sessions"];
 
 const INSERT_USER: &str = "INSERT INTO users (id, name, role, created_at, updated_at, position) \
      VALUES ($1, $2, $3, $4, $4, $5)";
@@ -33,7 +34,14 @@ const INSERT_KEY: &str = "INSERT INTO api_keys \
 
 const REVOKE_KEY: &str = "UPDATE api_keys SET revoked_at = $2, position = $3 WHERE id = $1";
 
-/// Projects user events into `users` and `api_keys`.
+const OPEN_SESSION: &str = "INSERT INTO console_sessions \
+     (id, user_id, key_id, expires_at, opened_at, position) VALUES ($1, $2, $3, $4, $5, $6) \
+     ON CONFLICT (id) DO NOTHING";
+
+const END_SESSION: &str = "UPDATE console_sessions SET ended_at = coalesce(ended_at, $2), \
+     position = $3 WHERE id = $1";
+
+/// Projects user events into `users`, `api_keys` and `console_sessions`.
 pub struct IdentityProjector {
     upcasters: Vec<Box<dyn EventUpcaster>>,
 }
@@ -97,6 +105,22 @@ impl IdentityProjector {
                 tx.execute(&statement, &[&key_id, at, position]).await?;
             }
             UserEvent::TokenIssued { .. } => {}
+            UserEvent::ConsoleSessionOpened {
+                key_id,
+                session_id,
+                expires_at,
+            } => {
+                let statement = tx.prepare_cached(OPEN_SESSION).await?;
+                tx.execute(
+                    &statement,
+                    &[&session_id, &id, &key_id, &expires_at, at, position],
+                )
+                .await?;
+            }
+            UserEvent::ConsoleSessionEnded { session_id } => {
+                let statement = tx.prepare_cached(END_SESSION).await?;
+                tx.execute(&statement, &[&session_id, at, position]).await?;
+            }
         }
         Ok(())
     }

@@ -167,9 +167,9 @@ pub async fn get_api_key(
         .transpose()
 }
 
-const CANDIDATE: &str = "SELECT k.id, k.hash, k.expires_at, k.revoked_at IS NOT NULL AS revoked, \
-     u.id AS user_id, u.name, u.role, u.disabled, k.profiles \
-     FROM api_keys k JOIN users u ON u.id = k.user_id";
+/// What authenticating with a key reads, of `api_keys k` and `users u`.
+const CANDIDATE_COLUMNS: &str = "SELECT k.id, k.hash, k.expires_at, \
+     k.revoked_at IS NOT NULL AS revoked, u.id AS user_id, u.name, u.role, u.disabled, k.profiles";
 
 fn key_candidate(row: &Row) -> Result<KeyCandidate, StoreError> {
     Ok(KeyCandidate {
@@ -191,7 +191,10 @@ pub async fn find_keys_by_prefix(
     prefix: &str,
 ) -> Result<Vec<KeyCandidate>, StoreError> {
     let statement = client
-        .prepare_cached(&format!("{CANDIDATE} WHERE k.prefix = $1"))
+        .prepare_cached(&format!(
+            "{CANDIDATE_COLUMNS} FROM api_keys k JOIN users u ON u.id = k.user_id \
+             WHERE k.prefix = $1"
+        ))
         .await?;
     client
         .query(&statement, &[&prefix])
@@ -201,19 +204,42 @@ pub async fn find_keys_by_prefix(
         .collect()
 }
 
-/// Key `id` with its user: what a console session, which names its key, is checked
-/// against on every request.
-pub async fn find_key_by_id(
+/// A console session with its key and user: what its cookie is checked against on
+/// every request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionCandidate {
+    /// The key it was opened with, and its user.
+    pub key: KeyCandidate,
+    /// Whether it was signed out.
+    pub ended: bool,
+    /// When it ends at the latest.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Console session `id` with its key and user (`None`: no such session, or not projected
+/// yet).
+pub async fn find_console_session(
     client: &impl GenericClient,
     id: Uuid,
-) -> Result<Option<KeyCandidate>, StoreError> {
+) -> Result<Option<SessionCandidate>, StoreError> {
     let statement = client
-        .prepare_cached(&format!("{CANDIDATE} WHERE k.id = $1"))
+        .prepare_cached(&format!(
+            "{CANDIDATE_COLUMNS}, s.ended_at IS NOT NULL AS ended, \
+             s.expires_at AS session_expires_at \
+             FROM console_sessions s JOIN api_keys k ON k.id = s.key_id \
+             JOIN users u ON u.id = k.user_id WHERE s.id = $1"
+        ))
         .await?;
     client
         .query_opt(&statement, &[&id])
         .await?
         .as_ref()
-        .map(key_candidate)
+        .map(|row| {
+            Ok(SessionCandidate {
+                key: key_candidate(row)?,
+                ended: row.try_get("ended")?,
+                expires_at: row.try_get("session_expires_at")?,
+            })
+        })
         .transpose()
 }

@@ -2,16 +2,21 @@
 //! and the cookie given back.
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::console::layout::bare_page;
 use crate::console::query::ConsoleQuery;
-use crate::http::auth::{Authenticator, Refusal};
+use berth_application::CommandMetadata;
+
+use crate::http::auth::{Principal, Refusal};
 use crate::http::problem::ApiError;
+use crate::http::request_id::RequestId;
+use crate::http::routes::identity::settled;
 use crate::http::session::{self, removal_cookie, Session};
+use crate::http::state::AppState;
 
 /// Query of `GET /sign-in`.
 #[derive(Debug, Default, Deserialize)]
@@ -94,12 +99,24 @@ pub async fn page(ConsoleQuery(query): ConsoleQuery<SignInQuery>) -> HttpRespons
     )
 }
 
-/// `POST /sign-in`: checks the key as the API would, then sets the session cookie.
+/// The metadata of the sign-in and sign-out events of `principal`.
+fn metadata_of(req: &HttpRequest, principal: &Principal) -> CommandMetadata {
+    let mut metadata = CommandMetadata::new(principal.actor.clone());
+    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+        metadata.request_id = *id;
+    }
+    metadata
+}
+
+/// `POST /sign-in`: checks the key as the API would, records the session (refused, like
+/// a token, if the key stopped working meanwhile), then sets the session cookie once
+/// authentication can see the session.
 pub async fn sign_in(
     req: HttpRequest,
-    auth: web::Data<Authenticator>,
+    state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let auth = &state.auth;
     if session::foreign(req.headers(), req.connection_info().host()) {
         return Err(ApiError::Forbidden("sign in from Berth's own page".into()));
     }
@@ -127,6 +144,17 @@ pub async fn sign_in(
         ));
     }
     let session = Session::begin(principal.credential.key_id(), Utc::now());
+    let receipt = state
+        .bus
+        .record_console_session_opened(
+            principal.user_id.into(),
+            session.key_id,
+            session.id,
+            session.expires_at,
+            &metadata_of(&req, &principal),
+        )
+        .await?;
+    settled(&state, receipt).await?;
     tracing::info!(user = %principal.name, session = %session.id, "console session opened");
     Ok(HttpResponse::SeeOther()
         .cookie(session.cookie(auth.keys(), over_tls(&req)))
@@ -138,13 +166,14 @@ fn form_page_for(next: &str, reason: &str) -> Markup {
     form(next, Some(&format!("Not signed in: {reason}.")))
 }
 
-/// `POST /sign-out`: ends the session (its cookie stops working here even if kept) and
-/// removes the cookie.
+/// `POST /sign-out`: records that the session ended (its cookie stops working on every
+/// Berth of the database, even if kept) and removes the cookie.
 pub async fn sign_out(
     req: HttpRequest,
-    auth: web::Data<Authenticator>,
+    state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
+    let auth = &state.auth;
     let form: SignOutForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::bad_field("csrf", format!("the sign-out form is malformed: {e}")))?;
     if let Some(session) = req
@@ -155,8 +184,19 @@ pub async fn sign_out(
         if foreign || !session.csrf_matches(auth.keys(), &form.csrf) {
             return Err(ApiError::Forbidden(session::CSRF_REFUSED.into()));
         }
-        auth.end_session(&session);
-        tracing::info!(session = %session.id, "console session signed out");
+        // A session whose key or user no longer works has ended already.
+        if let Ok(principal) = auth.session(&session).await {
+            let receipt = state
+                .bus
+                .record_console_session_ended(
+                    principal.user_id.into(),
+                    session.id,
+                    &metadata_of(&req, &principal),
+                )
+                .await?;
+            settled(&state, receipt).await?;
+            tracing::info!(session = %session.id, "console session signed out");
+        }
     }
     Ok(HttpResponse::SeeOther()
         .cookie(removal_cookie(over_tls(&req)))

@@ -69,8 +69,10 @@ pub struct StreamCredential {
     pub user_id: Uuid,
     /// The API key presented, or the one the token was issued for.
     pub key_id: Uuid,
-    /// When the token expires (`None` for a key).
+    /// When the token or console session expires (`None` for a key).
     pub expires_at: Option<DateTime<Utc>>,
+    /// The console session it was opened with, if any.
+    pub session_id: Option<Uuid>,
 }
 
 impl StreamCredential {
@@ -86,6 +88,13 @@ impl StreamCredential {
                     == Some(self.key_id.to_string().as_str()) =>
             {
                 Some("the API key it was opened with was revoked")
+            }
+            "ConsoleSessionEnded"
+                if self.session_id.is_some_and(|id| {
+                    event.payload_field("session_id").as_deref() == Some(id.to_string().as_str())
+                }) =>
+            {
+                Some("its console session was signed out")
             }
             _ => None,
         }

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use utoipa::IntoParams;
 
-use crate::http::auth::Principal;
+use crate::http::auth::{Credential, Principal};
 use crate::http::dto::events::EventDto;
 use crate::http::extract::ApiQuery;
 use crate::http::live::{
@@ -84,6 +84,10 @@ pub async fn subscribe(
         user_id: principal.user_id,
         key_id: principal.credential.key_id(),
         expires_at: principal.credential.expires_at(),
+        session_id: match principal.credential {
+            Credential::Session { session_id, .. } => Some(session_id),
+            _ => None,
+        },
     };
     let request = StreamRequest {
         after_position: after,

@@ -110,7 +110,7 @@ pub struct Me {
 }
 
 /// Waits until authentication sees the change at `receipt`; answers its position.
-async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
+pub async fn settled(state: &AppState, receipt: Receipt) -> Result<i64, ApiError> {
     let position = committed_position(state, receipt).await?;
     let reached = await_position(
         &state.pool,
