@@ -347,8 +347,14 @@ async fn the_session_ends_with_sign_out_with_its_key_and_with_its_user() {
         .flatten()
         .filter_map(|e| e["action"].as_str())
         .collect();
-    assert!(actions.contains(&"user.console_session_opened"), "{actions:?}");
-    assert!(actions.contains(&"user.console_session_ended"), "{actions:?}");
+    assert!(
+        actions.contains(&"user.console_session_opened"),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&"user.console_session_ended"),
+        "{actions:?}"
+    );
     // And the sign-out holds after a restart (it is in the log, not in memory).
     app.restart().await;
     let (status, _) = api_with_cookie(&app, &cookie, Method::GET, "/api/v1/me", None, None).await;

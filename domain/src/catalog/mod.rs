@@ -2,6 +2,7 @@
 
 mod aggregate;
 mod definition;
+pub mod openapi;
 
 pub use aggregate::{CatalogCommand, CatalogEntry, CatalogError, CatalogEvent};
 pub(crate) use definition::check_value;
