@@ -54,6 +54,7 @@ impl RuntimeSet {
         let runtime = match kind {
             RuntimeKind::Docker => self.docker.as_ref(),
             RuntimeKind::Process => self.process.as_ref(),
+            RuntimeKind::OpenApi => None,
         };
         runtime.ok_or_else(|| {
             RuntimeError::Unavailable(format!(

@@ -107,6 +107,10 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
                         "Berth was started with `--runtime docker`: restart it with \
                          `--runtime auto` to run process entries"
                     }
+                    RuntimeKind::OpenApi => {
+                        "registered APIs are served by Berth itself, and this version \
+                         cannot run them yet"
+                    }
                 };
                 Err(AppError::Invalid(vec![FieldError::new(
                     field,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use berth_domain::catalog::{RuntimeSpec, Transport};
+use berth_domain::catalog::Transport;
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -362,18 +362,8 @@ fn catalog_body() -> Value {
             })
         })
         .collect();
-    let runtime = match definition.runtime {
-        RuntimeSpec::Docker {
-            image,
-            command,
-            port,
-        } => {
-            json!({ "type": "docker", "image": image, "command": command, "port": port })
-        }
-        RuntimeSpec::Process { command, args } => {
-            json!({ "type": "process", "command": command, "args": args })
-        }
-    };
+    // The domain's runtime has the API's shape.
+    let runtime = serde_json::to_value(&definition.runtime).unwrap_or_default();
     json!({
         "name": definition.name,
         "description": definition.description,

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::openapi::ApiAuth;
 use crate::validation::{check_name, check_text, Violations, MAX_DESCRIPTION_LEN, MAX_VALUE_LEN};
 use crate::FieldError;
 
@@ -50,6 +51,31 @@ pub enum RuntimeSpec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         args: Vec<String>,
     },
+    /// A registered HTTP API, served by Berth itself: each chosen operation of its
+    /// OpenAPI document is a tool ([`super::openapi`]). Its servers run no container or
+    /// process.
+    #[serde(rename = "openapi")]
+    OpenApi {
+        /// The API's OpenAPI 3.0 or 3.1 document, as registered: stored in the entry's
+        /// event, so it never changes behind anyone's back.
+        document: serde_json::Value,
+        /// Where its requests go, e.g. `https://api.example.com/v1`.
+        base_url: String,
+        /// How its requests authenticate; the credential is a secret of each server.
+        #[serde(default, skip_serializing_if = "ApiAuth::is_none")]
+        auth: ApiAuth,
+        /// The path a `GET` of which must answer (below 500) for a server to be `running`.
+        #[serde(default = "default_health_path")]
+        health_path: String,
+        /// The operations offered as tools (`operationId` or `METHOD /path`); every `GET`
+        /// when empty.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        operations: Vec<String>,
+    },
+}
+
+fn default_health_path() -> String {
+    "/".to_owned()
 }
 
 /// Which runtime runs an entry's servers: the `type` of its [`RuntimeSpec`].
@@ -60,6 +86,9 @@ pub enum RuntimeKind {
     Docker,
     /// Local processes.
     Process,
+    /// Registered HTTP APIs, served by Berth itself.
+    #[serde(rename = "openapi")]
+    OpenApi,
 }
 
 impl RuntimeKind {
@@ -68,6 +97,7 @@ impl RuntimeKind {
         match self {
             Self::Docker => "docker",
             Self::Process => "process",
+            Self::OpenApi => "openapi",
         }
     }
 }
@@ -84,6 +114,7 @@ impl RuntimeSpec {
         match self {
             Self::Docker { .. } => RuntimeKind::Docker,
             Self::Process { .. } => RuntimeKind::Process,
+            Self::OpenApi { .. } => RuntimeKind::OpenApi,
         }
     }
 }
@@ -234,6 +265,51 @@ impl CatalogDefinition {
                 }
                 check_args(v, "runtime.args", args);
             }
+            RuntimeSpec::OpenApi {
+                document,
+                base_url,
+                auth,
+                health_path,
+                operations,
+            } => {
+                if self.transport != Transport::Stdio {
+                    v.add(
+                        "transport",
+                        "an openapi entry is served by Berth itself over an in-process pipe: use `stdio`",
+                    );
+                }
+                if !is_http_url(base_url) {
+                    v.add(
+                        "runtime.base_url",
+                        "must be an http:// or https:// URL with a host, at most 2048 characters",
+                    );
+                }
+                if !health_path.starts_with('/')
+                    || health_path.len() > 1024
+                    || health_path.chars().any(char::is_whitespace)
+                {
+                    v.add(
+                        "runtime.health_path",
+                        "must be a path starting with `/`, at most 1024 characters",
+                    );
+                }
+                for (field, key, secret) in auth.keys() {
+                    match self.key(key) {
+                        Some(k) if k.secret || !secret => {}
+                        Some(_) => v.add(
+                            field,
+                            format!("`{key}` must be a secret key of config_schema"),
+                        ),
+                        None => v.add(field, format!("`{key}` is not a key of config_schema")),
+                    }
+                }
+                if let Err(errors) = auth.check_names() {
+                    errors.into_iter().for_each(|(f, m)| v.add(f, m));
+                }
+                if let Err(errors) = super::openapi::operations(document, operations) {
+                    errors.into_iter().for_each(|e| v.add(e.field, e.message));
+                }
+            }
         }
     }
 
@@ -299,6 +375,16 @@ pub(crate) fn check_value(v: &mut Violations, field: &str, value: &str) {
     } else if value.contains('\0') {
         v.add(field, "must not contain NUL characters");
     }
+}
+
+/// An absolute `http` or `https` URL with a host, without spaces.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+        && rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
 }
 
 fn check_args(v: &mut Violations, field: &str, args: &[String]) {

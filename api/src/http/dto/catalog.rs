@@ -2,6 +2,7 @@
 //! `CatalogDefinition`, field for field, with an OpenAPI schema (the domain crate knows
 //! nothing of utoipa).
 
+use berth_domain::catalog::openapi::ApiAuth;
 use berth_domain::catalog::{
     CatalogDefinition, CatalogKind, ConfigKey, GatewaySettings, Resources, RuntimeSpec, Transport,
 };
@@ -70,6 +71,75 @@ pub enum RuntimeSpecDto {
         #[serde(default)]
         args: Vec<String>,
     },
+    /// A registered HTTP API, served by Berth itself: each chosen operation of its
+    /// OpenAPI document is a tool.
+    #[serde(rename = "openapi")]
+    OpenApi {
+        /// The API's OpenAPI 3.0 or 3.1 document (JSON), kept in the entry's event.
+        #[schema(value_type = Object)]
+        document: serde_json::Value,
+        /// Where its requests go, e.g. `https://api.example.com/v1`.
+        base_url: String,
+        /// How its requests authenticate.
+        #[serde(default)]
+        auth: ApiAuthDto,
+        /// The path whose `GET` must answer (below 500) for a server to be `running`
+        /// (default `/`).
+        #[serde(default)]
+        health_path: Option<String>,
+        /// The operations offered as tools (`operationId` or `METHOD /path`); every
+        /// `GET` when empty.
+        #[serde(default)]
+        operations: Vec<String>,
+    },
+}
+
+/// How a registered API's requests authenticate; credentials are config keys of each
+/// server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ApiAuthDto {
+    /// No credential.
+    #[default]
+    None,
+    /// A header carrying a secret.
+    Header {
+        /// The header's name, e.g. `X-API-Key`.
+        name: String,
+        /// The secret config key holding its value.
+        secret: String,
+    },
+    /// A query parameter carrying a secret.
+    Query {
+        /// The parameter's name, e.g. `api_key`.
+        name: String,
+        /// The secret config key holding its value.
+        secret: String,
+    },
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// The secret config key holding the token.
+        secret: String,
+    },
+    /// `Authorization: Basic` from a user name and a password.
+    Basic {
+        /// The config key holding the user name.
+        username: String,
+        /// The secret config key holding the password.
+        password: String,
+    },
+}
+
+impl From<ApiAuthDto> for ApiAuth {
+    fn from(a: ApiAuthDto) -> Self {
+        match a {
+            ApiAuthDto::None => ApiAuth::None,
+            ApiAuthDto::Header { name, secret } => ApiAuth::Header { name, secret },
+            ApiAuthDto::Query { name, secret } => ApiAuth::Query { name, secret },
+            ApiAuthDto::Bearer { secret } => ApiAuth::Bearer { secret },
+            ApiAuthDto::Basic { username, password } => ApiAuth::Basic { username, password },
+        }
+    }
 }
 
 impl From<RuntimeSpecDto> for RuntimeSpec {
@@ -85,6 +155,19 @@ impl From<RuntimeSpecDto> for RuntimeSpec {
                 port,
             },
             RuntimeSpecDto::Process { command, args } => RuntimeSpec::Process { command, args },
+            RuntimeSpecDto::OpenApi {
+                document,
+                base_url,
+                auth,
+                health_path,
+                operations,
+            } => RuntimeSpec::OpenApi {
+                document,
+                base_url,
+                auth: auth.into(),
+                health_path: health_path.unwrap_or_else(|| "/".to_owned()),
+                operations,
+            },
         }
     }
 }

@@ -31,6 +31,83 @@ const METHODS: [&str; 8] = [
     "get", "put", "post", "delete", "options", "head", "patch", "trace",
 ];
 
+/// How a registered API's requests authenticate. The credential is a config key of
+/// each server (a secret, but for basic's user name), never part of the entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ApiAuth {
+    /// No credential.
+    #[default]
+    None,
+    /// A header carrying the secret, e.g. `X-API-Key`.
+    Header {
+        /// The header's name.
+        name: String,
+        /// The secret config key holding its value.
+        secret: String,
+    },
+    /// A query parameter carrying the secret, e.g. `api_key`.
+    Query {
+        /// The parameter's name.
+        name: String,
+        /// The secret config key holding its value.
+        secret: String,
+    },
+    /// `Authorization: Bearer <secret>`.
+    Bearer {
+        /// The secret config key holding the token.
+        secret: String,
+    },
+    /// `Authorization: Basic`, from a user name and a password.
+    Basic {
+        /// The config key holding the user name.
+        username: String,
+        /// The secret config key holding the password.
+        password: String,
+    },
+}
+
+impl ApiAuth {
+    /// No credential at all.
+    pub fn is_none(&self) -> bool {
+        *self == Self::None
+    }
+
+    /// The config keys it reads: `(field, key, whether the key must be secret)`.
+    pub fn keys(&self) -> Vec<(&'static str, &str, bool)> {
+        match self {
+            Self::None => Vec::new(),
+            Self::Header { secret, .. } | Self::Query { secret, .. } => {
+                vec![("runtime.auth.secret", secret.as_str(), true)]
+            }
+            Self::Bearer { secret } => vec![("runtime.auth.secret", secret.as_str(), true)],
+            Self::Basic { username, password } => vec![
+                ("runtime.auth.username", username.as_str(), false),
+                ("runtime.auth.password", password.as_str(), true),
+            ],
+        }
+    }
+
+    /// The header or parameter name must be a plain token.
+    pub fn check_names(&self) -> Result<(), Vec<(&'static str, &'static str)>> {
+        match self {
+            Self::Header { name, .. } | Self::Query { name, .. }
+                if name.is_empty()
+                    || name.len() > 128
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+            {
+                Err(vec![(
+                    "runtime.auth.name",
+                    "must be 1 to 128 letters, digits, '-', '_' or '.'",
+                )])
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Where a parameter goes in the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
