@@ -44,12 +44,19 @@ async fn a_public_document_registers_and_is_kept_as_it_was_sent() {
     created.expect(201);
     let id = created.id();
     let read = app
-        .get(&format!("/api/v1/catalog/{id}?min_position={}", created.position()))
+        .get(&format!(
+            "/api/v1/catalog/{id}?min_position={}",
+            created.position()
+        ))
         .await;
     read.expect(200);
     let runtime = &read.json()["runtime"];
     assert_eq!(runtime["type"], "openapi");
-    assert_eq!(runtime["document"], petstore(), "the document is kept as sent");
+    assert_eq!(
+        runtime["document"],
+        petstore(),
+        "the document is kept as sent"
+    );
     assert_eq!(runtime["operations"].as_array().map(Vec::len), Some(3));
     app.stop().await;
 }
@@ -63,14 +70,23 @@ async fn what_cannot_become_tools_is_refused_naming_the_path_and_writes_nothing(
     dangling["paths"]["/pet/{petId}"]["get"]["parameters"][0] =
         json!({"$ref": "#/components/parameters/Missing"});
     let cases = [
-        (entry(dangling, json!({})), "runtime.document.paths./pet/{petId}.get.parameters[0]"),
-        (entry(json!({"swagger": "2.0"}), json!({})), "runtime.document.openapi"),
+        (
+            entry(dangling, json!({})),
+            "runtime.document.paths./pet/{petId}.get.parameters[0]",
+        ),
+        (
+            entry(json!({"swagger": "2.0"}), json!({})),
+            "runtime.document.openapi",
+        ),
         (
             entry(petstore(), json!({"operations": ["launchRocket"]})),
             "runtime.operations[0]",
         ),
         (
-            entry(petstore(), json!({"auth": {"type": "bearer", "secret": "NOT_A_KEY"}})),
+            entry(
+                petstore(),
+                json!({"auth": {"type": "bearer", "secret": "NOT_A_KEY"}}),
+            ),
             "runtime.auth.secret",
         ),
         (
@@ -90,7 +106,10 @@ async fn what_cannot_become_tools_is_refused_naming_the_path_and_writes_nothing(
     http["transport"] = json!("http");
     let answer = app.post("/api/v1/catalog", &http).await;
     answer.expect_problem(422);
-    assert!(answer.problem_fields().iter().any(|f| f == "transport"), "{answer}");
+    assert!(
+        answer.problem_fields().iter().any(|f| f == "transport"),
+        "{answer}"
+    );
 
     assert_eq!(app.head().await, before, "a refused entry wrote an event");
     app.stop().await;
