@@ -1,5 +1,327 @@
 //! Registered HTTP APIs, served by Berth itself: the operations of an entry's OpenAPI
 //! document are the tools of its servers, and a tool call is an HTTP request to the API.
+//!
+//! A server of such an entry runs no container or process. `start` asks the API's
+//! health path and the server is `running` when it answers (below 500); `connect` hands
+//! Berth's MCP client one end of an in-process pipe whose other end an [`ApiServer`]
+//! serves, so everything that talks MCP to servers (the process manager's handshake and
+//! health checks, the gateway) needs nothing of its own for them.
 
 pub mod address;
 pub mod call;
+pub mod log;
+pub mod server;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use berth_application::runtime::{
+    ContainerRuntime, InstanceState, InstanceStatus, LaunchSpec, McpEndpoint, RuntimeError,
+    StdioConnection,
+};
+use berth_domain::catalog::openapi::operations;
+use berth_domain::catalog::{RuntimeSpec, Transport};
+use futures_util::stream::BoxStream;
+use rmcp::ServiceExt;
+use uuid::Uuid;
+
+use address::{AddressPolicy, GuardedResolver};
+use log::ApiLog;
+use server::{ApiServer, ApiTarget};
+
+/// How registered APIs are called.
+#[derive(Debug, Clone)]
+pub struct OpenApiSettings {
+    /// The addresses beyond the public internet they may be reached at.
+    pub addresses: AddressPolicy,
+    /// How long one API request may take (a tool call's own timeout, set per entry,
+    /// also applies).
+    pub request_timeout: Duration,
+    /// How long the health request at start may take.
+    pub health_timeout: Duration,
+    /// The largest answer read; a larger one is a tool error.
+    pub max_answer_bytes: usize,
+}
+
+impl Default for OpenApiSettings {
+    fn default() -> Self {
+        Self {
+            addresses: AddressPolicy::default(),
+            request_timeout: Duration::from_secs(30),
+            health_timeout: Duration::from_secs(10),
+            max_answer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// One server of a registered API.
+struct Instance {
+    id: String,
+    server: ApiServer,
+    health_url: String,
+    state: Mutex<InstanceState>,
+    log: ApiLog,
+}
+
+impl Instance {
+    fn status(&self, server_id: Uuid) -> InstanceStatus {
+        InstanceStatus {
+            server_id,
+            instance_id: self.id.clone(),
+            state: self.state.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    fn set(&self, state: InstanceState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+}
+
+/// The runtime of registered APIs.
+pub struct OpenApiRuntime {
+    client: reqwest::Client,
+    settings: OpenApiSettings,
+    instances: Mutex<HashMap<Uuid, Arc<Instance>>>,
+}
+
+impl OpenApiRuntime {
+    /// A runtime calling APIs as `settings` say.
+    pub fn new(settings: OpenApiSettings) -> Result<Self, RuntimeError> {
+        let policy = Arc::new(settings.addresses.clone());
+        let client = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver::new(policy))
+            // Redirects stay on the host they started from (and so within the policy).
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_host = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.host_str() == attempt.url().host_str());
+                if same_host && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
+            .build()
+            .map_err(|e| RuntimeError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            settings,
+            instances: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn instance(&self, server_id: Uuid) -> Option<Arc<Instance>> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&server_id)
+            .cloned()
+    }
+
+    /// A base URL whose host is an address literal is checked here: names are checked
+    /// by the resolver, at each connection.
+    fn check_literal(&self, url: &str) -> Result<(), RuntimeError> {
+        let host = reqwest::Url::parse(url)
+            .map_err(|e| RuntimeError::Failed(format!("`{url}` is not a URL: {e}")))?
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned());
+        match host.and_then(|h| h.parse::<IpAddr>().ok()) {
+            Some(address) => self
+                .settings
+                .addresses
+                .check(address)
+                .map_err(|e| RuntimeError::Failed(e.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl ContainerRuntime for OpenApiRuntime {
+    fn kind(&self) -> &'static str {
+        "openapi"
+    }
+
+    fn made_by_this_run(&self, instance_id: &str) -> bool {
+        // Instances live in memory: any this runtime knows, it made since Berth started.
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .any(|i| i.id == instance_id)
+    }
+
+    async fn create(&self, spec: &LaunchSpec) -> Result<String, RuntimeError> {
+        if let Some(existing) = self.instance(spec.server_id) {
+            return Ok(existing.id.clone());
+        }
+        let RuntimeSpec::OpenApi {
+            document,
+            base_url,
+            auth,
+            health_path,
+            operations: chosen,
+        } = &spec.runtime
+        else {
+            return Err(RuntimeError::Failed(
+                "the openapi runtime runs only registered APIs".into(),
+            ));
+        };
+        let tools = operations(document, chosen).map_err(|errors| {
+            let said: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect();
+            RuntimeError::Failed(format!("the document offers no tools: {}", said.join("; ")))
+        })?;
+        self.check_literal(base_url)?;
+        let log = ApiLog::default();
+        let target = ApiTarget {
+            client: self.client.clone(),
+            base_url: base_url.clone(),
+            auth: auth.clone(),
+            config: spec.env.clone(),
+            max_answer_bytes: self.settings.max_answer_bytes,
+            timeout: self.settings.request_timeout,
+        };
+        let instance = Arc::new(Instance {
+            id: format!("openapi-{}", spec.server_id),
+            server: ApiServer::new(Arc::new(tools), Arc::new(target), log.clone()),
+            health_url: format!("{}{health_path}", base_url.trim_end_matches('/')),
+            state: Mutex::new(InstanceState::Created),
+            log,
+        });
+        let id = instance.id.clone();
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(spec.server_id, instance);
+        Ok(id)
+    }
+
+    async fn start(&self, server_id: Uuid) -> Result<(), RuntimeError> {
+        let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
+        let answered = self
+            .client
+            .get(&instance.health_url)
+            .timeout(self.settings.health_timeout)
+            .send()
+            .await;
+        let failed = |why: String| {
+            instance.log.write(format!("health check failed: {why}"));
+            instance.set(InstanceState::Exited {
+                exit_code: None,
+                oom_killed: false,
+            });
+            Err(RuntimeError::Failed(format!(
+                "the API did not answer its health check ({}): {why}",
+                instance.health_url
+            )))
+        };
+        match answered {
+            Ok(response) if response.status().is_server_error() => {
+                failed(format!("it answered {}", response.status()))
+            }
+            Ok(response) => {
+                instance.log.write(format!(
+                    "health check answered {}: running",
+                    response.status().as_u16()
+                ));
+                instance.set(InstanceState::Running);
+                Ok(())
+            }
+            Err(e) if e.is_timeout() => failed(format!(
+                "no answer within {:?}",
+                self.settings.health_timeout
+            )),
+            Err(e) => failed(server::describe(&e)),
+        }
+    }
+
+    async fn stop(&self, server_id: Uuid, _grace: Duration) -> Result<(), RuntimeError> {
+        if let Some(instance) = self.instance(server_id) {
+            instance.set(InstanceState::Exited {
+                exit_code: Some(0),
+                oom_killed: false,
+            });
+        }
+        Ok(())
+    }
+
+    async fn remove(&self, server_id: Uuid) -> Result<(), RuntimeError> {
+        self.instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&server_id);
+        Ok(())
+    }
+
+    async fn inspect(&self, server_id: Uuid) -> Result<Option<InstanceStatus>, RuntimeError> {
+        Ok(self.instance(server_id).map(|i| i.status(server_id)))
+    }
+
+    async fn list(&self) -> Result<Vec<InstanceStatus>, RuntimeError> {
+        Ok(self
+            .instances
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, i)| i.status(*id))
+            .collect())
+    }
+
+    async fn logs(&self, server_id: Uuid, tail: usize) -> Result<Vec<String>, RuntimeError> {
+        let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
+        Ok(instance.log.tail(tail))
+    }
+
+    async fn follow_logs(
+        &self,
+        server_id: Uuid,
+        tail: usize,
+    ) -> Result<BoxStream<'static, Result<String, RuntimeError>>, RuntimeError> {
+        let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
+        Ok(instance.log.follow(tail))
+    }
+
+    async fn connect(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+    ) -> Result<McpEndpoint, RuntimeError> {
+        let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
+        if transport != Transport::Stdio {
+            return Err(RuntimeError::Failed(
+                "a registered API is reached over Berth's in-process pipe (stdio)".into(),
+            ));
+        }
+        if instance.status(server_id).state != InstanceState::Running {
+            return Err(RuntimeError::Failed("the server is not running".into()));
+        }
+        let (berth_end, server_end) = tokio::io::duplex(64 * 1024);
+        let (read, write) = tokio::io::split(server_end);
+        let server = instance.server.clone();
+        tokio::spawn(async move {
+            match server.serve((read, write)).await {
+                Ok(running) => {
+                    let _ = running.waiting().await;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "a registered API's session ended before it began")
+                }
+            }
+        });
+        let (reader, writer) = tokio::io::split(berth_end);
+        Ok(McpEndpoint::Stdio(StdioConnection {
+            reader: Box::new(reader),
+            writer: Box::new(writer),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests;
