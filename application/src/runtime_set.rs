@@ -17,11 +17,13 @@ use uuid::Uuid;
 
 use crate::runtime::{ContainerRuntime, InstanceStatus, LaunchSpec, McpEndpoint, RuntimeError};
 
-/// Docker, local processes, or both.
+/// Docker, local processes, or both; and registered APIs.
 pub struct RuntimeSet {
-    /// Looked at first for a server: it answers from memory, Docker over its socket.
+    /// Looked at first for a server (with `openapi`): it answers from memory, Docker over
+    /// its socket.
     process: Option<Arc<dyn ContainerRuntime>>,
     docker: Option<Arc<dyn ContainerRuntime>>,
+    openapi: Option<Arc<dyn ContainerRuntime>>,
 }
 
 impl RuntimeSet {
@@ -31,7 +33,17 @@ impl RuntimeSet {
         process: Option<Arc<dyn ContainerRuntime>>,
     ) -> Self {
         debug_assert!(docker.is_some() || process.is_some());
-        Self { process, docker }
+        Self {
+            process,
+            docker,
+            openapi: None,
+        }
+    }
+
+    /// The set, running registered APIs with `openapi` too.
+    pub fn with_openapi(mut self, openapi: Arc<dyn ContainerRuntime>) -> Self {
+        self.openapi = Some(openapi);
+        self
     }
 
     /// The kinds of entry this installation runs.
@@ -43,18 +55,24 @@ impl RuntimeSet {
         if self.process.is_some() {
             kinds.push(RuntimeKind::Process);
         }
+        if self.openapi.is_some() {
+            kinds.push(RuntimeKind::OpenApi);
+        }
         kinds
     }
 
     fn all(&self) -> impl Iterator<Item = &Arc<dyn ContainerRuntime>> {
-        self.process.iter().chain(self.docker.iter())
+        self.process
+            .iter()
+            .chain(self.openapi.iter())
+            .chain(self.docker.iter())
     }
 
     fn for_kind(&self, kind: RuntimeKind) -> Result<&Arc<dyn ContainerRuntime>, RuntimeError> {
         let runtime = match kind {
             RuntimeKind::Docker => self.docker.as_ref(),
             RuntimeKind::Process => self.process.as_ref(),
-            RuntimeKind::OpenApi => None,
+            RuntimeKind::OpenApi => self.openapi.as_ref(),
         };
         runtime.ok_or_else(|| {
             RuntimeError::Unavailable(format!(

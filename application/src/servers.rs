@@ -108,8 +108,8 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
                          `--runtime auto` to run process entries"
                     }
                     RuntimeKind::OpenApi => {
-                        "registered APIs are served by Berth itself, and this version \
-                         cannot run them yet"
+                        "registered APIs are served by Berth itself, which was started \
+                         without their runtime"
                     }
                 };
                 Err(AppError::Invalid(vec![FieldError::new(

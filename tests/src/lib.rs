@@ -7,6 +7,7 @@
 
 pub mod docker;
 pub mod mcp_client;
+pub mod pets_api;
 pub mod python_tools;
 
 use std::path::PathBuf;

@@ -3,7 +3,10 @@
 
 mod api_support;
 
-use api_support::TestApp;
+use api_support::{processes, TestApp};
+use berth_api::serve::ServeConfig;
+use berth_tests::mcp_client::McpClient;
+use berth_tests::pets_api::PetsApi;
 use serde_json::{json, Value};
 
 fn petstore() -> Value {
@@ -112,5 +115,180 @@ async fn what_cannot_become_tools_is_refused_naming_the_path_and_writes_nothing(
     );
 
     assert_eq!(app.head().await, before, "a refused entry wrote an event");
+    app.stop().await;
+}
+
+/// Registers the pets API (authenticated by header with the secret `PETS_KEY`), creates
+/// server `pets` of it with `key`, and waits until it runs; returns its id.
+async fn running_pets(app: &TestApp, api: &PetsApi, key: &str) -> String {
+    let entry = json!({
+        "name": "pets-api",
+        "description": "a small API on loopback",
+        "transport": "stdio",
+        "runtime": {
+            "type": "openapi",
+            "document": PetsApi::document(),
+            "base_url": api.url(),
+            "auth": {"type": "header", "name": "X-Key", "secret": "PETS_KEY"},
+            "health_path": "/health",
+            "operations": ["getPet", "addPet", "getGone", "getSlow"]
+        },
+        "config_schema": [{"key": "PETS_KEY", "secret": true, "required": true}],
+        "gateway": {"call_timeout_secs": 3}
+    });
+    let catalog_id = app.register(&entry).await;
+    let id = app
+        .create_server(
+            &json!({"catalog_id": catalog_id, "name": "pets", "secrets": {"PETS_KEY": key}}),
+        )
+        .await;
+    app.start(&id).await;
+    app.until_state(&id, "running").await;
+    id
+}
+
+fn loopback(c: &mut ServeConfig) {
+    processes(c);
+    c.openapi_allowed_networks = vec!["127.0.0.1/32".into()];
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_mcp_client_calls_a_registered_api_through_the_gateway() {
+    let api = PetsApi::start("k3y-of-pets").await;
+    let app = TestApp::spawn_with(loopback).await;
+    let id = running_pets(&app, &api, "k3y-of-pets").await;
+
+    // Its tools are the operations chosen, with their input schemas.
+    let server = app.get(&format!("/api/v1/servers/{id}")).await.json();
+    let tools: Vec<&str> = server["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(
+        tools,
+        ["getPet", "addPet", "getGone", "getSlow"],
+        "{server}"
+    );
+
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    let names = client.tool_names().await;
+    assert_eq!(
+        names,
+        [
+            "pets__addPet",
+            "pets__getGone",
+            "pets__getPet",
+            "pets__getSlow"
+        ]
+    );
+
+    // Path and query parameters, and the server's key, which the API checks.
+    let answer = client
+        .call("pets__getPet", json!({"id": 7, "fields": "name tag"}))
+        .await;
+    assert_eq!(answer["result"]["isError"], json!(false), "{answer}");
+    let pet: Value = serde_json::from_str(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or(""),
+    )
+    .unwrap_or_default();
+    assert_eq!(pet["id"], "7", "{answer}");
+    assert_eq!(pet["query"], "fields=name+tag", "{answer}");
+    // A JSON body.
+    let answer = client
+        .call(
+            "pets__addPet",
+            json!({"body": {"name": "tom", "tag": "cat"}}),
+        )
+        .await;
+    let added = answer["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or("");
+    assert_eq!(
+        serde_json::from_str::<Value>(added).ok(),
+        Some(json!({"name": "tom", "tag": "cat", "id": 42})),
+        "{answer}"
+    );
+    // A 404 from the API is the tool's error result, not a failed call.
+    let answer = client.call("pets__getGone", json!({})).await;
+    assert_eq!(answer["result"]["isError"], json!(true), "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("HTTP 404"),
+        "{answer}"
+    );
+    // A hanging API is cut off at the entry's call timeout.
+    let started = std::time::Instant::now();
+    let answer = client.call("pets__getSlow", json!({})).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{answer}"
+    );
+    assert!(
+        answer.get("error").is_some() || answer["result"]["isError"] == json!(true),
+        "{answer}"
+    );
+    client.close().await;
+
+    // Every call reached the API with the key, and the key is nowhere in Berth's log.
+    let seen = api.requests.lock().map(|r| r.clone()).unwrap_or_default();
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("GET /pets/7?fields=name+tag")),
+        "{seen:?}"
+    );
+    let sql = app.sql().await;
+    let leaked = sql
+        .query_one(
+            "SELECT count(*) FROM events WHERE payload::text LIKE '%k3y-of-pets%' OR metadata::text LIKE '%k3y-of-pets%'",
+            &[],
+        )
+        .await
+        .expect("counting")
+        .get::<_, i64>(0);
+    assert_eq!(leaked, 0);
+    let logs = app.get(&format!("/api/v1/servers/{id}/logs")).await;
+    assert!(
+        logs.body
+            .windows(b"GET /pets/{id} -> 200".len())
+            .any(|w| w == b"GET /pets/{id} -> 200"),
+        "{logs}"
+    );
+    assert!(!String::from_utf8_lossy(&logs.body).contains("k3y-of-pets"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_api_at_an_address_the_administrator_has_not_allowed_never_runs() {
+    let api = PetsApi::start("k3y").await;
+    // Processes, but no network beyond the public internet.
+    let app = TestApp::spawn_with(processes).await;
+    let mut entry = entry(
+        PetsApi::document(),
+        json!({"base_url": api.url(), "health_path": "/health", "operations": ["getPet"]}),
+    );
+    entry["config_schema"] = json!([]);
+    let catalog_id = app.register(&entry).await;
+    let id = app
+        .create_server(&json!({"catalog_id": catalog_id, "name": "inside"}))
+        .await;
+    app.start(&id).await;
+    let server = app.until_state(&id, "failed").await;
+    assert!(
+        server["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not a public address"),
+        "{server}"
+    );
+    assert!(
+        api.requests.lock().map(|r| r.is_empty()).unwrap_or(false),
+        "a request reached it"
+    );
     app.stop().await;
 }

@@ -71,6 +71,9 @@ pub struct Settings {
     pub gateway_max_in_flight: usize,
     /// Browser origins allowed to call `/mcp` (e.g. `https://app.example.com:443`).
     pub gateway_allowed_origins: Vec<String>,
+    /// Networks beyond the public internet that registered APIs may be reached at
+    /// (e.g. `10.1.0.0/16`, `127.0.0.1`).
+    pub openapi_allowed_networks: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -99,6 +102,7 @@ impl std::fmt::Debug for Settings {
             .field("gateway_tool_calls_burst", &self.gateway_tool_calls_burst)
             .field("gateway_max_in_flight", &self.gateway_max_in_flight)
             .field("gateway_allowed_origins", &self.gateway_allowed_origins)
+            .field("openapi_allowed_networks", &self.openapi_allowed_networks)
             .finish()
     }
 }
@@ -127,6 +131,7 @@ impl Default for Settings {
             gateway_tool_calls_burst: gateway.calls_per_tool.burst,
             gateway_max_in_flight: gateway.max_in_flight,
             gateway_allowed_origins: gateway.allowed_origins,
+            openapi_allowed_networks: Vec::new(),
         }
     }
 }
@@ -150,7 +155,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 20] = [
+const ENV_KEYS: [&str; 21] = [
     "runtime",
     "data_dir",
     "listen",
@@ -171,6 +176,7 @@ const ENV_KEYS: [&str; 20] = [
     "gateway_tool_calls_burst",
     "gateway_max_in_flight",
     "gateway_allowed_origins",
+    "openapi_allowed_networks",
 ];
 
 impl Settings {
@@ -223,6 +229,7 @@ impl Settings {
             allowed_origins: self.gateway_allowed_origins.clone(),
             ..GatewayOptions::default()
         };
+        config.openapi_allowed_networks = self.openapi_allowed_networks.clone();
         config
     }
 }

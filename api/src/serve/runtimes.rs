@@ -16,6 +16,8 @@ use berth_infrastructure::db::Database;
 use berth_infrastructure::feed::follow::ReaderOptions;
 use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
+use berth_infrastructure::runtime::openapi::address::AddressPolicy;
+use berth_infrastructure::runtime::openapi::{OpenApiRuntime, OpenApiSettings};
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
 use berth_projections::servers::server_ids_in;
 use deadpool_postgres::Pool;
@@ -47,12 +49,21 @@ const HEALTH_CHECKS_AT_ONCE: usize = 8;
 pub const PROCESS_MANAGER: &str = "process-manager";
 
 /// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
-/// them when its engine answers, each running the entries of its kind.
+/// them when its engine answers, each running the entries of its kind; registered APIs
+/// always, reaching the public internet and `allowed_networks`.
 pub async fn open_runtime(
     choice: RuntimeChoice,
     data_dir: &Path,
     installation: Uuid,
+    allowed_networks: &[String],
 ) -> anyhow::Result<Arc<RuntimeSet>> {
+    let addresses = AddressPolicy::parse(allowed_networks)
+        .map_err(|e| anyhow::anyhow!("openapi_allowed_networks: {e}"))?;
+    let openapi = OpenApiRuntime::new(OpenApiSettings {
+        addresses,
+        ..OpenApiSettings::default()
+    })
+    .context("opening the runtime of registered APIs")?;
     let log_dir = data_dir.join("process-logs");
     // Whatever runtime is chosen now: a dead Berth may have left processes from a run with
     // the process runtime, and none may run twice.
@@ -80,6 +91,7 @@ pub async fn open_runtime(
             }
         },
     };
+    let runtimes = runtimes.with_openapi(Arc::new(openapi));
     tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
     Ok(Arc::new(runtimes))
 }

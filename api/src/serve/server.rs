@@ -93,6 +93,9 @@ pub struct ServeConfig {
     pub live: LiveOptions,
     /// How the MCP gateway limits and guards calls.
     pub gateway: crate::gateway::GatewayOptions,
+    /// Networks beyond the public internet that registered APIs may be reached at
+    /// (CIDR networks or addresses; checked at start).
+    pub openapi_allowed_networks: Vec<String>,
     /// Requests per second (and burst) each credential may send; `0` per second
     /// disables the limit.
     pub rate_limit: RateLimitOptions,
@@ -142,6 +145,7 @@ impl ServeConfig {
             live: LiveOptions::default(),
             rate_limit: RateLimitOptions::default(),
             gateway: crate::gateway::GatewayOptions::default(),
+            openapi_allowed_networks: Vec::new(),
             token_ttl: DEFAULT_TOKEN_TTL,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
@@ -322,7 +326,13 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let installation = berth_infrastructure::db::installation_id(&pool)
         .await
         .context("reading the installation id")?;
-    let runtimes = runtimes::open_runtime(config.runtime, &config.data_dir, installation).await?;
+    let runtimes = runtimes::open_runtime(
+        config.runtime,
+        &config.data_dir,
+        installation,
+        &config.openapi_allowed_networks,
+    )
+    .await?;
     let mut bus = CommandBus::new(
         PostgresEventRepository::new(pool.clone()),
         Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
