@@ -238,7 +238,7 @@ impl ContainerRuntime for OpenApiRuntime {
                 "no answer within {:?}",
                 self.settings.health_timeout
             )),
-            Err(e) => failed(server::describe(&e)),
+            Err(e) => failed(server::describe(&e.without_url())),
         }
     }
 

@@ -79,7 +79,8 @@ impl ApiServer {
                 "the API did not answer within {:?}",
                 t.timeout
             ))),
-            Err(e) => Err(CallError::Transport(describe(&e))),
+            // Without the URL: a query parameter may carry the credential.
+            Err(e) => Err(CallError::Transport(describe(&e.without_url()))),
         };
         // The path template, never the URL: a query credential must not reach the log.
         let took = started.elapsed().as_millis();
