@@ -297,7 +297,8 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
     }
 
     /// Whether `server`'s missing instance ended with an earlier Berth: a local process
-    /// this runtime did not make since Berth started. One it made (and that is now gone)
+    /// (or a registered API's in-memory server) this runtime did not make since Berth
+    /// started. One it made (and that is now gone)
     /// died, or was removed after a failure not yet recorded, on this Berth's watch.
     fn lifetime(&self, server: &Server, kind: Option<RuntimeKind>) -> Lifetime {
         let made_here = server
@@ -305,7 +306,9 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             .as_deref()
             .is_some_and(|id| self.runtime.made_by_this_run(id));
         match kind {
-            Some(RuntimeKind::Process) if !made_here => Lifetime::EndsWithBerth,
+            Some(RuntimeKind::Process | RuntimeKind::OpenApi) if !made_here => {
+                Lifetime::EndsWithBerth
+            }
             _ => Lifetime::OutlivesBerth,
         }
     }

@@ -88,9 +88,14 @@ impl ApiAuth {
         }
     }
 
-    /// The header or parameter name must be a plain token.
+    /// The header or parameter name must be a plain token, and not a header HTTP or
+    /// Berth reserves.
     pub fn check_names(&self) -> Result<(), Vec<(&'static str, &'static str)>> {
         match self {
+            Self::Header { name, .. } if is_reserved_header(name) => Err(vec![(
+                "runtime.auth.name",
+                "is a header HTTP reserves (use `bearer` or `basic` for `Authorization`)",
+            )]),
             Self::Header { name, .. } | Self::Query { name, .. }
                 if name.is_empty()
                     || name.len() > 128
@@ -163,6 +168,15 @@ pub fn operations(
     let paths = document["paths"].as_object().cloned().unwrap_or_default();
     for (path, item) in &paths {
         let at = format!("{DOCUMENT}.paths.{path}");
+        // A path is appended to the base URL: one not starting with `/` (`@host/…`,
+        // `.other.example/…`) would send the request, and its credential, elsewhere.
+        if !path.starts_with('/') || path.starts_with("//") || path.contains(['\\', '#', '?']) {
+            errors.push(FieldError::new(
+                at,
+                "a path must start with a single `/` and hold no `\\`, `?` or `#`",
+            ));
+            continue;
+        }
         let item = match schema::resolve(&document, item) {
             Ok(item) => item,
             Err(reason) => {
@@ -400,6 +414,11 @@ fn parameter_of(
     let location = match parameter["in"].as_str() {
         Some("path") => ParameterLocation::Path,
         Some("query") => ParameterLocation::Query,
+        Some("header") if is_reserved_header(&name) => {
+            return Err(format!(
+                "`{name}` is a header Berth sets itself (or HTTP reserves); it cannot be a tool argument"
+            ))
+        }
         Some("header") => ParameterLocation::Header,
         Some("cookie") => {
             return Err(format!(
@@ -481,6 +500,26 @@ fn select<'a>(
     }
 }
 
+/// Headers a caller must not choose: routing (`Host`), credentials, framing and body
+/// metadata, cookies and proxy hops.
+fn is_reserved_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "host"
+            | "authorization"
+            | "cookie"
+            | "connection"
+            | "transfer-encoding"
+            | "te"
+            | "upgrade"
+            | "expect"
+            | "keep-alive"
+            | "trailer"
+    ) || name.starts_with("content-")
+        || name.starts_with("proxy-")
+}
+
 /// A tool name from `operationId`, else from the method and path: letters, digits, `_`
 /// and `-`, at most 64 characters.
 fn tool_name(operation_id: Option<&str>, method: &str, path: &str) -> String {
@@ -499,8 +538,12 @@ fn tool_name(operation_id: Option<&str>, method: &str, path: &str) -> String {
             name.push(c);
         }
     }
-    let name = name.trim_end_matches('_');
-    name.chars().take(64).collect()
+    let name: String = name.trim_end_matches('_').chars().take(64).collect();
+    if name.is_empty() {
+        // An operationId of punctuation only: the method and path name it.
+        return tool_name(None, method, path);
+    }
+    name
 }
 
 #[cfg(test)]

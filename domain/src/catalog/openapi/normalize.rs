@@ -20,7 +20,16 @@ pub fn to_3_1(document: &Value) -> Value {
 fn rewrite(value: &mut Value) {
     match value {
         Value::Object(object) => {
-            if object.remove("nullable") == Some(Value::Bool(true)) {
+            // Only the keyword: a property *named* `nullable` holds an object.
+            let nullable = match object.get("nullable") {
+                Some(Value::Bool(flag)) => {
+                    let flag = *flag;
+                    object.remove("nullable");
+                    flag
+                }
+                _ => false,
+            };
+            if nullable {
                 match object.get_mut("type") {
                     Some(Value::String(t)) => {
                         let t = t.clone();

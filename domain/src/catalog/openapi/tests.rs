@@ -189,3 +189,64 @@ fn path_level_parameters_are_shared_and_an_operations_own_replace_them() {
     assert_eq!(tools[0].input_schema["required"], json!(["id"]));
     assert_eq!(tools[0].parameters.len(), 2);
 }
+
+#[test]
+fn paths_and_headers_that_would_reach_elsewhere_are_refused() {
+    let document = |path: &str, header: &str| {
+        json!({
+            "openapi": "3.1.0",
+            "info": {"title": "t", "version": "1"},
+            "paths": {path: {"get": {"operationId": "x", "responses": {"200": {"description": "ok"}},
+                "parameters": [{"name": header, "in": "header", "schema": {"type": "string"}}]}}}
+        })
+    };
+    for path in [
+        "@127.0.0.1:5432/x",
+        ".attacker.example/x",
+        "//other.example/x",
+        "x",
+    ] {
+        let refused = operations(&document(path, "X-Trace"), &[]).expect_err(path);
+        assert_eq!(
+            fields(&refused),
+            [format!("runtime.document.paths.{path}")],
+            "{path}"
+        );
+    }
+    for header in [
+        "Host",
+        "authorization",
+        "Content-Type",
+        "Proxy-Authorization",
+        "Cookie",
+    ] {
+        let refused = operations(&document("/x", header), &[]).expect_err(header);
+        assert!(
+            refused[0].message.contains("cannot be a tool argument"),
+            "{header}: {refused:?}"
+        );
+    }
+    assert!(operations(&document("/x", "X-Trace"), &[]).is_ok());
+    let reserved = ApiAuth::Header {
+        name: "Host".into(),
+        secret: "K".into(),
+    };
+    assert!(reserved.check_names().is_err());
+}
+
+#[test]
+fn a_property_named_nullable_is_kept_and_a_punctuation_operation_id_is_named_by_its_path() {
+    let document = json!({
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/things": {"post": {"operationId": "...", "responses": {"200": {"description": "ok"}},
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object",
+                "properties": {"nullable": {"type": "boolean"}}}}}}}}}
+    });
+    let tools = operations(&document, &["POST /things".into()]).expect("one tool");
+    assert_eq!(tools[0].tool, "post_things");
+    assert_eq!(
+        tools[0].input_schema["properties"]["body"]["properties"]["nullable"]["type"],
+        "boolean"
+    );
+}

@@ -22,8 +22,8 @@ pub struct AddressPolicy {
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{address} is not a public address, and registered APIs may reach only public addresses \
-     and the networks the administrator allows (`openapi.allowed_networks`)"
+    "the API's address is not a public address, and registered APIs may reach only public \
+     addresses and the networks the administrator allows (`openapi_allowed_networks`)"
 )]
 pub struct Refused {
     /// The address.
@@ -89,8 +89,16 @@ fn is_public(address: IpAddr) -> bool {
                 || a >= 240) // reserved
         }
         IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
+            let segments = v6.segments();
+            let first = segments[0];
+            // `::a.b.c.d` (IPv4-compatible), 6to4, Teredo and the other 2001::/23
+            // assignments, and site-local: ways to an IPv4 address or an inner network.
+            let tunnels = segments[..6].iter().all(|s| *s == 0)
+                || first == 0x2002
+                || (first == 0x2001 && segments[1] < 0x0200)
+                || (first & 0xffc0) == 0xfec0;
+            !(tunnels
+                || v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local
@@ -169,6 +177,10 @@ mod tests {
             "fe80::1",
             "::",
             "224.0.0.1",
+            "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
         ] {
             assert!(policy.check(ip(inner)).is_err(), "{inner}");
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_domain::catalog::openapi::{ApiAuth, ApiOperation, ParameterLocation};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use reqwest::{Client, Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
@@ -64,6 +64,13 @@ pub fn request(
         match parameter.location {
             ParameterLocation::Path => {
                 let text = scalar(&parameter.name, value)?;
+                // `.` and `..` are path steps, even encoded: `/users/../admin` is `/admin`.
+                if matches!(text.as_str(), "" | "." | "..") {
+                    return Err(CallError::Argument {
+                        name: parameter.name.clone(),
+                        reason: "must not be empty, `.` or `..`".into(),
+                    });
+                }
                 let encoded = utf8_percent_encode(&text, PATH_SEGMENT).to_string();
                 path = path.replace(&format!("{{{}}}", parameter.name), &encoded);
             }
@@ -82,13 +89,16 @@ pub fn request(
             }
         }
     }
-    let url = format!("{}{path}", base_url.trim_end_matches('/'));
+    let url = same_origin(
+        base_url,
+        &format!("{}{path}", base_url.trim_end_matches('/')),
+    )?;
     let method =
         Method::from_bytes(operation.method.as_bytes()).map_err(|_| CallError::Argument {
             name: "method".into(),
             reason: format!("`{}` is not an HTTP method", operation.method),
         })?;
-    let mut request = client.request(method, url);
+    let mut header_map = HeaderMap::new();
     for (name, value) in headers {
         let header = HeaderName::from_bytes(name.as_bytes())
             .ok()
@@ -97,7 +107,7 @@ pub fn request(
                 name: name.clone(),
                 reason: "cannot be sent as a header".into(),
             })?;
-        request = request.header(header.0, header.1);
+        header_map.append(header.0, header.1);
     }
     let secret = |key: &str| {
         config
@@ -105,18 +115,33 @@ pub fn request(
             .map(|v| v.expose_secret().to_owned())
             .ok_or_else(|| CallError::Credential(key.to_owned()))
     };
+    // The credential goes last and replaces whatever a caller put under its name.
+    let mut basic = None;
     match auth {
         ApiAuth::None => {}
         ApiAuth::Header { name, secret: key } => {
-            let value = HeaderValue::from_str(&secret(key)?)
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .ok()
+                .zip(HeaderValue::from_str(&secret(key)?).ok())
+                .ok_or_else(|| CallError::Credential(key.clone()))?;
+            header_map.insert(header.0, header.1);
+        }
+        ApiAuth::Query { name, secret: key } => {
+            query.retain(|(n, _)| n != name);
+            query.push((name.clone(), secret(key)?));
+        }
+        ApiAuth::Bearer { secret: key } => {
+            let value = HeaderValue::from_str(&format!("Bearer {}", secret(key)?))
                 .map_err(|_| CallError::Credential(key.clone()))?;
-            request = request.header(name.as_str(), value);
+            header_map.insert(AUTHORIZATION, value);
         }
-        ApiAuth::Query { name, secret: key } => query.push((name.clone(), secret(key)?)),
-        ApiAuth::Bearer { secret: key } => request = request.bearer_auth(secret(key)?),
         ApiAuth::Basic { username, password } => {
-            request = request.basic_auth(secret(username)?, Some(secret(password)?));
+            basic = Some((secret(username)?, secret(password)?));
         }
+    }
+    let mut request = client.request(method, url).headers(header_map);
+    if let Some((user, password)) = basic {
+        request = request.basic_auth(user, Some(password));
     }
     if !query.is_empty() {
         request = request.query(&query);
@@ -125,6 +150,21 @@ pub fn request(
         request = request.json(body);
     }
     Ok(request)
+}
+
+/// `url` if it goes where `base_url` does (scheme, host and port): a path of the
+/// document must not move the request, and its credential, to another host.
+fn same_origin(base_url: &str, url: &str) -> Result<reqwest::Url, CallError> {
+    let parse = |u: &str| {
+        reqwest::Url::parse(u).map_err(|e| CallError::Transport(format!("not a URL: {e}")))
+    };
+    let (base, target) = (parse(base_url)?, parse(url)?);
+    if base.origin() != target.origin() {
+        return Err(CallError::Transport(
+            "the operation's path would leave the API's host".into(),
+        ));
+    }
+    Ok(target)
 }
 
 /// A scalar argument as the text the request carries.
@@ -256,6 +296,77 @@ mod tests {
             serde_json::from_slice::<Value>(body).ok(),
             Some(json!({"name": "rex"}))
         );
+    }
+
+    #[test]
+    fn a_request_never_leaves_the_apis_host_nor_climbs_out_of_its_path() {
+        let mut op = operation();
+        op.path = "@127.0.0.1:5432/x".into();
+        let arguments = json!({"petId": 1});
+        let moved = request(
+            &Client::new(),
+            "http://api.test",
+            &op,
+            &ApiAuth::None,
+            &config(),
+            arguments.as_object().expect("an object"),
+        );
+        assert!(matches!(moved, Err(CallError::Transport(_))));
+        for value in ["..", ".", ""] {
+            let arguments = json!({"petId": value});
+            let climbed = request(
+                &Client::new(),
+                "http://api.test",
+                &operation(),
+                &ApiAuth::None,
+                &config(),
+                arguments.as_object().expect("an object"),
+            );
+            assert!(
+                matches!(climbed, Err(CallError::Argument { .. })),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_credential_replaces_a_callers_value_of_the_same_name() {
+        let mut op = operation();
+        op.parameters[2].name = "X-Key".into();
+        let arguments = json!({"petId": 1, "X-Key": "mine", "status": "sold"});
+        let auth = ApiAuth::Header {
+            name: "x-key".into(),
+            secret: "KEY".into(),
+        };
+        let sent = request(
+            &Client::new(),
+            "http://api.test",
+            &op,
+            &auth,
+            &config(),
+            arguments.as_object().expect("an object"),
+        )
+        .expect("a request")
+        .build()
+        .expect("it builds");
+        let values: Vec<_> = sent.headers().get_all("x-key").iter().collect();
+        assert_eq!(values, ["s3cret"]);
+        let query = ApiAuth::Query {
+            name: "status".into(),
+            secret: "KEY".into(),
+        };
+        let sent = request(
+            &Client::new(),
+            "http://api.test",
+            &operation(),
+            &query,
+            &config(),
+            arguments.as_object().expect("an object"),
+        )
+        .expect("a request")
+        .build()
+        .expect("it builds");
+        assert_eq!(sent.url().query(), Some("status=s3cret"));
     }
 
     #[test]

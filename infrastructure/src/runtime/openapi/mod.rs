@@ -93,13 +93,18 @@ impl OpenApiRuntime {
         let policy = Arc::new(settings.addresses.clone());
         let client = reqwest::Client::builder()
             .dns_resolver(GuardedResolver::new(policy))
-            // Redirects stay on the host they started from (and so within the policy).
+            // A proxy would connect for us, to addresses the resolver never sees.
+            .no_proxy()
+            // The previous URL may carry a query credential.
+            .referer(false)
+            // Redirects stay on the scheme, host and port they started from (and so within
+            // the policy, and with a custom credential header only where it was meant).
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let same_host = attempt
+                let same_origin = attempt
                     .previous()
                     .first()
-                    .is_some_and(|first| first.host_str() == attempt.url().host_str());
-                if same_host && attempt.previous().len() < 5 {
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if same_origin && attempt.previous().len() < 5 {
                     attempt.follow()
                 } else {
                     attempt.stop()
