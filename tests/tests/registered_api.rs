@@ -292,3 +292,19 @@ async fn an_api_at_an_address_the_administrator_has_not_allowed_never_runs() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registered_api_runs_again_after_berth_restarts() {
+    let api = PetsApi::start("k3y").await;
+    let mut app = TestApp::spawn_with(loopback).await;
+    let id = running_pets(&app, &api, "k3y").await;
+    // Its server lives in Berth's memory: a restart ends it, as it ends local processes.
+    app.restart_with(loopback).await;
+    let server = app.until_state(&id, "running").await;
+    assert_eq!(server["last_error"], Value::Null, "{server}");
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    let answer = client.call("pets__getPet", json!({"id": 1})).await;
+    assert_eq!(answer["result"]["isError"], json!(false), "{answer}");
+    client.close().await;
+    app.stop().await;
+}
