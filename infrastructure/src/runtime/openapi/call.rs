@@ -262,6 +262,24 @@ mod tests {
         BTreeMap::from([("KEY".to_owned(), SecretString::from("s3cret".to_owned()))])
     }
 
+    /// The request for `operation` with `arguments` (an object) on `base`.
+    fn prepare(
+        base: &str,
+        operation: &ApiOperation,
+        auth: &ApiAuth,
+        arguments: &Value,
+    ) -> Result<RequestBuilder, CallError> {
+        let none = Map::new();
+        request(
+            &Client::new(),
+            base,
+            operation,
+            auth,
+            &config(),
+            arguments.as_object().unwrap_or(&none),
+        )
+    }
+
     #[test]
     fn arguments_go_to_the_path_query_headers_and_body_with_the_credential() {
         let arguments = json!({
@@ -274,17 +292,10 @@ mod tests {
             name: "api_key".into(),
             secret: "KEY".into(),
         };
-        let request = request(
-            &Client::new(),
-            "http://api.test/v3/",
-            &operation(),
-            &auth,
-            &config(),
-            arguments.as_object().expect("an object"),
-        )
-        .expect("a request")
-        .build()
-        .expect("it builds");
+        let request = prepare("http://api.test/v3/", &operation(), &auth, &arguments)
+            .expect("a request")
+            .build()
+            .expect("it builds");
         assert_eq!(request.method(), Method::PUT);
         assert_eq!(
             request.url().as_str(),
@@ -303,25 +314,11 @@ mod tests {
         let mut op = operation();
         op.path = "@127.0.0.1:5432/x".into();
         let arguments = json!({"petId": 1});
-        let moved = request(
-            &Client::new(),
-            "http://api.test",
-            &op,
-            &ApiAuth::None,
-            &config(),
-            arguments.as_object().expect("an object"),
-        );
+        let moved = prepare("http://api.test", &op, &ApiAuth::None, &arguments);
         assert!(matches!(moved, Err(CallError::Transport(_))));
         for value in ["..", ".", ""] {
             let arguments = json!({"petId": value});
-            let climbed = request(
-                &Client::new(),
-                "http://api.test",
-                &operation(),
-                &ApiAuth::None,
-                &config(),
-                arguments.as_object().expect("an object"),
-            );
+            let climbed = prepare("http://api.test", &operation(), &ApiAuth::None, &arguments);
             assert!(
                 matches!(climbed, Err(CallError::Argument { .. })),
                 "{value:?}"
@@ -338,48 +335,26 @@ mod tests {
             name: "x-key".into(),
             secret: "KEY".into(),
         };
-        let sent = request(
-            &Client::new(),
-            "http://api.test",
-            &op,
-            &auth,
-            &config(),
-            arguments.as_object().expect("an object"),
-        )
-        .expect("a request")
-        .build()
-        .expect("it builds");
+        let sent = prepare("http://api.test", &op, &auth, &arguments)
+            .expect("a request")
+            .build()
+            .expect("it builds");
         let values: Vec<_> = sent.headers().get_all("x-key").iter().collect();
         assert_eq!(values, ["s3cret"]);
         let query = ApiAuth::Query {
             name: "status".into(),
             secret: "KEY".into(),
         };
-        let sent = request(
-            &Client::new(),
-            "http://api.test",
-            &operation(),
-            &query,
-            &config(),
-            arguments.as_object().expect("an object"),
-        )
-        .expect("a request")
-        .build()
-        .expect("it builds");
+        let sent = prepare("http://api.test", &operation(), &query, &arguments)
+            .expect("a request")
+            .build()
+            .expect("it builds");
         assert_eq!(sent.url().query(), Some("status=s3cret"));
     }
 
     #[test]
     fn a_missing_argument_or_credential_is_said_before_anything_is_sent() {
-        let none = Map::new();
-        let missing = request(
-            &Client::new(),
-            "http://api.test",
-            &operation(),
-            &ApiAuth::None,
-            &config(),
-            &none,
-        );
+        let missing = prepare("http://api.test", &operation(), &ApiAuth::None, &json!({}));
         assert_eq!(
             missing.err(),
             Some(CallError::Argument {
@@ -391,23 +366,14 @@ mod tests {
         let bearer = ApiAuth::Bearer {
             secret: "OTHER".into(),
         };
-        let unset = request(
-            &Client::new(),
-            "http://api.test",
-            &operation(),
-            &bearer,
-            &config(),
-            arguments.as_object().expect("an object"),
-        );
+        let unset = prepare("http://api.test", &operation(), &bearer, &arguments);
         assert_eq!(unset.err(), Some(CallError::Credential("OTHER".into())));
         let object_in_path = json!({"petId": {"a": 1}});
-        let refused = request(
-            &Client::new(),
+        let refused = prepare(
             "http://api.test",
             &operation(),
             &ApiAuth::None,
-            &config(),
-            object_in_path.as_object().expect("an object"),
+            &object_in_path,
         );
         assert!(matches!(refused, Err(CallError::Argument { .. })));
     }
