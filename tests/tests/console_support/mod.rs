@@ -54,16 +54,21 @@ impl Browser {
             return None;
         }
         let port = free_port();
+        // Chromium's profile and its scratch files both go in a directory of ours,
+        // removed with the browser: a browser killed at the end leaves nothing in /tmp.
+        let profile = tempfile::tempdir().expect("a browser profile directory");
+        let scratch = profile.path().join("tmp");
+        std::fs::create_dir(&scratch).expect("a scratch directory");
         let mut command = Command::new(CHROMEDRIVER);
         command
             .arg(format!("--port={port}"))
+            .env("TMPDIR", &scratch)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             // Its own group: dropping the browser kills chromedriver and its Chromium.
             .process_group(0);
         let chromedriver = command.spawn().expect("starting chromedriver");
-        let profile = tempfile::tempdir().expect("a browser profile directory");
         let mut caps = DesiredCapabilities::chrome();
         caps.set_binary(CHROMIUM).expect("binary");
         for arg in [
@@ -80,8 +85,11 @@ impl Browser {
         ] {
             caps.add_arg(arg).expect("argument");
         }
-        caps.add_arg(&format!("--user-data-dir={}", profile.path().display()))
-            .expect("argument");
+        caps.add_arg(&format!(
+            "--user-data-dir={}",
+            profile.path().join("user-data").display()
+        ))
+        .expect("argument");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let driver = loop {
