@@ -6,17 +6,15 @@
 use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::{web, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 
 use crate::console::layout;
-use berth_application::CommandMetadata;
 
 use crate::http::auth::{
     console_session, Authenticator, CommandContext, Principal, Refusal, SessionRefusal,
 };
 use crate::http::problem::ApiError;
-use crate::http::request_id::RequestId;
 use crate::http::session::{self, Session};
 
 /// The signed-in user of a console request.
@@ -92,14 +90,6 @@ impl ResponseError for ConsoleError {
     }
 }
 
-fn command_context(req: &HttpRequest, principal: &Principal) -> CommandContext {
-    let mut metadata = CommandMetadata::new(principal.actor.clone());
-    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
-        metadata.request_id = *id;
-    }
-    CommandContext(metadata, principal.clone())
-}
-
 impl FromRequest for ConsoleCaller {
     type Error = ConsoleError;
     type Future = LocalBoxFuture<'static, Result<Self, ConsoleError>>;
@@ -139,7 +129,7 @@ impl FromRequest for ConsoleCaller {
             };
             Ok(Self {
                 csrf: session.csrf_token(auth.keys()),
-                context: command_context(&req, &principal),
+                context: CommandContext::of(&req, &principal),
                 principal,
                 session,
             })

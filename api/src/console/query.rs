@@ -21,6 +21,14 @@ pub fn filters_of(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The value `filters` give `name`, if any.
+pub fn filter_value(filters: &[(String, String)], name: &str) -> Option<String> {
+    filters
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
 /// A link to page `page` of `path` with the same filters.
 pub fn page_link(path: &str, filters: &[(String, String)], page: i64) -> String {
     let mut query = form_urlencoded::Serializer::new(String::new());

@@ -402,20 +402,27 @@ impl FromRequest for Principal {
 #[derive(Debug, Clone)]
 pub struct CommandContext(pub CommandMetadata, pub Principal);
 
+impl CommandContext {
+    /// The context of a command `principal` sends with request `req` (its request id).
+    pub fn of(req: &HttpRequest, principal: &Principal) -> Self {
+        let mut metadata = CommandMetadata::new(principal.actor.clone());
+        if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
+            metadata.request_id = *id;
+        }
+        Self(metadata, principal.clone())
+    }
+}
+
 impl FromRequest for CommandContext {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let principal = match Principal::from_request(req, payload).into_inner() {
-            Ok(p) => p,
-            Err(e) => return ready(Err(e)),
-        };
-        let mut metadata = CommandMetadata::new(principal.actor.clone());
-        if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
-            metadata.request_id = *id;
-        }
-        ready(Ok(Self(metadata, principal)))
+        ready(
+            Principal::from_request(req, payload)
+                .into_inner()
+                .map(|principal| Self::of(req, &principal)),
+        )
     }
 }
 

@@ -8,7 +8,7 @@ use crate::console::answer::{head, items, json_of, text};
 use crate::console::caller::{ConsoleCaller, ConsoleError};
 use crate::console::layout::{page, Section};
 use crate::console::pages::servers::pager;
-use crate::console::query::{filters_of, ConsoleQuery};
+use crate::console::query::{filter_value, filters_of, ConsoleQuery};
 use crate::http::extract::ApiQuery;
 use crate::http::routes::audit::{self, AuditQuery};
 use crate::http::state::AppState;
@@ -30,12 +30,7 @@ pub async fn list(
     ConsoleQuery(mut query): ConsoleQuery<AuditQuery>,
 ) -> Result<Markup, ConsoleError> {
     let filters = filters_of(req.query_string());
-    let shown = |name: &str| {
-        filters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    };
+    let shown = |name: &str| filter_value(&filters, name);
     query.min_position = Some(head(&state).await?);
     let page_json =
         json_of(audit::list(state.clone(), caller.principal.clone(), ApiQuery(query)).await)

@@ -11,7 +11,7 @@ use crate::console::answer::{head, items, json_of, text};
 use crate::console::caller::{ConsoleCaller, ConsoleError};
 use crate::console::layout::{page, Section};
 use crate::console::pages::servers::pager;
-use crate::console::query::{filters_of, ConsoleQuery};
+use crate::console::query::{filter_value, filters_of, ConsoleQuery};
 use crate::http::extract::{parse_json, ApiQuery, JsonBody};
 use crate::http::problem::ApiError;
 use crate::http::routes::catalog::{self, CatalogListQuery, ReadQuery};
@@ -26,13 +26,7 @@ pub async fn list(
 ) -> Result<Markup, ConsoleError> {
     let filters = filters_of(req.query_string());
     let q = query.q.clone().unwrap_or_default();
-    let chosen = |name: &str| {
-        filters
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let chosen = |name: &str| filter_value(&filters, name).unwrap_or_default();
     let (kind, transport) = (chosen("kind"), chosen("transport"));
     query.min_position = Some(head(&state).await?);
     let page_json =

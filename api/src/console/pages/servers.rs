@@ -11,7 +11,7 @@ use crate::console::answer::{head, items, json_of, text};
 use crate::console::caller::{ConsoleCaller, ConsoleError};
 use crate::console::fragments::{bulk_slot, server_status_slot};
 use crate::console::layout::{page, Live, Section};
-use crate::console::query::{filters_of, page_link, ConsoleQuery};
+use crate::console::query::{filter_value, filters_of, page_link, ConsoleQuery};
 use crate::http::extract::ApiQuery;
 use crate::http::routes::bulk;
 use crate::http::routes::catalog::ReadQuery;
@@ -83,11 +83,7 @@ pub async fn list(
 ) -> Result<Markup, ConsoleError> {
     let filters = filters_of(req.query_string());
     let q = query.q.clone().unwrap_or_default();
-    let chosen = filters
-        .iter()
-        .find(|(n, _)| n == "state")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_default();
+    let chosen = filter_value(&filters, "state").unwrap_or_default();
     let (head, page_json) = read(&state, &caller, query).await?;
     let may_operate = caller.principal.role >= Role::Operator;
     let rows_url = {

@@ -2,18 +2,16 @@
 //! and the cookie given back.
 
 use actix_web::http::header;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use maud::{html, Markup};
 use serde::Deserialize;
 
 use crate::console::layout::bare_page;
 use crate::console::query::ConsoleQuery;
-use berth_application::CommandMetadata;
 
-use crate::http::auth::{Principal, Refusal};
+use crate::http::auth::{CommandContext, Refusal};
 use crate::http::problem::ApiError;
-use crate::http::request_id::RequestId;
 use crate::http::routes::identity::settled;
 use crate::http::session::{self, removal_cookie, Session};
 use crate::http::state::AppState;
@@ -99,15 +97,6 @@ pub async fn page(ConsoleQuery(query): ConsoleQuery<SignInQuery>) -> HttpRespons
     )
 }
 
-/// The metadata of the sign-in and sign-out events of `principal`.
-fn metadata_of(req: &HttpRequest, principal: &Principal) -> CommandMetadata {
-    let mut metadata = CommandMetadata::new(principal.actor.clone());
-    if let Some(RequestId(id)) = req.extensions().get::<RequestId>() {
-        metadata.request_id = *id;
-    }
-    metadata
-}
-
 /// `POST /sign-in`: checks the key as the API would, records the session (refused, like
 /// a token, if the key stopped working meanwhile), then sets the session cookie once
 /// authentication can see the session.
@@ -151,7 +140,7 @@ pub async fn sign_in(
             session.key_id,
             session.id,
             session.expires_at,
-            &metadata_of(&req, &principal),
+            &CommandContext::of(&req, &principal).0,
         )
         .await?;
     settled(&state, receipt).await?;
@@ -191,7 +180,7 @@ pub async fn sign_out(
                 .record_console_session_ended(
                     principal.user_id.into(),
                     session.id,
-                    &metadata_of(&req, &principal),
+                    &CommandContext::of(&req, &principal).0,
                 )
                 .await?;
             settled(&state, receipt).await?;
