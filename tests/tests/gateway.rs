@@ -635,6 +635,90 @@ async fn a_revoked_key_loses_its_session_and_a_scoped_rate_limit_answers_with_re
     app.stop().await;
 }
 
+/// One request of the stateless protocol revision; its JSON-RPC answer.
+async fn stateless(app: &TestApp, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let answer = raw(app, &body.to_string(), None, "2026-07-28").await;
+    let text = answer.text().await.unwrap_or_default();
+    // Answered as JSON or as one server-sent event.
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data:"))
+        .unwrap_or(&text);
+    serde_json::from_str(json.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// Waits until `stream` (the event stream, filtered to `ServerRunning`) tells that
+/// server `id` runs.
+async fn until_running_event(stream: &mut reqwest::Response, seen: &mut String, id: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(id) {
+        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no ServerRunning for {id}"))
+            .expect("the event stream reads")
+            .expect("the event stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_the_log_shows_running_is_listed_and_callable_through_the_gateway_at_once() {
+    let app = TestApp::spawn_with_processes().await;
+    let entry = app
+        .register(&process_fixture_entry("quick-entry", "stdio", &[]))
+        .await;
+    let mut stream = reqwest::Client::new()
+        .get(app.url(&format!(
+            "/api/v1/events/stream?event_type=ServerRunning&after={}",
+            app.head().await
+        )))
+        .bearer_auth(app.token())
+        .send()
+        .await
+        .expect("the event stream opens");
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    // The event stream, the servers read model and the gateway follow the log each on
+    // their own; a request made the moment a client is told a server runs must find it.
+    // 15 tries of two servers of three tools each: one page of `tools/list`.
+    for i in 0..15 {
+        let (listed, called) = (format!("listed{i}"), format!("called{i}"));
+        let mut ids = Vec::new();
+        for name in [&listed, &called] {
+            ids.push(
+                app.create_server(&json!({"catalog_id": entry, "name": name}))
+                    .await,
+            );
+        }
+        app.start(&ids[0]).await;
+        until_running_event(&mut stream, &mut seen, &ids[0]).await;
+        let tools = stateless(&app, "tools/list", json!({})).await;
+        let names: Vec<&str> = tools["result"]["tools"]
+            .as_array()
+            .map(|tools| tools.iter().filter_map(|t| t["name"].as_str()).collect())
+            .unwrap_or_default();
+        let tool = format!("{listed}__echo");
+        assert!(names.contains(&tool.as_str()), "try {i}: {names:?}");
+        app.start(&ids[1]).await;
+        until_running_event(&mut stream, &mut seen, &ids[1]).await;
+        let answer = stateless(
+            &app,
+            "tools/call",
+            json!({"name": format!("{called}__echo"), "arguments": {"text": "at once"}}),
+        )
+        .await;
+        assert_eq!(text_of(&answer), "at once", "try {i}");
+    }
+    drop(stream);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_third_party_time_server_answers_through_the_gateway() {
     let command = berth_tests::python_tools::mcp_server_time();
@@ -676,12 +760,15 @@ async fn raw(app: &TestApp, body: &str, session: Option<&str>, version: &str) ->
     if let Some(session) = session {
         request = request.header("mcp-session-id", session);
     }
-    // The stateless revision names the method in a header too.
-    let method = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|m| m["method"].as_str().map(str::to_owned));
-    if let Some(method) = method.filter(|_| version == "2026-07-28") {
-        request = request.header("mcp-method", method);
+    // The stateless revision names the method, and the tool called, in headers too.
+    let message = serde_json::from_str::<Value>(body).unwrap_or_default();
+    if version == "2026-07-28" {
+        if let Some(method) = message["method"].as_str() {
+            request = request.header("mcp-method", method);
+        }
+        if let Some(tool) = message["params"]["name"].as_str() {
+            request = request.header("mcp-name", tool);
+        }
     }
     request.send().await.unwrap()
 }

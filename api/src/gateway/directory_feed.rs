@@ -10,6 +10,7 @@ use berth_application::gateway::{listing_of, Directory};
 use berth_domain::profile::Profile;
 use berth_domain::server::{Server, ServerState};
 use berth_infrastructure::feed::fanout::{receive, EventFanout, Received};
+use berth_infrastructure::feed::{head_checkpoint, Checkpoint};
 use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
@@ -24,6 +25,12 @@ const IDLE: Duration = Duration::from_secs(3600);
 /// How long to wait before loading again after the store could not be read.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// How long a load waits for the servers read model to reach the log's head.
+const RELOAD_WAIT: Duration = Duration::from_secs(5);
+
+/// How long a request waits for the directory to take in what is already committed.
+const CATCH_UP: Duration = Duration::from_secs(3);
+
 /// States a server may be in on its way to `running`: loaded at start too, since the
 /// servers read model may not show yet that one of them has arrived.
 const LIVE: [ServerState; 4] = [
@@ -33,11 +40,63 @@ const LIVE: [ServerState; 4] = [
     ServerState::Running,
 ];
 
-/// Follows the fan-out until `shutdown`.
+/// How far the directory has followed the log. The directory is a moment behind the
+/// log, and the servers read model follows it separately: a client that saw a server
+/// `running` through the API and calls one of its tools at once could otherwise be told
+/// the tool does not exist. A request that finds nothing, or lists, first waits until
+/// the directory holds every change committed before it ([`DirectoryProgress::caught_up`]).
+pub struct DirectoryProgress {
+    applied: watch::Sender<Checkpoint>,
+    pool: Pool,
+}
+
+impl DirectoryProgress {
+    /// Nothing applied yet; heads are read from `pool`.
+    pub fn new(pool: Pool) -> Self {
+        Self {
+            applied: watch::Sender::new(Checkpoint::START),
+            pool,
+        }
+    }
+
+    /// The directory holds every change up to `checkpoint`.
+    fn applied(&self, checkpoint: Checkpoint) {
+        self.applied.send_if_modified(|applied| {
+            let later = checkpoint > *applied;
+            if later {
+                *applied = checkpoint;
+            }
+            later
+        });
+    }
+
+    /// Waits (a few seconds at most) until the directory holds every change committed
+    /// before the call; `false` when it did not get there or the head cannot be read,
+    /// and the directory answers as it is.
+    pub async fn caught_up(&self) -> bool {
+        let head = match self.pool.get().await {
+            Ok(client) => head_checkpoint(&client).await.ok(),
+            Err(_) => None,
+        };
+        match head {
+            Some(head) => self.reached(head, CATCH_UP).await,
+            None => false,
+        }
+    }
+
+    /// Waits (at most `within`) until the directory holds every change up to `head`.
+    async fn reached(&self, head: Checkpoint, within: Duration) -> bool {
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(within, applied.wait_for(|at| *at >= head)).await;
+        matches!(reached, Ok(Ok(_)))
+    }
+}
+
+/// Follows the fan-out until `shutdown`, telling `progress` how far it got.
 pub fn spawn(
     directory: Arc<Directory>,
+    progress: Arc<DirectoryProgress>,
     bus: Arc<Bus>,
-    pool: Pool,
     fanout: &EventFanout,
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -47,7 +106,7 @@ pub fn spawn(
         let mut loaded = false;
         loop {
             if !loaded {
-                loaded = reload(&directory, &bus, &pool).await;
+                loaded = reload(&directory, &progress, &bus).await;
             }
             let wait = if loaded { IDLE } else { RETRY };
             let Ok(received) =
@@ -57,17 +116,18 @@ pub fn spawn(
             };
             match received {
                 None => return,
-                Some(Received::Event(event)) if event.aggregate_type == Server::TYPE => {
-                    if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
-                        // Until it can be read again, loaded afresh every few seconds.
-                        loaded &= refresh(&directory, &bus, id).await;
+                Some(Received::Event(event)) => {
+                    if event.aggregate_type == Server::TYPE {
+                        if let Ok(id) = event.aggregate_id.parse::<Uuid>() {
+                            // Until it can be read again, loaded afresh every few seconds.
+                            loaded &= refresh(&directory, &bus, id).await;
+                        }
+                    } else if event.aggregate_type == Profile::TYPE {
+                        // Sessions through a profile look again at what it selects.
+                        directory.touch();
                     }
+                    progress.applied(event.checkpoint());
                 }
-                // Sessions through a profile look again at what it selects.
-                Some(Received::Event(event)) if event.aggregate_type == Profile::TYPE => {
-                    directory.touch()
-                }
-                Some(Received::Event(_)) => {}
                 Some(Received::Missed(missed)) => {
                     tracing::info!(missed, "the gateway missed events; reloading its directory");
                     loaded = false;
@@ -94,17 +154,27 @@ async fn refresh(directory: &Directory, bus: &Bus, id: Uuid) -> bool {
     }
 }
 
-/// Loads every listing; `false` when the store or a server could not be read.
-async fn reload(directory: &Directory, bus: &Bus, pool: &Pool) -> bool {
-    let ids = match pool.get().await {
-        Ok(client) => berth_projections::servers::server_ids_in(&client, &LIVE).await,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot load the gateway's directory");
-            return false;
-        }
+/// Loads every listing; `false` when the store, the servers read model or a server
+/// could not be read.
+async fn reload(directory: &Directory, progress: &DirectoryProgress, bus: &Bus) -> bool {
+    // The head is read first: whatever the load misses comes after it, through the
+    // fan-out (subscribed before this load). The read model that names the live servers
+    // must have reached it, or a server that arrived just before would be left out.
+    let ids = async {
+        let head = head_checkpoint(&progress.pool.get().await?).await?;
+        let reached = berth_projections::wait_until_reached(
+            &progress.pool,
+            berth_projections::servers::NAME,
+            head.position,
+            RELOAD_WAIT,
+        )
+        .await?;
+        let client = progress.pool.get().await?;
+        let ids = berth_projections::servers::server_ids_in(&client, &LIVE).await?;
+        Ok::<_, berth_infrastructure::StoreError>((head, reached, ids))
     };
-    let ids = match ids {
-        Ok(ids) => ids,
+    let (head, reached, ids) = match ids.await {
+        Ok(loaded) => loaded,
         Err(e) => {
             tracing::warn!(error = %e, "cannot load the gateway's directory");
             return false;
@@ -124,5 +194,11 @@ async fn reload(directory: &Directory, bus: &Bus, pool: &Pool) -> bool {
         }
     }
     directory.replace_all(listings);
+    if !reached {
+        // Loaded again shortly, until the read model has caught up.
+        tracing::info!("the servers read model is behind; the gateway loads its directory again");
+        return false;
+    }
+    progress.applied(head);
     complete
 }

@@ -76,6 +76,7 @@ pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// What every gateway session shares.
 pub(crate) struct Shared {
     pub directory: Arc<Directory>,
+    pub progress: Arc<directory_feed::DirectoryProgress>,
     pub sessions: Arc<McpSessionPool>,
     pub bus: Arc<Bus>,
     pub guards: Arc<Guards>,
@@ -96,10 +97,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway offering what `directory` lists, calling through `sessions`, recording
-    /// through `bus` and in `metrics`.
+    /// A gateway offering what `directory` lists (as far as `progress` says it got),
+    /// calling through `sessions`, recording through `bus` and in `metrics`.
     pub fn new(
         directory: Arc<Directory>,
+        progress: Arc<directory_feed::DirectoryProgress>,
         sessions: Arc<McpSessionPool>,
         bus: Arc<Bus>,
         metrics: Arc<Metrics>,
@@ -112,6 +114,7 @@ impl Gateway {
         ));
         let shared = Arc::new(Shared {
             directory,
+            progress,
             sessions,
             bus,
             guards: Arc::clone(&guards),

@@ -209,6 +209,7 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
+        self.shared.progress.caught_up().await;
         let view = self.shared.view(&caller);
         let (page, next) = view.page_after(cursor(request.as_ref())?, TOOLS_PAGE);
         let tools: Vec<McpTool> = page.iter().map(|t| mcp_tool(&t.name, &t.tool)).collect();
@@ -223,7 +224,11 @@ impl ServerHandler for GatewaySession {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        let view = self.shared.callable(&caller);
+        let mut view = self.shared.callable(&caller);
+        // The hot path reads no head: only a name not found waits for the directory.
+        if view.find(&request.name).is_none() && self.shared.progress.caught_up().await {
+            view = self.shared.callable(&caller);
+        }
         calls::call(&self.shared, &caller, &view, request, &context).await
     }
 
@@ -234,6 +239,7 @@ impl ServerHandler for GatewaySession {
     ) -> Result<ListResourcesResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         calls::within_key_limit(&self.shared, &caller)?;
+        self.shared.progress.caught_up().await;
         Ok(extras::list_resources(&self.shared, &self.shared.servers(&caller)).await)
     }
 
@@ -244,6 +250,7 @@ impl ServerHandler for GatewaySession {
     ) -> Result<ReadResourceResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         calls::within_key_limit(&self.shared, &caller)?;
+        self.shared.progress.caught_up().await;
         extras::read_resource(&self.shared, &self.shared.servers(&caller), &request.uri).await
     }
 
@@ -254,6 +261,7 @@ impl ServerHandler for GatewaySession {
     ) -> Result<ListPromptsResult, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         calls::within_key_limit(&self.shared, &caller)?;
+        self.shared.progress.caught_up().await;
         Ok(extras::list_prompts(&self.shared, &self.shared.servers(&caller)).await)
     }
 
@@ -264,6 +272,7 @@ impl ServerHandler for GatewaySession {
     ) -> Result<GetPromptResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         calls::within_key_limit(&self.shared, &caller)?;
+        self.shared.progress.caught_up().await;
         extras::get_prompt(&self.shared, &self.shared.servers(&caller), request).await
     }
 }

@@ -18,6 +18,7 @@ use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::feed::fanout::EventFanout;
 use berth_infrastructure::mcp::McpSessionPool;
 
+use crate::gateway::directory_feed::DirectoryProgress;
 use crate::gateway::Gateway;
 use berth_infrastructure::migrations;
 use berth_infrastructure::ownership::PgStreamOwners;
@@ -439,16 +440,18 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     }
 
     let directory = Arc::new(Directory::new());
+    let directory_progress = Arc::new(DirectoryProgress::new(pool.clone()));
     projection_tasks.push(crate::gateway::directory_feed::spawn(
         directory.clone(),
+        directory_progress.clone(),
         bus.clone(),
-        pool.clone(),
         &live,
         shutdown_rx_gateway,
     ));
     let metrics = Arc::new(Metrics::new());
     let gateway = Arc::new(Gateway::new(
         directory,
+        directory_progress,
         sessions,
         bus.clone(),
         metrics.clone(),
