@@ -22,6 +22,7 @@ pub mod migrations;
 pub mod ownership;
 pub mod runtime;
 pub mod stream;
+pub mod tls;
 pub mod transfer;
 pub mod verify;
 

@@ -9,6 +9,7 @@ pub mod docker;
 pub mod mcp_client;
 pub mod pets_api;
 pub mod python_tools;
+pub mod tls_proxy;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, Once, OnceLock};

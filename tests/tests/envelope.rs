@@ -232,7 +232,7 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
     let pm = ProcessManager::new(
         bus_after.clone(),
         runtime.clone(),
-        McpSessionPool::new(runtime),
+        McpSessionPool::new(runtime, reqwest::Client::new()),
         ProcessManagerOptions {
             probe_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(1),

@@ -105,7 +105,7 @@ async fn the_probe_speaks_to_the_image_over_attached_stdio() {
         reader: Box::new(child.stdout.take().expect("stdout")),
         writer: Box::new(child.stdin.take().expect("stdin")),
     });
-    let upstream = Upstream::open(endpoint, PATIENCE)
+    let upstream = Upstream::open(endpoint, PATIENCE, &reqwest::Client::new())
         .await
         .expect("opening a session with the container");
     let report = upstream
@@ -186,7 +186,13 @@ async fn the_image_serves_http_and_stops_promptly() {
     let report = loop {
         // The server needs a moment to listen after the container starts.
         let timeout = Duration::from_secs(5);
-        let attempt = match Upstream::open(McpEndpoint::Http(url.clone()), timeout).await {
+        let attempt = match Upstream::open(
+            McpEndpoint::Http(url.clone()),
+            timeout,
+            &reqwest::Client::new(),
+        )
+        .await
+        {
             Ok(upstream) => upstream.report(timeout).await,
             Err(e) => Err(e),
         };

@@ -73,7 +73,7 @@ async fn spawn_http(args: &[&str]) -> (Child, String) {
 }
 
 async fn probe(endpoint: McpEndpoint, timeout: Duration) -> Result<ProbeReport, ProbeError> {
-    Upstream::open(endpoint, timeout)
+    Upstream::open(endpoint, timeout, &reqwest::Client::new())
         .await?
         .report(timeout)
         .await

@@ -75,7 +75,7 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
         ProcessManager::new(
             bus.clone(),
             runtime.clone(),
-            McpSessionPool::new(runtime.clone()),
+            McpSessionPool::new(runtime.clone(), reqwest::Client::new()),
             ProcessManagerOptions {
                 probe_timeout: Duration::from_secs(10),
                 stop_grace: Duration::from_secs(2),

@@ -7,6 +7,7 @@ use api_support::{processes, TestApp};
 use berth_api::serve::ServeConfig;
 use berth_tests::mcp_client::McpClient;
 use berth_tests::pets_api::PetsApi;
+use berth_tests::tls_proxy::TlsProxy;
 use serde_json::{json, Value};
 
 fn petstore() -> Value {
@@ -118,17 +119,27 @@ async fn what_cannot_become_tools_is_refused_naming_the_path_and_writes_nothing(
     app.stop().await;
 }
 
-/// Registers the pets API (authenticated by header with the secret `PETS_KEY`), creates
-/// server `pets` of it with `key`, and waits until it runs; returns its id.
-async fn running_pets(app: &TestApp, api: &PetsApi, key: &str) -> String {
+/// Registers the pets API at `base_url` (authenticated by header with the secret
+/// `PETS_KEY`), creates server `pets` of it with `key`, and waits until it runs; returns
+/// its id.
+async fn running_pets(app: &TestApp, base_url: &str, key: &str) -> String {
+    let id = pets_server(app, base_url, key, "pets").await;
+    app.start(&id).await;
+    app.until_state(&id, "running").await;
+    id
+}
+
+/// Registers the pets API at `base_url` as entry `<name>-api` and creates server `name`
+/// of it with `key`.
+async fn pets_server(app: &TestApp, base_url: &str, key: &str, name: &str) -> String {
     let entry = json!({
-        "name": "pets-api",
+        "name": format!("{name}-api"),
         "description": "a small API on loopback",
         "transport": "stdio",
         "runtime": {
             "type": "openapi",
             "document": PetsApi::document(),
-            "base_url": api.url(),
+            "base_url": base_url,
             "auth": {"type": "header", "name": "X-Key", "secret": "PETS_KEY"},
             "health_path": "/health",
             "operations": ["getPet", "addPet", "getGone", "getSlow"]
@@ -137,14 +148,10 @@ async fn running_pets(app: &TestApp, api: &PetsApi, key: &str) -> String {
         "gateway": {"call_timeout_secs": 3}
     });
     let catalog_id = app.register(&entry).await;
-    let id = app
-        .create_server(
-            &json!({"catalog_id": catalog_id, "name": "pets", "secrets": {"PETS_KEY": key}}),
-        )
-        .await;
-    app.start(&id).await;
-    app.until_state(&id, "running").await;
-    id
+    app.create_server(
+        &json!({"catalog_id": catalog_id, "name": name, "secrets": {"PETS_KEY": key}}),
+    )
+    .await
 }
 
 fn loopback(c: &mut ServeConfig) {
@@ -156,7 +163,7 @@ fn loopback(c: &mut ServeConfig) {
 async fn an_mcp_client_calls_a_registered_api_through_the_gateway() {
     let api = PetsApi::start("k3y-of-pets").await;
     let app = TestApp::spawn_with(loopback).await;
-    let id = running_pets(&app, &api, "k3y-of-pets").await;
+    let id = running_pets(&app, &api.url(), "k3y-of-pets").await;
 
     // Its tools are the operations chosen, with their input schemas.
     let server = app.get(&format!("/api/v1/servers/{id}")).await.json();
@@ -297,7 +304,7 @@ async fn an_api_at_an_address_the_administrator_has_not_allowed_never_runs() {
 async fn a_registered_api_runs_again_after_berth_restarts() {
     let api = PetsApi::start("k3y").await;
     let mut app = TestApp::spawn_with(loopback).await;
-    let id = running_pets(&app, &api, "k3y").await;
+    let id = running_pets(&app, &api.url(), "k3y").await;
     // Its server lives in Berth's memory: a restart ends it, as it ends local processes.
     app.restart_with(loopback).await;
     let server = app.until_state(&id, "running").await;
@@ -306,5 +313,49 @@ async fn a_registered_api_runs_again_after_berth_restarts() {
     let answer = client.call("pets__getPet", json!({"id": 1})).await;
     assert_eq!(answer["result"]["isError"], json!(false), "{answer}");
     client.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_api_is_called_when_its_certificate_authority_is_trusted_and_never_when_not() {
+    let api = PetsApi::start("k3y").await;
+    let trusted = TlsProxy::start(api.port).await;
+    let stranger = TlsProxy::start(api.port).await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, trusted.ca_pem()).expect("writing the CA");
+    let app = TestApp::spawn_with(|c| {
+        loopback(c);
+        c.upstream_ca_file = Some(ca_file.clone());
+    })
+    .await;
+    let id = running_pets(&app, &trusted.url(), "k3y").await;
+    let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
+    let answer = client.call("pets__getPet", json!({"id": 5})).await;
+    assert_eq!(answer["result"]["isError"], json!(false), "{answer}");
+    client.close().await;
+    app.json(
+        reqwest::Method::POST,
+        &format!("/api/v1/servers/{id}/stop"),
+        &json!({}),
+    )
+    .await
+    .expect(202);
+    app.until_state(&id, "stopped").await;
+
+    // A certificate no trusted authority signed: the server fails saying so, and no
+    // request gets through (the key would go with it).
+    let before = api.requests.lock().map(|r| r.len()).unwrap_or(0);
+    let other = pets_server(&app, &stranger.url(), "k3y", "stranger").await;
+    app.start(&other).await;
+    let server = app.until_state(&other, "failed").await;
+    assert!(
+        server["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("certificate"),
+        "{server}"
+    );
+    assert_eq!(api.requests.lock().map(|r| r.len()).unwrap_or(0), before);
     app.stop().await;
 }

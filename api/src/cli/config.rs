@@ -74,6 +74,9 @@ pub struct Settings {
     /// Networks beyond the public internet that registered APIs may be reached at
     /// (e.g. `10.1.0.0/16`, `127.0.0.1`).
     pub openapi_allowed_networks: Vec<String>,
+    /// A PEM file of certificate authorities trusted, besides the system's, by the HTTPS
+    /// connections Berth makes.
+    pub upstream_ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -103,6 +106,7 @@ impl std::fmt::Debug for Settings {
             .field("gateway_max_in_flight", &self.gateway_max_in_flight)
             .field("gateway_allowed_origins", &self.gateway_allowed_origins)
             .field("openapi_allowed_networks", &self.openapi_allowed_networks)
+            .field("upstream_ca_file", &self.upstream_ca_file)
             .finish()
     }
 }
@@ -132,6 +136,7 @@ impl Default for Settings {
             gateway_max_in_flight: gateway.max_in_flight,
             gateway_allowed_origins: gateway.allowed_origins,
             openapi_allowed_networks: Vec::new(),
+            upstream_ca_file: None,
         }
     }
 }
@@ -155,7 +160,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 21] = [
+const ENV_KEYS: [&str; 22] = [
     "runtime",
     "data_dir",
     "listen",
@@ -177,6 +182,7 @@ const ENV_KEYS: [&str; 21] = [
     "gateway_max_in_flight",
     "gateway_allowed_origins",
     "openapi_allowed_networks",
+    "upstream_ca_file",
 ];
 
 impl Settings {
@@ -230,6 +236,7 @@ impl Settings {
             ..GatewayOptions::default()
         };
         config.openapi_allowed_networks = self.openapi_allowed_networks.clone();
+        config.upstream_ca_file = self.upstream_ca_file.clone();
         config
     }
 }

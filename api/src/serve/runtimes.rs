@@ -19,6 +19,7 @@ use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::runtime::openapi::address::AddressPolicy;
 use berth_infrastructure::runtime::openapi::{OpenApiRuntime, OpenApiSettings};
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
+use berth_infrastructure::tls::OutboundTls;
 use berth_projections::servers::server_ids_in;
 use deadpool_postgres::Pool;
 use futures_util::StreamExt;
@@ -50,17 +51,19 @@ pub const PROCESS_MANAGER: &str = "process-manager";
 
 /// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
 /// them when its engine answers, each running the entries of its kind; registered APIs
-/// always, reaching the public internet and `allowed_networks`.
+/// always, reaching the public internet and `allowed_networks`, trusting `tls`.
 pub async fn open_runtime(
     choice: RuntimeChoice,
     data_dir: &Path,
     installation: Uuid,
     allowed_networks: &[String],
+    tls: &OutboundTls,
 ) -> anyhow::Result<Arc<RuntimeSet>> {
     let addresses = AddressPolicy::parse(allowed_networks)
         .map_err(|e| anyhow::anyhow!("openapi_allowed_networks: {e}"))?;
     let openapi = OpenApiRuntime::new(OpenApiSettings {
         addresses,
+        tls: tls.clone(),
         ..OpenApiSettings::default()
     })
     .context("opening the runtime of registered APIs")?;

@@ -17,6 +17,7 @@ use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::feed::fanout::EventFanout;
 use berth_infrastructure::mcp::McpSessionPool;
+use berth_infrastructure::tls::OutboundTls;
 
 use crate::gateway::directory_feed::DirectoryProgress;
 use crate::gateway::Gateway;
@@ -97,6 +98,9 @@ pub struct ServeConfig {
     /// Networks beyond the public internet that registered APIs may be reached at
     /// (CIDR networks or addresses; checked at start).
     pub openapi_allowed_networks: Vec<String>,
+    /// A PEM file of certificate authorities trusted, besides the system's, by the HTTPS
+    /// connections Berth makes (registered APIs, remote MCP servers).
+    pub upstream_ca_file: Option<PathBuf>,
     /// Requests per second (and burst) each credential may send; `0` per second
     /// disables the limit.
     pub rate_limit: RateLimitOptions,
@@ -147,6 +151,7 @@ impl ServeConfig {
             rate_limit: RateLimitOptions::default(),
             gateway: crate::gateway::GatewayOptions::default(),
             openapi_allowed_networks: Vec::new(),
+            upstream_ca_file: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
@@ -327,11 +332,14 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let installation = berth_infrastructure::db::installation_id(&pool)
         .await
         .context("reading the installation id")?;
+    let tls = OutboundTls::from_optional(config.upstream_ca_file.as_deref())
+        .context("upstream_ca_file")?;
     let runtimes = runtimes::open_runtime(
         config.runtime,
         &config.data_dir,
         installation,
         &config.openapi_allowed_networks,
+        &tls,
     )
     .await?;
     let mut bus = CommandBus::new(
@@ -344,7 +352,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     }
     let bus = Arc::new(bus);
     let runtime: Arc<dyn ContainerRuntime> = runtimes;
-    let sessions = McpSessionPool::new(runtime.clone());
+    let http = tls
+        .client_builder()
+        .build()
+        .context("building the HTTP client of MCP servers")?;
+    let sessions = McpSessionPool::new(runtime.clone(), http);
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),

@@ -293,9 +293,13 @@ async fn direct_session(
         reader: Box::new(child.stdout.take().context("stdout")?),
         writer: Box::new(child.stdin.take().context("stdin")?),
     };
-    let upstream = Upstream::open(McpEndpoint::Stdio(connection), Duration::from_secs(10))
-        .await
-        .map_err(|e| anyhow::anyhow!("opening a session with the fixture: {e}"))?;
+    let upstream = Upstream::open(
+        McpEndpoint::Stdio(connection),
+        Duration::from_secs(10),
+        &reqwest::Client::new(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("opening a session with the fixture: {e}"))?;
     Ok((child, upstream))
 }
 

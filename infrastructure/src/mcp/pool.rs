@@ -20,6 +20,8 @@ const HTTP_RETRY: Duration = Duration::from_millis(200);
 /// Every upstream session, by server.
 pub struct McpSessionPool {
     runtime: Arc<dyn ContainerRuntime>,
+    /// The client of servers reached over HTTP.
+    http: reqwest::Client,
     slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
 }
 
@@ -33,10 +35,11 @@ struct Slot {
 }
 
 impl McpSessionPool {
-    /// A pool reaching servers through `runtime`.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>) -> Arc<Self> {
+    /// A pool reaching servers through `runtime`, those over HTTP with `http`.
+    pub fn new(runtime: Arc<dyn ContainerRuntime>, http: reqwest::Client) -> Arc<Self> {
         Arc::new(Self {
             runtime,
+            http,
             slots: Mutex::new(HashMap::new()),
         })
     }
@@ -92,7 +95,7 @@ impl McpSessionPool {
         loop {
             let endpoint = self.runtime.connect(server_id, transport).await?;
             let left = deadline.saturating_duration_since(Instant::now());
-            match Upstream::open(endpoint, left).await {
+            match Upstream::open(endpoint, left, &self.http).await {
                 Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))
                     if transport == Transport::Http && Instant::now() + HTTP_RETRY < deadline =>
                 {

@@ -78,8 +78,13 @@ impl UpstreamError {
 }
 
 impl Upstream {
-    /// Opens a session: the `initialize` handshake, within `timeout`.
-    pub async fn open(endpoint: McpEndpoint, timeout: Duration) -> Result<Self, ProbeError> {
+    /// Opens a session: the `initialize` handshake, within `timeout`; an HTTP server is
+    /// reached with `http`.
+    pub async fn open(
+        endpoint: McpEndpoint,
+        timeout: Duration,
+        http: &reqwest::Client,
+    ) -> Result<Self, ProbeError> {
         let client = UpstreamClient::default();
         let (opening, url) = match endpoint {
             McpEndpoint::Stdio(connection) => {
@@ -92,7 +97,7 @@ impl Upstream {
             }
             McpEndpoint::Http(url) => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.clone());
-                let transport = StreamableHttpClientTransport::from_config(config);
+                let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
                 (
                     tokio::time::timeout(timeout, client.serve(transport)).await,
                     Some(url),

@@ -28,6 +28,7 @@ use futures_util::stream::BoxStream;
 use rmcp::ServiceExt;
 use uuid::Uuid;
 
+use crate::tls::OutboundTls;
 use address::{AddressPolicy, GuardedResolver};
 use log::ApiLog;
 use server::{ApiServer, ApiTarget};
@@ -44,6 +45,8 @@ pub struct OpenApiSettings {
     pub health_timeout: Duration,
     /// The largest answer read; a larger one is a tool error.
     pub max_answer_bytes: usize,
+    /// Whom HTTPS connections trust.
+    pub tls: OutboundTls,
 }
 
 impl Default for OpenApiSettings {
@@ -53,6 +56,7 @@ impl Default for OpenApiSettings {
             request_timeout: Duration::from_secs(30),
             health_timeout: Duration::from_secs(10),
             max_answer_bytes: 1024 * 1024,
+            tls: OutboundTls::system(),
         }
     }
 }
@@ -91,7 +95,9 @@ impl OpenApiRuntime {
     /// A runtime calling APIs as `settings` say.
     pub fn new(settings: OpenApiSettings) -> Result<Self, RuntimeError> {
         let policy = Arc::new(settings.addresses.clone());
-        let client = reqwest::Client::builder()
+        let client = settings
+            .tls
+            .client_builder()
             .dns_resolver(GuardedResolver::new(policy))
             // A proxy would connect for us, to addresses the resolver never sees.
             .no_proxy()

@@ -145,7 +145,7 @@ async fn a_registered_api_runs_lists_its_operations_and_answers_calls() {
         .await
         .expect("connected");
     assert!(matches!(endpoint, McpEndpoint::Stdio(_)));
-    let upstream = Upstream::open(endpoint, Duration::from_secs(5))
+    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &reqwest::Client::new())
         .await
         .expect("initialize");
     let tools = upstream
@@ -210,7 +210,7 @@ async fn a_failed_request_does_not_say_a_credential_sent_in_the_query() {
         .connect(spec.server_id, Transport::Stdio)
         .await
         .expect("connected");
-    let upstream = Upstream::open(endpoint, Duration::from_secs(5))
+    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &reqwest::Client::new())
         .await
         .expect("initialize");
     let dropped = call(&upstream, "dropIt", json!({})).await;
