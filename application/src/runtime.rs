@@ -87,6 +87,17 @@ pub enum McpEndpoint {
     Stdio(StdioConnection),
     /// Streamable HTTP at this URL.
     Http(String),
+    /// Streamable HTTP at a server someone else runs, with the server's credential:
+    /// reached only at addresses the administrator allows.
+    Remote(RemoteEndpoint),
+}
+
+/// A remote MCP server and what its requests carry.
+pub struct RemoteEndpoint {
+    /// Its URL (with the credential's query parameter, if it has one).
+    pub url: String,
+    /// Headers every request carries (the credential's), kept secret.
+    pub headers: Vec<(String, SecretString)>,
 }
 
 /// Why a runtime operation failed, in words a person can act on.

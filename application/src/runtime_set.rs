@@ -17,13 +17,14 @@ use uuid::Uuid;
 
 use crate::runtime::{ContainerRuntime, InstanceStatus, LaunchSpec, McpEndpoint, RuntimeError};
 
-/// Docker, local processes, or both; and registered APIs.
+/// Docker, local processes, or both; and the endpoints Berth runs nothing for
+/// (registered APIs, remote MCP servers).
 pub struct RuntimeSet {
-    /// Looked at first for a server (with `openapi`): it answers from memory, Docker over
-    /// its socket.
+    /// Looked at first for a server (with `endpoints`): it answers from memory, Docker
+    /// over its socket.
     process: Option<Arc<dyn ContainerRuntime>>,
     docker: Option<Arc<dyn ContainerRuntime>>,
-    openapi: Option<Arc<dyn ContainerRuntime>>,
+    endpoints: Option<Arc<dyn ContainerRuntime>>,
 }
 
 impl RuntimeSet {
@@ -36,13 +37,14 @@ impl RuntimeSet {
         Self {
             process,
             docker,
-            openapi: None,
+            endpoints: None,
         }
     }
 
-    /// The set, running registered APIs with `openapi` too.
-    pub fn with_openapi(mut self, openapi: Arc<dyn ContainerRuntime>) -> Self {
-        self.openapi = Some(openapi);
+    /// The set, serving registered APIs and reaching remote MCP servers with `endpoints`
+    /// too.
+    pub fn with_endpoints(mut self, endpoints: Arc<dyn ContainerRuntime>) -> Self {
+        self.endpoints = Some(endpoints);
         self
     }
 
@@ -55,8 +57,9 @@ impl RuntimeSet {
         if self.process.is_some() {
             kinds.push(RuntimeKind::Process);
         }
-        if self.openapi.is_some() {
+        if self.endpoints.is_some() {
             kinds.push(RuntimeKind::OpenApi);
+            kinds.push(RuntimeKind::Remote);
         }
         kinds
     }
@@ -64,7 +67,7 @@ impl RuntimeSet {
     fn all(&self) -> impl Iterator<Item = &Arc<dyn ContainerRuntime>> {
         self.process
             .iter()
-            .chain(self.openapi.iter())
+            .chain(self.endpoints.iter())
             .chain(self.docker.iter())
     }
 
@@ -72,7 +75,7 @@ impl RuntimeSet {
         let runtime = match kind {
             RuntimeKind::Docker => self.docker.as_ref(),
             RuntimeKind::Process => self.process.as_ref(),
-            RuntimeKind::OpenApi => self.openapi.as_ref(),
+            RuntimeKind::OpenApi | RuntimeKind::Remote => self.endpoints.as_ref(),
         };
         runtime.ok_or_else(|| {
             RuntimeError::Unavailable(format!(

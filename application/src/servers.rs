@@ -107,9 +107,9 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
                         "Berth was started with `--runtime docker`: restart it with \
                          `--runtime auto` to run process entries"
                     }
-                    RuntimeKind::OpenApi => {
-                        "registered APIs are served by Berth itself, which was started \
-                         without their runtime"
+                    RuntimeKind::OpenApi | RuntimeKind::Remote => {
+                        "registered APIs and remote servers are reached by Berth itself, \
+                         which was started without their runtime"
                     }
                 };
                 Err(AppError::Invalid(vec![FieldError::new(

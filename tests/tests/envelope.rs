@@ -16,7 +16,7 @@ use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::key_store::{self, Forgotten};
-use berth_infrastructure::mcp::McpSessionPool;
+use berth_infrastructure::mcp::{HttpClients, McpSessionPool};
 use berth_infrastructure::runtime::ProcessRuntime;
 use deadpool_postgres::Pool;
 use secrecy::{ExposeSecret, SecretString};
@@ -232,7 +232,7 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
     let pm = ProcessManager::new(
         bus_after.clone(),
         runtime.clone(),
-        McpSessionPool::new(runtime, reqwest::Client::new()),
+        McpSessionPool::new(runtime, HttpClients::default()),
         ProcessManagerOptions {
             probe_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(1),

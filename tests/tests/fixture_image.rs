@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_application::runtime::{McpEndpoint, StdioConnection};
-use berth_infrastructure::mcp::Upstream;
+use berth_infrastructure::mcp::{HttpClients, Upstream};
 use berth_tests::docker::{
     fixture_image, remove_stale_fixture_images, require_docker, ContainerCleanup,
     FIXTURE_REPOSITORY,
@@ -105,7 +105,7 @@ async fn the_probe_speaks_to_the_image_over_attached_stdio() {
         reader: Box::new(child.stdout.take().expect("stdout")),
         writer: Box::new(child.stdin.take().expect("stdin")),
     });
-    let upstream = Upstream::open(endpoint, PATIENCE, &reqwest::Client::new())
+    let upstream = Upstream::open(endpoint, PATIENCE, &HttpClients::default())
         .await
         .expect("opening a session with the container");
     let report = upstream
@@ -189,7 +189,7 @@ async fn the_image_serves_http_and_stops_promptly() {
         let attempt = match Upstream::open(
             McpEndpoint::Http(url.clone()),
             timeout,
-            &reqwest::Client::new(),
+            &HttpClients::default(),
         )
         .await
         {

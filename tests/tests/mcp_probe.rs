@@ -5,7 +5,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport, StdioConnection};
-use berth_infrastructure::mcp::Upstream;
+use berth_infrastructure::mcp::{HttpClients, Upstream};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -73,7 +73,7 @@ async fn spawn_http(args: &[&str]) -> (Child, String) {
 }
 
 async fn probe(endpoint: McpEndpoint, timeout: Duration) -> Result<ProbeReport, ProbeError> {
-    Upstream::open(endpoint, timeout, &reqwest::Client::new())
+    Upstream::open(endpoint, timeout, &HttpClients::default())
         .await?
         .report(timeout)
         .await

@@ -16,7 +16,7 @@ use berth_domain::catalog::{CatalogDefinition, Resources, RuntimeSpec, Transport
 use berth_domain::server::ServerState;
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::event_store::PostgresEventRepository;
-use berth_infrastructure::mcp::McpSessionPool;
+use berth_infrastructure::mcp::{HttpClients, McpSessionPool};
 use berth_infrastructure::runtime::DockerRuntime;
 use berth_tests::docker::{fixture_image, require_docker, ContainerCleanup};
 use uuid::Uuid;
@@ -75,7 +75,7 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
         ProcessManager::new(
             bus.clone(),
             runtime.clone(),
-            McpSessionPool::new(runtime.clone(), reqwest::Client::new()),
+            McpSessionPool::new(runtime.clone(), HttpClients::default()),
             ProcessManagerOptions {
                 probe_timeout: Duration::from_secs(10),
                 stop_grace: Duration::from_secs(2),

@@ -3,8 +3,7 @@
 
 mod api_support;
 
-use api_support::{processes, TestApp};
-use berth_api::serve::ServeConfig;
+use api_support::{loopback, processes, spawn_trusting, TestApp};
 use berth_tests::mcp_client::McpClient;
 use berth_tests::pets_api::PetsApi;
 use berth_tests::tls_proxy::TlsProxy;
@@ -152,11 +151,6 @@ async fn pets_server(app: &TestApp, base_url: &str, key: &str, name: &str) -> St
         &json!({"catalog_id": catalog_id, "name": name, "secrets": {"PETS_KEY": key}}),
     )
     .await
-}
-
-fn loopback(c: &mut ServeConfig) {
-    processes(c);
-    c.openapi_allowed_networks = vec!["127.0.0.1/32".into()];
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -321,14 +315,7 @@ async fn an_https_api_is_called_when_its_certificate_authority_is_trusted_and_ne
     let api = PetsApi::start("k3y").await;
     let trusted = TlsProxy::start(api.port).await;
     let stranger = TlsProxy::start(api.port).await;
-    let dir = tempfile::tempdir().expect("a directory");
-    let ca_file = dir.path().join("ca.pem");
-    std::fs::write(&ca_file, trusted.ca_pem()).expect("writing the CA");
-    let app = TestApp::spawn_with(|c| {
-        loopback(c);
-        c.upstream_ca_file = Some(ca_file.clone());
-    })
-    .await;
+    let (app, _ca) = spawn_trusting(trusted.ca_pem()).await;
     let id = running_pets(&app, &trusted.url(), "k3y").await;
     let mut client = McpClient::connect(&app.url("/mcp"), app.token(), "legacy").await;
     let answer = client.call("pets__getPet", json!({"id": 5})).await;

@@ -73,7 +73,7 @@ pub struct Settings {
     pub gateway_allowed_origins: Vec<String>,
     /// Networks beyond the public internet that registered APIs may be reached at
     /// (e.g. `10.1.0.0/16`, `127.0.0.1`).
-    pub openapi_allowed_networks: Vec<String>,
+    pub upstream_allowed_networks: Vec<String>,
     /// A PEM file of certificate authorities trusted, besides the system's, by the HTTPS
     /// connections Berth makes.
     pub upstream_ca_file: Option<PathBuf>,
@@ -105,7 +105,7 @@ impl std::fmt::Debug for Settings {
             .field("gateway_tool_calls_burst", &self.gateway_tool_calls_burst)
             .field("gateway_max_in_flight", &self.gateway_max_in_flight)
             .field("gateway_allowed_origins", &self.gateway_allowed_origins)
-            .field("openapi_allowed_networks", &self.openapi_allowed_networks)
+            .field("upstream_allowed_networks", &self.upstream_allowed_networks)
             .field("upstream_ca_file", &self.upstream_ca_file)
             .finish()
     }
@@ -135,7 +135,7 @@ impl Default for Settings {
             gateway_tool_calls_burst: gateway.calls_per_tool.burst,
             gateway_max_in_flight: gateway.max_in_flight,
             gateway_allowed_origins: gateway.allowed_origins,
-            openapi_allowed_networks: Vec::new(),
+            upstream_allowed_networks: Vec::new(),
             upstream_ca_file: None,
         }
     }
@@ -181,7 +181,7 @@ const ENV_KEYS: [&str; 22] = [
     "gateway_tool_calls_burst",
     "gateway_max_in_flight",
     "gateway_allowed_origins",
-    "openapi_allowed_networks",
+    "upstream_allowed_networks",
     "upstream_ca_file",
 ];
 
@@ -235,7 +235,7 @@ impl Settings {
             allowed_origins: self.gateway_allowed_origins.clone(),
             ..GatewayOptions::default()
         };
-        config.openapi_allowed_networks = self.openapi_allowed_networks.clone();
+        config.upstream_allowed_networks = self.upstream_allowed_networks.clone();
         config.upstream_ca_file = self.upstream_ca_file.clone();
         config
     }

@@ -16,8 +16,8 @@ use berth_infrastructure::db::Database;
 use berth_infrastructure::feed::follow::ReaderOptions;
 use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
-use berth_infrastructure::runtime::openapi::address::AddressPolicy;
-use berth_infrastructure::runtime::openapi::{OpenApiRuntime, OpenApiSettings};
+use berth_infrastructure::runtime::endpoint::address::AddressPolicy;
+use berth_infrastructure::runtime::endpoint::{EndpointRuntime, EndpointSettings};
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
 use berth_infrastructure::tls::OutboundTls;
 use berth_projections::servers::server_ids_in;
@@ -51,20 +51,21 @@ pub const PROCESS_MANAGER: &str = "process-manager";
 
 /// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
 /// them when its engine answers, each running the entries of its kind; registered APIs
-/// always, reaching the public internet and `allowed_networks`, trusting `tls`.
+/// and remote MCP servers always, reaching the public internet and `allowed_networks`,
+/// trusting `tls`; with the client that reaches those addresses.
 pub async fn open_runtime(
     choice: RuntimeChoice,
     data_dir: &Path,
     installation: Uuid,
     allowed_networks: &[String],
     tls: &OutboundTls,
-) -> anyhow::Result<Arc<RuntimeSet>> {
+) -> anyhow::Result<(Arc<RuntimeSet>, reqwest::Client)> {
     let addresses = AddressPolicy::parse(allowed_networks)
-        .map_err(|e| anyhow::anyhow!("openapi_allowed_networks: {e}"))?;
-    let openapi = OpenApiRuntime::new(OpenApiSettings {
+        .map_err(|e| anyhow::anyhow!("upstream_allowed_networks: {e}"))?;
+    let endpoints = EndpointRuntime::new(EndpointSettings {
         addresses,
         tls: tls.clone(),
-        ..OpenApiSettings::default()
+        ..EndpointSettings::default()
     })
     .context("opening the runtime of registered APIs")?;
     let log_dir = data_dir.join("process-logs");
@@ -94,9 +95,10 @@ pub async fn open_runtime(
             }
         },
     };
-    let runtimes = runtimes.with_openapi(Arc::new(openapi));
+    let outside = endpoints.client().clone();
+    let runtimes = runtimes.with_endpoints(Arc::new(endpoints));
     tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
-    Ok(Arc::new(runtimes))
+    Ok((Arc::new(runtimes), outside))
 }
 
 /// How often the background work runs.

@@ -16,7 +16,7 @@ use berth_infrastructure::db::Database;
 use berth_infrastructure::envelope::EnvelopeCipher;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::feed::fanout::EventFanout;
-use berth_infrastructure::mcp::McpSessionPool;
+use berth_infrastructure::mcp::{HttpClients, McpSessionPool};
 use berth_infrastructure::tls::OutboundTls;
 
 use crate::gateway::directory_feed::DirectoryProgress;
@@ -97,7 +97,7 @@ pub struct ServeConfig {
     pub gateway: crate::gateway::GatewayOptions,
     /// Networks beyond the public internet that registered APIs may be reached at
     /// (CIDR networks or addresses; checked at start).
-    pub openapi_allowed_networks: Vec<String>,
+    pub upstream_allowed_networks: Vec<String>,
     /// A PEM file of certificate authorities trusted, besides the system's, by the HTTPS
     /// connections Berth makes (registered APIs, remote MCP servers).
     pub upstream_ca_file: Option<PathBuf>,
@@ -150,7 +150,7 @@ impl ServeConfig {
             live: LiveOptions::default(),
             rate_limit: RateLimitOptions::default(),
             gateway: crate::gateway::GatewayOptions::default(),
-            openapi_allowed_networks: Vec::new(),
+            upstream_allowed_networks: Vec::new(),
             upstream_ca_file: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
@@ -334,11 +334,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .context("reading the installation id")?;
     let tls = OutboundTls::from_optional(config.upstream_ca_file.as_deref())
         .context("upstream_ca_file")?;
-    let runtimes = runtimes::open_runtime(
+    let (runtimes, outside) = runtimes::open_runtime(
         config.runtime,
         &config.data_dir,
         installation,
-        &config.openapi_allowed_networks,
+        &config.upstream_allowed_networks,
         &tls,
     )
     .await?;
@@ -352,11 +352,11 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     }
     let bus = Arc::new(bus);
     let runtime: Arc<dyn ContainerRuntime> = runtimes;
-    let http = tls
+    let local = tls
         .client_builder()
         .build()
         .context("building the HTTP client of MCP servers")?;
-    let sessions = McpSessionPool::new(runtime.clone(), http);
+    let sessions = McpSessionPool::new(runtime.clone(), HttpClients { local, outside });
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),

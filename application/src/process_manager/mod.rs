@@ -306,7 +306,9 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             .as_deref()
             .is_some_and(|id| self.runtime.made_by_this_run(id));
         match kind {
-            Some(RuntimeKind::Process | RuntimeKind::OpenApi) if !made_here => {
+            Some(RuntimeKind::Process | RuntimeKind::OpenApi | RuntimeKind::Remote)
+                if !made_here =>
+            {
                 Lifetime::EndsWithBerth
             }
             _ => Lifetime::OutlivesBerth,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use berth_application::runtime::{McpEndpoint, StdioConnection};
-use berth_infrastructure::mcp::Upstream;
+use berth_infrastructure::mcp::{HttpClients, Upstream};
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -296,7 +296,7 @@ async fn direct_session(
     let upstream = Upstream::open(
         McpEndpoint::Stdio(connection),
         Duration::from_secs(10),
-        &reqwest::Client::new(),
+        &HttpClients::default(),
     )
     .await
     .map_err(|e| anyhow::anyhow!("opening a session with the fixture: {e}"))?;

@@ -72,6 +72,15 @@ pub enum RuntimeSpec {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         operations: Vec<String>,
     },
+    /// An MCP server someone else runs, reached at its URL over Streamable HTTP. Its
+    /// servers run nothing: `running` means the MCP handshake at the URL succeeded.
+    Remote {
+        /// Its MCP endpoint, e.g. `https://mcp.example.com/mcp`.
+        url: String,
+        /// How its requests authenticate; the credential is a secret of each server.
+        #[serde(default, skip_serializing_if = "ApiAuth::is_none")]
+        auth: ApiAuth,
+    },
 }
 
 fn default_health_path() -> String {
@@ -89,6 +98,8 @@ pub enum RuntimeKind {
     /// Registered HTTP APIs, served by Berth itself.
     #[serde(rename = "openapi")]
     OpenApi,
+    /// MCP servers someone else runs, reached at their URL.
+    Remote,
 }
 
 impl RuntimeKind {
@@ -98,6 +109,7 @@ impl RuntimeKind {
             Self::Docker => "docker",
             Self::Process => "process",
             Self::OpenApi => "openapi",
+            Self::Remote => "remote",
         }
     }
 }
@@ -115,6 +127,7 @@ impl RuntimeSpec {
             Self::Docker { .. } => RuntimeKind::Docker,
             Self::Process { .. } => RuntimeKind::Process,
             Self::OpenApi { .. } => RuntimeKind::OpenApi,
+            Self::Remote { .. } => RuntimeKind::Remote,
         }
     }
 }
@@ -293,23 +306,44 @@ impl CatalogDefinition {
                         "must be a path starting with `/`, at most 1024 characters",
                     );
                 }
-                for (field, key, secret) in auth.keys() {
-                    match self.key(key) {
-                        Some(k) if k.secret || !secret => {}
-                        Some(_) => v.add(
-                            field,
-                            format!("`{key}` must be a secret key of config_schema"),
-                        ),
-                        None => v.add(field, format!("`{key}` is not a key of config_schema")),
-                    }
-                }
-                if let Err(errors) = auth.check_names() {
-                    errors.into_iter().for_each(|(f, m)| v.add(f, m));
-                }
+                self.validate_auth(v, auth);
                 if let Err(errors) = super::openapi::operations(document, operations) {
                     errors.into_iter().for_each(|e| v.add(e.field, e.message));
                 }
             }
+            RuntimeSpec::Remote { url, auth } => {
+                if self.transport != Transport::Http {
+                    v.add(
+                        "transport",
+                        "a remote server is reached over Streamable HTTP: use `http`",
+                    );
+                }
+                if !is_http_url(url) {
+                    v.add(
+                        "runtime.url",
+                        "must be an http:// or https:// URL with a host, at most 2048 characters",
+                    );
+                }
+                self.validate_auth(v, auth);
+            }
+        }
+    }
+
+    /// The credential's keys are keys of the schema (secret where they must be), and its
+    /// names are plain.
+    fn validate_auth(&self, v: &mut Violations, auth: &ApiAuth) {
+        for (field, key, secret) in auth.keys() {
+            match self.key(key) {
+                Some(k) if k.secret || !secret => {}
+                Some(_) => v.add(
+                    field,
+                    format!("`{key}` must be a secret key of config_schema"),
+                ),
+                None => v.add(field, format!("`{key}` is not a key of config_schema")),
+            }
+        }
+        if let Err(errors) = auth.check_names() {
+            errors.into_iter().for_each(|(f, m)| v.add(f, m));
         }
     }
 

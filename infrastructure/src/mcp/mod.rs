@@ -13,7 +13,7 @@ mod upstream;
 
 pub use client::UpstreamClient;
 pub use pool::McpSessionPool;
-pub use upstream::{Upstream, UpstreamError};
+pub use upstream::{HttpClients, Upstream, UpstreamError};
 
 /// The largest single message (a stdio line, an HTTP body or event) read from a server,
 /// so that a broken server cannot make Berth buffer without end.

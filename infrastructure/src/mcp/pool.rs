@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::upstream::Upstream;
+use super::upstream::{HttpClients, Upstream};
 
 /// How long to wait between attempts to reach an `http` server that does not listen yet.
 const HTTP_RETRY: Duration = Duration::from_millis(200);
@@ -20,8 +20,8 @@ const HTTP_RETRY: Duration = Duration::from_millis(200);
 /// Every upstream session, by server.
 pub struct McpSessionPool {
     runtime: Arc<dyn ContainerRuntime>,
-    /// The client of servers reached over HTTP.
-    http: reqwest::Client,
+    /// The clients of servers reached over HTTP.
+    http: HttpClients,
     slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
 }
 
@@ -36,7 +36,7 @@ struct Slot {
 
 impl McpSessionPool {
     /// A pool reaching servers through `runtime`, those over HTTP with `http`.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>, http: reqwest::Client) -> Arc<Self> {
+    pub fn new(runtime: Arc<dyn ContainerRuntime>, http: HttpClients) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             http,

@@ -6,7 +6,7 @@ use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport, StdioConn
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{Upstream, MAX_MESSAGE_BYTES};
+use super::{HttpClients, Upstream, MAX_MESSAGE_BYTES};
 
 enum Out {
     Line(String),
@@ -83,7 +83,7 @@ async fn probe(endpoint: McpEndpoint) -> Result<ProbeReport, ProbeError> {
 }
 
 async fn probe_within(endpoint: McpEndpoint, timeout: Duration) -> Result<ProbeReport, ProbeError> {
-    let upstream = Upstream::open(endpoint, timeout, &reqwest::Client::new()).await?;
+    let upstream = Upstream::open(endpoint, timeout, &HttpClients::default()).await?;
     upstream.report(timeout).await
 }
 
@@ -290,7 +290,7 @@ async fn progress_notifications_reach_the_route_of_their_token() {
         }
         _ => good(message),
     });
-    let upstream = Upstream::open(endpoint, Duration::from_secs(2), &reqwest::Client::new())
+    let upstream = Upstream::open(endpoint, Duration::from_secs(2), &HttpClients::default())
         .await
         .unwrap();
     let (to, mut notes) = tokio::sync::mpsc::channel(8);

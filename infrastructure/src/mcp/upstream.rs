@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport};
 use berth_domain::server::Tool;
+use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotificationParam,
     ClientRequest, ErrorData, PaginatedRequestParams, ProgressNotificationParam, RequestId,
@@ -12,9 +13,12 @@ use rmcp::model::{
 use rmcp::service::PeerRequestOptions;
 use rmcp::service::{ClientInitializeError, RunningService};
 use rmcp::transport::async_rw::AsyncRwTransport;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -24,6 +28,16 @@ use super::{tools, MAX_MESSAGE_BYTES, MAX_TOOL_PAGES};
 
 const INITIALIZE: &str = "initialize";
 const TOOLS_LIST: &str = "tools/list";
+
+/// The HTTP clients sessions are opened with.
+#[derive(Debug, Clone, Default)]
+pub struct HttpClients {
+    /// For the servers Berth runs, published on its own host.
+    pub local: reqwest::Client,
+    /// For the servers someone else runs: reaches only the addresses the administrator
+    /// allows.
+    pub outside: reqwest::Client,
+}
 
 /// An open MCP session with a server.
 pub struct Upstream {
@@ -79,11 +93,11 @@ impl UpstreamError {
 
 impl Upstream {
     /// Opens a session: the `initialize` handshake, within `timeout`; an HTTP server is
-    /// reached with `http`.
+    /// reached with one of `http`.
     pub async fn open(
         endpoint: McpEndpoint,
         timeout: Duration,
-        http: &reqwest::Client,
+        http: &HttpClients,
     ) -> Result<Self, ProbeError> {
         let client = UpstreamClient::default();
         let (opening, url) = match endpoint {
@@ -97,10 +111,34 @@ impl Upstream {
             }
             McpEndpoint::Http(url) => {
                 let config = StreamableHttpClientTransportConfig::with_uri(url.clone());
-                let transport = StreamableHttpClientTransport::with_client(http.clone(), config);
+                let transport =
+                    StreamableHttpClientTransport::with_client(http.local.clone(), config);
                 (
                     tokio::time::timeout(timeout, client.serve(transport)).await,
                     Some(url),
+                )
+            }
+            // Not published: its URL is the entry's, and may carry its credential.
+            McpEndpoint::Remote(remote) => {
+                let mut config = StreamableHttpClientTransportConfig::with_uri(remote.url);
+                for (name, value) in remote.headers {
+                    let header = HeaderName::from_bytes(name.as_bytes())
+                        .ok()
+                        .zip(HeaderValue::from_str(value.expose_secret()).ok());
+                    let Some((name, mut value)) = header else {
+                        return Err(ProbeError::Protocol {
+                            step: INITIALIZE,
+                            detail: format!("the credential cannot be sent as header `{name}`"),
+                        });
+                    };
+                    value.set_sensitive(true);
+                    config.custom_headers.insert(name, value);
+                }
+                let transport =
+                    StreamableHttpClientTransport::with_client(http.outside.clone(), config);
+                (
+                    tokio::time::timeout(timeout, client.serve(transport)).await,
+                    None,
                 )
             }
         };
@@ -281,8 +319,27 @@ async fn cancel(peer: &Peer<RoleClient>, id: RequestId, reason: &str) {
 
 fn initialize_failed(error: ClientInitializeError) -> ProbeError {
     match error {
-        ClientInitializeError::ConnectionClosed(_)
-        | ClientInitializeError::TransportError { .. } => ProbeError::Closed { step: INITIALIZE },
+        ClientInitializeError::TransportError { error, .. } => {
+            match error
+                .error
+                .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+            {
+                // The server answered, and said no: what it said is the reason (an HTTP
+                // server that does not listen yet, or went away, is closed, as a stdio one).
+                Some(
+                    answered @ (StreamableHttpError::AuthRequired(_)
+                    | StreamableHttpError::InsufficientScope(_)
+                    | StreamableHttpError::HttpStatus(_)
+                    | StreamableHttpError::UnexpectedServerResponse(_)
+                    | StreamableHttpError::UnexpectedContentType(_)),
+                ) => ProbeError::Protocol {
+                    step: INITIALIZE,
+                    detail: http_refusal(answered),
+                },
+                _ => ProbeError::Closed { step: INITIALIZE },
+            }
+        }
+        ClientInitializeError::ConnectionClosed(_) => ProbeError::Closed { step: INITIALIZE },
         ClientInitializeError::JsonRpcError(data) => ProbeError::Protocol {
             step: INITIALIZE,
             detail: format!("error {}: {}", data.code.0, data.message),
@@ -291,5 +348,18 @@ fn initialize_failed(error: ClientInitializeError) -> ProbeError {
             step: INITIALIZE,
             detail: other.to_string(),
         },
+    }
+}
+
+/// What an HTTP server's refusal says, in words a person can act on.
+fn http_refusal(error: &StreamableHttpError<reqwest::Error>) -> String {
+    match error {
+        StreamableHttpError::AuthRequired(_) => {
+            "the server answered 401 Unauthorized: its credential is missing or wrong".into()
+        }
+        StreamableHttpError::InsufficientScope(_) => {
+            "the server answered 403 Forbidden: the credential may not do this".into()
+        }
+        other => format!("the server answered: {other}"),
     }
 }

@@ -7,7 +7,7 @@
 //! configuration change replaces it instead of reusing a stale one.
 
 pub mod docker;
-pub mod openapi;
+pub mod endpoint;
 pub mod process;
 
 pub use docker::DockerRuntime;

@@ -413,6 +413,26 @@ pub fn processes(c: &mut ServeConfig) {
     c.intervals.reconcile = Duration::from_millis(500);
 }
 
+/// [`processes`], with loopback allowed for registered APIs and remote servers.
+pub fn loopback(c: &mut ServeConfig) {
+    processes(c);
+    c.upstream_allowed_networks = vec!["127.0.0.1/32".into()];
+}
+
+/// A Berth as [`loopback`] that trusts the certificate authority `ca_pem` for HTTPS,
+/// with the directory holding it (removed when dropped).
+pub async fn spawn_trusting(ca_pem: &str) -> (TestApp, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("writing the CA");
+    let app = TestApp::spawn_with(|c| {
+        loopback(c);
+        c.upstream_ca_file = Some(ca_file.clone());
+    })
+    .await;
+    (app, dir)
+}
+
 /// A user made through the API, with its first key.
 pub struct Caller {
     /// Its user id.

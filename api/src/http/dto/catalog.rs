@@ -92,9 +92,18 @@ pub enum RuntimeSpecDto {
         #[serde(default)]
         operations: Vec<String>,
     },
+    /// An MCP server someone else runs, reached at its URL over Streamable HTTP
+    /// (transport `http`); Berth runs nothing for it.
+    Remote {
+        /// Its MCP endpoint, e.g. `https://mcp.example.com/mcp`.
+        url: String,
+        /// How its requests authenticate.
+        #[serde(default)]
+        auth: ApiAuthDto,
+    },
 }
 
-/// How a registered API's requests authenticate; credentials are config keys of each
+/// How a registered API's (or a remote server's) requests authenticate; credentials are config keys of each
 /// server.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -167,6 +176,10 @@ impl From<RuntimeSpecDto> for RuntimeSpec {
                 auth: auth.into(),
                 health_path: health_path.unwrap_or_else(|| "/".to_owned()),
                 operations,
+            },
+            RuntimeSpecDto::Remote { url, auth } => RuntimeSpec::Remote {
+                url,
+                auth: auth.into(),
             },
         }
     }

@@ -5,10 +5,12 @@ use std::collections::BTreeMap;
 
 use berth_domain::catalog::openapi::{ApiAuth, ApiOperation, ParameterLocation};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, RequestBuilder, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::{Map, Value};
+
+use super::credential::Credential;
 
 /// What a path segment keeps as it is (RFC 3986's unreserved characters).
 const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -109,40 +111,16 @@ pub fn request(
             })?;
         header_map.append(header.0, header.1);
     }
-    let secret = |key: &str| {
-        config
-            .get(key)
-            .map(|v| v.expose_secret().to_owned())
-            .ok_or_else(|| CallError::Credential(key.to_owned()))
-    };
     // The credential goes last and replaces whatever a caller put under its name.
-    let mut basic = None;
-    match auth {
-        ApiAuth::None => {}
-        ApiAuth::Header { name, secret: key } => {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .ok()
-                .zip(HeaderValue::from_str(&secret(key)?).ok())
-                .ok_or_else(|| CallError::Credential(key.clone()))?;
-            header_map.insert(header.0, header.1);
-        }
-        ApiAuth::Query { name, secret: key } => {
-            query.retain(|(n, _)| n != name);
-            query.push((name.clone(), secret(key)?));
-        }
-        ApiAuth::Bearer { secret: key } => {
-            let value = HeaderValue::from_str(&format!("Bearer {}", secret(key)?))
-                .map_err(|_| CallError::Credential(key.clone()))?;
-            header_map.insert(AUTHORIZATION, value);
-        }
-        ApiAuth::Basic { username, password } => {
-            basic = Some((secret(username)?, secret(password)?));
-        }
+    let credential = Credential::of(auth, config)?;
+    if let Some((name, value)) = credential.header {
+        header_map.insert(name, value);
+    }
+    if let Some((name, value)) = credential.query {
+        query.retain(|(n, _)| *n != name);
+        query.push((name, value));
     }
     let mut request = client.request(method, url).headers(header_map);
-    if let Some((user, password)) = basic {
-        request = request.basic_auth(user, Some(password));
-    }
     if !query.is_empty() {
         request = request.query(&query);
     }

@@ -14,8 +14,8 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use super::address::AddressPolicy;
-use super::{OpenApiRuntime, OpenApiSettings};
-use crate::mcp::Upstream;
+use super::{EndpointRuntime, EndpointSettings};
+use crate::mcp::{HttpClients, Upstream};
 
 /// An API on loopback: `/health`, `/pets/{id}` (needs `X-Key: k3y`), and 404 for the rest.
 async fn api() -> u16 {
@@ -97,10 +97,10 @@ fn spec(base_url: String) -> LaunchSpec {
     }
 }
 
-fn loopback_allowed() -> OpenApiSettings {
-    OpenApiSettings {
+fn loopback_allowed() -> EndpointSettings {
+    EndpointSettings {
         addresses: AddressPolicy::parse(&["127.0.0.1/32".into()]).expect("a network"),
-        ..OpenApiSettings::default()
+        ..EndpointSettings::default()
     }
 }
 
@@ -127,7 +127,7 @@ fn text(result: &rmcp::model::CallToolResult) -> String {
 #[tokio::test]
 async fn a_registered_api_runs_lists_its_operations_and_answers_calls() {
     let port = api().await;
-    let runtime = OpenApiRuntime::new(loopback_allowed()).expect("a runtime");
+    let runtime = EndpointRuntime::new(loopback_allowed()).expect("a runtime");
     let spec = spec(format!("http://127.0.0.1:{port}"));
     let id = spec.server_id;
     let instance = runtime.create(&spec).await.expect("created");
@@ -145,7 +145,7 @@ async fn a_registered_api_runs_lists_its_operations_and_answers_calls() {
         .await
         .expect("connected");
     assert!(matches!(endpoint, McpEndpoint::Stdio(_)));
-    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &reqwest::Client::new())
+    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &HttpClients::default())
         .await
         .expect("initialize");
     let tools = upstream
@@ -196,7 +196,7 @@ async fn a_registered_api_runs_lists_its_operations_and_answers_calls() {
 #[tokio::test]
 async fn a_failed_request_does_not_say_a_credential_sent_in_the_query() {
     let port = api().await;
-    let runtime = OpenApiRuntime::new(loopback_allowed()).expect("a runtime");
+    let runtime = EndpointRuntime::new(loopback_allowed()).expect("a runtime");
     let mut spec = spec(format!("http://127.0.0.1:{port}"));
     if let RuntimeSpec::OpenApi { auth, .. } = &mut spec.runtime {
         *auth = ApiAuth::Query {
@@ -210,7 +210,7 @@ async fn a_failed_request_does_not_say_a_credential_sent_in_the_query() {
         .connect(spec.server_id, Transport::Stdio)
         .await
         .expect("connected");
-    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &reqwest::Client::new())
+    let upstream = Upstream::open(endpoint, Duration::from_secs(5), &HttpClients::default())
         .await
         .expect("initialize");
     let dropped = call(&upstream, "dropIt", json!({})).await;
@@ -224,7 +224,7 @@ async fn a_failed_request_does_not_say_a_credential_sent_in_the_query() {
 #[tokio::test]
 async fn addresses_the_administrator_has_not_allowed_are_refused() {
     let port = api().await;
-    let runtime = OpenApiRuntime::new(OpenApiSettings::default()).expect("a runtime");
+    let runtime = EndpointRuntime::new(EndpointSettings::default()).expect("a runtime");
     let literal = runtime
         .create(&spec(format!("http://127.0.0.1:{port}")))
         .await;
@@ -247,7 +247,7 @@ async fn addresses_the_administrator_has_not_allowed_are_refused() {
 #[tokio::test]
 async fn an_api_that_fails_its_health_check_does_not_run() {
     let port = api().await;
-    let runtime = OpenApiRuntime::new(loopback_allowed()).expect("a runtime");
+    let runtime = EndpointRuntime::new(loopback_allowed()).expect("a runtime");
     let mut broken = spec(format!("http://127.0.0.1:{port}"));
     if let RuntimeSpec::OpenApi { health_path, .. } = &mut broken.runtime {
         *health_path = "/down".into();

@@ -23,7 +23,7 @@ pub struct AddressPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "the API's address is not a public address, and registered APIs may reach only public \
-     addresses and the networks the administrator allows (`openapi_allowed_networks`)"
+     addresses and the networks the administrator allows (`upstream_allowed_networks`)"
 )]
 pub struct Refused {
     /// The address.

@@ -1,14 +1,21 @@
-//! Registered HTTP APIs, served by Berth itself: the operations of an entry's OpenAPI
-//! document are the tools of its servers, and a tool call is an HTTP request to the API.
+//! The entries Berth runs nothing for, reached at addresses outside it: registered HTTP
+//! APIs and remote MCP servers. Every connection goes through one client that reaches
+//! only the addresses the administrator allows ([`address`]), with the server's
+//! credential ([`credential`]).
 //!
-//! A server of such an entry runs no container or process. `start` asks the API's
-//! health path and the server is `running` when it answers (below 500); `connect` hands
-//! Berth's MCP client one end of an in-process pipe whose other end an [`ApiServer`]
-//! serves, so everything that talks MCP to servers (the process manager's handshake and
-//! health checks, the gateway) needs nothing of its own for them.
+//! A registered API's operations are the tools of its servers, and a tool call is an
+//! HTTP request to the API. `start` asks the API's health path and the server is
+//! `running` when it answers (below 500); `connect` hands Berth's MCP client one end of an
+//! in-process pipe whose other end an [`ApiServer`] serves.
+//!
+//! A remote MCP server is reached at its URL: `start` has nothing to do, and `connect`
+//! names the URL and credential ([`McpEndpoint::Remote`]); the process manager's
+//! handshake decides whether it is `running`. So everything that talks MCP to servers
+//! (health checks, the gateway) needs nothing of its own for either.
 
 pub mod address;
 pub mod call;
+pub mod credential;
 pub mod log;
 pub mod server;
 
@@ -19,8 +26,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use berth_application::runtime::{
-    ContainerRuntime, InstanceState, InstanceStatus, LaunchSpec, McpEndpoint, RuntimeError,
-    StdioConnection,
+    ContainerRuntime, InstanceState, InstanceStatus, LaunchSpec, McpEndpoint, RemoteEndpoint,
+    RuntimeError, StdioConnection,
 };
 use berth_domain::catalog::openapi::operations;
 use berth_domain::catalog::{RuntimeSpec, Transport};
@@ -30,12 +37,14 @@ use uuid::Uuid;
 
 use crate::tls::OutboundTls;
 use address::{AddressPolicy, GuardedResolver};
+use credential::Credential;
 use log::ApiLog;
+use secrecy::SecretString;
 use server::{ApiServer, ApiTarget};
 
 /// How registered APIs are called.
 #[derive(Debug, Clone)]
-pub struct OpenApiSettings {
+pub struct EndpointSettings {
     /// The addresses beyond the public internet they may be reached at.
     pub addresses: AddressPolicy,
     /// How long one API request may take (a tool call's own timeout, set per entry,
@@ -49,7 +58,7 @@ pub struct OpenApiSettings {
     pub tls: OutboundTls,
 }
 
-impl Default for OpenApiSettings {
+impl Default for EndpointSettings {
     fn default() -> Self {
         Self {
             addresses: AddressPolicy::default(),
@@ -61,13 +70,26 @@ impl Default for OpenApiSettings {
     }
 }
 
-/// One server of a registered API.
+/// One server.
 struct Instance {
     id: String,
-    server: ApiServer,
-    health_url: String,
+    reached: Reached,
     state: Mutex<InstanceState>,
     log: ApiLog,
+}
+
+/// What a server is.
+enum Reached {
+    /// A registered API, served in process.
+    Api {
+        server: ApiServer,
+        health_url: String,
+    },
+    /// A remote MCP server: its URL and the headers its requests carry.
+    Remote {
+        url: String,
+        headers: Vec<(String, SecretString)>,
+    },
 }
 
 impl Instance {
@@ -84,16 +106,16 @@ impl Instance {
     }
 }
 
-/// The runtime of registered APIs.
-pub struct OpenApiRuntime {
+/// The runtime of registered APIs and remote MCP servers.
+pub struct EndpointRuntime {
     client: reqwest::Client,
-    settings: OpenApiSettings,
+    settings: EndpointSettings,
     instances: Mutex<HashMap<Uuid, Arc<Instance>>>,
 }
 
-impl OpenApiRuntime {
-    /// A runtime calling APIs as `settings` say.
-    pub fn new(settings: OpenApiSettings) -> Result<Self, RuntimeError> {
+impl EndpointRuntime {
+    /// A runtime reaching APIs and servers as `settings` say.
+    pub fn new(settings: EndpointSettings) -> Result<Self, RuntimeError> {
         let policy = Arc::new(settings.addresses.clone());
         let client = settings
             .tls
@@ -125,6 +147,12 @@ impl OpenApiRuntime {
         })
     }
 
+    /// The client every connection to an outside address goes through (the gateway's
+    /// sessions to remote servers too).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     fn instance(&self, server_id: Uuid) -> Option<Arc<Instance>> {
         self.instances
             .lock()
@@ -152,7 +180,7 @@ impl OpenApiRuntime {
 }
 
 #[async_trait]
-impl ContainerRuntime for OpenApiRuntime {
+impl ContainerRuntime for EndpointRuntime {
     fn kind(&self) -> &'static str {
         "openapi"
     }
@@ -170,39 +198,73 @@ impl ContainerRuntime for OpenApiRuntime {
         if let Some(existing) = self.instance(spec.server_id) {
             return Ok(existing.id.clone());
         }
-        let RuntimeSpec::OpenApi {
-            document,
-            base_url,
-            auth,
-            health_path,
-            operations: chosen,
-        } = &spec.runtime
-        else {
-            return Err(RuntimeError::Failed(
-                "the openapi runtime runs only registered APIs".into(),
-            ));
-        };
-        let tools = operations(document, chosen).map_err(|errors| {
-            let said: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            RuntimeError::Failed(format!("the document offers no tools: {}", said.join("; ")))
-        })?;
-        self.check_literal(base_url)?;
         let log = ApiLog::default();
-        let target = ApiTarget {
-            client: self.client.clone(),
-            base_url: base_url.clone(),
-            auth: auth.clone(),
-            config: spec.env.clone(),
-            max_answer_bytes: self.settings.max_answer_bytes,
-            timeout: self.settings.request_timeout,
+        let reached = match &spec.runtime {
+            RuntimeSpec::OpenApi {
+                document,
+                base_url,
+                auth,
+                health_path,
+                operations: chosen,
+            } => {
+                let tools = operations(document, chosen).map_err(|errors| {
+                    let said: Vec<String> = errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field, e.message))
+                        .collect();
+                    RuntimeError::Failed(format!(
+                        "the document offers no tools: {}",
+                        said.join("; ")
+                    ))
+                })?;
+                self.check_literal(base_url)?;
+                let target = ApiTarget {
+                    client: self.client.clone(),
+                    base_url: base_url.clone(),
+                    auth: auth.clone(),
+                    config: spec.env.clone(),
+                    max_answer_bytes: self.settings.max_answer_bytes,
+                    timeout: self.settings.request_timeout,
+                };
+                Reached::Api {
+                    server: ApiServer::new(Arc::new(tools), Arc::new(target), log.clone()),
+                    health_url: format!("{}{health_path}", base_url.trim_end_matches('/')),
+                }
+            }
+            RuntimeSpec::Remote { url, auth } => {
+                self.check_literal(url)?;
+                let credential = Credential::of(auth, &spec.env)
+                    .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+                let mut url = reqwest::Url::parse(url)
+                    .map_err(|e| RuntimeError::Failed(format!("`{url}` is not a URL: {e}")))?;
+                if let Some((name, value)) = &credential.query {
+                    url.query_pairs_mut().append_pair(name, value);
+                }
+                let headers = credential
+                    .header
+                    .iter()
+                    .filter_map(|(name, value)| {
+                        let value = value.to_str().ok()?;
+                        Some((
+                            name.as_str().to_owned(),
+                            SecretString::from(value.to_owned()),
+                        ))
+                    })
+                    .collect();
+                Reached::Remote {
+                    url: url.into(),
+                    headers,
+                }
+            }
+            _ => {
+                return Err(RuntimeError::Failed(
+                    "this runtime runs only registered APIs and remote servers".into(),
+                ))
+            }
         };
         let instance = Arc::new(Instance {
-            id: format!("openapi-{}", spec.server_id),
-            server: ApiServer::new(Arc::new(tools), Arc::new(target), log.clone()),
-            health_url: format!("{}{health_path}", base_url.trim_end_matches('/')),
+            id: format!("{}-{}", spec.runtime.kind(), spec.server_id),
+            reached,
             state: Mutex::new(InstanceState::Created),
             log,
         });
@@ -216,9 +278,21 @@ impl ContainerRuntime for OpenApiRuntime {
 
     async fn start(&self, server_id: Uuid) -> Result<(), RuntimeError> {
         let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
+        let health_url = match &instance.reached {
+            Reached::Api { health_url, .. } => health_url,
+            Reached::Remote { url, .. } => {
+                // Its MCP handshake, which the process manager makes next, is its check.
+                instance.log.write(format!(
+                    "reaching {}",
+                    url.split('?').next().unwrap_or_default()
+                ));
+                instance.set(InstanceState::Running);
+                return Ok(());
+            }
+        };
         let answered = self
             .client
-            .get(&instance.health_url)
+            .get(health_url)
             .timeout(self.settings.health_timeout)
             .send()
             .await;
@@ -229,8 +303,7 @@ impl ContainerRuntime for OpenApiRuntime {
                 oom_killed: false,
             });
             Err(RuntimeError::Failed(format!(
-                "the API did not answer its health check ({}): {why}",
-                instance.health_url
+                "the API did not answer its health check ({health_url}): {why}"
             )))
         };
         match answered {
@@ -305,17 +378,30 @@ impl ContainerRuntime for OpenApiRuntime {
         transport: Transport,
     ) -> Result<McpEndpoint, RuntimeError> {
         let instance = self.instance(server_id).ok_or(RuntimeError::NotFound)?;
-        if transport != Transport::Stdio {
-            return Err(RuntimeError::Failed(
-                "a registered API is reached over Berth's in-process pipe (stdio)".into(),
-            ));
-        }
         if instance.status(server_id).state != InstanceState::Running {
             return Err(RuntimeError::Failed("the server is not running".into()));
         }
+        let server = match (&instance.reached, transport) {
+            (Reached::Api { server, .. }, Transport::Stdio) => server.clone(),
+            (Reached::Remote { url, headers }, Transport::Http) => {
+                return Ok(McpEndpoint::Remote(RemoteEndpoint {
+                    url: url.clone(),
+                    headers: headers.clone(),
+                }))
+            }
+            (Reached::Api { .. }, _) => {
+                return Err(RuntimeError::Failed(
+                    "a registered API is reached over Berth's in-process pipe (stdio)".into(),
+                ))
+            }
+            (Reached::Remote { .. }, _) => {
+                return Err(RuntimeError::Failed(
+                    "a remote server is reached over Streamable HTTP (http)".into(),
+                ))
+            }
+        };
         let (berth_end, server_end) = tokio::io::duplex(64 * 1024);
         let (read, write) = tokio::io::split(server_end);
-        let server = instance.server.clone();
         tokio::spawn(async move {
             match server.serve((read, write)).await {
                 Ok(running) => {
