@@ -4,12 +4,13 @@
 use std::process::ExitCode;
 
 use berth_api::cli::args::{
-    Cli, ClientsCommand, Command, EventsCommand, KeysCommand, McpCommand, ProjectionsCommand,
-    UsersCommand,
+    CatalogCommand, Cli, ClientsCommand, Command, EventsCommand, KeysCommand, McpCommand,
+    ProjectionsCommand, UsersCommand,
 };
 use berth_api::cli::config::Settings;
 use berth_api::cli::{
-    audit, clients, commands, events_tail, events_transfer, keys, logging, mcp, replay, users,
+    audit, catalog_import, clients, commands, events_tail, events_transfer, keys, logging, mcp,
+    replay, users,
 };
 use clap::Parser;
 
@@ -60,6 +61,9 @@ fn main() -> ExitCode {
             Command::Mcp(McpCommand::Connect(args)) => mcp::connect(&settings, args).await,
             Command::Clients(ClientsCommand::Config(args)) => {
                 clients::config(&settings, args).await
+            }
+            Command::Catalog(CatalogCommand::Import(args)) => {
+                catalog_import::run(&settings, args).await
             }
             Command::Keys(KeysCommand::RotateMaster { new_key_file }) => {
                 keys::rotate_master(&settings, new_key_file.as_deref()).await

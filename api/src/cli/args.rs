@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::cli::audit::AuditCommand;
+use crate::cli::catalog_import::ImportArgs as CatalogImportArgs;
 use crate::cli::clients::ConfigArgs;
 use crate::cli::config::{FlagOverrides, LogFormat};
 use crate::cli::events_tail::TailArgs;
@@ -89,6 +90,19 @@ pub enum Command {
     /// Prints what an MCP client needs to reach the gateway, with a fresh key.
     #[command(subcommand)]
     Clients(ClientsCommand),
+    /// Works with the catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+/// `berth catalog …`.
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Registers the servers of an MCP client's configuration (Claude Desktop, Claude
+    /// Code, Cursor, VS Code) as custom entries through the running Berth's API:
+    /// commands become process entries, URLs remote ones; credentials are not carried
+    /// over but become secrets each server brings.
+    Import(CatalogImportArgs),
 }
 
 /// `berth mcp …`.

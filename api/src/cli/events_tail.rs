@@ -215,10 +215,10 @@ fn stream_url(base: &str) -> Result<reqwest::Url, TailError> {
         url: base.to_string(),
         reason: e.to_string(),
     })?;
-    if parsed.scheme() != "http" {
+    if !matches!(parsed.scheme(), "http" | "https") {
         return Err(TailError::InvalidUrl {
             url: base.to_string(),
-            reason: "only http:// is supported".into(),
+            reason: "must be an http:// or https:// URL".into(),
         });
     }
     Ok(parsed)
@@ -441,7 +441,8 @@ mod tests {
     #[test]
     fn only_plain_http_urls_are_accepted() {
         assert!(stream_url("http://127.0.0.1:7070/").is_ok());
-        assert!(stream_url("https://example.test").is_err());
+        assert!(stream_url("https://example.test").is_ok());
+        assert!(stream_url("ftp://example.test").is_err());
         assert!(stream_url("not a url").is_err());
     }
 }

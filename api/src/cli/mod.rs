@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod catalog_import;
 pub mod clients;
 pub mod commands;
 pub mod config;
