@@ -1,6 +1,7 @@
 //! A small HTTP API on loopback for the registered-API tests, with its OpenAPI document:
-//! `GET /health`; `GET /pets/{id}` and `POST /pets` (JSON body echoed with an id), which
-//! need the header `X-Key: <key>`; `GET /slow` (answers after 30 s); 404 for the rest.
+//! `GET /health`; `GET /openapi.json` (its document); `GET /pets/{id}` and `POST /pets`
+//! (JSON body echoed with an id), which need the header `X-Key: <key>`; `GET /slow`
+//! (answers after 30 s); 404 for the rest.
 //! Every request line it receives is kept, for tests to check what reached it.
 
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,7 @@ impl PetsApi {
                     let keyed = head.to_ascii_lowercase().contains(&key);
                     let (status, answer) = match (method, path) {
                         ("GET", "/health") => ("200 OK", json!({"ok": true})),
+                        ("GET", "/openapi.json") => ("200 OK", Self::document()),
                         ("GET", "/slow") => {
                             tokio::time::sleep(Duration::from_secs(30)).await;
                             ("200 OK", json!({"late": true}))

@@ -64,6 +64,124 @@ async fn a_public_document_registers_and_is_kept_as_it_was_sent() {
     app.stop().await;
 }
 
+/// The entry registered by `body` (a 201 expected), as the catalog shows it.
+async fn registered(app: &TestApp, body: &Value) -> Value {
+    let created = app.post("/api/v1/catalog", body).await;
+    created.expect(201);
+    let read = app
+        .get(&format!(
+            "/api/v1/catalog/{}?min_position={}",
+            created.id(),
+            created.position()
+        ))
+        .await;
+    read.expect(200);
+    read.json()
+}
+
+#[tokio::test]
+async fn a_document_given_as_yaml_or_fetched_once_from_a_url_is_kept_as_json() {
+    let api = PetsApi::start("k3y").await;
+    let app = TestApp::spawn_with(loopback).await;
+    // The published YAML, as text: the same document as the JSON fixture.
+    let yaml = include_str!("../fixtures/openapi/petstore3.yaml");
+    let mut body = entry(json!(yaml), json!({}));
+    let kept = registered(&app, &body).await;
+    assert_eq!(kept["runtime"]["document"], petstore());
+    // Every GET by default: the Petstore has 8.
+    body["name"] = json!("petstore-gets");
+    body["runtime"]["document"] = json!(yaml);
+    let kept = registered(&app, &body).await;
+    assert_eq!(kept["runtime"]["operations"], Value::Null, "{kept}");
+
+    // Fetched from the API itself, once: what it served is what the entry keeps.
+    let mut body = entry(Value::Null, json!({"base_url": api.url()}));
+    body["name"] = json!("pets-fetched");
+    body["runtime"]
+        .as_object_mut()
+        .map(|r| r.remove("document"));
+    body["runtime"]["document_url"] = json!(format!("{}/openapi.json", api.url()));
+    let kept = registered(&app, &body).await;
+    assert_eq!(kept["runtime"]["document"], PetsApi::document());
+    assert_eq!(kept["runtime"].get("document_url"), None, "{kept}");
+    assert!(api
+        .requests
+        .lock()
+        .map(|r| r.iter().any(|l| l.starts_with("GET /openapi.json")))
+        .unwrap_or(false));
+
+    // Neither, both, unreadable text, a URL that answers 404, or one nothing answers at:
+    // 422 naming the field, and nothing registered.
+    let before = app.head().await;
+    let with = |document: Value, url: Option<String>| {
+        let mut body = entry(document, json!({}));
+        body["name"] = json!("refused");
+        if let Some(url) = url {
+            body["runtime"]["document_url"] = json!(url);
+        }
+        if body["runtime"]["document"].is_null() {
+            body["runtime"]
+                .as_object_mut()
+                .map(|r| r.remove("document"));
+        }
+        body
+    };
+    for (body, field) in [
+        (with(Value::Null, None), "runtime.document"),
+        (
+            with(petstore(), Some(format!("{}/openapi.json", api.url()))),
+            "runtime.document",
+        ),
+        (with(json!("openapi: [unclosed"), None), "runtime.document"),
+        (
+            with(Value::Null, Some(format!("{}/nothing.json", api.url()))),
+            "runtime.document_url",
+        ),
+        (
+            with(Value::Null, Some("http://127.0.0.1:9/openapi.json".into())),
+            "runtime.document_url",
+        ),
+        (
+            with(Value::Null, Some("file:///etc/passwd".into())),
+            "runtime.document_url",
+        ),
+    ] {
+        let answer = app.post("/api/v1/catalog", &body).await;
+        answer.expect(422);
+        let fields = answer.json()["errors"].to_string();
+        assert!(fields.contains(field), "{field}: {fields}");
+    }
+    assert_eq!(
+        app.head().await,
+        before,
+        "a refused registration wrote an event"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_document_url_at_an_address_the_administrator_has_not_allowed_is_never_fetched() {
+    let api = PetsApi::start("k3y").await;
+    let app = TestApp::spawn_with(processes).await;
+    let mut body = entry(Value::Null, json!({}));
+    body["runtime"]
+        .as_object_mut()
+        .map(|r| r.remove("document"));
+    body["runtime"]["document_url"] = json!(format!("{}/openapi.json", api.url()));
+    let answer = app.post("/api/v1/catalog", &body).await;
+    answer.expect(422);
+    let errors = answer.json()["errors"].to_string();
+    assert!(
+        errors.contains("runtime.document_url") && errors.contains("not a public address"),
+        "{errors}"
+    );
+    assert!(
+        api.requests.lock().map(|r| r.is_empty()).unwrap_or(false),
+        "a request reached it"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn what_cannot_become_tools_is_refused_naming_the_path_and_writes_nothing() {
     let app = TestApp::spawn().await;

@@ -2,6 +2,7 @@
 //! rate limits, metrics), the routes, the wire shapes, the live event streams, and the one
 //! mapping of errors to problem documents.
 
+pub mod api_document;
 pub mod app;
 pub mod auth;
 pub mod consistency;

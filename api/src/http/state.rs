@@ -9,6 +9,7 @@ use berth_infrastructure::event_store::PostgresEventRepository;
 use deadpool_postgres::Pool;
 
 use crate::gateway::Gateway;
+use crate::http::api_document::DocumentFetcher;
 use crate::http::auth::Authenticator;
 use crate::http::live::LiveStreams;
 use crate::http::metrics::Metrics;
@@ -43,4 +44,6 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// The MCP gateway.
     pub gateway: Arc<Gateway>,
+    /// Fetches the OpenAPI documents registrations name by URL.
+    pub documents: DocumentFetcher,
 }

@@ -17,7 +17,7 @@ use berth_infrastructure::feed::follow::ReaderOptions;
 use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::runtime::endpoint::address::AddressPolicy;
-use berth_infrastructure::runtime::endpoint::{EndpointRuntime, EndpointSettings};
+use berth_infrastructure::runtime::endpoint::{EndpointRuntime, EndpointSettings, Outside};
 use berth_infrastructure::runtime::{DockerRuntime, ProcessRuntime};
 use berth_infrastructure::tls::OutboundTls;
 use berth_projections::servers::server_ids_in;
@@ -59,7 +59,7 @@ pub async fn open_runtime(
     installation: Uuid,
     allowed_networks: &[String],
     tls: &OutboundTls,
-) -> anyhow::Result<(Arc<RuntimeSet>, reqwest::Client)> {
+) -> anyhow::Result<(Arc<RuntimeSet>, Outside)> {
     let addresses = AddressPolicy::parse(allowed_networks)
         .map_err(|e| anyhow::anyhow!("upstream_allowed_networks: {e}"))?;
     let endpoints = EndpointRuntime::new(EndpointSettings {
@@ -95,7 +95,7 @@ pub async fn open_runtime(
             }
         },
     };
-    let outside = endpoints.client().clone();
+    let outside = endpoints.outside();
     let runtimes = runtimes.with_endpoints(Arc::new(endpoints));
     tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
     Ok((Arc::new(runtimes), outside))

@@ -29,6 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::http::api_document::DocumentFetcher;
 use crate::http::app;
 use crate::http::auth::Authenticator;
 use crate::http::live::{LiveOptions, LiveStreams};
@@ -356,7 +357,14 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .client_builder()
         .build()
         .context("building the HTTP client of MCP servers")?;
-    let sessions = McpSessionPool::new(runtime.clone(), HttpClients { local, outside });
+    let documents = DocumentFetcher::new(outside.clone());
+    let sessions = McpSessionPool::new(
+        runtime.clone(),
+        HttpClients {
+            local,
+            outside: outside.client,
+        },
+    );
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),
@@ -495,6 +503,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         },
         rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
         owners: Arc::new(PgStreamOwners::new(pool.clone())),
+        documents,
     };
     let server = HttpServer::new(move || app::build(state.clone()))
         .workers(config.workers.max(1))

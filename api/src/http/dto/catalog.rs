@@ -75,9 +75,15 @@ pub enum RuntimeSpecDto {
     /// OpenAPI document is a tool.
     #[serde(rename = "openapi")]
     OpenApi {
-        /// The API's OpenAPI 3.0 or 3.1 document (JSON), kept in the entry's event.
-        #[schema(value_type = Object)]
-        document: serde_json::Value,
+        /// The API's OpenAPI 3.0 or 3.1 document: a JSON object, or YAML or JSON text.
+        /// Kept in the entry's event as JSON. Give it or `document_url`.
+        #[serde(default)]
+        #[schema(value_type = Option<serde_json::Value>)]
+        document: Option<serde_json::Value>,
+        /// Where to fetch the document from, once, at registration (the addresses
+        /// registered APIs may reach; at most 4 MiB); what was fetched is kept.
+        #[serde(default)]
+        document_url: Option<String>,
         /// Where its requests go, e.g. `https://api.example.com/v1`.
         base_url: String,
         /// How its requests authenticate.
@@ -164,14 +170,17 @@ impl From<RuntimeSpecDto> for RuntimeSpec {
                 port,
             },
             RuntimeSpecDto::Process { command, args } => RuntimeSpec::Process { command, args },
+            // The edge resolves the document first ([`crate::http::api_document`]); one
+            // still missing is refused by the document's own checks.
             RuntimeSpecDto::OpenApi {
                 document,
+                document_url: _,
                 base_url,
                 auth,
                 health_path,
                 operations,
             } => RuntimeSpec::OpenApi {
-                document,
+                document: document.unwrap_or_default(),
                 base_url,
                 auth: auth.into(),
                 health_path: health_path.unwrap_or_else(|| "/".to_owned()),

@@ -150,9 +150,10 @@ pub async fn get(
 pub async fn register(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
-    JsonBody(body): JsonBody<CatalogEntryBody>,
+    JsonBody(mut body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     principal.require(Role::Operator, "adding a catalog entry")?;
+    state.documents.resolve(&mut body).await?;
     let definition = CatalogDefinition::from(body);
     principal.ensure_runtime_allowed(&definition)?;
     let (id, receipt) = state
@@ -190,13 +191,14 @@ pub async fn update(
     state: web::Data<AppState>,
     CommandContext(metadata, principal): CommandContext,
     id: web::Path<CatalogEntryId>,
-    JsonBody(body): JsonBody<CatalogEntryBody>,
+    JsonBody(mut body): JsonBody<CatalogEntryBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     state
         .bus
         .changeable_catalog_entry(&principal, id, "changing a catalog entry")
         .await?;
+    state.documents.resolve(&mut body).await?;
     let definition = CatalogDefinition::from(body);
     principal.ensure_runtime_allowed(&definition)?;
     let receipt = state

@@ -106,6 +106,36 @@ impl Instance {
     }
 }
 
+/// The way out to addresses outside Berth: a client whose resolver refuses what the
+/// policy does, and the policy itself for URLs that name an address (which no resolver
+/// sees). Every request to an outside address is checked by [`Outside::check`] first.
+#[derive(Debug, Clone)]
+pub struct Outside {
+    /// The client (no proxy, no `Referer`, redirects only to the same origin).
+    pub client: reqwest::Client,
+    /// The addresses beyond the public internet it may reach.
+    pub addresses: AddressPolicy,
+}
+
+impl Outside {
+    /// Whether `url` may be asked for: a host that is an address literal is checked
+    /// here; names are checked by the resolver, at each connection.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        check_literal(&self.addresses, url)
+    }
+}
+
+fn check_literal(addresses: &AddressPolicy, url: &str) -> Result<(), String> {
+    let host = reqwest::Url::parse(url)
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?
+        .host_str()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned());
+    match host.and_then(|h| h.parse::<IpAddr>().ok()) {
+        Some(address) => addresses.check(address).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
 /// The runtime of registered APIs and remote MCP servers.
 pub struct EndpointRuntime {
     client: reqwest::Client,
@@ -147,10 +177,13 @@ impl EndpointRuntime {
         })
     }
 
-    /// The client every connection to an outside address goes through (the gateway's
-    /// sessions to remote servers too).
-    pub fn client(&self) -> &reqwest::Client {
-        &self.client
+    /// The way out every connection to an outside address takes (the gateway's sessions
+    /// to remote servers and fetched documents too).
+    pub fn outside(&self) -> Outside {
+        Outside {
+            client: self.client.clone(),
+            addresses: self.settings.addresses.clone(),
+        }
     }
 
     fn instance(&self, server_id: Uuid) -> Option<Arc<Instance>> {
@@ -161,21 +194,8 @@ impl EndpointRuntime {
             .cloned()
     }
 
-    /// A base URL whose host is an address literal is checked here: names are checked
-    /// by the resolver, at each connection.
     fn check_literal(&self, url: &str) -> Result<(), RuntimeError> {
-        let host = reqwest::Url::parse(url)
-            .map_err(|e| RuntimeError::Failed(format!("`{url}` is not a URL: {e}")))?
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned());
-        match host.and_then(|h| h.parse::<IpAddr>().ok()) {
-            Some(address) => self
-                .settings
-                .addresses
-                .check(address)
-                .map_err(|e| RuntimeError::Failed(e.to_string())),
-            None => Ok(()),
-        }
+        check_literal(&self.settings.addresses, url).map_err(RuntimeError::Failed)
     }
 }
 
