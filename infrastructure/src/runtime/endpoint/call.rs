@@ -91,6 +91,18 @@ pub fn request(
             }
         }
     }
+    if let Some(body) = &operation.body {
+        let given = arguments.get(body).is_some_and(|v| !v.is_null());
+        let required = operation.input_schema["required"]
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n == body.as_str()));
+        if required && !given {
+            return Err(CallError::Argument {
+                name: body.clone(),
+                reason: "is required (the request body)".into(),
+            });
+        }
+    }
     let url = same_origin(
         base_url,
         &format!("{}{path}", base_url.trim_end_matches('/')),
@@ -354,5 +366,25 @@ mod tests {
             &object_in_path,
         );
         assert!(matches!(refused, Err(CallError::Argument { .. })));
+        // A required body, missing or null.
+        let mut op = operation();
+        op.input_schema = json!({"required": ["petId", "body"]});
+        for arguments in [json!({"petId": 1}), json!({"petId": 1, "body": null})] {
+            let refused = prepare("http://api.test", &op, &ApiAuth::None, &arguments);
+            assert_eq!(
+                refused.err(),
+                Some(CallError::Argument {
+                    name: "body".into(),
+                    reason: "is required (the request body)".into()
+                })
+            );
+        }
+        let sent = prepare(
+            "http://api.test",
+            &op,
+            &ApiAuth::None,
+            &json!({"petId": 1, "body": {"tags": []}}),
+        );
+        assert!(sent.is_ok());
     }
 }
