@@ -15,10 +15,13 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "tracker-token-in-the-file";
 
-async fn until_running(serve: &Serve, id: &str) {
+/// Waits until server `id`, created at `position`, runs.
+async fn until_running(serve: &Serve, id: &str, position: i64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let server = serve.get_json(&format!("/api/v1/servers/{id}")).await;
+        let server = serve
+            .get_json(&format!("/api/v1/servers/{id}?min_position={position}"))
+            .await;
         if server["state"] == "running" {
             return;
         }
@@ -111,7 +114,12 @@ async fn a_claude_desktop_configuration_becomes_entries_whose_servers_run() {
                 None,
             )
             .await;
-        until_running(&serve, &id).await;
+        until_running(
+            &serve,
+            &id,
+            created["position"].as_i64().unwrap_or_default(),
+        )
+        .await;
         eprintln!("{name} runs");
     }
 

@@ -81,8 +81,16 @@ pub struct Bench<'a> {
 }
 
 /// The scenarios, in the order they run.
-pub const SCENARIOS: [&str; 8] = [
-    "commands", "http", "rebuild", "queries", "live", "memory", "runtime", "gateway",
+pub const SCENARIOS: [&str; 9] = [
+    "commands",
+    "http",
+    "rebuild",
+    "queries",
+    "live",
+    "memory",
+    "runtime",
+    "gateway",
+    "registered_api",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), in [`SCENARIOS`] order. A

@@ -68,9 +68,26 @@ impl OutboundTls {
         path.map_or_else(|| Ok(Self::system()), Self::with_added)
     }
 
-    /// A client builder that trusts them.
+    /// A client builder that trusts them. Its redirects stay on the origin they started
+    /// from (scheme, host and port: a server cannot send Berth, and the credential of a
+    /// request, to another host, and an address literal it names is the one already
+    /// checked), at most five, and it sends no `Referer` (the previous URL may carry a
+    /// query credential).
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        reqwest::Client::builder().tls_certs_merge(self.added.iter().cloned())
+        reqwest::Client::builder()
+            .tls_certs_merge(self.added.iter().cloned())
+            .referer(false)
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let same_origin = attempt
+                    .previous()
+                    .first()
+                    .is_some_and(|first| first.origin() == attempt.url().origin());
+                if same_origin && attempt.previous().len() < 5 {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
     }
 }
 

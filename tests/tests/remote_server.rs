@@ -108,21 +108,19 @@ async fn a_remote_server_at_an_address_the_administrator_has_not_allowed_never_r
     let fixture = HttpFixture::start(None).await;
     // Processes, but no network beyond the public internet.
     let app = TestApp::spawn_with(processes).await;
-    let id = started(
-        &app,
-        &remote_entry("inside", &fixture.url()),
-        "inside",
-        TOKEN,
-    )
-    .await;
-    let server = app.until_state(&id, "failed").await;
-    assert!(
-        server["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("not a public address"),
-        "{server}"
-    );
+    // By address, and by a name that resolves to it (checked at connection).
+    let by_name = format!("http://localhost:{}/mcp", fixture.port);
+    for (name, url) in [("inside", fixture.url()), ("inside-by-name", by_name)] {
+        let id = started(&app, &remote_entry(name, &url), name, TOKEN).await;
+        let server = app.until_state(&id, "failed").await;
+        assert!(
+            server["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not a public address"),
+            "{name}: {server}"
+        );
+    }
     app.stop().await;
 }
 
@@ -138,11 +136,23 @@ async fn a_remote_entry_that_cannot_be_reached_as_written_is_refused_naming_the_
     unknown_key["runtime"]["auth"]["secret"] = json!("NOT_IN_SCHEMA");
     let mut plain_key = good.clone();
     plain_key["config_schema"][0]["secret"] = json!(false);
+    // A credential in the URL would be logged with it.
+    let mut userinfo = good.clone();
+    userinfo["runtime"]["url"] = json!("https://me:pw@mcp.example.com/mcp");
+    let mut query = good.clone();
+    query["runtime"]["auth"] = json!({"type": "query", "name": "key", "secret": "TOKEN"});
+    // Headers the MCP transport sets itself.
+    let mut transport_header = good.clone();
+    transport_header["runtime"]["auth"] =
+        json!({"type": "header", "name": "Mcp-Session-Id", "secret": "TOKEN"});
     for (entry, field) in [
         (stdio, "transport"),
         (no_url, "runtime.url"),
         (unknown_key, "runtime.auth.secret"),
         (plain_key, "runtime.auth.secret"),
+        (userinfo, "runtime.url"),
+        (query, "runtime.auth.type"),
+        (transport_header, "runtime.auth.name"),
     ] {
         let answer = app
             .json(reqwest::Method::POST, "/api/v1/catalog", &entry)

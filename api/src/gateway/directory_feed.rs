@@ -74,20 +74,19 @@ impl DirectoryProgress {
     /// before the call; `false` when it did not get there or the head cannot be read,
     /// and the directory answers as it is.
     pub async fn caught_up(&self) -> bool {
-        let head = match self.pool.get().await {
-            Ok(client) => head_checkpoint(&client).await.ok(),
-            Err(_) => None,
+        // Reading the head counts against the wait too: a busy pool must not hold the
+        // request longer.
+        let deadline = tokio::time::Instant::now() + CATCH_UP;
+        let head = tokio::time::timeout_at(deadline, async {
+            let client = self.pool.get().await.ok()?;
+            head_checkpoint(&client).await.ok()
+        })
+        .await;
+        let Ok(Some(head)) = head else {
+            return false;
         };
-        match head {
-            Some(head) => self.reached(head, CATCH_UP).await,
-            None => false,
-        }
-    }
-
-    /// Waits (at most `within`) until the directory holds every change up to `head`.
-    async fn reached(&self, head: Checkpoint, within: Duration) -> bool {
         let mut applied = self.applied.subscribe();
-        let reached = tokio::time::timeout(within, applied.wait_for(|at| *at >= head)).await;
+        let reached = tokio::time::timeout_at(deadline, applied.wait_for(|at| *at >= head)).await;
         matches!(reached, Ok(Ok(_)))
     }
 }
@@ -104,9 +103,13 @@ pub fn spawn(
     let mut events = fanout.subscribe();
     tokio::spawn(async move {
         let mut loaded = false;
+        // Whether the directory holds every change up to its last load and every event
+        // since: a server it could not read is left out on purpose, which keeps it current;
+        // a load the servers read model was behind for, or missed events, do not.
+        let mut current = false;
         loop {
             if !loaded {
-                loaded = reload(&directory, &progress, &bus).await;
+                (loaded, current) = reload(&directory, &progress, &bus).await;
             }
             let wait = if loaded { IDLE } else { RETRY };
             let Ok(received) =
@@ -126,11 +129,16 @@ pub fn spawn(
                         // Sessions through a profile look again at what it selects.
                         directory.touch();
                     }
-                    progress.applied(event.checkpoint());
+                    // Until it is current again, a request waits for it, and answers as
+                    // it is after a few seconds.
+                    if current {
+                        progress.applied(event.checkpoint());
+                    }
                 }
                 Some(Received::Missed(missed)) => {
                     tracing::info!(missed, "the gateway missed events; reloading its directory");
                     loaded = false;
+                    current = false;
                 }
             }
         }
@@ -154,9 +162,10 @@ async fn refresh(directory: &Directory, bus: &Bus, id: Uuid) -> bool {
     }
 }
 
-/// Loads every listing; `false` when the store, the servers read model or a server
-/// could not be read.
-async fn reload(directory: &Directory, progress: &DirectoryProgress, bus: &Bus) -> bool {
+/// Loads every listing. Says whether every server could be read, and whether the
+/// directory is current (the store and the servers read model could be read up to the
+/// head; a server that could not be read is left out on purpose).
+async fn reload(directory: &Directory, progress: &DirectoryProgress, bus: &Bus) -> (bool, bool) {
     // The head is read first: whatever the load misses comes after it, through the
     // fan-out (subscribed before this load). The read model that names the live servers
     // must have reached it, or a server that arrived just before would be left out.
@@ -177,7 +186,7 @@ async fn reload(directory: &Directory, progress: &DirectoryProgress, bus: &Bus) 
         Ok(loaded) => loaded,
         Err(e) => {
             tracing::warn!(error = %e, "cannot load the gateway's directory");
-            return false;
+            return (false, false);
         }
     };
     let mut listings = Vec::new();
@@ -197,8 +206,8 @@ async fn reload(directory: &Directory, progress: &DirectoryProgress, bus: &Bus) 
     if !reached {
         // Loaded again shortly, until the read model has caught up.
         tracing::info!("the servers read model is behind; the gateway loads its directory again");
-        return false;
+        return (false, false);
     }
     progress.applied(head);
-    complete
+    (complete, true)
 }

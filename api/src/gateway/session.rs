@@ -225,9 +225,13 @@ impl ServerHandler for GatewaySession {
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
         let mut view = self.shared.callable(&caller);
-        // The hot path reads no head: only a name not found waits for the directory.
-        if view.find(&request.name).is_none() && self.shared.progress.caught_up().await {
-            view = self.shared.callable(&caller);
+        // The hot path reads no head: only a name not found waits for the directory,
+        // and it counts against the key's limit, as any request that reaches the store.
+        if view.find(&request.name).is_none() {
+            calls::within_key_limit(&self.shared, &caller)?;
+            if self.shared.progress.caught_up().await {
+                view = self.shared.callable(&caller);
+            }
         }
         calls::call(&self.shared, &caller, &view, request, &context).await
     }

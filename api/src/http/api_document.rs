@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use berth_infrastructure::runtime::endpoint::Outside;
 use futures_util::StreamExt;
-use serde_json::Value;
+use std::cell::Cell;
+
+use serde::de::{DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::http::dto::catalog::{CatalogEntryBody, RuntimeSpecDto};
 use crate::http::problem::ApiError;
@@ -43,9 +46,11 @@ impl DocumentFetcher {
             return Ok(());
         };
         *document = Some(match (document.take(), document_url.take()) {
-            (Some(Value::String(text)), None) => parse(&text, "runtime.document")?,
+            (Some(Value::String(text)), None) => parse_apart(text, "runtime.document").await?,
             (Some(given), None) => given,
-            (None, Some(url)) => parse(&self.fetch(&url).await?, "runtime.document_url")?,
+            (None, Some(url)) => {
+                parse_apart(self.fetch(&url).await?, "runtime.document_url").await?
+            }
             (Some(_), Some(_)) | (None, None) => {
                 return Err(ApiError::invalid_field(
                     "runtime.document",
@@ -102,9 +107,24 @@ fn described(error: &reqwest::Error) -> String {
     said
 }
 
+/// The most values a document may hold once read: YAML's aliases repeat what they
+/// point at, so a few kilobytes can stand for billions of values, and are refused while
+/// being read rather than after.
+pub const MAX_DOCUMENT_VALUES: usize = 2_000_000;
+
+/// [`parse`] on a blocking thread: a large document takes a while to read.
+async fn parse_apart(text: String, field: &'static str) -> Result<Value, ApiError> {
+    tokio::task::spawn_blocking(move || parse(&text, field))
+        .await
+        .map_err(ApiError::internal)?
+}
+
 /// A document in YAML or JSON text (JSON is YAML) as JSON.
 fn parse(text: &str, field: &str) -> Result<Value, ApiError> {
-    let value: Value = yaml_serde::from_str(text)
+    let budget = Cell::new(MAX_DOCUMENT_VALUES);
+    let deserializer = yaml_serde::Deserializer::from_str(text);
+    let value = Bounded(&budget)
+        .deserialize(deserializer)
         .map_err(|e| ApiError::invalid_field(field, format!("is neither JSON nor YAML: {e}")))?;
     if !value.is_object() {
         return Err(ApiError::invalid_field(
@@ -113,6 +133,96 @@ fn parse(text: &str, field: &str) -> Result<Value, ApiError> {
         ));
     }
     Ok(value)
+}
+
+/// Reads one value as JSON, each value taken from `budget` (an error when it runs out).
+struct Bounded<'a>(&'a Cell<usize>);
+
+impl Bounded<'_> {
+    fn take<E: serde::de::Error>(&self) -> Result<(), E> {
+        let left = self.0.get();
+        if left == 0 {
+            return Err(E::custom(format!(
+                "it grows past {MAX_DOCUMENT_VALUES} values once its aliases are expanded"
+            )));
+        }
+        self.0.set(left - 1);
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Bounded<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.take()?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        self.deserialize(d)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Bounded(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            self.take()?;
+            let value = map.next_value_seed(Bounded(self.0))?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +247,20 @@ mod tests {
                 "{error:?}"
             );
         }
+    }
+
+    #[test]
+    fn aliases_that_would_expand_past_the_bound_are_refused_while_reading() {
+        // 2,000 values referred to 2,000 times: 4 million once expanded, from 20 KB.
+        let items = vec!["x"; 2000].join(", ");
+        let refs = vec!["*a"; 2000].join(", ");
+        let bomb = format!("openapi: 3.1.0\nanchor: &a [{items}]\nrefs: [{refs}]\n");
+        assert!(bomb.len() < 20_000);
+        let error = parse(&bomb, "runtime.document").expect_err("a bomb");
+        assert!(format!("{error:?}").contains("grows past"), "{error:?}");
+        // The same shape, small, is read.
+        let small = "openapi: 3.1.0\nanchor: &a [x, y]\nrefs: [*a, *a]\n";
+        let read = parse(small, "runtime.document").expect("a small document");
+        assert_eq!(read["refs"][1][1], "y");
     }
 }

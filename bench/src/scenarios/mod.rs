@@ -9,6 +9,7 @@ pub mod live;
 pub mod memory;
 pub mod queries;
 pub mod rebuild;
+pub mod registered_api;
 pub mod runtime;
 
 use crate::Bench;
@@ -24,6 +25,7 @@ pub async fn run(name: &str, bench: &Bench<'_>) -> anyhow::Result<()> {
         "memory" => memory::run(bench).await,
         "runtime" => runtime::run(bench).await,
         "gateway" => gateway::run(bench).await,
+        "registered_api" => registered_api::run(bench).await,
         other => anyhow::bail!("no scenario is called {other}"),
     }
 }

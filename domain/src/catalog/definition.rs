@@ -296,6 +296,8 @@ impl CatalogDefinition {
                         "runtime.base_url",
                         "must be an http:// or https:// URL with a host, at most 2048 characters",
                     );
+                } else if has_userinfo(base_url) {
+                    v.add("runtime.base_url", USERINFO);
                 }
                 if !health_path.starts_with('/')
                     || health_path.len() > 1024
@@ -322,6 +324,15 @@ impl CatalogDefinition {
                     v.add(
                         "runtime.url",
                         "must be an http:// or https:// URL with a host, at most 2048 characters",
+                    );
+                } else if has_userinfo(url) {
+                    v.add("runtime.url", USERINFO);
+                }
+                if matches!(auth, ApiAuth::Query { .. }) {
+                    v.add(
+                        "runtime.auth.type",
+                        "a remote server's credential goes in a header (`header`, `bearer` or \
+                         `basic`): in the query it would be part of URLs that get logged",
                     );
                 }
                 self.validate_auth(v, auth);
@@ -412,6 +423,17 @@ pub(crate) fn check_value(v: &mut Violations, field: &str, value: &str) {
 }
 
 /// An absolute `http` or `https` URL with a host, without spaces.
+/// Why a URL may not name a user or password.
+const USERINFO: &str =
+    "must not carry a user or password: the credential goes in `auth`, as a secret key";
+
+/// Whether `url`'s authority names a user (`scheme://user[:password]@host`).
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains('@')
+}
+
 fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")

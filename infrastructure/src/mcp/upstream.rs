@@ -25,6 +25,7 @@ use tokio::time::Instant;
 
 use super::client::{ProgressRoutes, UpstreamClient};
 use super::{tools, MAX_MESSAGE_BYTES, MAX_TOOL_PAGES};
+use crate::runtime::endpoint::address::Refused;
 
 const INITIALIZE: &str = "initialize";
 const TOOLS_LIST: &str = "tools/list";
@@ -336,6 +337,15 @@ fn initialize_failed(error: ClientInitializeError) -> ProbeError {
                     step: INITIALIZE,
                     detail: http_refusal(answered),
                 },
+                // An address the administrator has not allowed: retrying cannot help.
+                Some(StreamableHttpError::Client(e)) if refused_address(e).is_some() => {
+                    ProbeError::Protocol {
+                        step: INITIALIZE,
+                        detail: refused_address(e)
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                    }
+                }
                 _ => ProbeError::Closed { step: INITIALIZE },
             }
         }
@@ -351,6 +361,18 @@ fn initialize_failed(error: ClientInitializeError) -> ProbeError {
     }
 }
 
+/// The address rule's refusal among `error`'s causes, if that is why it failed.
+fn refused_address(error: &reqwest::Error) -> Option<&Refused> {
+    let mut cause = std::error::Error::source(error);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<Refused>() {
+            return Some(refused);
+        }
+        cause = e.source();
+    }
+    None
+}
+
 /// What an HTTP server's refusal says, in words a person can act on.
 fn http_refusal(error: &StreamableHttpError<reqwest::Error>) -> String {
     match error {
@@ -360,6 +382,15 @@ fn http_refusal(error: &StreamableHttpError<reqwest::Error>) -> String {
         StreamableHttpError::InsufficientScope(_) => {
             "the server answered 403 Forbidden: the credential may not do this".into()
         }
-        other => format!("the server answered: {other}"),
+        other => {
+            // Its words, briefly: the reason is kept in the log for good.
+            let said = other.to_string();
+            let brief: String = said.chars().take(300).collect();
+            if brief.len() < said.len() {
+                format!("the server answered: {brief}…")
+            } else {
+                format!("the server answered: {brief}")
+            }
+        }
     }
 }

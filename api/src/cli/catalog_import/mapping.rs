@@ -115,18 +115,37 @@ fn entry_of(
             notes
                 .push("its `envFile` is not read: give those values when creating a server".into());
         }
-        let schema = match server.get("env") {
+        if let Some(at) = credential_argument(&args) {
+            return Err(format!(
+                "its argument {} seems to carry a credential: register it by hand, with the \
+                 credential as a secret key",
+                at + 1
+            ));
+        }
+        let schema: Vec<Value> = match server.get("env") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(env)) => env
-                .iter()
-                .map(|(key, value)| config_key(key, value, notes))
-                .collect(),
+            Some(Value::Object(env)) => env.keys().map(|key| config_key(key)).collect(),
             Some(_) => return Err("`env` is not an object".into()),
         };
+        if !schema.is_empty() {
+            let keys: Vec<&str> = schema.iter().filter_map(|k| k["key"].as_str()).collect();
+            notes.push(format!(
+                "the values of {} were not imported: each server gives its own (those whose \
+                 name says they hold a credential as secrets)",
+                keys.join(", ")
+            ));
+        }
         let runtime = json!({"type": "process", "command": command, "args": args});
         return Ok(entry(&entry_name, &description, "stdio", runtime, schema));
     }
     if let Some(url) = server.get("url").and_then(Value::as_str) {
+        if carries_credential(url) {
+            return Err(
+                "its URL carries a credential: register it by hand, with the credential in \
+                 `auth` as a secret key"
+                    .into(),
+            );
+        }
         let (auth, schema) = match server.get("headers") {
             None | Some(Value::Null) => (json!({"type": "none"}), Vec::new()),
             Some(Value::Object(headers)) => remote_auth(&entry_name, headers, notes)?,
@@ -176,45 +195,63 @@ fn entry_name(name: &str) -> String {
     }
 }
 
-/// Whether a key's name says it holds a credential.
-fn looks_secret(key: &str) -> bool {
-    let key = key.to_ascii_uppercase();
-    [
+/// Whether a name (of a variable, a flag, a query parameter) says it holds a credential.
+fn looks_secret(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    let within = [
         "TOKEN",
         "SECRET",
-        "PASSWORD",
-        "PASSWD",
+        "PASSW",
+        "PASS",
         "KEY",
         "CREDENTIAL",
         "AUTH",
-        "PAT",
-    ]
-    .iter()
-    .any(|word| {
-        key.split(|c: char| !c.is_ascii_alphanumeric())
-            .any(|part| part == *word)
+        "DSN",
+        "WEBHOOK",
+        "PRIVATE",
+        "COOKIE",
+        "SESSION",
+        "SIGNATURE",
+    ];
+    within.iter().any(|word| name.contains(word))
+        || name
+            .split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|part| part == "PAT" || part == "SIG")
+}
+
+/// Whether `text` carries a credential: a URL with a user or password, or with a query
+/// parameter whose name says it holds one.
+fn carries_credential(text: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(text) else {
+        return false;
+    };
+    !url.username().is_empty()
+        || url.password().is_some()
+        || url.query_pairs().any(|(name, _)| looks_secret(&name))
+}
+
+/// The first argument that gives a credential: a URL carrying one, `--flag=value` or
+/// `--flag value` whose flag says it holds one.
+fn credential_argument(args: &[String]) -> Option<usize> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        let flag = arg.strip_prefix('-').map(|f| f.trim_start_matches('-'));
+        let given = match flag.map(|f| f.split_once('=')) {
+            Some(Some((name, value))) => looks_secret(name) && !value.is_empty(),
+            Some(None) => {
+                flag.is_some_and(looks_secret)
+                    && args.get(i + 1).is_some_and(|v| !v.starts_with('-'))
+            }
+            None => false,
+        };
+        (given || carries_credential(arg)).then_some(i)
     })
 }
 
-/// A value that is a reference to somewhere else (`${env:X}`, `${input:x}`), not a value.
-fn is_reference(value: &str) -> bool {
-    value.contains("${")
-}
-
-/// The config key of one environment variable. A credential's value is never carried
-/// over; a plain one becomes the key's default.
-fn config_key(key: &str, value: &Value, notes: &mut Vec<String>) -> Value {
-    let text = value.as_str().unwrap_or_default();
-    if looks_secret(key) {
-        notes.push(format!(
-            "`{key}` is a secret each server brings: its value in the file was not imported"
-        ));
-        return json!({"key": key, "required": true, "secret": true});
-    }
-    if text.is_empty() || is_reference(text) {
-        return json!({"key": key, "required": true, "secret": false});
-    }
-    json!({"key": key, "required": false, "secret": false, "default": text})
+/// The config key of one environment variable. No value of the file is carried over (a
+/// value may be a credential whatever its name): each key is required, a secret when its
+/// name says it holds one.
+fn config_key(key: &str) -> Value {
+    json!({"key": key, "required": true, "secret": looks_secret(key)})
 }
 
 /// The credential of a remote server: one `Authorization: Bearer` header or one other
@@ -233,13 +270,15 @@ fn remote_auth(
     }
     let key = format!(
         "{}_{}",
-        entry_name.to_ascii_uppercase().replace('-', "_"),
+        entry_name,
         if header.eq_ignore_ascii_case("authorization") {
-            "TOKEN".to_owned()
+            "TOKEN"
         } else {
-            header.to_ascii_uppercase().replace('-', "_")
+            header
         }
-    );
+    )
+    .to_ascii_uppercase()
+    .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
     let key = if key.starts_with(|c: char| c.is_ascii_digit()) {
         format!("K_{key}")
     } else {
@@ -317,10 +356,14 @@ mod tests {
                 .unwrap_or_else(|| panic!("no {name} in {github}"))
         };
         assert_eq!(key("GITHUB_PERSONAL_ACCESS_TOKEN")["secret"], true);
-        assert_eq!(key("GITHUB_HOST")["default"], "github.com");
-        assert_eq!(key("LOG_LEVEL")["required"], true);
-        assert_eq!(key("LOG_LEVEL")["default"], Value::Null);
+        assert_eq!(key("GITHUB_HOST")["secret"], false);
+        // No value of the file is carried over, secret-looking or not.
+        for name in ["GITHUB_HOST", "LOG_LEVEL", "GITHUB_PERSONAL_ACCESS_TOKEN"] {
+            assert_eq!(key(name)["required"], true);
+            assert_eq!(key(name)["default"], Value::Null);
+        }
         assert!(!github.to_string().contains("ghp_secret"));
+        assert!(!github.to_string().contains("github.com\""));
         let notes = &of(&mapped, "GitHub Tools").notes;
         assert!(
             notes[0].contains("GITHUB_PERSONAL_ACCESS_TOKEN"),
@@ -360,5 +403,35 @@ mod tests {
                                        "b": {"url": "https://b", "headers": {"A": "1", "B": "2"}}}}"#;
         let (_, mapped) = map_config(bad).expect("a configuration");
         assert!(mapped.iter().all(|m| m.entry.is_err()), "{mapped:?}");
+    }
+
+    #[test]
+    fn a_server_whose_arguments_or_url_carry_a_credential_is_not_imported() {
+        let carrying = r#"{"mcpServers": {
+          "pg": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-postgres", "postgresql://app:hunter2@db/app"]},
+          "flag": {"command": "tool", "args": ["--api-key=abc123"]},
+          "flag2": {"command": "tool", "args": ["--token", "abc123"]},
+          "query": {"url": "https://mcp.example/mcp?api_key=abc123"},
+          "user": {"url": "https://me:pw@mcp.example/mcp"},
+          "plain": {"command": "tool", "args": ["--verbose", "--port", "8080", "https://example.com/docs"]},
+          "odd.header": {"url": "https://mcp.example/mcp", "headers": {"X.Api.Key": "k"}}
+        }}"#;
+        let (_, mapped) = map_config(carrying).expect("a configuration");
+        for name in ["pg", "flag", "flag2", "query", "user"] {
+            let why = of(&mapped, name).entry.clone().expect_err(name);
+            assert!(why.contains("credential"), "{name}: {why}");
+        }
+        assert!(of(&mapped, "plain").entry.is_ok());
+        let odd = entry(&mapped, "odd.header");
+        assert_eq!(odd["config_schema"][0]["key"], "ODD_HEADER_X_API_KEY");
+        for secret in ["hunter2", "abc123", ":pw@"] {
+            assert!(
+                mapped
+                    .iter()
+                    .filter_map(|m| m.entry.as_ref().ok())
+                    .all(|e| !e.to_string().contains(secret)),
+                "{secret}"
+            );
+        }
     }
 }

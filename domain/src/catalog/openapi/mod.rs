@@ -500,8 +500,9 @@ fn select<'a>(
     }
 }
 
-/// Headers a caller must not choose: routing (`Host`), credentials, framing and body
-/// metadata, cookies and proxy hops.
+/// Headers a caller (or a credential) must not choose: routing (`Host`), credentials,
+/// framing and body metadata, cookies and proxy hops, and those the MCP transport sets
+/// itself (`Accept`, `Last-Event-ID`, `Mcp-*`).
 fn is_reserved_header(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     matches!(
@@ -516,8 +517,11 @@ fn is_reserved_header(name: &str) -> bool {
             | "expect"
             | "keep-alive"
             | "trailer"
+            | "accept"
+            | "last-event-id"
     ) || name.starts_with("content-")
         || name.starts_with("proxy-")
+        || name.starts_with("mcp-")
 }
 
 /// A tool name from `operationId`, else from the method and path: letters, digits, `_`

@@ -22,8 +22,9 @@ pub struct AddressPolicy {
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the API's address is not a public address, and registered APIs may reach only public \
-     addresses and the networks the administrator allows (`upstream_allowed_networks`)"
+    "the address is not a public address, and registered APIs and remote servers may reach \
+     only public addresses and the networks the administrator allows \
+     (`upstream_allowed_networks`)"
 )]
 pub struct Refused {
     /// The address.

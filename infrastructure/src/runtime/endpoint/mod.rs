@@ -153,21 +153,6 @@ impl EndpointRuntime {
             .dns_resolver(GuardedResolver::new(policy))
             // A proxy would connect for us, to addresses the resolver never sees.
             .no_proxy()
-            // The previous URL may carry a query credential.
-            .referer(false)
-            // Redirects stay on the scheme, host and port they started from (and so within
-            // the policy, and with a custom credential header only where it was meant).
-            .redirect(reqwest::redirect::Policy::custom(|attempt| {
-                let same_origin = attempt
-                    .previous()
-                    .first()
-                    .is_some_and(|first| first.origin() == attempt.url().origin());
-                if same_origin && attempt.previous().len() < 5 {
-                    attempt.follow()
-                } else {
-                    attempt.stop()
-                }
-            }))
             .build()
             .map_err(|e| RuntimeError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
@@ -255,24 +240,28 @@ impl ContainerRuntime for EndpointRuntime {
                 self.check_literal(url)?;
                 let credential = Credential::of(auth, &spec.env)
                     .map_err(|e| RuntimeError::Failed(e.to_string()))?;
-                let mut url = reqwest::Url::parse(url)
-                    .map_err(|e| RuntimeError::Failed(format!("`{url}` is not a URL: {e}")))?;
-                if let Some((name, value)) = &credential.query {
-                    url.query_pairs_mut().append_pair(name, value);
+                // A query credential would be part of URLs the MCP client logs; the
+                // entry's rules refuse one, and so does this.
+                if credential.query.is_some() {
+                    return Err(RuntimeError::Failed(
+                        "a remote server's credential goes in a header".into(),
+                    ));
                 }
-                let headers = credential
-                    .header
-                    .iter()
-                    .filter_map(|(name, value)| {
-                        let value = value.to_str().ok()?;
-                        Some((
-                            name.as_str().to_owned(),
-                            SecretString::from(value.to_owned()),
+                let mut headers = Vec::new();
+                if let Some((name, value)) = &credential.header {
+                    let value = value.to_str().map_err(|_| {
+                        RuntimeError::Failed(format!(
+                            "the credential cannot be sent as header `{name}` (it is not \
+                             visible ASCII)"
                         ))
-                    })
-                    .collect();
+                    })?;
+                    headers.push((
+                        name.as_str().to_owned(),
+                        SecretString::from(value.to_owned()),
+                    ));
+                }
                 Reached::Remote {
-                    url: url.into(),
+                    url: url.clone(),
                     headers,
                 }
             }
@@ -302,10 +291,7 @@ impl ContainerRuntime for EndpointRuntime {
             Reached::Api { health_url, .. } => health_url,
             Reached::Remote { url, .. } => {
                 // Its MCP handshake, which the process manager makes next, is its check.
-                instance.log.write(format!(
-                    "reaching {}",
-                    url.split('?').next().unwrap_or_default()
-                ));
+                instance.log.write(format!("reaching {url}"));
                 instance.set(InstanceState::Running);
                 return Ok(());
             }
