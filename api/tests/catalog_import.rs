@@ -15,21 +15,6 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "tracker-token-in-the-file";
 
-/// Waits until server `id`, created at `position`, runs.
-async fn until_running(serve: &Serve, id: &str, position: i64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let server = serve
-            .get_json(&format!("/api/v1/servers/{id}?min_position={position}"))
-            .await;
-        if server["state"] == "running" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "never ran: {server}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claude_desktop_configuration_becomes_entries_whose_servers_run() {
     let (_dir, data) = data_dir("berth-import-");
@@ -105,21 +90,7 @@ async fn a_claude_desktop_configuration_becomes_entries_whose_servers_run() {
                    "secrets": {"TRACKER_TOKEN": TOKEN}}),
         ),
     ] {
-        let created = serve.post("/api/v1/servers", body).await;
-        let id = created["id"].as_str().unwrap_or_default().to_owned();
-        serve
-            .send(
-                reqwest::Method::POST,
-                &format!("/api/v1/servers/{id}/start"),
-                None,
-            )
-            .await;
-        until_running(
-            &serve,
-            &id,
-            created["position"].as_i64().unwrap_or_default(),
-        )
-        .await;
+        serve.running(body).await;
         eprintln!("{name} runs");
     }
 

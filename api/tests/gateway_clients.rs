@@ -7,7 +7,6 @@
 mod cli_support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
 
 use berth_tests::mcp_client::McpClient;
 use cli_support::{data_dir, ok, Serve};
@@ -27,33 +26,9 @@ async fn running_fixture(serve: &Serve, name: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let created = serve
-        .post(
-            "/api/v1/servers",
-            json!({"catalog_id": entry, "name": name}),
-        )
-        .await;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    // Read-your-writes: the servers read model may not have the new server yet.
-    let position = created["position"].as_i64().unwrap_or_default();
     serve
-        .send(
-            reqwest::Method::POST,
-            &format!("/api/v1/servers/{id}/start"),
-            None,
-        )
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let server = serve
-            .get_json(&format!("/api/v1/servers/{id}?min_position={position}"))
-            .await;
-        if server["state"] == "running" {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "never ran: {server}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .running(json!({"catalog_id": entry, "name": name}))
+        .await
 }
 
 fn text_of(answer: &Value) -> String {

@@ -103,6 +103,22 @@ async fn a_document_given_as_yaml_or_fetched_once_from_a_url_is_kept_as_json() {
     body["runtime"]["document_url"] = json!(format!("{}/openapi.json", api.url()));
     let kept = registered(&app, &body).await;
     assert_eq!(kept["runtime"]["document"], PetsApi::document());
+    // Its tools are known from the document, before any server reports them: every GET.
+    let tools: Vec<&str> = kept["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["getGone", "getPet", "getSlow"], "{kept}");
+    assert!(
+        kept["tools"][1]["input_schema"]["properties"]["id"].is_object(),
+        "{kept}"
+    );
+    assert_eq!(
+        kept["tools"][1]["description"], "GET /pets/{id}: One pet",
+        "{kept}"
+    );
     assert_eq!(kept["runtime"].get("document_url"), None, "{kept}");
     assert!(api
         .requests

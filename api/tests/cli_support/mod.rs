@@ -198,6 +198,32 @@ impl Serve {
         self.json(reqwest::Method::POST, path, body).await
     }
 
+    /// Creates the server `body` describes, starts it and waits (60 s at most) until it
+    /// runs; returns its id.
+    pub async fn running(&self, body: Value) -> String {
+        let created = self.post("/api/v1/servers", body).await;
+        let id = created["id"].as_str().unwrap_or_default().to_owned();
+        // Read-your-writes: the servers read model may not have the new server yet.
+        let position = created["position"].as_i64().unwrap_or_default();
+        self.send(
+            reqwest::Method::POST,
+            &format!("/api/v1/servers/{id}/start"),
+            None,
+        )
+        .await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let server = self
+                .get_json(&format!("/api/v1/servers/{id}?min_position={position}"))
+                .await;
+            if server["state"] == "running" {
+                return id;
+            }
+            assert!(Instant::now() < deadline, "never ran: {server}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

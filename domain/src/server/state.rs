@@ -108,6 +108,24 @@ pub struct Tool {
 /// tool list forever, and a real schema is a few KiB.
 pub const MAX_INPUT_SCHEMA_BYTES: usize = 64 * 1024;
 
+impl Tool {
+    /// The tool as Berth keeps it: its input schema only when it is no larger than
+    /// [`MAX_INPUT_SCHEMA_BYTES`] (a larger one is left out, not refused, so one odd tool
+    /// does not keep a server from running).
+    pub fn kept(
+        name: String,
+        description: Option<String>,
+        input_schema: serde_json::Value,
+    ) -> Self {
+        let size = serde_json::to_vec(&input_schema).map_or(usize::MAX, |bytes| bytes.len());
+        Self {
+            name,
+            description,
+            input_schema: (size <= MAX_INPUT_SCHEMA_BYTES).then_some(input_schema),
+        }
+    }
+}
+
 /// What Berth does when a running server fails or exits by itself.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent};
-use berth_domain::server::{Server, ServerEvent};
+use berth_domain::catalog::openapi::operations;
+use berth_domain::catalog::{CatalogDefinition, CatalogEntry, CatalogEvent, RuntimeSpec};
+use berth_domain::server::{Server, ServerEvent, Tool};
 use berth_domain::upcasting::upcasters;
 use berth_infrastructure::feed::projector::Projector;
 use berth_infrastructure::feed::StoredEvent;
@@ -26,12 +27,16 @@ pub const TABLES: &[&str] = &["catalog_entries", "catalog_server_tools"];
 
 const INSERT_ENTRY: &str = "INSERT INTO catalog_entries \
      (id, name, description, kind, transport, runtime, config_schema, resources, version, \
-      owner, created_at, updated_at, position, gateway) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13)";
+      owner, created_at, updated_at, position, gateway, tools) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, \
+             coalesce($14, '[]'::jsonb))";
 
+// An entry whose tools its definition declares (a registered API's operations) has
+// those; the others keep what their servers reported.
 const UPDATE_ENTRY: &str = "UPDATE catalog_entries SET name = $2, description = $3, \
      transport = $4, runtime = $5, config_schema = $6, resources = $7, version = $8, \
-     updated_at = $9, position = $10, gateway = $11 WHERE id = $1";
+     updated_at = $9, position = $10, gateway = $11, tools = coalesce($12, tools) \
+     WHERE id = $1";
 
 const SET_PUBLISHED: &str = "UPDATE catalog_entries SET published = $2, updated_at = $3, \
      position = $4 WHERE id = $1";
@@ -58,7 +63,7 @@ const RECOMPUTE_TOOLS: &str = "UPDATE catalog_entries c SET tools = coalesce(( \
                   jsonb_array_elements(s.tools) WITH ORDINALITY AS e(tool, n) \
              WHERE s.catalog_id = c.id \
              ORDER BY e.tool->>'name', s.position DESC, e.n) t), '[]'::jsonb) \
-     WHERE c.id = ANY($1)";
+     WHERE c.id = ANY($1) AND c.runtime->>'type' IS DISTINCT FROM 'openapi'";
 
 /// Projects catalog events (and the server events that tell which tools an entry's
 /// servers offer) into `catalog_entries`.
@@ -110,6 +115,7 @@ impl CatalogProjector {
                         &event.recorded_at,
                         &event.position,
                         &d.gateway,
+                        &d.tools,
                     ],
                 )
                 .await?;
@@ -135,6 +141,7 @@ impl CatalogProjector {
                         &event.recorded_at,
                         &event.position,
                         &d.gateway,
+                        &d.tools,
                     ],
                 )
                 .await?;
@@ -287,6 +294,9 @@ struct Definition {
     config_schema: serde_json::Value,
     resources: serde_json::Value,
     gateway: serde_json::Value,
+    /// The tools the definition itself declares (a registered API's operations), which
+    /// are known before any server reports them.
+    tools: Option<serde_json::Value>,
 }
 
 impl Definition {
@@ -297,8 +307,36 @@ impl Definition {
             config_schema: to_json(&d.config_schema)?,
             resources: to_json(&d.resources)?,
             gateway: to_json(&d.gateway)?,
+            tools: declared_tools(d).map(|tools| to_json(&tools)).transpose()?,
         })
     }
+}
+
+/// A registered API's tools, from its document: the same the servers of this version
+/// will report, ordered by name as reported tools are. An entry that was valid when
+/// registered stays so, and one that is not (an older rule) declares none.
+fn declared_tools(d: &CatalogDefinition) -> Option<Vec<Tool>> {
+    let RuntimeSpec::OpenApi {
+        document,
+        operations: chosen,
+        ..
+    } = &d.runtime
+    else {
+        return None;
+    };
+    let mut tools: Vec<Tool> = operations(document, chosen)
+        .map(|operations| {
+            operations
+                .into_iter()
+                .map(|o| {
+                    let description = (!o.description.is_empty()).then_some(o.description);
+                    Tool::kept(o.tool, description, o.input_schema)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    tools.sort_by(|a, b| a.name.cmp(&b.name));
+    Some(tools)
 }
 
 impl Projector for CatalogProjector {
