@@ -614,3 +614,52 @@ async fn no_page_or_asset_refers_to_another_host_and_the_first_page_is_small() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_register_form_registers_an_http_api_whose_tools_the_catalog_lists_at_once() {
+    let app = TestApp::spawn().await;
+    let (cookie, _, csrf) = sign_in(&app, app.token(), &[]).await;
+    let document = berth_tests::pets_api::PetsApi::document().to_string();
+    let form = [
+        ("name", "pets-from-the-console"),
+        ("transport", "stdio"),
+        ("runtime", "openapi"),
+        ("document", document.as_str()),
+        ("base_url", "https://pets.example"),
+        ("health_path", "/health"),
+        ("operations", "getPet\naddPet"),
+        ("auth_type", "header"),
+        ("auth_name", "X-Key"),
+        ("auth_secret", "PETS_KEY"),
+        ("key_0", "PETS_KEY"),
+        ("required_0", "on"),
+        ("secret_0", "on"),
+    ];
+    let answer = client()
+        .post(app.url("/console/catalog"))
+        .header(header::COOKIE, &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .form(&form)
+        .send()
+        .await
+        .expect("the console answers");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let created: Value = answer.json().await.expect("JSON");
+    let entry = app
+        .get(&format!(
+            "/api/v1/catalog/{}?min_position={}",
+            created["id"].as_str().unwrap_or_default(),
+            created["position"]
+        ))
+        .await
+        .json();
+    assert_eq!(entry["runtime"]["type"], "openapi", "{entry}");
+    let tools: Vec<&str> = entry["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(tools, ["addPet", "getPet"], "{entry}");
+    app.stop().await;
+}

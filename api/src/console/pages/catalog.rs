@@ -186,6 +186,8 @@ pub async fn new_entry(caller: ConsoleCaller) -> Result<Markup, ConsoleError> {
                     select #entry-runtime name="runtime" {
                         option value="docker" { "docker: a container image" }
                         @if admin { option value="process" { "process: a command on Berth's host (administrators)" } }
+                        option value="openapi" { "openapi: an HTTP API, from its OpenAPI document (transport stdio)" }
+                        option value="remote" { "remote: an MCP server someone else runs (transport http)" }
                     } }
             }
             fieldset {
@@ -201,6 +203,45 @@ pub async fn new_entry(caller: ConsoleCaller) -> Result<Markup, ConsoleError> {
                     div.field { label for="entry-program" { "Program" } input #entry-program type="text" name="program" placeholder="uvx"; }
                     div.field { label for="entry-args" { "Arguments (one per line)" }
                         textarea #entry-args name="args" rows="3" {} }
+                }
+            }
+            fieldset {
+                legend { "Registered API (openapi)" }
+                div.field { label for="entry-document-url" { "Document URL (fetched once, and kept)" }
+                    input #entry-document-url type="url" name="document_url" placeholder="https://api.example.com/openapi.json"; }
+                div.field { label for="entry-document" { "Or the document itself (JSON or YAML)" }
+                    textarea #entry-document name="document" rows="4" {} }
+                div.field { label for="entry-base-url" { "Base URL of its requests" }
+                    input #entry-base-url type="url" name="base_url" placeholder="https://api.example.com/v1"; }
+                div.field { label for="entry-health-path" { "Health path (default /)" }
+                    input #entry-health-path type="text" name="health_path" placeholder="/health"; }
+                div.field { label for="entry-operations" { "Operations offered (operationId or METHOD /path, one per line; empty: every GET)" }
+                    textarea #entry-operations name="operations" rows="3" {} }
+            }
+            fieldset {
+                legend { "Remote server (remote)" }
+                div.field { label for="entry-remote-url" { "Its MCP address" }
+                    input #entry-remote-url type="url" name="remote_url" placeholder="https://mcp.example.com/mcp"; }
+            }
+            fieldset {
+                legend { "Credential of a registered API or remote server" }
+                div.row {
+                    div { label for="entry-auth-type" { "Sent as" }
+                        select #entry-auth-type name="auth_type" {
+                            option value="none" { "none" }
+                            option value="header" { "a header" }
+                            option value="query" { "a query parameter (registered APIs)" }
+                            option value="bearer" { "Authorization: Bearer" }
+                            option value="basic" { "Authorization: Basic" }
+                        } }
+                    div { label for="entry-auth-name" { "Header or parameter name" }
+                        input #entry-auth-name type="text" name="auth_name" placeholder="X-API-Key"; }
+                }
+                div.row {
+                    div { label for="entry-auth-secret" { "Secret key holding it (a secret key below)" }
+                        input #entry-auth-secret type="text" name="auth_secret" placeholder="API_KEY"; }
+                    div { label for="entry-auth-username" { "Key holding the user name (basic)" }
+                        input #entry-auth-username type="text" name="auth_username"; }
                 }
             }
             fieldset {
@@ -247,8 +288,37 @@ fn entry_body(form: &[(String, String)]) -> Value {
             .map(str::to_owned)
             .collect()
     };
+    let auth = match field("auth_type").as_str() {
+        kind @ ("header" | "query") => {
+            json!({"type": kind, "name": field("auth_name"), "secret": field("auth_secret")})
+        }
+        "bearer" => json!({"type": "bearer", "secret": field("auth_secret")}),
+        "basic" => {
+            json!({"type": "basic", "username": field("auth_username"), "password": field("auth_secret")})
+        }
+        _ => json!({"type": "none"}),
+    };
     let runtime = match field("runtime").as_str() {
         "process" => json!({"type": "process", "command": field("program"), "args": lines("args")}),
+        "openapi" => {
+            let mut api = json!({"type": "openapi", "base_url": field("base_url"), "auth": auth,
+                                 "operations": lines("operations")});
+            // Given both or neither, the API says which to give.
+            for (name, value) in [
+                ("document_url", field("document_url")),
+                ("document", field("document")),
+            ] {
+                if !value.is_empty() {
+                    api[name] = json!(value);
+                }
+            }
+            let health = field("health_path");
+            if !health.is_empty() {
+                api["health_path"] = json!(health);
+            }
+            api
+        }
+        "remote" => json!({"type": "remote", "url": field("remote_url"), "auth": auth}),
         _ => {
             let mut docker = json!({"type": "docker", "image": field("image"), "command": lines("container_command")});
             let port = field("port");
@@ -297,4 +367,70 @@ pub async fn register(
         .collect();
     let body = serde_json::to_vec(&entry_body(&pairs)).map_err(ApiError::internal)?;
     catalog::register(state, caller.context, JsonBody(parse_json(&body)?)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_register_form_describes_registered_apis_and_remote_servers() {
+        let api = entry_body(&form(&[
+            ("name", "pets"),
+            ("transport", "stdio"),
+            ("runtime", "openapi"),
+            ("document_url", "https://api.example/openapi.json"),
+            ("document", ""),
+            ("base_url", "https://api.example"),
+            ("health_path", "/health"),
+            ("operations", "getPet\n\nGET /pets\n"),
+            ("auth_type", "header"),
+            ("auth_name", "X-Key"),
+            ("auth_secret", "PETS_KEY"),
+            ("key_0", "PETS_KEY"),
+            ("secret_0", "on"),
+        ]));
+        let runtime = &api["runtime"];
+        assert_eq!(runtime["type"], "openapi");
+        assert_eq!(runtime["document_url"], "https://api.example/openapi.json");
+        assert_eq!(runtime.get("document"), None, "{runtime}");
+        assert_eq!(runtime["operations"], json!(["getPet", "GET /pets"]));
+        assert_eq!(runtime["health_path"], "/health");
+        assert_eq!(
+            runtime["auth"],
+            json!({"type": "header", "name": "X-Key", "secret": "PETS_KEY"})
+        );
+        assert_eq!(api["config_schema"][0]["secret"], true);
+
+        let remote = entry_body(&form(&[
+            ("name", "far"),
+            ("transport", "http"),
+            ("runtime", "remote"),
+            ("remote_url", "https://mcp.example/mcp"),
+            ("auth_type", "bearer"),
+            ("auth_secret", "TOKEN"),
+        ]));
+        assert_eq!(
+            remote["runtime"],
+            json!({"type": "remote", "url": "https://mcp.example/mcp",
+                   "auth": {"type": "bearer", "secret": "TOKEN"}})
+        );
+        let basic = entry_body(&form(&[
+            ("runtime", "remote"),
+            ("auth_type", "basic"),
+            ("auth_username", "USER"),
+            ("auth_secret", "PASSWORD"),
+        ]));
+        assert_eq!(
+            basic["runtime"]["auth"],
+            json!({"type": "basic", "username": "USER", "password": "PASSWORD"})
+        );
+    }
 }
