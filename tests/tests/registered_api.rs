@@ -119,6 +119,30 @@ async fn a_document_given_as_yaml_or_fetched_once_from_a_url_is_kept_as_json() {
         kept["tools"][1]["description"], "GET /pets/{id}: One pet",
         "{kept}"
     );
+    // Changed into an entry whose servers report its tools (it has none yet): the
+    // document's are gone.
+    let mut changed = body.clone();
+    changed["runtime"] = json!({"type": "process", "command": "true"});
+    let updated = app
+        .json(
+            reqwest::Method::PUT,
+            &format!(
+                "/api/v1/catalog/{}",
+                kept["id"].as_str().unwrap_or_default()
+            ),
+            &changed,
+        )
+        .await;
+    updated.expect(202);
+    let now = app
+        .get(&format!(
+            "/api/v1/catalog/{}?min_position={}",
+            kept["id"].as_str().unwrap_or_default(),
+            updated.position()
+        ))
+        .await
+        .json();
+    assert_eq!(now["tools"], json!([]), "{now}");
     assert_eq!(kept["runtime"].get("document_url"), None, "{kept}");
     assert!(api
         .requests

@@ -8,6 +8,8 @@ use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpResponse};
 
+use crate::http::extract::MAX_BODY_BYTES;
+
 pub mod answer;
 pub mod assets;
 pub mod caller;
@@ -73,5 +75,11 @@ pub fn scope() -> actix_web::Scope<
         .route("/console/servers/{id}/at", web::get().to(server::at))
         .route("/console/servers/{id}/test", web::post().to(server::test))
         .route("/console/bulk/{id}", web::get().to(servers::bulk_fragment))
-        .route("/console/catalog", web::post().to(catalog::register))
+        // A pasted OpenAPI document, form-encoded, takes up to about three times the API's
+        // own body limit.
+        .service(
+            web::resource("/console/catalog")
+                .app_data(web::PayloadConfig::new(3 * MAX_BODY_BYTES))
+                .route(web::post().to(catalog::register)),
+        )
 }

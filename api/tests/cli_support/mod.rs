@@ -219,6 +219,7 @@ impl Serve {
             if server["state"] == "running" {
                 return id;
             }
+            assert_ne!(server["state"], "failed", "it failed: {server}");
             assert!(Instant::now() < deadline, "never ran: {server}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

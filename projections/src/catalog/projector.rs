@@ -71,8 +71,10 @@ pub struct CatalogProjector {
     upcasters: Vec<Box<dyn EventUpcaster>>,
     // Building a rebuild's copy: the entries whose tools are recomputed once, when it is
     // filled, rather than after every batch. An entry's tools are a function of its
-    // servers' rows alone, so the last computation gives the same answer either way,
-    // and an entry with many servers no longer costs a pass over all of them per batch.
+    // servers' rows and its current runtime alone (a registered API's come from its
+    // document and are never recomputed), so the last computation gives the same answer
+    // either way, and an entry with many servers no longer costs a pass over all of them
+    // per batch.
     deferred: Option<Mutex<BTreeSet<Uuid>>>,
 }
 
@@ -85,11 +87,14 @@ impl CatalogProjector {
         }
     }
 
+    /// Applies one catalog event; returns the entry when its tools must be gathered from
+    /// its servers again (an update to a definition that declares none: an entry that was
+    /// a registered API keeps no tools of its document).
     async fn apply_catalog(
         &self,
         tx: &Transaction<'_>,
         event: &StoredEvent,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Uuid>, StoreError> {
         let id = aggregate_uuid(event)?;
         match event.decode::<CatalogEntry>(&self.upcasters)? {
             CatalogEvent::Registered {
@@ -145,6 +150,9 @@ impl CatalogProjector {
                     ],
                 )
                 .await?;
+                if d.tools.is_none() {
+                    return Ok(Some(id));
+                }
             }
             CatalogEvent::Removed => {
                 let (entry, servers) = tokio::try_join!(
@@ -164,7 +172,7 @@ impl CatalogProjector {
                 .await?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Notes which entry a new server instantiates and what tools servers report, for
@@ -328,10 +336,7 @@ fn declared_tools(d: &CatalogDefinition) -> Option<Vec<Tool>> {
         .map(|operations| {
             operations
                 .into_iter()
-                .map(|o| {
-                    let description = (!o.description.is_empty()).then_some(o.description);
-                    Tool::kept(o.tool, description, o.input_schema)
-                })
+                .map(|o| Tool::kept(o.tool, Some(o.description), o.input_schema))
                 .collect()
         })
         .unwrap_or_default();
@@ -353,7 +358,7 @@ impl Projector for CatalogProjector {
                     // Removing an entry drops its servers' rows: earlier server events
                     // must be written first.
                     retool.extend(pending.flush(tx).await?);
-                    self.apply_catalog(tx, event).await?;
+                    retool.extend(self.apply_catalog(tx, event).await?);
                 }
                 Server::TYPE => self.note_server(&mut pending, event)?,
                 _ => {}

@@ -53,7 +53,9 @@ pub struct CatalogEntryView {
     pub gateway: Value,
     /// 1 at registration, +1 on every update.
     pub version: i64,
-    /// The tools its servers were last seen to offer: `[{ "name", "description"? }]`.
+    /// Its tools, `[{ "name", "description"?, "input_schema"? }]` by name: those its
+    /// servers were last seen to offer, or for a registered API (`openapi`) those its
+    /// document declares, known at registration.
     #[schema(value_type = Vec<Object>)]
     pub tools: Value,
     /// Who added it (custom entries only).

@@ -274,12 +274,13 @@ pub async fn new_entry(caller: ConsoleCaller) -> Result<Markup, ConsoleError> {
 
 /// The entry the register form describes, as the API's JSON body.
 fn entry_body(form: &[(String, String)]) -> Value {
-    let field = |name: &str| {
+    let raw = |name: &str| {
         form.iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.trim().to_owned())
+            .map(|(_, v)| v.clone())
             .unwrap_or_default()
     };
+    let field = |name: &str| raw(name).trim().to_owned();
     let lines = |name: &str| -> Vec<String> {
         field(name)
             .lines()
@@ -303,12 +304,13 @@ fn entry_body(form: &[(String, String)]) -> Value {
         "openapi" => {
             let mut api = json!({"type": "openapi", "base_url": field("base_url"), "auth": auth,
                                  "operations": lines("operations")});
-            // Given both or neither, the API says which to give.
+            // Given both or neither, the API says which to give. A pasted YAML document
+            // keeps its indentation.
             for (name, value) in [
                 ("document_url", field("document_url")),
-                ("document", field("document")),
+                ("document", raw("document")),
             ] {
-                if !value.is_empty() {
+                if !value.trim().is_empty() {
                     api[name] = json!(value);
                 }
             }
@@ -421,6 +423,12 @@ mod tests {
             remote["runtime"],
             json!({"type": "remote", "url": "https://mcp.example/mcp",
                    "auth": {"type": "bearer", "secret": "TOKEN"}})
+        );
+        let yaml = "  openapi: 3.1.0\n  info: {title: t, version: '1'}\n";
+        let pasted = entry_body(&form(&[("runtime", "openapi"), ("document", yaml)]));
+        assert_eq!(
+            pasted["runtime"]["document"], yaml,
+            "its indentation is kept"
         );
         let basic = entry_body(&form(&[
             ("runtime", "remote"),

@@ -125,16 +125,11 @@ fn tool(operation: &ApiOperation) -> Tool {
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let mut tool = Tool::new(
+    Tool::new(
         operation.tool.clone(),
         operation.description.clone(),
         Arc::new(schema),
-    );
-    // An operation with neither summary nor description has none, as the catalog says.
-    if operation.description.is_empty() {
-        tool.description = None;
-    }
-    tool
+    )
 }
 
 impl ServerHandler for ApiServer {
