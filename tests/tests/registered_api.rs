@@ -93,6 +93,7 @@ async fn a_document_given_as_yaml_or_fetched_once_from_a_url_is_kept_as_json() {
     body["runtime"]["document"] = json!(yaml);
     let kept = registered(&app, &body).await;
     assert_eq!(kept["runtime"]["operations"], Value::Null, "{kept}");
+    assert_eq!(kept["tools"].as_array().map(Vec::len), Some(8), "{kept}");
 
     // Fetched from the API itself, once: what it served is what the entry keeps.
     let mut body = entry(Value::Null, json!({"base_url": api.url()}));
