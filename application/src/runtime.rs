@@ -94,7 +94,7 @@ pub enum McpEndpoint {
 
 /// A remote MCP server and what its requests carry.
 pub struct RemoteEndpoint {
-    /// Its URL (with the credential's query parameter, if it has one).
+    /// Its URL (which carries no credential: the entry's rules refuse one there).
     pub url: String,
     /// Headers every request carries (the credential's), kept secret.
     pub headers: Vec<(String, SecretString)>,

@@ -27,3 +27,16 @@ impl StoreError {
         }
     }
 }
+
+/// `error` with every cause after it (`a: b: c`): what a person needs to act on a failure
+/// whose reason is several layers down (an address refused inside a connection error).
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -244,18 +244,6 @@ impl Projections {
     }
 }
 
-/// `error` and its causes, `: `-separated: the driver's own message is only a cause.
-fn causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 /// Completes once `shutdown` is `true` or can no longer change.
 async fn shutdown_signal(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -281,7 +269,7 @@ async fn supervise<S: Projector + 'static>(
         }
         tracing::error!(
             projection = %name,
-            error = %causes(&error),
+            error = %berth_infrastructure::error::causes(&error),
             retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
             "projection failed; restarting"
         );

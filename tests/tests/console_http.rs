@@ -5,7 +5,7 @@
 
 mod api_support;
 
-use api_support::{fixture_entry, server_body, user, TestApp};
+use api_support::{fixture_entry, server_body, tool_names, user, TestApp};
 use reqwest::header::{self, HeaderMap};
 use reqwest::redirect::Policy;
 use reqwest::{Method, StatusCode};
@@ -657,12 +657,7 @@ async fn the_register_form_registers_an_http_api_whose_tools_the_catalog_lists_a
         .await
         .json();
     assert_eq!(entry["runtime"]["type"], "openapi", "{entry}");
-    let tools: Vec<&str> = entry["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let tools = tool_names(&entry);
     assert_eq!(tools, ["addPet", "getPet"], "{entry}");
     app.stop().await;
 }

@@ -3,7 +3,7 @@
 
 mod api_support;
 
-use api_support::{processes, spawn_trusting, TestApp};
+use api_support::{processes, spawn_trusting, tool_names, TestApp};
 use berth_tests::http_fixture::HttpFixture;
 use berth_tests::mcp_client::McpClient;
 use berth_tests::tls_proxy::TlsProxy;
@@ -42,12 +42,7 @@ async fn a_remote_server_is_reached_with_its_token_and_serves_the_gateway() {
 
     let id = started(&app, &remote_entry("far", &fixture.url()), "far", TOKEN).await;
     let server = app.until_state(&id, "running").await;
-    let tools: Vec<&str> = server["tools"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let tools = tool_names(&server);
     assert_eq!(tools, ["echo", "add", "env_keys"], "{server}");
     // Its URL is the entry's: nothing is published for it.
     assert_eq!(server["endpoint"], Value::Null, "{server}");
@@ -158,12 +153,7 @@ async fn a_remote_entry_that_cannot_be_reached_as_written_is_refused_naming_the_
             .json(reqwest::Method::POST, "/api/v1/catalog", &entry)
             .await;
         answer.expect(422);
-        let fields: Vec<String> = answer.json()["errors"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e["field"].as_str().map(str::to_owned))
-            .collect();
+        let fields = answer.problem_fields();
         assert!(fields.iter().any(|f| f == field), "{field}: {fields:?}");
     }
     let catalog = app.get("/api/v1/catalog?kind=custom").await.json();

@@ -307,8 +307,25 @@ async fn problem_detail(response: reqwest::Response) -> String {
     let body = response.text().await.unwrap_or_default();
     serde_json::from_str::<Value>(&body)
         .ok()
-        .and_then(|v| v["detail"].as_str().map(str::to_string))
-        .unwrap_or(body)
+        .filter(|v| v["detail"].is_string())
+        .map_or(body, |problem| problem_text(&problem))
+}
+
+/// What a problem document says: its detail (else its title) and each field's message.
+pub fn problem_text(problem: &Value) -> String {
+    let mut said = vec![problem["detail"]
+        .as_str()
+        .or(problem["title"].as_str())
+        .unwrap_or("no reason given")
+        .to_owned()];
+    for error in problem["errors"].as_array().into_iter().flatten() {
+        said.push(format!(
+            "{}: {}",
+            error["field"].as_str().unwrap_or("?"),
+            error["message"].as_str().unwrap_or("?")
+        ));
+    }
+    said.join("; ")
 }
 
 /// Prints one event: `<position> <event_type> <aggregate_type>/<aggregate_id> <actor>`,
@@ -439,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_urls_are_accepted() {
+    fn only_http_and_https_urls_are_accepted() {
         assert!(stream_url("http://127.0.0.1:7070/").is_ok());
         assert!(stream_url("https://example.test").is_ok());
         assert!(stream_url("ftp://example.test").is_err());

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use berth_infrastructure::error::causes;
 use berth_infrastructure::runtime::endpoint::Outside;
 use futures_util::StreamExt;
 use std::cell::Cell;
@@ -77,14 +78,14 @@ impl DocumentFetcher {
             .timeout(FETCH_TIMEOUT)
             .send()
             .await
-            .map_err(|e| refused(described(&e.without_url())))?;
+            .map_err(|e| refused(causes(&e.without_url())))?;
         if !response.status().is_success() {
             return Err(refused(format!("it answered {}", response.status())));
         }
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| refused(described(&e.without_url())))?;
+            let chunk = chunk.map_err(|e| refused(causes(&e.without_url())))?;
             if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
                 return Err(refused(format!(
                     "it is larger than {MAX_DOCUMENT_BYTES} bytes"
@@ -94,17 +95,6 @@ impl DocumentFetcher {
         }
         String::from_utf8(body).map_err(|_| refused("it is not UTF-8 text".into()))
     }
-}
-
-/// A reqwest error with its causes (the refusal of an address is the innermost).
-fn described(error: &reqwest::Error) -> String {
-    let mut said = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        said = format!("{said}: {cause}");
-        source = cause.source();
-    }
-    said
 }
 
 /// The most values a document may hold once read: YAML's aliases repeat what they

@@ -306,11 +306,7 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
             .as_deref()
             .is_some_and(|id| self.runtime.made_by_this_run(id));
         match kind {
-            Some(RuntimeKind::Process | RuntimeKind::OpenApi | RuntimeKind::Remote)
-                if !made_here =>
-            {
-                Lifetime::EndsWithBerth
-            }
+            Some(kind) if !kind.outlives_berth() && !made_here => Lifetime::EndsWithBerth,
             _ => Lifetime::OutlivesBerth,
         }
     }

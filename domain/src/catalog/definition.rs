@@ -112,6 +112,16 @@ impl RuntimeKind {
             Self::Remote => "remote",
         }
     }
+
+    /// Whether what runs a server of it outlives Berth: a container does; a local
+    /// process, or what Berth keeps in memory for a registered API or a remote server,
+    /// ends with it.
+    pub fn outlives_berth(self) -> bool {
+        match self {
+            Self::Docker => true,
+            Self::Process | Self::OpenApi | Self::Remote => false,
+        }
+    }
 }
 
 impl std::fmt::Display for RuntimeKind {
@@ -291,14 +301,7 @@ impl CatalogDefinition {
                         "an openapi entry is served by Berth itself over an in-process pipe: use `stdio`",
                     );
                 }
-                if !is_http_url(base_url) {
-                    v.add(
-                        "runtime.base_url",
-                        "must be an http:// or https:// URL with a host, at most 2048 characters",
-                    );
-                } else if has_userinfo(base_url) {
-                    v.add("runtime.base_url", USERINFO);
-                }
+                check_outside_url(v, "runtime.base_url", base_url);
                 if !health_path.starts_with('/')
                     || health_path.len() > 1024
                     || health_path.chars().any(char::is_whitespace)
@@ -320,14 +323,7 @@ impl CatalogDefinition {
                         "a remote server is reached over Streamable HTTP: use `http`",
                     );
                 }
-                if !is_http_url(url) {
-                    v.add(
-                        "runtime.url",
-                        "must be an http:// or https:// URL with a host, at most 2048 characters",
-                    );
-                } else if has_userinfo(url) {
-                    v.add("runtime.url", USERINFO);
-                }
+                check_outside_url(v, "runtime.url", url);
                 if matches!(auth, ApiAuth::Query { .. }) {
                     v.add(
                         "runtime.auth.type",
@@ -422,10 +418,22 @@ pub(crate) fn check_value(v: &mut Violations, field: &str, value: &str) {
     }
 }
 
-/// An absolute `http` or `https` URL with a host, without spaces.
-/// Why a URL may not name a user or password.
-const USERINFO: &str =
-    "must not carry a user or password: the credential goes in `auth`, as a secret key";
+/// A URL Berth sends requests to with a server's credential: `http` or `https` with a
+/// host, and no user or password in it (the credential goes in `auth`, kept secret; a URL
+/// is written wherever it is logged).
+fn check_outside_url(v: &mut Violations, field: &str, url: &str) {
+    if !is_http_url(url) {
+        v.add(
+            field,
+            "must be an http:// or https:// URL with a host, at most 2048 characters",
+        );
+    } else if has_userinfo(url) {
+        v.add(
+            field,
+            "must not carry a user or password: the credential goes in `auth`, as a secret key",
+        );
+    }
+}
 
 /// Whether `url`'s authority names a user (`scheme://user[:password]@host`).
 fn has_userinfo(url: &str) -> bool {
@@ -434,6 +442,7 @@ fn has_userinfo(url: &str) -> bool {
     authority.contains('@')
 }
 
+/// An absolute `http` or `https` URL with a host, without spaces.
 fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")

@@ -338,14 +338,13 @@ fn initialize_failed(error: ClientInitializeError) -> ProbeError {
                     detail: http_refusal(answered),
                 },
                 // An address the administrator has not allowed: retrying cannot help.
-                Some(StreamableHttpError::Client(e)) if refused_address(e).is_some() => {
-                    ProbeError::Protocol {
+                Some(StreamableHttpError::Client(e)) => match refused_address(e) {
+                    Some(refused) => ProbeError::Protocol {
                         step: INITIALIZE,
-                        detail: refused_address(e)
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                    }
-                }
+                        detail: refused.to_string(),
+                    },
+                    None => ProbeError::Closed { step: INITIALIZE },
+                },
                 _ => ProbeError::Closed { step: INITIALIZE },
             }
         }

@@ -404,6 +404,16 @@ pub async fn feed_settled(db: &Database) {
     }
 }
 
+/// The names of the tools `holder` (a server or a catalog entry) lists, in its order.
+pub fn tool_names(holder: &Value) -> Vec<&str> {
+    holder["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["name"].as_str())
+        .collect()
+}
+
 /// Settings for driving servers as local processes, with timeouts short enough for tests.
 pub fn processes(c: &mut ServeConfig) {
     c.drive_runtime = true;

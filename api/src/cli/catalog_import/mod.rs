@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use serde_json::Value;
 
 use crate::cli::config::Settings;
-use crate::cli::events_tail::{resolve_token, resolve_url};
+use crate::cli::events_tail::{problem_text, resolve_token, resolve_url};
 use crate::cli::table::{Align, Table};
 use mapping::map_config;
 
@@ -115,7 +115,7 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
             )
         } else {
             refused += 1;
-            format!("refused ({}): {}", status.as_u16(), problem(&body))
+            format!("refused ({}): {}", status.as_u16(), problem_text(&body))
         };
         table.row(vec![server.name.clone(), entry_name, result]);
     }
@@ -125,21 +125,4 @@ pub async fn run(settings: &Settings, args: &ImportArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(refused == 0, "Berth refused {refused} of the entries");
     Ok(())
-}
-
-/// What a problem document says: its detail and each field's message.
-fn problem(body: &Value) -> String {
-    let mut said = vec![body["detail"]
-        .as_str()
-        .or(body["title"].as_str())
-        .unwrap_or("no reason given")
-        .to_owned()];
-    for error in body["errors"].as_array().into_iter().flatten() {
-        said.push(format!(
-            "{}: {}",
-            error["field"].as_str().unwrap_or("?"),
-            error["message"].as_str().unwrap_or("?")
-        ));
-    }
-    said.join("; ")
 }

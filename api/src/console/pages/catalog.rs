@@ -274,12 +274,7 @@ pub async fn new_entry(caller: ConsoleCaller) -> Result<Markup, ConsoleError> {
 
 /// The entry the register form describes, as the API's JSON body.
 fn entry_body(form: &[(String, String)]) -> Value {
-    let raw = |name: &str| {
-        form.iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let raw = |name: &str| filter_value(form, name).unwrap_or_default();
     let field = |name: &str| raw(name).trim().to_owned();
     let lines = |name: &str| -> Vec<String> {
         field(name)

@@ -328,7 +328,7 @@ impl ContainerRuntime for EndpointRuntime {
                 "no answer within {:?}",
                 self.settings.health_timeout
             )),
-            Err(e) => failed(server::describe(&e.without_url())),
+            Err(e) => failed(crate::error::causes(&e.without_url())),
         }
     }
 

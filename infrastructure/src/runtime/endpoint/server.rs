@@ -20,6 +20,7 @@ use serde_json::Map;
 
 use super::call::{answer, request, CallError};
 use super::log::ApiLog;
+use crate::error::causes;
 
 /// What calling an API needs.
 pub struct ApiTarget {
@@ -80,7 +81,7 @@ impl ApiServer {
                 t.timeout
             ))),
             // Without the URL: a query parameter may carry the credential.
-            Err(e) => Err(CallError::Transport(describe(&e.without_url()))),
+            Err(e) => Err(CallError::Transport(causes(&e.without_url()))),
         };
         // The path template, never the URL: a query credential must not reach the log.
         let took = started.elapsed().as_millis();
@@ -105,18 +106,6 @@ impl ApiServer {
             }
         }
     }
-}
-
-/// A request error with its causes (reqwest's own message omits them).
-pub(super) fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn tool(operation: &ApiOperation) -> Tool {
