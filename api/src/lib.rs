@@ -14,6 +14,7 @@ pub mod cli;
 pub mod console;
 pub mod gateway;
 pub mod http;
+pub mod node;
 pub mod owner_only_file;
 pub mod serve;
 

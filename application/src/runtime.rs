@@ -90,6 +90,37 @@ pub enum McpEndpoint {
     /// Streamable HTTP at a server someone else runs, with the server's credential:
     /// reached only at addresses the administrator allows.
     Remote(RemoteEndpoint),
+    /// Streamable HTTP at the Berth node that runs the server (which holds its only
+    /// session), with the node token.
+    Node(RemoteEndpoint),
+}
+
+/// Which node opens a server's MCP session: a server has one session, held by the node
+/// that runs it, and every other node goes through that one.
+#[async_trait]
+pub trait Placement: Send + Sync {
+    /// How to reach server `server_id` (spoken to over `transport`) from this node:
+    /// `None` when this node runs it (or it runs nowhere yet), else the other node's
+    /// endpoint for it.
+    async fn reach(
+        &self,
+        server_id: Uuid,
+        transport: Transport,
+    ) -> Result<Option<RemoteEndpoint>, RuntimeError>;
+}
+
+/// The placement of a Berth that is the only node: every session is opened here.
+pub struct HereOnly;
+
+#[async_trait]
+impl Placement for HereOnly {
+    async fn reach(
+        &self,
+        _server_id: Uuid,
+        _transport: Transport,
+    ) -> Result<Option<RemoteEndpoint>, RuntimeError> {
+        Ok(None)
+    }
 }
 
 /// A remote MCP server and what its requests carry.

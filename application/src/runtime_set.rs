@@ -41,6 +41,16 @@ impl RuntimeSet {
         }
     }
 
+    /// An API node's set: it runs no container or process (the active worker does),
+    /// only the `endpoints` its document fetches and outside clients come from.
+    pub fn endpoints_only(endpoints: Arc<dyn ContainerRuntime>) -> Self {
+        Self {
+            process: None,
+            docker: None,
+            endpoints: Some(endpoints),
+        }
+    }
+
     /// The set, serving registered APIs and reaching remote MCP servers with `endpoints`
     /// too.
     pub fn with_endpoints(mut self, endpoints: Arc<dyn ContainerRuntime>) -> Self {

@@ -163,6 +163,7 @@ pub fn server_life(entry: Uuid, n: usize) -> Vec<(ServerEvent, CommandMetadata)>
         (
             ServerEvent::ContainerCreated {
                 container_id: format!("c{n:012}"),
+                node: Some("n1".into()),
             },
             system("process-manager"),
         ),

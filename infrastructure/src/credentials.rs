@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use deadpool_postgres::Pool;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use uuid::Uuid;
@@ -76,6 +77,7 @@ pub enum TokenError {
 pub struct CredentialKeys {
     key_hashing: Zeroizing<[u8; 32]>,
     session: Zeroizing<[u8; 32]>,
+    node: Zeroizing<[u8; 32]>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -106,6 +108,7 @@ impl CredentialKeys {
         Self {
             key_hashing: derive(secret, "berth api key hashing v1"),
             session: derive(secret, "berth console session v1"),
+            node: derive(secret, "berth node to node v1"),
             encoding: EncodingKey::from_secret(signing.as_slice()),
             decoding: DecodingKey::from_secret(signing.as_slice()),
             validation,
@@ -145,6 +148,28 @@ impl CredentialKeys {
         hmac_hex(&self.session, data)
     }
 }
+
+impl CredentialKeys {
+    /// What one node of this installation presents to another (the node routes): every
+    /// node derives the same from the installation's secret, and nothing else can.
+    pub fn node_token(&self) -> SecretString {
+        SecretString::from(hmac_hex(&self.node, NODE_TOKEN_LABEL))
+    }
+
+    /// Whether `presented` is [`Self::node_token`], compared in constant time.
+    pub fn is_node_token(&self, presented: &str) -> bool {
+        let Ok(bytes) = hex::decode(presented) else {
+            return false;
+        };
+        let mut mac = HmacSha256::new_from_slice(self.node.as_slice())
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(NODE_TOKEN_LABEL.as_bytes());
+        mac.verify_slice(&bytes).is_ok()
+    }
+}
+
+/// What the node token is the MAC of.
+const NODE_TOKEN_LABEL: &str = "berth node";
 
 fn hmac_hex(key: &[u8; 32], data: &str) -> String {
     let mut mac = HmacSha256::new_from_slice(key.as_slice())

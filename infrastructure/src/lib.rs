@@ -19,6 +19,7 @@ pub mod key_store;
 pub mod mcp;
 pub mod memory;
 pub mod migrations;
+pub mod nodes;
 pub mod ownership;
 pub mod runtime;
 pub mod stream;

@@ -5,6 +5,9 @@ over one client session, so a test can list, call, wait for list changes and go 
 
     BERTH_TOKEN=... python mcp_gateway_client.py URL [legacy|auto|2026-07-28]
 
+With BERTH_SPREAD set to `host:port,host:port,...`, each HTTP request goes to the next of
+those origins in turn, as a load balancer in front of several Berths would send it.
+
 URL may also be `stdio:["command", "arg", ...]`: a command that speaks MCP on its
 standard input and output.
 
@@ -24,6 +27,25 @@ import httpx2
 import mcp_types as types
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+
+
+class Spread(httpx2.AsyncBaseTransport):
+    """Sends each request to the next origin in turn."""
+
+    def __init__(self, origins):
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.origins = origins
+        self.sent = 0
+
+    async def handle_async_request(self, request):
+        host, port = self.origins[self.sent % len(self.origins)].rsplit(":", 1)
+        self.sent += 1
+        request.url = request.url.copy_with(host=host, port=int(port))
+        request.headers["Host"] = f"{host}:{port}"
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self):
+        await self.inner.aclose()
 
 
 def dump(value):
@@ -50,9 +72,11 @@ async def main(url, mode):
         command = json.loads(url[len("stdio:"):])
         transport = StdioServerParameters(command=command[0], args=command[1:])
     else:
+        spread = [o for o in os.environ.get("BERTH_SPREAD", "").split(",") if o]
         http = httpx2.AsyncClient(
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx2.Timeout(120.0, read=300.0),
+            transport=Spread(spread) if spread else None,
         )
         transport = streamable_http_client(url, http_client=http)
     async with Client(transport, mode=mode, message_handler=on_message, cache=None) as client:

@@ -29,12 +29,22 @@ impl McpClient {
     /// # Panics
     /// When the driver cannot start or connect.
     pub async fn connect(url: &str, token: &str, mode: &str) -> Self {
+        Self::connect_spread(url, token, mode, &[]).await
+    }
+
+    /// [`McpClient::connect`], with each HTTP request sent to the next of `origins`
+    /// (`host:port`) in turn, as a load balancer in front of several Berths would.
+    ///
+    /// # Panics
+    /// When the driver cannot start or connect.
+    pub async fn connect_spread(url: &str, token: &str, mode: &str, origins: &[&str]) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/mcp_gateway_client.py");
         let mut child = Command::new(mcp_sdk_python())
             .arg(script)
             .arg(url)
             .arg(mode)
             .env("BERTH_TOKEN", token)
+            .env("BERTH_SPREAD", origins.join(","))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

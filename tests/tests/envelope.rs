@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use berth_application::ports::{CipherError, SecretCipher};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
+use berth_application::runtime::HereOnly;
 use berth_application::servers::{LifecycleAction, NewServer};
 use berth_application::{Actor, AppError, CommandBus, CommandMetadata};
 use berth_domain::catalog::{CatalogDefinition, ConfigKey, Resources, RuntimeSpec, Transport};
@@ -232,7 +233,7 @@ async fn rotation_keeps_secrets_forgetting_shreds_one_owner_and_events_never_cha
     let pm = ProcessManager::new(
         bus_after.clone(),
         runtime.clone(),
-        McpSessionPool::new(runtime, HttpClients::default()),
+        McpSessionPool::new(runtime, Arc::new(HereOnly), HttpClients::default()),
         ProcessManagerOptions {
             probe_timeout: Duration::from_secs(5),
             stop_grace: Duration::from_secs(1),

@@ -10,6 +10,7 @@ use std::time::Duration;
 use berth_application::process_manager::{
     CrashPoint, ProcessManager, ProcessManagerError, ProcessManagerOptions,
 };
+use berth_application::runtime::HereOnly;
 use berth_application::servers::{LifecycleAction, NewServer};
 use berth_application::{Actor, CommandBus, CommandMetadata};
 use berth_domain::catalog::{CatalogDefinition, Resources, RuntimeSpec, Transport};
@@ -75,7 +76,7 @@ async fn a_crash_after_any_runtime_action_is_repaired_without_duplicates() {
         ProcessManager::new(
             bus.clone(),
             runtime.clone(),
-            McpSessionPool::new(runtime.clone(), HttpClients::default()),
+            McpSessionPool::new(runtime.clone(), Arc::new(HereOnly), HttpClients::default()),
             ProcessManagerOptions {
                 probe_timeout: Duration::from_secs(10),
                 stop_grace: Duration::from_secs(2),

@@ -156,6 +156,7 @@ async fn past_states_and_history_are_rebuilt_from_the_events() {
             &id,
             ServerCommand::RecordContainerCreated {
                 container_id: "c-traveller-1".into(),
+                node: "n1".into(),
             },
         )
         .await;

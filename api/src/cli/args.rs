@@ -15,6 +15,7 @@ use crate::cli::events_tail::TailArgs;
 use crate::cli::events_transfer::{ExportArgs, ImportArgs};
 use crate::cli::mcp::ConnectArgs;
 use crate::cli::replay::ReplayCommand;
+use crate::serve::role::NodeRole;
 use crate::serve::runtimes::RuntimeChoice;
 
 /// Berth: an event-sourced control plane for MCP servers.
@@ -50,6 +51,13 @@ pub enum Command {
         /// Which runtime runs MCP servers [default: auto: Docker when it answers].
         #[arg(long, value_enum)]
         runtime: Option<RuntimeChoice>,
+        /// Which parts of Berth to run when several run on one database [default: all].
+        #[arg(long, value_enum)]
+        role: Option<NodeRole>,
+        /// The name this process goes by among those on its database [default: host
+        /// name and port].
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
     },
     /// Applies pending database migrations and exits.
     Migrate,
@@ -262,6 +270,14 @@ impl Cli {
             },
             runtime: match &self.command {
                 Command::Serve { runtime, .. } => *runtime,
+                _ => None,
+            },
+            role: match &self.command {
+                Command::Serve { role, .. } => *role,
+                _ => None,
+            },
+            node: match &self.command {
+                Command::Serve { node, .. } => node.clone(),
                 _ => None,
             },
             log_format: self.log_format,

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gateway::GatewayOptions;
 use crate::http::rate_limit::RateLimitOptions;
+use crate::serve::role::NodeRole;
 use crate::serve::runtimes::RuntimeChoice;
 use crate::serve::server::ServeConfig;
 
@@ -49,6 +50,16 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// Which runtime runs MCP servers: `auto`, `docker` or `process`.
     pub runtime: RuntimeChoice,
+    /// Which parts of Berth run here: `all`, `api` or `worker`.
+    pub role: NodeRole,
+    /// The name this process goes by among those on its database (default: host name
+    /// and port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Where the other processes on the database reach this one, e.g.
+    /// `http://berth-worker-0.berth:7070` (default: the listen address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<String>,
     /// Servers of one bulk operation acted on at the same time.
     pub bulk_concurrency: usize,
     /// Requests per second each API credential may send (`0`: no limit).
@@ -91,6 +102,9 @@ impl std::fmt::Debug for Settings {
             .field("pool_size", &self.pool_size)
             .field("shutdown_timeout_secs", &self.shutdown_timeout_secs)
             .field("runtime", &self.runtime)
+            .field("role", &self.role)
+            .field("node", &self.node)
+            .field("advertise_url", &self.advertise_url)
             .field("bulk_concurrency", &self.bulk_concurrency)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
@@ -124,6 +138,9 @@ impl Default for Settings {
             pool_size: 16,
             shutdown_timeout_secs: 10,
             runtime: RuntimeChoice::Auto,
+            role: NodeRole::All,
+            node: None,
+            advertise_url: None,
             bulk_concurrency: BulkDriverOptions::default().concurrency,
             rate_limit_per_second: RateLimitOptions::default().per_second,
             rate_limit_burst: RateLimitOptions::default().burst,
@@ -156,12 +173,21 @@ pub struct FlagOverrides {
     /// `--runtime`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeChoice>,
+    /// `--role`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<NodeRole>,
+    /// `--node`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 22] = [
+const ENV_KEYS: [&str; 25] = [
     "runtime",
+    "role",
+    "node",
+    "advertise_url",
     "data_dir",
     "listen",
     "log_format",
@@ -214,6 +240,9 @@ impl Settings {
         config.pool_size = self.pool_size.max(2);
         config.shutdown_timeout = Duration::from_secs(self.shutdown_timeout_secs);
         config.runtime = self.runtime;
+        config.role = self.role;
+        config.node = self.node.clone();
+        config.advertise_url = self.advertise_url.clone();
         config.bulk.concurrency = self.bulk_concurrency.max(1);
         config.rate_limit = RateLimitOptions {
             per_second: self.rate_limit_per_second,

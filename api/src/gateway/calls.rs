@@ -259,22 +259,8 @@ async fn send(
         .map_err(|e| Failure::Unreachable(e.to_string()))?;
     let mut params = CallToolRequestParams::new(tool.to_owned());
     params.arguments = request.arguments;
-    // The server's progress notifications go back to the client with its own token.
-    let progress = context.meta.get_progress_token().map(|theirs| {
-        let (to, mut notes) = mpsc::channel::<ProgressNotificationParam>(PROGRESS_BACKLOG);
-        let peer = context.peer.clone();
-        let redactor = Arc::clone(&listing.redactor);
-        tokio::spawn(async move {
-            while let Some(mut note) = notes.recv().await {
-                note.progress_token = theirs.clone();
-                note.message = note.message.map(|m| redactor.redact(&m));
-                if peer.notify_progress(note).await.is_err() {
-                    break;
-                }
-            }
-        });
-        to
-    });
+    let redactor = Arc::clone(&listing.redactor);
+    let progress = progress_relay(context, move |message| redactor.redact(message));
     upstream
         .call_tool(
             params,
@@ -287,4 +273,26 @@ async fn send(
             UpstreamError::Cancelled => Failure::Cancelled,
             other => Failure::Upstream(other),
         })
+}
+
+/// Where the server's progress notifications about a call go: back to the client that
+/// asked for progress, with the client's own token and each message passed through
+/// `message`; `None` when the client asked for none.
+pub(crate) fn progress_relay(
+    context: &RequestContext<RoleServer>,
+    message: impl Fn(&str) -> String + Send + 'static,
+) -> Option<mpsc::Sender<ProgressNotificationParam>> {
+    let theirs = context.meta.get_progress_token()?;
+    let (to, mut notes) = mpsc::channel::<ProgressNotificationParam>(PROGRESS_BACKLOG);
+    let peer = context.peer.clone();
+    tokio::spawn(async move {
+        while let Some(mut note) = notes.recv().await {
+            note.progress_token = theirs.clone();
+            note.message = note.message.map(|m| message(&m));
+            if peer.notify_progress(note).await.is_err() {
+                break;
+            }
+        }
+    });
+    Some(to)
 }

@@ -9,7 +9,7 @@
 //! opened, and each is recorded as an event ([`record`]).
 
 mod caller;
-mod calls;
+pub(crate) mod calls;
 pub mod directory_feed;
 mod extras;
 mod limits;
@@ -17,8 +17,9 @@ mod owners;
 mod record;
 mod redacted;
 pub mod revocations;
-mod route;
+pub(crate) mod route;
 mod session;
+pub mod stored_sessions;
 
 use std::sync::Arc;
 
@@ -91,6 +92,7 @@ pub struct Gateway {
     service: StreamableHttpService<session::GatewaySession, LocalSessionManager>,
     manager: Arc<LocalSessionManager>,
     owners: owners::SessionOwners,
+    stored: stored_sessions::StoredSessions,
     shared: Arc<Shared>,
     guards: Arc<Guards>,
     stop: CancellationToken,
@@ -105,6 +107,7 @@ impl Gateway {
         sessions: Arc<McpSessionPool>,
         bus: Arc<Bus>,
         metrics: Arc<Metrics>,
+        stored: stored_sessions::StoredSessions,
         options: &GatewayOptions,
     ) -> Self {
         let guards = Arc::new(Guards::new(
@@ -123,7 +126,7 @@ impl Gateway {
             records: tokio_util::task::TaskTracker::new(),
         });
         let stop = CancellationToken::new();
-        let config = StreamableHttpServerConfig::default()
+        let mut config = StreamableHttpServerConfig::default()
             .with_cancellation_token(stop.child_token())
             // Every request must carry a Berth credential, which a page a browser was
             // tricked into loading (DNS rebinding) does not have: the Host check that
@@ -133,6 +136,8 @@ impl Gateway {
             .with_allowed_origins(options.allowed_origins.clone())
             .enforce_origin_validation()
             .with_max_request_body_bytes(MAX_REQUEST_BYTES);
+        // A session opened on another Berth on the database is taken up here.
+        config.session_store = Some(Arc::new(stored.clone()));
         let for_sessions = Arc::clone(&shared);
         let manager = Arc::new(LocalSessionManager::default());
         let service = StreamableHttpService::new(
@@ -144,6 +149,7 @@ impl Gateway {
             service,
             manager,
             owners: owners::SessionOwners::default(),
+            stored,
             shared,
             guards,
             stop,
@@ -159,10 +165,41 @@ impl Gateway {
         berth_application::gateway::profiles::find_profile(&self.shared.bus, caller, name).await
     }
 
+    /// Who opened `session`: this Berth's memory, else the database's (remembered from
+    /// then on); `None` when no Berth knows it.
+    pub(crate) async fn owner_of(
+        &self,
+        session: &str,
+    ) -> Result<
+        Option<owners::Binding>,
+        rmcp::transport::streamable_http_server::session::store::SessionStoreError,
+    > {
+        if let Some(owner) = self.owners.get(session) {
+            return Ok(Some(owner));
+        }
+        let owner = self.stored.owner(session).await?;
+        if let Some(owner) = &owner {
+            self.owners.opened(session, owner.clone());
+        }
+        Ok(owner)
+    }
+
+    /// Remembers, here and in the database, that `binding` opened `session`.
+    pub(crate) async fn opened(&self, session: &str, binding: owners::Binding) {
+        if let Err(e) = self.stored.opened(session, &binding).await {
+            tracing::warn!(error = %e, "cannot record a gateway session; only this Berth can serve it");
+        }
+        self.owners.opened(session, binding);
+    }
+
     /// Ends every session of `user_id` (opened with `key_id` only, when given): its
     /// credential was revoked or its user disabled.
     pub async fn end_sessions_of(&self, user_id: uuid::Uuid, key_id: Option<uuid::Uuid>) {
         use rmcp::transport::streamable_http_server::SessionManager;
+        // Every Berth does this on the same event; the first to come forgets the rows.
+        if let Err(e) = self.stored.end_of(user_id, key_id).await {
+            tracing::debug!(error = %e, "cannot forget the stored sessions of a revoked credential");
+        }
         let ended = self
             .owners
             .take(|b| b.user_id == user_id && key_id.is_none_or(|key| b.key_id == key));

@@ -2,14 +2,15 @@
 //! user, with the same key, through the same profile, whatever its method. The SDK
 //! answers `GET` (the notification stream, replays) and `DELETE` itself, without asking
 //! the session's handler, so the check is made here, before the request reaches it.
+//! This is the memory of one Berth; [`super::stored_sessions`] is every Berth's.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use uuid::Uuid;
 
-/// The most sessions remembered; beyond it the oldest half is forgotten (their requests
-/// are still checked by the session's handler, `GET` and `DELETE` no longer).
+/// The most sessions remembered; beyond it the oldest half is forgotten (and read again
+/// from the database when asked about).
 const MAX_SESSIONS: usize = 100_000;
 
 /// Whose a session is.
@@ -48,14 +49,10 @@ impl SessionOwners {
             .insert(session.to_owned(), (number, binding));
     }
 
-    /// Whether `binding` may use `session` (a session not remembered is the SDK's to
-    /// judge: it answers 404 for one it does not know).
-    pub fn allows(&self, session: &str, binding: &Binding) -> bool {
+    /// Who opened `session`, if it is remembered.
+    pub fn get(&self, session: &str) -> Option<Binding> {
         let opened = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        opened
-            .sessions
-            .get(session)
-            .is_none_or(|(_, owner)| owner == binding)
+        opened.sessions.get(session).map(|(_, owner)| owner.clone())
     }
 
     /// Forgets, and returns, the sessions whose binding `ends` picks.
@@ -96,11 +93,11 @@ mod tests {
     fn only_the_opener_may_use_a_session() {
         let owners = SessionOwners::default();
         owners.opened("s1", binding(1, None));
-        assert!(owners.allows("s1", &binding(1, None)));
-        assert!(!owners.allows("s1", &binding(2, None)));
-        assert!(!owners.allows("s1", &binding(1, Some("work"))));
-        assert!(owners.allows("unknown", &binding(2, None)));
+        assert_eq!(owners.get("s1"), Some(binding(1, None)));
+        assert_ne!(owners.get("s1"), Some(binding(2, None)));
+        assert_ne!(owners.get("s1"), Some(binding(1, Some("work"))));
+        assert_eq!(owners.get("unknown"), None);
         owners.ended("s1");
-        assert!(owners.allows("s1", &binding(2, None)));
+        assert_eq!(owners.get("s1"), None);
     }
 }

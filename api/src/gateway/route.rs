@@ -172,9 +172,18 @@ async fn serve(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     if let Some(session) = &session {
-        if !gateway.owners.allows(session, &binding) {
+        match gateway.owner_of(session).await {
             // Someone else's session is, to this caller, one that does not exist.
-            return ApiError::NotFound("no session has this id".into()).error_response();
+            Ok(Some(owner)) if owner != binding => {
+                return ApiError::NotFound("no session has this id".into()).error_response();
+            }
+            // Theirs, or one no Berth knows (the SDK answers 404 for it).
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read who opened a gateway session");
+                return ApiError::Unavailable("the database does not answer".into())
+                    .error_response();
+            }
         }
     }
     request.extensions_mut().insert(GatewayCaller {
@@ -187,7 +196,7 @@ async fn serve(
     match (&session, answered.headers().get(SESSION_HEADER)) {
         (None, Some(opened)) => {
             if let Ok(opened) = opened.to_str() {
-                gateway.owners.opened(opened, binding);
+                gateway.opened(opened, binding).await;
             }
         }
         (Some(session), _) if ending && answered.status().is_success() => {
@@ -234,7 +243,7 @@ fn unreadable(body: &[u8]) -> HttpResponse {
 }
 
 /// The actix request as the SDK's `http` types.
-fn to_sdk_request(
+pub(crate) fn to_sdk_request(
     req: &HttpRequest,
     body: Bytes,
 ) -> Result<http::Request<Full<Bytes>>, http::Error> {
@@ -249,7 +258,7 @@ fn to_sdk_request(
 
 /// The SDK's response as actix's, streamed as the SDK produces it (event streams stay
 /// open for as long as the SDK keeps them).
-fn from_sdk_response(
+pub(crate) fn from_sdk_response(
     response: http::Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
 ) -> HttpResponse {
     let (parts, body) = response.into_parts();

@@ -28,6 +28,8 @@ pub fn build(
         InitError = (),
     >,
 > {
+    let serves_api = state.role.serves_api();
+    let node_routes = state.node_routes.clone();
     let api = routes::resources(routes::api_endpoints()).into_iter().fold(
         // The last `wrap` runs first: authenticate, then count against the credential.
         web::scope(API_PREFIX)
@@ -48,10 +50,19 @@ pub fn build(
                 .app_data(path_config()),
             |app, resource| app.service(resource),
         )
-        .configure(gateway::configure)
-        .service(api.default_service(web::to(routes::not_found)))
-        // Last: its scope matches every path, and answers only its own.
-        .service(console::scope())
+        .configure(|config| {
+            if let Some(node_routes) = node_routes {
+                config.app_data(web::Data::from(node_routes));
+                crate::node::routes::configure(config);
+            }
+            // A worker node serves health, metrics and the node routes only.
+            if serves_api {
+                gateway::configure(config);
+                config.service(api.default_service(web::to(routes::not_found)));
+                // Last: its scope matches every path, and answers only its own.
+                config.service(console::scope());
+            }
+        })
         .default_service(web::to(routes::not_found))
         // The last `wrap` runs first: the request id must exist before anything logs,
         // and metrics must see the final status, authentication failures included.

@@ -46,4 +46,10 @@ pub struct AppState {
     pub gateway: Arc<Gateway>,
     /// Fetches the OpenAPI documents registrations name by URL.
     pub documents: DocumentFetcher,
+    /// Which parts of Berth this process runs.
+    pub role: crate::serve::role::NodeRole,
+    /// Where servers run, and how this node reaches the others.
+    pub nodes: Arc<crate::node::placement::NodePlacement>,
+    /// The routes other nodes call here (on a node that may run servers).
+    pub node_routes: Option<Arc<crate::node::routes::NodeRoutes>>,
 }

@@ -2,21 +2,20 @@
 //! completed is resumed; then a feed follower (subscription `bulk-operations`, with its
 //! own checkpoint) runs the driver for each `BulkOperationBegan` event.
 //!
-//! This runs on every `berth serve`, including replicas that do not drive the runtime
-//! (`drive_runtime = false`): the driver only records commands, which the process
-//! manager acts on wherever it runs. An advisory lock makes exactly one replica drive
-//! bulk operations; the others wait to take over.
+//! It is one of the active worker's duties ([`super::worker`]): the worker lease makes
+//! exactly one node drive bulk operations, and a standby takes over from the checkpoint.
+//! It runs even where the runtime is not driven (`drive_runtime = false`): the driver
+//! only records commands, which the process manager acts on wherever it runs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::serve::{follow_until_stopped, until_stopped};
 use berth_application::bulk::BulkDriver;
 use berth_application::AppError;
 use berth_domain::bulk::{BulkEvent, BulkOperation};
 use berth_infrastructure::db::Database;
 use berth_infrastructure::event_store::PostgresEventRepository;
-use berth_infrastructure::feed::follow::ReaderOptions;
-use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::stream::unfinished_streams;
 use cqrs_es::Aggregate;
@@ -31,9 +30,6 @@ pub type Driver = BulkDriver<PostgresEventRepository>;
 
 /// The subscription name of the bulk driver's checkpoint and lock.
 pub const BULK_OPERATIONS: &str = "bulk-operations";
-
-/// Held by the replica that resumes and follows bulk operations.
-const DRIVER_LOCK: &str = "berth.bulk-operations.driver";
 
 /// Bulk operations driven at the same time (each with its own target concurrency).
 const OPERATIONS_AT_ONCE: usize = 4;
@@ -53,51 +49,17 @@ pub fn spawn_bulk_driver(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut stop = shutdown.clone();
-        let lock = tokio::select! {
-            lock = berth_infrastructure::feed::lock::advisory_lock(&db, DRIVER_LOCK) => lock,
-            () = stopped(&mut stop) => return,
-        };
-        let _lock = match lock {
-            Ok(lock) => lock,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot take the bulk driver's lock; bulk operations will not progress");
-                return;
-            }
-        };
         // Until it succeeds: the follower alone would not hand over again an operation
         // whose `Began` it already checkpointed.
-        loop {
-            let resumed = tokio::select! {
-                r = resume(&driver, &pool) => r,
-                () = stopped(&mut stop) => return,
-            };
-            match resumed {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "resuming bulk operations failed; retrying");
-                    tokio::select! {
-                        () = tokio::time::sleep(RETRY_PAUSE) => {}
-                        () = stopped(&mut stop) => return,
-                    }
-                }
-            }
-        }
+        until_stopped("resuming bulk operations", RETRY_PAUSE, &mut stop, || {
+            resume(&driver, &pool)
+        })
+        .await;
         let handle = |events: Vec<StoredEvent>| {
             let driver = driver.clone();
             async move { drive(&driver, began_in(&events)).await }
         };
-        let result = follower::follow(
-            &db,
-            &pool,
-            BULK_OPERATIONS,
-            ReaderOptions::for_followers(),
-            handle,
-            async move { stopped(&mut stop).await },
-        )
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the bulk driver stopped following the event feed");
-        }
+        follow_until_stopped(&db, &pool, BULK_OPERATIONS, handle, &mut stop).await;
     })
 }
 
@@ -155,10 +117,4 @@ async fn drive(driver: &Driver, began: Vec<Began>) -> Result<(), AppError> {
         }
     }
     retry.map_or(Ok(()), Err)
-}
-
-/// Completes once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here, not across an await.
-    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
 }

@@ -13,8 +13,6 @@ use berth_application::runtime_set::RuntimeSet;
 use berth_application::{Actor, CommandMetadata};
 use berth_domain::server::ServerState;
 use berth_infrastructure::db::Database;
-use berth_infrastructure::feed::follow::ReaderOptions;
-use berth_infrastructure::feed::follower;
 use berth_infrastructure::feed::StoredEvent;
 use berth_infrastructure::runtime::endpoint::address::AddressPolicy;
 use berth_infrastructure::runtime::endpoint::{EndpointRuntime, EndpointSettings, Outside};
@@ -29,6 +27,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::http::state::Pm;
+use crate::serve::{follow_until_stopped, stopped};
 
 /// Which runtime runs MCP servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -52,9 +51,10 @@ pub const PROCESS_MANAGER: &str = "process-manager";
 /// Opens the chosen runtimes: with `auto`, local processes always, and Docker beside
 /// them when its engine answers, each running the entries of its kind; registered APIs
 /// and remote MCP servers always, reaching the public internet and `allowed_networks`,
-/// trusting `tls`; with the client that reaches those addresses.
+/// trusting `tls`; with the client that reaches those addresses. `None` (an API node,
+/// which runs no server) opens neither Docker nor local processes.
 pub async fn open_runtime(
-    choice: RuntimeChoice,
+    choice: Option<RuntimeChoice>,
     data_dir: &Path,
     installation: Uuid,
     allowed_networks: &[String],
@@ -68,6 +68,11 @@ pub async fn open_runtime(
         ..EndpointSettings::default()
     })
     .context("opening the runtime of registered APIs")?;
+    let outside = endpoints.outside();
+    let Some(choice) = choice else {
+        let runtimes = RuntimeSet::endpoints_only(Arc::new(endpoints));
+        return Ok((Arc::new(runtimes), outside));
+    };
     let log_dir = data_dir.join("process-logs");
     // Whatever runtime is chosen now: a dead Berth may have left processes from a run with
     // the process runtime, and none may run twice.
@@ -95,7 +100,6 @@ pub async fn open_runtime(
             }
         },
     };
-    let outside = endpoints.outside();
     let runtimes = runtimes.with_endpoints(Arc::new(endpoints));
     tracing::info!(runtimes = runtimes.kind(), "container runtimes chosen");
     Ok((Arc::new(runtimes), outside))
@@ -119,7 +123,8 @@ impl Default for BackgroundIntervals {
     }
 }
 
-/// Starts the process manager's background tasks; they end when `shutdown` turns true.
+/// Starts the process manager's background tasks (run by the active worker only); they
+/// end when `shutdown` turns true.
 pub fn spawn_background(
     pm: Arc<Pm>,
     db: Database,
@@ -128,7 +133,7 @@ pub fn spawn_background(
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
     let follow_pm = pm.clone();
-    let (follow_db, follow_pool) = (db.clone(), pool.clone());
+    let periodic_pool = pool.clone();
     let mut stop = shutdown.clone();
     let follower = tokio::spawn(async move {
         let handle = |events: Vec<StoredEvent>| {
@@ -138,43 +143,20 @@ pub fn spawn_background(
                 pm.handle_events(refs).await
             }
         };
-        let result = follower::follow(
-            &follow_db,
-            &follow_pool,
-            PROCESS_MANAGER,
-            ReaderOptions::for_followers(),
-            handle,
-            async move { stopped(&mut stop).await },
-        )
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the process manager stopped following the event feed");
-        }
+        follow_until_stopped(&db, &pool, PROCESS_MANAGER, handle, &mut stop).await;
     });
-    let periodic = tokio::spawn(periodic(pm, db, pool, intervals, shutdown));
+    let periodic = tokio::spawn(periodic(pm, periodic_pool, intervals, shutdown));
     vec![follower, periodic]
 }
 
 /// Reconciles everything at start and every `intervals.reconcile`; checks health of
-/// running servers every `intervals.health`. Only the replica holding the lock does it.
+/// running servers every `intervals.health`.
 async fn periodic(
     pm: Arc<Pm>,
-    db: Database,
     pool: Pool,
     intervals: BackgroundIntervals,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let lock = tokio::select! {
-        lock = berth_infrastructure::feed::lock::advisory_lock(&db, "berth.reconciler") => lock,
-        () = stopped(&mut shutdown) => return,
-    };
-    let _lock = match lock {
-        Ok(lock) => lock,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot take the reconciler lock; no drift detection");
-            return;
-        }
-    };
     let mut reconcile = tokio::time::interval(intervals.reconcile);
     let mut health = tokio::time::interval(intervals.health);
     health.tick().await;
@@ -224,10 +206,4 @@ async fn periodic(
 async fn servers_in(pool: &Pool, states: &[ServerState]) -> anyhow::Result<Vec<Uuid>> {
     let client = pool.get().await?;
     Ok(server_ids_in(&client, states).await?)
-}
-
-/// Completes once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // The guard `wait_for` returns is not `Send`; drop it here, not across an await.
-    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
 }

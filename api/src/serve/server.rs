@@ -20,7 +20,10 @@ use berth_infrastructure::mcp::{HttpClients, McpSessionPool};
 use berth_infrastructure::tls::OutboundTls;
 
 use crate::gateway::directory_feed::DirectoryProgress;
+use crate::gateway::stored_sessions::StoredSessions;
 use crate::gateway::Gateway;
+use crate::node::placement::NodePlacement;
+use crate::node::routes::NodeRoutes;
 use berth_infrastructure::migrations;
 use berth_infrastructure::ownership::PgStreamOwners;
 use berth_projections::Projections;
@@ -37,11 +40,12 @@ use crate::http::metrics::Metrics;
 use crate::http::rate_limit::{RateLimitOptions, RateLimiter};
 use crate::http::state::AppState;
 use crate::serve::bootstrap;
-use crate::serve::bulk;
 use crate::serve::checkpoints;
 use crate::serve::database::{ClusterUse, OpenDatabase};
 use crate::serve::predefined;
+use crate::serve::role::{self, NodeRole};
 use crate::serve::runtimes::{self, BackgroundIntervals, RuntimeChoice};
+use crate::serve::worker;
 use berth_application::bulk::{BulkDriver, BulkDriverOptions};
 use berth_application::process_manager::{ProcessManager, ProcessManagerOptions};
 use berth_application::runtime::ContainerRuntime;
@@ -86,8 +90,16 @@ pub struct ServeConfig {
     pub process_manager: ProcessManagerOptions,
     /// How often drift detection and health checks run.
     pub intervals: BackgroundIntervals,
-    /// Run the process manager (follow the feed, reconcile, check health). Off for an
-    /// API-only replica: commands are recorded, another replica acts on them.
+    /// Which parts of Berth this process runs (`--role`).
+    pub role: NodeRole,
+    /// The name this process goes by among the nodes on the database (`--node`); `None`:
+    /// the host name and the port.
+    pub node: Option<String>,
+    /// Where the other nodes reach this one (`http://host:port`); `None`: the address it
+    /// listens on, with the host name for an unspecified address.
+    pub advertise_url: Option<String>,
+    /// Whether the active worker drives the runtime (the process manager follows the
+    /// feed, reconciles and checks health). Off in tests that only record commands.
     pub drive_runtime: bool,
     /// How bulk operations are driven. They are driven whatever `drive_runtime` says:
     /// the driver only records commands.
@@ -123,6 +135,9 @@ impl std::fmt::Debug for ServeConfig {
             .field("runtime", &self.runtime)
             .field("process_manager", &self.process_manager)
             .field("intervals", &self.intervals)
+            .field("role", &self.role)
+            .field("node", &self.node)
+            .field("advertise_url", &self.advertise_url)
             .field("drive_runtime", &self.drive_runtime)
             .field("bulk", &self.bulk)
             .field("live", &self.live)
@@ -146,6 +161,9 @@ impl ServeConfig {
             runtime: RuntimeChoice::Auto,
             process_manager: ProcessManagerOptions::default(),
             intervals: BackgroundIntervals::default(),
+            role: NodeRole::All,
+            node: None,
+            advertise_url: None,
             drive_runtime: true,
             bulk: BulkDriverOptions::default(),
             live: LiveOptions::default(),
@@ -174,13 +192,14 @@ impl ServeConfig {
 /// A started Berth: its address and admin token, and what stopping it needs.
 pub struct RunningServer {
     addr: SocketAddr,
+    node: String,
     admin_token: Option<SecretString>,
     admin_token_path: PathBuf,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
-    checkpointer: Checkpointer,
+    checkpointer: Option<Checkpointer>,
     live: EventFanout,
     gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
@@ -194,6 +213,11 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The name it goes by among the nodes on its database.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// `http://ADDR`.
@@ -244,12 +268,14 @@ impl RunningServer {
         // Nothing drives the runtime any more: end what must not outlive Berth.
         self.runtime.shutdown(self.shutdown_timeout).await;
         // Nothing writes any more: the last checkpoint covers everything written.
-        let _ = self.checkpointer.stop.send(true);
-        if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, self.checkpointer.task)
-            .await
-            .is_err()
-        {
-            tracing::warn!("the last checkpoint was not signed in time");
+        if let Some(checkpointer) = self.checkpointer {
+            let _ = checkpointer.stop.send(true);
+            if tokio::time::timeout(PROJECTION_STOP_TIMEOUT, checkpointer.task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("the last checkpoint was not signed in time");
+            }
         }
         // Unless another Berth wrote its own address since.
         let url_file = self.data_dir.join(URL_FILE);
@@ -257,6 +283,9 @@ impl RunningServer {
             .is_ok_and(|url| url.trim() == format!("http://{}", self.addr))
         {
             let _ = std::fs::remove_file(&url_file);
+        }
+        if let Err(e) = berth_infrastructure::nodes::remove(&self.pool, &self.node).await {
+            tracing::warn!(error = %e, "cannot record that this node stopped");
         }
         self.pool.close();
         self.database.close().await;
@@ -278,6 +307,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
     match start_on(&config, &database).await {
         Ok(parts) => Ok(RunningServer {
             addr: parts.addr,
+            node: parts.node,
             admin_token: parts.admin_token,
             admin_token_path: parts.admin_token_path,
             http: parts.http,
@@ -302,13 +332,14 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
 
 struct Started {
     addr: SocketAddr,
+    node: String,
     admin_token: Option<SecretString>,
     admin_token_path: PathBuf,
     http: ServerHandle,
     http_task: JoinHandle<std::io::Result<()>>,
     shutdown: watch::Sender<bool>,
     projection_tasks: Vec<JoinHandle<()>>,
-    checkpointer: Checkpointer,
+    checkpointer: Option<Checkpointer>,
     live: EventFanout,
     gateway: Arc<Gateway>,
     runtime: Arc<dyn ContainerRuntime>,
@@ -323,6 +354,27 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .pool(config.pool_size)
         .context("creating the connection pool")?;
 
+    let listener =
+        TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let node = config
+        .node
+        .clone()
+        .unwrap_or_else(|| role::default_node_name(addr.port()));
+    let node_url = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| advertised_url(addr, &node));
+    berth_infrastructure::nodes::register(&pool, &node, config.role.as_str(), &node_url)
+        .await
+        .context("recording this node")?;
+    tracing::info!(
+        node,
+        role = config.role.as_str(),
+        url = node_url,
+        "node recorded"
+    );
+
     let masters = crate::serve::master_keys::load_masters(&config.data_dir)?;
     tracing::info!(key_id = masters.current_key_id(), "master key loaded");
     let credentials = Arc::new(
@@ -336,7 +388,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let tls = OutboundTls::from_optional(config.upstream_ca_file.as_deref())
         .context("upstream_ca_file")?;
     let (runtimes, outside) = runtimes::open_runtime(
-        config.runtime,
+        config.role.works().then_some(config.runtime),
         &config.data_dir,
         installation,
         &config.upstream_allowed_networks,
@@ -347,7 +399,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         PostgresEventRepository::new(pool.clone()),
         Arc::new(EnvelopeCipher::new(pool.clone(), masters)),
     );
-    if config.drive_runtime {
+    if config.drive_runtime && config.role == NodeRole::All {
         // A Berth that drives no runtime cannot tell which another one has.
         bus = bus.running_on(runtimes.kinds());
     }
@@ -358,18 +410,34 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .build()
         .context("building the HTTP client of MCP servers")?;
     let documents = DocumentFetcher::new(outside.clone());
+    let nodes = Arc::new(NodePlacement::new(
+        pool.clone(),
+        credentials.node_token(),
+        local.clone(),
+    ));
     let sessions = McpSessionPool::new(
         runtime.clone(),
+        nodes.clone(),
         HttpClients {
             local,
             outside: outside.client,
         },
     );
+    let node_routes = config.role.works().then(|| {
+        Arc::new(NodeRoutes::new(
+            sessions.clone(),
+            runtime.clone(),
+            credentials.clone(),
+        ))
+    });
     let pm = ProcessManager::new(
         bus.clone(),
         runtime.clone(),
         sessions.clone(),
-        config.process_manager.clone(),
+        ProcessManagerOptions {
+            node: node.clone(),
+            ..config.process_manager.clone()
+        },
     );
 
     let shipped = predefined::definitions()?;
@@ -381,10 +449,6 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     tracing::info!(changed, "predefined catalog synchronised");
 
     let admin = bootstrap::ensure_admin(&bus, &credentials, &config.data_dir).await?;
-
-    let listener =
-        TcpListener::bind(&config.listen).with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     // Before the HTTP server: no stream may subscribe before the fan-out knows its start.
@@ -399,48 +463,53 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let shutdown_rx_gateway = shutdown_rx.clone();
     let shutdown_rx_revocations = shutdown_rx.clone();
     let shutdown_rx_identities = shutdown_rx.clone();
-    let mut projection_tasks =
-        Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone());
-    projection_tasks.push(live_task);
-    projection_tasks.push(crate::http::live::memory::spawn_release_after_closing(
-        live.clone(),
-        shutdown_rx.clone(),
-    ));
-    let bulk_driver = BulkDriver::new(
-        bus.clone(),
-        PostgresEventRepository::new(pool.clone()),
-        config.bulk.clone(),
-    );
-    projection_tasks.push(bulk::spawn_bulk_driver(
-        Arc::new(bulk_driver),
-        db.clone(),
-        pool.clone(),
-        shutdown_rx.clone(),
-    ));
-    let signer =
-        LogSigner::from_env_or_file(&config.data_dir).context("loading the log signing key")?;
-    // Stopped on its own, last: the checkpoint it signs at stop must find no projector
-    // transaction open, or it could not cover the last events.
-    let (stop_checkpointer, checkpointer_stop) = watch::channel(false);
-    let checkpointer = Checkpointer {
-        stop: stop_checkpointer,
-        task: checkpoints::spawn_checkpointer(
-            pool.clone(),
-            signer,
-            config.data_dir.clone(),
-            config.checkpoint_interval,
-            checkpointer_stop,
-        ),
-    };
-    if config.drive_runtime {
-        projection_tasks.extend(runtimes::spawn_background(
-            pm.clone(),
+    let mut projection_tasks = vec![
+        live_task,
+        crate::http::live::memory::spawn_release_after_closing(live.clone(), shutdown_rx.clone()),
+        worker::spawn_heartbeat(pool.clone(), node.clone(), shutdown_rx.clone()),
+    ];
+    let checkpointer = if config.role.works() {
+        // Every worker node keeps the read models (each projection's lock picks one).
+        projection_tasks.extend(
+            Arc::new(Projections::new(db.clone(), pool.clone())).spawn(shutdown_rx.clone()),
+        );
+        let duties = worker::Duties {
+            pm: config.drive_runtime.then(|| pm.clone()),
+            runtime: runtime.clone(),
+            stop_grace: config.process_manager.stop_grace,
+            intervals: config.intervals.clone(),
+            bulk: Arc::new(BulkDriver::new(
+                bus.clone(),
+                PostgresEventRepository::new(pool.clone()),
+                config.bulk.clone(),
+            )),
+        };
+        projection_tasks.push(worker::spawn(
+            duties,
             db,
             pool.clone(),
-            config.intervals.clone(),
-            shutdown_rx,
+            node.clone(),
+            nodes.clone(),
+            shutdown_rx.clone(),
         ));
-    }
+        let signer =
+            LogSigner::from_env_or_file(&config.data_dir).context("loading the log signing key")?;
+        // Stopped on its own, last: the checkpoint it signs at stop must find no projector
+        // transaction open, or it could not cover the last events.
+        let (stop, checkpointer_stop) = watch::channel(false);
+        Some(Checkpointer {
+            stop,
+            task: checkpoints::spawn_checkpointer(
+                pool.clone(),
+                signer,
+                config.data_dir.clone(),
+                config.checkpoint_interval,
+                checkpointer_stop,
+            ),
+        })
+    } else {
+        None
+    };
 
     if let Some(position) = admin.position {
         // The administrator's key must work on the first request.
@@ -475,6 +544,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         sessions,
         bus.clone(),
         metrics.clone(),
+        StoredSessions::new(pool.clone()),
         &config.gateway,
     ));
     projection_tasks.push(crate::gateway::revocations::spawn(
@@ -504,6 +574,9 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         rate_limiter: Arc::new(RateLimiter::new(config.rate_limit)),
         owners: Arc::new(PgStreamOwners::new(pool.clone())),
         documents,
+        role: config.role,
+        nodes,
+        node_routes: node_routes.clone(),
     };
     let server = HttpServer::new(move || app::build(state.clone()))
         .workers(config.workers.max(1))
@@ -535,6 +608,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     }
     Ok(Started {
         addr,
+        node,
         admin_token: admin.token,
         admin_token_path: admin.path,
         http,
@@ -579,4 +653,15 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("making the data directory {} searchable", dir.display()))?;
     }
     Ok(())
+}
+
+/// Where the other nodes reach a node listening on `addr`: that address, or for an
+/// unspecified one (`0.0.0.0`) the host part of the node's default name.
+fn advertised_url(addr: SocketAddr, node: &str) -> String {
+    if addr.ip().is_unspecified() {
+        let host = node.rsplit_once(':').map_or(node, |(host, _)| host);
+        format!("http://{host}:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
 }

@@ -103,9 +103,15 @@ pub struct Serve {
 impl Serve {
     /// Starts `berth serve --listen 127.0.0.1:0 <args>` and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str]) -> Serve {
+        Self::start_in(data_dir, args, &[])
+    }
+
+    /// [`Serve::start`] with `env` set (`DATABASE_URL`, shared keys).
+    pub fn start_in(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
         let mut child = berth_command(data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

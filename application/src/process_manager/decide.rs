@@ -32,6 +32,8 @@ pub enum Step {
     /// The record says starting or running, and its local process ended with the Berth
     /// that ran it: start it again, which is no failure of its own.
     Relaunch,
+    /// Record that this node now runs its container, which outlived the node that ran it.
+    Adopt,
     /// `failed` and its restart policy allows another try: restart it after a pause.
     ScheduleRestart {
         /// Which automatic restart in a row this will be (1, 2, ...).
@@ -105,6 +107,17 @@ pub fn next_step(server: &Server, instance: Option<&InstanceStatus>, lifetime: L
         },
         ServerState::Stopped => Step::Nothing,
     }
+}
+
+/// Whether node `here` must record that it took `server` over: it runs, its container
+/// runs, and the node it was recorded on is another (gone, since only one node drives
+/// the runtime at a time) or none (recorded before nodes were).
+pub fn adopts(server: &Server, instance: Option<&InstanceStatus>, here: &str) -> bool {
+    server.created
+        && !server.deleted
+        && server.state == ServerState::Running
+        && matches!(instance.map(|i| &i.state), Some(InstanceState::Running))
+        && server.node.as_deref() != Some(here)
 }
 
 #[cfg(test)]

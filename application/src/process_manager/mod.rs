@@ -21,7 +21,7 @@ use cqrs_es::persist::PersistedEventRepository;
 use futures_util::stream::{self, StreamExt};
 use uuid::Uuid;
 
-pub use decide::{next_step, Lifetime, Step};
+pub use decide::{adopts, next_step, Lifetime, Step};
 pub use launch::{launch_spec, pinned_definition};
 
 use crate::commands::CommandBus;
@@ -48,6 +48,9 @@ pub struct ProcessManagerOptions {
     /// Fault injection for crash tests: stop (as if the process died) right after this
     /// runtime action succeeded and before its outcome is recorded.
     pub crash_after: Option<CrashPoint>,
+    /// The name of the Berth node this process manager runs on, recorded on each server
+    /// whose container or process it creates or takes over.
+    pub node: String,
 }
 
 impl Default for ProcessManagerOptions {
@@ -59,9 +62,13 @@ impl Default for ProcessManagerOptions {
             restart_backoff_max: Duration::from_secs(60),
             concurrency: 8,
             crash_after: None,
+            node: DEFAULT_NODE.into(),
         }
     }
 }
+
+/// The node name of a Berth that was given none.
+pub const DEFAULT_NODE: &str = "local";
 
 /// Where an injected crash happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,7 +269,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 }
             };
             let lifetime = self.lifetime(&server, kind);
-            let step = next_step(&server, instance.as_ref(), lifetime);
+            let step = match next_step(&server, instance.as_ref(), lifetime) {
+                Step::Nothing if adopts(&server, instance.as_ref(), &self.options.node) => {
+                    Step::Adopt
+                }
+                step => step,
+            };
             tracing::debug!(?step, state = %server.state, "next step");
             let outcome = match step {
                 Step::Nothing => return Ok(()),
@@ -395,6 +407,12 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 tracing::info!("its process ended with the Berth that ran it; starting it again");
                 self.record(id, ServerCommand::Relaunch, md).await
             }
+            Step::Adopt => {
+                tracing::info!(from = ?server.node, "its container outlived the node that ran it; this node takes it over");
+                let node = self.options.node.clone();
+                self.record(id, ServerCommand::RecordAdopted { node }, md)
+                    .await
+            }
             Step::Create => self.create(id, server, md).await,
             Step::Start => self.start(id, server, md).await,
             Step::Stop => {
@@ -470,7 +488,10 @@ impl<R: PersistedEventRepository + Clone + 'static> ProcessManager<R> {
                 self.crash_if(CrashPoint::Create)?;
                 self.record(
                     id,
-                    ServerCommand::RecordContainerCreated { container_id },
+                    ServerCommand::RecordContainerCreated {
+                        container_id,
+                        node: self.options.node.clone(),
+                    },
                     md,
                 )
                 .await

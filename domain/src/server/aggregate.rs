@@ -42,6 +42,8 @@ pub struct Server {
     pub enabled: bool,
     /// The runtime's id for its container or process.
     pub container_id: Option<String>,
+    /// The Berth node (`berth serve --node`) that runs its container or process.
+    pub node: Option<String>,
     /// Why it last failed.
     pub last_error: Option<String>,
     /// Start again once stopped.
@@ -130,6 +132,13 @@ pub enum ServerCommand {
     RecordContainerCreated {
         /// The runtime's id for it.
         container_id: String,
+        /// The node that created it.
+        node: String,
+    },
+    /// Another node took over its running container (the one that ran it is gone).
+    RecordAdopted {
+        /// The node that runs it from now on.
+        node: String,
     },
     /// It is running and answered the MCP handshake with these tools.
     RecordRunning {
@@ -187,6 +196,7 @@ impl ServerCommand {
             Self::Delete => "delete",
             Self::BeginProvisioning => "begin provisioning",
             Self::RecordContainerCreated { .. } => "record the container of",
+            Self::RecordAdopted { .. } => "record the adoption of",
             Self::RecordRunning { .. } => "record as running",
             Self::RecordFailed { .. } => "record a failure of",
             Self::RecordExited { .. } => "record the exit of",
@@ -396,8 +406,17 @@ impl Server {
                 S::Pending => vec![E::ProvisioningBegan],
                 _ => return Err(refuse()),
             },
-            ServerCommand::RecordContainerCreated { container_id } => match self.state {
-                S::Creating => vec![E::ContainerCreated { container_id }],
+            ServerCommand::RecordContainerCreated { container_id, node } => match self.state {
+                S::Creating => vec![E::ContainerCreated {
+                    container_id,
+                    node: Some(node),
+                }],
+                _ => return Err(refuse()),
+            },
+            ServerCommand::RecordAdopted { node } => match self.state {
+                S::Starting | S::Running | S::Stopping if self.node.as_ref() != Some(&node) => {
+                    vec![E::Adopted { node }]
+                }
                 _ => return Err(refuse()),
             },
             // Running, healthy and its tools are one fact (the handshake succeeded), so
@@ -619,14 +638,17 @@ impl Aggregate for Server {
             E::Relaunched => {
                 self.state = ServerState::Pending;
                 self.container_id = None;
+                self.node = None;
                 self.endpoint = None;
                 self.health = Health::Unknown;
             }
             E::ProvisioningBegan => self.state = ServerState::Creating,
-            E::ContainerCreated { container_id } => {
+            E::ContainerCreated { container_id, node } => {
                 self.state = ServerState::Starting;
                 self.container_id = Some(container_id);
+                self.node = node;
             }
+            E::Adopted { node } => self.node = Some(node),
             E::Running => {
                 self.state = ServerState::Running;
                 self.last_error = None;
@@ -636,6 +658,7 @@ impl Aggregate for Server {
                 self.state = ServerState::Failed;
                 self.last_error = Some(reason);
                 self.container_id = None;
+                self.node = None;
                 self.endpoint = None;
                 self.restart_pending = false;
                 self.health = Health::Unknown;
@@ -648,6 +671,7 @@ impl Aggregate for Server {
             E::Stopped => {
                 self.state = ServerState::Stopped;
                 self.container_id = None;
+                self.node = None;
                 self.endpoint = None;
                 self.health = Health::Unknown;
             }

@@ -74,6 +74,15 @@ pub enum ServerEvent {
     ContainerCreated {
         /// The runtime's id for it.
         container_id: String,
+        /// The Berth node that created it (absent in events recorded before nodes were).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+    },
+    /// Another node took over its running container: the node that ran it is gone, and
+    /// the container outlived it.
+    Adopted {
+        /// The node that runs it from now on.
+        node: String,
     },
     /// It is running (→ running).
     Running,
@@ -134,6 +143,7 @@ impl DomainEvent for ServerEvent {
             Self::StartRequested => "ServerStartRequested",
             Self::ProvisioningBegan => "ServerProvisioningBegan",
             Self::ContainerCreated { .. } => "ServerContainerCreated",
+            Self::Adopted { .. } => "ServerAdopted",
             Self::Running => "ServerRunning",
             Self::EndpointPublished { .. } => "ServerEndpointPublished",
             Self::Failed { .. } => "ServerFailed",

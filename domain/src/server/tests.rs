@@ -64,6 +64,7 @@ fn history(state: ServerState) -> Vec<ServerEvent> {
             E::ProvisioningBegan,
             E::ContainerCreated {
                 container_id: "c1".into(),
+                node: Some("n1".into()),
             },
         ],
         S::Running => &[
@@ -71,6 +72,7 @@ fn history(state: ServerState) -> Vec<ServerEvent> {
             E::ProvisioningBegan,
             E::ContainerCreated {
                 container_id: "c1".into(),
+                node: Some("n1".into()),
             },
             E::Running,
         ],
@@ -106,6 +108,7 @@ fn every_lifecycle_command_in_every_state() {
         ("begin", || ServerCommand::BeginProvisioning),
         ("created", || ServerCommand::RecordContainerCreated {
             container_id: "c2".into(),
+            node: "n1".into(),
         }),
         ("running", || ServerCommand::RecordRunning {
             tools: vec![],
@@ -163,6 +166,7 @@ fn every_lifecycle_command_in_every_state() {
                 None,
                 Some(vec![E::ContainerCreated {
                     container_id: "c2".into(),
+                    node: Some("n1".into()),
                 }]),
                 None,
                 Some(vec![failed()]),
@@ -624,6 +628,7 @@ fn a_server_lost_with_berth_is_relaunched_without_using_a_restart_attempt() {
         E::ProvisioningBegan,
         E::ContainerCreated {
             container_id: "c2".into(),
+            node: Some("n1".into()),
         },
         E::Running,
         E::Relaunched,

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use berth_application::runtime::{ContainerRuntime, McpSessions, ProbeError, ProbeReport};
+use berth_application::runtime::{
+    ContainerRuntime, McpEndpoint, McpSessions, Placement, ProbeError, ProbeReport,
+};
 use berth_domain::catalog::Transport;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,8 @@ const HTTP_RETRY: Duration = Duration::from_millis(200);
 /// Every upstream session, by server.
 pub struct McpSessionPool {
     runtime: Arc<dyn ContainerRuntime>,
+    /// Which node holds each server's session.
+    placement: Arc<dyn Placement>,
     /// The clients of servers reached over HTTP.
     http: HttpClients,
     slots: Mutex<HashMap<Uuid, Arc<Slot>>>,
@@ -35,10 +39,16 @@ struct Slot {
 }
 
 impl McpSessionPool {
-    /// A pool reaching servers through `runtime`, those over HTTP with `http`.
-    pub fn new(runtime: Arc<dyn ContainerRuntime>, http: HttpClients) -> Arc<Self> {
+    /// A pool reaching servers through `runtime` (those another node runs through that
+    /// node, as `placement` says), those over HTTP with `http`.
+    pub fn new(
+        runtime: Arc<dyn ContainerRuntime>,
+        placement: Arc<dyn Placement>,
+        http: HttpClients,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
+            placement,
             http,
             slots: Mutex::new(HashMap::new()),
         })
@@ -93,7 +103,10 @@ impl McpSessionPool {
         // An HTTP server may take a moment to listen: connection failures are retried
         // until the deadline; a stdio server gets one attempt with the whole timeout.
         loop {
-            let endpoint = self.runtime.connect(server_id, transport).await?;
+            let endpoint = match self.placement.reach(server_id, transport).await? {
+                None => self.runtime.connect(server_id, transport).await?,
+                Some(node) => McpEndpoint::Node(node),
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             match Upstream::open(endpoint, left, &self.http).await {
                 Err(ProbeError::Closed { .. }) | Err(ProbeError::Runtime(_))

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport};
+use berth_application::runtime::{McpEndpoint, ProbeError, ProbeReport, RemoteEndpoint};
 use berth_domain::server::Tool;
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::model::{
@@ -121,22 +121,15 @@ impl Upstream {
             }
             // Not published: its URL is the entry's, and may carry its credential.
             McpEndpoint::Remote(remote) => {
-                let mut config = StreamableHttpClientTransportConfig::with_uri(remote.url);
-                for (name, value) in remote.headers {
-                    let header = HeaderName::from_bytes(name.as_bytes())
-                        .ok()
-                        .zip(HeaderValue::from_str(value.expose_secret()).ok());
-                    let Some((name, mut value)) = header else {
-                        return Err(ProbeError::Protocol {
-                            step: INITIALIZE,
-                            detail: format!("the credential cannot be sent as header `{name}`"),
-                        });
-                    };
-                    value.set_sensitive(true);
-                    config.custom_headers.insert(name, value);
-                }
-                let transport =
-                    StreamableHttpClientTransport::with_client(http.outside.clone(), config);
+                let transport = with_headers(remote, &http.outside)?;
+                (
+                    tokio::time::timeout(timeout, client.serve(transport)).await,
+                    None,
+                )
+            }
+            // Another node of this installation, on the network Berth's nodes share.
+            McpEndpoint::Node(node) => {
+                let transport = with_headers(node, &http.local)?;
                 (
                     tokio::time::timeout(timeout, client.serve(transport)).await,
                     None,
@@ -301,6 +294,32 @@ impl Upstream {
             Err(_) => Err(UpstreamError::Timeout(timeout)),
         }
     }
+}
+
+/// The Streamable HTTP transport to `endpoint` through `client`, every request carrying
+/// the endpoint's (secret) headers.
+fn with_headers(
+    endpoint: RemoteEndpoint,
+    client: &reqwest::Client,
+) -> Result<StreamableHttpClientTransport<reqwest::Client>, ProbeError> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(endpoint.url);
+    for (name, value) in endpoint.headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .zip(HeaderValue::from_str(value.expose_secret()).ok());
+        let Some((name, mut value)) = header else {
+            return Err(ProbeError::Protocol {
+                step: INITIALIZE,
+                detail: format!("the credential cannot be sent as header `{name}`"),
+            });
+        };
+        value.set_sensitive(true);
+        config.custom_headers.insert(name, value);
+    }
+    Ok(StreamableHttpClientTransport::with_client(
+        client.clone(),
+        config,
+    ))
 }
 
 impl Drop for Upstream {

@@ -196,9 +196,14 @@ fn server(id: &str, event: &ServerEvent, names: &mut Names) -> String {
         }
         E::Relaunched => format!("started {s} again: its process ended with the Berth that ran it"),
         E::ProvisioningBegan => format!("began provisioning {s}"),
-        E::ContainerCreated { container_id } => {
-            format!("created container {} for {s}", shorten(container_id, 12))
-        }
+        E::ContainerCreated { container_id, node } => match node {
+            Some(node) => format!(
+                "created container {} for {s} on node {node}",
+                shorten(container_id, 12)
+            ),
+            None => format!("created container {} for {s}", shorten(container_id, 12)),
+        },
+        E::Adopted { node } => format!("node {node} took over {s}, whose node is gone"),
         E::Running => format!("{s} is running"),
         E::EndpointPublished { url } => format!("{s} answers MCP at {url}"),
         E::Failed { reason } => format!("{s} failed: {}", one_line(reason)),

@@ -63,7 +63,7 @@ pub struct FieldChange {
 /// The fields compared one by one, in the order their changes are listed; `config` and
 /// `secrets` follow, key by key. The event's own place (`version`, `position`,
 /// `updated_at`) changes every time and is the entry itself, so it is left out.
-const FIELDS: [&str; 17] = [
+const FIELDS: [&str; 18] = [
     "name",
     "owner",
     "catalog_id",
@@ -77,6 +77,7 @@ const FIELDS: [&str; 17] = [
     "restart_policy",
     "restart_attempts",
     "container_id",
+    "node",
     "endpoint",
     "last_error",
     "tools",

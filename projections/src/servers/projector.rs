@@ -28,11 +28,11 @@ pub const TABLES: &[&str] = &["servers"];
 const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version, owner, \
      state, enabled, restart_pending, delete_pending, config, secret_keys, health, tools, \
      container_id, last_error, created_at, updated_at, version, position, restart_policy, \
-     restart_attempts, endpoint, sharing) \
+     restart_attempts, endpoint, sharing, node) \
      SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int8[], $5::text[], \
      $6::text[], $7::bool[], $8::bool[], $9::bool[], $10::jsonb[], $11::jsonb[], $12::text[], \
      $13::jsonb[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], \
-     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[], $22::text[], $23::jsonb[]) \
+     $18::int8[], $19::int8[], $20::jsonb[], $21::int4[], $22::text[], $23::jsonb[], $24::text[]) \
      ON CONFLICT (id) DO UPDATE SET name = excluded.name, catalog_id = excluded.catalog_id, \
      catalog_version = excluded.catalog_version, owner = excluded.owner, \
      state = excluded.state, enabled = excluded.enabled, \
@@ -42,7 +42,7 @@ const UPSERT: &str = "INSERT INTO servers (id, name, catalog_id, catalog_version
      last_error = excluded.last_error, created_at = excluded.created_at, \
      updated_at = excluded.updated_at, version = excluded.version, position = excluded.position, \
      restart_policy = excluded.restart_policy, restart_attempts = excluded.restart_attempts, \
-     endpoint = excluded.endpoint, sharing = excluded.sharing";
+     endpoint = excluded.endpoint, sharing = excluded.sharing, node = excluded.node";
 
 const DELETE: &str = "DELETE FROM servers WHERE id = ANY($1)";
 
@@ -109,6 +109,7 @@ struct Columns {
     restart_attempts: Vec<i32>,
     endpoint: Vec<Option<String>>,
     sharing: Vec<Value>,
+    node: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -132,6 +133,7 @@ impl Columns {
         self.delete_pending.push(r.delete_pending);
         self.container_id.push(r.container_id);
         self.endpoint.push(r.endpoint);
+        self.node.push(r.node);
         self.last_error.push(r.last_error);
         self.created_at.push(r.created_at);
         self.updated_at.push(r.updated_at);
@@ -168,6 +170,7 @@ impl Columns {
                 &self.restart_attempts,
                 &self.endpoint,
                 &self.sharing,
+                &self.node,
             ],
         )
         .await?;

@@ -65,6 +65,9 @@ pub struct ServerView {
     pub tools: Value,
     /// The runtime's id for its container or process.
     pub container_id: Option<String>,
+    /// The Berth node that runs its container or process (`berth serve --node`); `null`
+    /// when it does not run.
+    pub node: Option<String>,
     /// Where an `http` server answers MCP while it runs (Streamable HTTP, on this
     /// machine's loopback); `null` for stdio servers and when it does not run.
     pub endpoint: Option<String>,
@@ -124,6 +127,7 @@ impl ServerRow {
             health: self.health_name(),
             tools: to_json(&self.tools)?,
             container_id: self.container_id.clone(),
+            node: self.node.clone(),
             endpoint: self.endpoint.clone(),
             last_error: self.last_error.clone(),
             created_at: self.created_at,

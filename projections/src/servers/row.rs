@@ -41,6 +41,7 @@ pub(crate) struct ServerRow {
     pub restart_attempts: u32,
     pub endpoint: Option<String>,
     pub sharing: Sharing,
+    pub node: Option<String>,
 }
 
 /// Where an event sits in the log, which is all of the stored row a server row keeps.
@@ -99,6 +100,7 @@ pub(crate) fn change_of(id: Uuid, event: ServerEvent, stored: Stamp) -> Change {
             health: Health::default(),
             tools: Vec::new(),
             container_id: None,
+            node: None,
             endpoint: None,
             sharing: Sharing::default(),
             last_error: None,
@@ -162,6 +164,7 @@ impl ServerRow {
             restart_attempts: self.restart_attempts,
             endpoint: self.endpoint.clone(),
             sharing: self.sharing.clone(),
+            node: self.node.clone(),
         }
     }
 
@@ -183,6 +186,7 @@ impl ServerRow {
         self.restart_attempts = server.restart_attempts;
         self.endpoint = server.endpoint;
         self.sharing = server.sharing;
+        self.node = server.node;
     }
 
     /// Reads a row selected with [`COLUMNS`].
@@ -215,6 +219,7 @@ impl ServerRow {
                 .unwrap_or_default(),
             endpoint: row.try_get("endpoint")?,
             sharing: from_json(row.try_get("sharing")?)?,
+            node: row.try_get("node")?,
         })
     }
 
@@ -228,7 +233,7 @@ impl ServerRow {
 pub(crate) const COLUMNS: &str = "id, name, catalog_id, catalog_version, owner, state, enabled, \
      restart_pending, delete_pending, config, secret_keys, health, tools, container_id, \
      last_error, created_at, updated_at, version, position, restart_policy, restart_attempts, \
-     endpoint, sharing";
+     endpoint, sharing, node";
 
 #[cfg(test)]
 mod tests {
@@ -277,6 +282,7 @@ mod tests {
             E::ProvisioningBegan,
             E::ContainerCreated {
                 container_id: "c1".into(),
+                node: Some("n1".into()),
             },
             E::Running,
             E::HealthChanged {

@@ -69,7 +69,10 @@ async fn a_server_is_followed_from_creation_to_deletion() {
     runtime(
         &h,
         id,
-        ServerCommand::RecordContainerCreated { container_id },
+        ServerCommand::RecordContainerCreated {
+            container_id,
+            node: "n1".into(),
+        },
     )
     .await;
     let v = view(&h, id).await.unwrap();
@@ -196,7 +199,10 @@ async fn failures_restarts_and_deletion_while_running_are_shown() {
     runtime(
         &h,
         id,
-        ServerCommand::RecordContainerCreated { container_id },
+        ServerCommand::RecordContainerCreated {
+            container_id,
+            node: "n1".into(),
+        },
     )
     .await;
     runtime(

@@ -107,6 +107,7 @@ impl Writer {
             7 | 8 => C::BeginProvisioning,
             9 => C::RecordContainerCreated {
                 container_id: format!("c-{}", self.rng.gen::<u32>()),
+                node: "n1".into(),
             },
             10 => C::RecordRunning {
                 tools: vec![],

@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use berth_application::runtime::RuntimeError;
+use berth_application::runtime::{ContainerRuntime, RuntimeError};
 use berth_domain::server::ServerError;
 use berth_domain::ServerId;
 use futures_util::StreamExt;
@@ -99,6 +99,9 @@ pub struct LogsQuery {
 
 const MAX_TAIL: usize = 10_000;
 
+/// Lines shown when `tail` is not given.
+const DEFAULT_TAIL: usize = 100;
+
 /// The server's output: the last `tail` lines as text, or with `follow=true` those
 /// lines and every new one as server-sent events (`data: <line>`).
 #[utoipa::path(
@@ -124,7 +127,7 @@ pub async fn logs(
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     ensure_visible(&*state.owners, &principal, id, "no server has this id").await?;
-    let tail = query.tail.unwrap_or(100);
+    let tail = query.tail.unwrap_or(DEFAULT_TAIL);
     if tail > MAX_TAIL {
         return Err(ApiError::invalid_field(
             "tail",
@@ -147,9 +150,31 @@ pub async fn logs(
             server.state
         ))
     };
-    let runtime = state.pm.runtime();
+    // Its output is where it runs.
+    if let Some(url) = state.nodes.elsewhere().await.map_err(runtime_error)? {
+        let url = format!(
+            "{url}{}/servers/{id}/logs?tail={tail}&follow={}",
+            crate::node::PREFIX,
+            query.follow.unwrap_or(false)
+        );
+        let answer = state.nodes.get(&url).await.map_err(runtime_error)?;
+        return Ok(relayed(answer));
+    }
+    runtime_logs(&**state.pm.runtime(), id.uuid(), &query, no_output).await
+}
+
+/// Server `id`'s output as this node's `runtime` has it: the last `query.tail` lines as
+/// text, or with `follow` those and every new one as server-sent events; `no_output`
+/// when the runtime has no container or process for it.
+pub(crate) async fn runtime_logs(
+    runtime: &dyn ContainerRuntime,
+    id: uuid::Uuid,
+    query: &LogsQuery,
+    no_output: impl FnOnce() -> ApiError,
+) -> Result<HttpResponse, ApiError> {
+    let tail = query.tail.unwrap_or(DEFAULT_TAIL).min(MAX_TAIL);
     if query.follow.unwrap_or(false) {
-        let lines = match runtime.follow_logs(id.uuid(), tail).await {
+        let lines = match runtime.follow_logs(id, tail).await {
             Ok(lines) => lines,
             Err(RuntimeError::NotFound) => return Err(no_output()),
             Err(e) => return Err(runtime_error(e)),
@@ -164,7 +189,7 @@ pub async fn logs(
             .insert_header((header::CACHE_CONTROL, "no-cache"))
             .streaming(events));
     }
-    let lines = match runtime.logs(id.uuid(), tail).await {
+    let lines = match runtime.logs(id, tail).await {
         Ok(lines) => lines,
         Err(RuntimeError::NotFound) => return Err(no_output()),
         Err(e) => return Err(runtime_error(e)),
@@ -176,6 +201,22 @@ pub async fn logs(
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
         .body(text))
+}
+
+/// Another node's answer, passed on as it streams (status, type and body).
+fn relayed(answer: reqwest::Response) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16())
+        .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+    let mut out = HttpResponse::build(status);
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(value) = answer.headers().get(name.as_str()) {
+            out.insert_header((name, value.as_bytes()));
+        }
+    }
+    out.streaming(answer.bytes_stream().map(|chunk| {
+        chunk
+            .map_err(|e| actix_web::error::ErrorBadGateway(format!("the node's answer ended: {e}")))
+    }))
 }
 
 fn runtime_error(e: RuntimeError) -> ApiError {
