@@ -175,7 +175,7 @@ impl Installation {
 async fn active_worker(pool: &deadpool_postgres::Pool, within: Duration) -> Option<String> {
     let deadline = Instant::now() + within;
     loop {
-        if let Some(active) = nodes::active(pool).await.expect("the nodes") {
+        if let Some(active) = nodes::active(pool, None).await.expect("the nodes") {
             return Some(active.name);
         }
         if Instant::now() >= deadline {
@@ -322,6 +322,20 @@ async fn replicas_fail_over_without_losing_or_doing_anything_twice() {
     assert!(
         running_at_kill < SERVERS,
         "the kill came after the bulk start finished; nothing was taken over"
+    );
+    let listed = b.get("/api/v1/nodes").await;
+    let active: Vec<&str> = listed["nodes"]
+        .as_array()
+        .expect("the nodes")
+        .iter()
+        .filter(|n| n["active"] == true)
+        .filter_map(|n| n["name"].as_str())
+        .collect();
+    assert_eq!(active, ["w2"], "{listed}");
+    assert_eq!(
+        listed["nodes"].as_array().map(Vec::len),
+        Some(4),
+        "{listed}"
     );
 
     // The standby finishes it: every server runs, once, on the standby.
@@ -645,4 +659,138 @@ async fn commands_through_a_killed_node(
     }
     let acknowledged = acknowledged.lock().expect("the list").clone();
     acknowledged
+}
+
+/// Ends the database session holding the worker lease, as a database restart or a
+/// network fault would; answers whether there was one.
+async fn cut_the_lease(pool: &deadpool_postgres::Pool) -> bool {
+    let client = pool.get().await.expect("a connection");
+    let cut: i64 = client
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' \
+             AND granted AND database = (SELECT oid FROM pg_database \
+                                         WHERE datname = current_database()) \
+             AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('berth.worker', 0)",
+            &[],
+        )
+        .await
+        .expect("ending the lease's session")
+        .get(0);
+    cut == 1
+}
+
+/// A process server of the fixture, created and started through `serve`, running; its id.
+async fn running_process_server(serve: &Serve, name: &str) -> String {
+    let fixture = berth_tests::docker::fixture_binary();
+    let entry = serve
+        .post(
+            "/api/v1/catalog",
+            json!({"name": format!("{name}-entry"), "transport": "stdio",
+                   "runtime": {"type": "process", "command": fixture.to_string_lossy()}}),
+        )
+        .await;
+    serve
+        .running(json!({"catalog_id": entry["id"], "name": name}))
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_whose_connection_fails_is_taken_again_without_touching_the_servers() {
+    let (installation, only) = Installation::first(test_database().await, "all", "only");
+    let pool = installation.pool().await;
+    let node = Node::of(&only, &installation.token);
+    let id = running_process_server(&only, "steady").await;
+    assert!(cut_the_lease(&pool).await, "the lease is held");
+    // Lost within about a second, taken again at once.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        active_worker(&pool, Duration::from_secs(10))
+            .await
+            .as_deref(),
+        Some("only")
+    );
+    let counts = event_counts(&pool, &id).await;
+    assert_eq!(counts.get("ServerRunning"), Some(&1), "{counts:?}");
+    for never in [
+        "ServerRelaunched",
+        "ServerExited",
+        "ServerFailed",
+        "ServerStopped",
+    ] {
+        assert!(!counts.contains_key(never), "{never}: {counts:?}");
+    }
+    let server = node.get(&format!("/api/v1/servers/{id}")).await;
+    assert_eq!(server["state"], "running", "{server}");
+    let mut mcp = McpClient::connect(&format!("{}/mcp", node.base), &node.token, "legacy").await;
+    let answer = mcp
+        .call("steady__echo", json!({"text": "still here"}))
+        .await;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "still here",
+        "{answer}"
+    );
+    mcp.close().await;
+    assert!(only.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_that_loses_its_lease_to_a_standby_ends_what_it_ran_and_stands_by() {
+    let (mut installation, first) = Installation::first(test_database().await, "all", "n1");
+    let second = installation.another("all", "n2");
+    let pool = installation.pool().await;
+    let (one, two) = (
+        Node::of(&first, &installation.token),
+        Node::of(&second, &installation.token),
+    );
+    assert_eq!(
+        active_worker(&pool, Duration::from_secs(10))
+            .await
+            .as_deref(),
+        Some("n1")
+    );
+    let id = running_process_server(&second, "moving").await;
+    assert_eq!(
+        one.get(&format!("/api/v1/servers/{id}")).await["node"],
+        "n1"
+    );
+    assert!(cut_the_lease(&pool).await, "the lease is held");
+    assert_eq!(
+        active_worker_other_than(&pool, "n1", Duration::from_secs(10))
+            .await
+            .as_deref(),
+        Some("n2"),
+        "the standby takes the lease the moment it is free"
+    );
+    // The first gives up what it ran; the second starts it again, once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let server = two.get(&format!("/api/v1/servers/{id}")).await;
+        if server["state"] == "running" && server["node"] == "n2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not taken over: {server}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        active_worker(&pool, Duration::ZERO).await.as_deref(),
+        Some("n2"),
+        "the first stands by"
+    );
+    let counts = event_counts(&pool, &id).await;
+    assert_eq!(counts.get("ServerRelaunched"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("ServerRunning"), Some(&2), "{counts:?}");
+    // The first node, no longer active, records nothing more about it.
+    assert!(!counts.contains_key("ServerAdopted"), "{counts:?}");
+    // Calls through either node reach the one process, through n2.
+    for node in [&one, &two] {
+        let mut mcp =
+            McpClient::connect(&format!("{}/mcp", node.base), &node.token, "legacy").await;
+        let answer = mcp.call("moving__echo", json!({"text": "here"})).await;
+        assert_eq!(answer["result"]["content"][0]["text"], "here", "{answer}");
+        mcp.close().await;
+    }
+    for node in [second, first] {
+        assert!(node.stop().success());
+    }
 }

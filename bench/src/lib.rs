@@ -38,6 +38,8 @@ pub struct Scale {
     pub query_samples: usize,
     /// Servers started in the runtime scenario.
     pub runtime_servers: usize,
+    /// Active workers killed in the replicas scenario.
+    pub failover_kills: usize,
 }
 
 impl Scale {
@@ -51,6 +53,7 @@ impl Scale {
             live_commands: 200,
             query_samples: 500,
             runtime_servers: 10,
+            failover_kills: 10,
         }
     }
 
@@ -64,6 +67,7 @@ impl Scale {
             live_commands: 10,
             query_samples: 20,
             runtime_servers: 2,
+            failover_kills: 2,
         }
     }
 }
@@ -81,7 +85,7 @@ pub struct Bench<'a> {
 }
 
 /// The scenarios, in the order they run.
-pub const SCENARIOS: [&str; 9] = [
+pub const SCENARIOS: [&str; 10] = [
     "commands",
     "http",
     "rebuild",
@@ -91,6 +95,7 @@ pub const SCENARIOS: [&str; 9] = [
     "runtime",
     "gateway",
     "registered_api",
+    "replicas",
 ];
 
 /// Runs the scenarios named in `only` (all when empty), in [`SCENARIOS`] order. A

@@ -149,10 +149,14 @@ impl BerthServe {
         serve.base = serve.wait_listening(listening_rx).await?;
         serve.wait_healthy().await?;
         let token_path = data_dir.join("admin-token");
-        serve.token = std::fs::read_to_string(&token_path)
-            .with_context(|| format!("reading {}", token_path.display()))?
-            .trim()
-            .to_owned();
+        // Replicas of one installation share the token given in the environment.
+        serve.token = match options.env.iter().find(|(k, _)| k == "BERTH_ADMIN_TOKEN") {
+            Some((_, token)) => token.clone(),
+            None => std::fs::read_to_string(&token_path)
+                .with_context(|| format!("reading {}", token_path.display()))?
+                .trim()
+                .to_owned(),
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             AUTHORIZATION,
@@ -311,6 +315,12 @@ impl BerthServe {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// SIGKILL, as a crash would: nothing of its own shutdown runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     fn terminate(&self) {

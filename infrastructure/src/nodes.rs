@@ -62,9 +62,9 @@ pub async fn register(pool: &Pool, name: &str, role: &str, url: &str) -> Result<
     Ok(())
 }
 
-/// Records that node `name` is alive now.
-pub async fn heartbeat(pool: &Pool, name: &str) -> Result<(), StoreError> {
-    let client = pool.get().await?;
+/// Records that node `name` is alive now, on `client` (a connection of its own: a
+/// node whose pool is busy is still alive).
+pub async fn heartbeat(client: &tokio_postgres::Client, name: &str) -> Result<(), StoreError> {
     client
         .execute("UPDATE nodes SET seen_at = now() WHERE name = $1", &[&name])
         .await?;
@@ -104,21 +104,37 @@ pub async fn list(pool: &Pool) -> Result<Vec<NodeRecord>, StoreError> {
 
 /// The active worker: of the nodes heard from within [`GONE_AFTER`] that say they hold
 /// the worker lease, the one that took it last (one that died holding it still says so
-/// until it is gone).
-pub async fn active(pool: &Pool) -> Result<Option<NodeRecord>, StoreError> {
+/// until it is gone); never node `except`, which asks knowing it does not hold it.
+pub async fn active(pool: &Pool, except: Option<&str>) -> Result<Option<NodeRecord>, StoreError> {
     let client = pool.get().await?;
     let row = client
         .query_opt(
             &format!(
                 "SELECT {COLUMNS} FROM nodes WHERE active_since IS NOT NULL \
                  AND seen_at > now() - $1::float8 * interval '1 second' \
+                 AND name IS DISTINCT FROM $2 \
                  ORDER BY active_since DESC LIMIT 1"
             ),
-            &[&GONE_AFTER.as_secs_f64()],
+            &[&GONE_AFTER.as_secs_f64(), &except],
         )
         .await?;
     row.as_ref().map(record).transpose()
 }
+
+/// Forgets the nodes not heard from for [`FORGOTTEN_AFTER`] (they died, and a node
+/// started again under the same name records itself anew).
+pub async fn forget_gone(pool: &Pool) -> Result<u64, StoreError> {
+    let client = pool.get().await?;
+    Ok(client
+        .execute(
+            "DELETE FROM nodes WHERE seen_at < now() - $1::float8 * interval '1 second'",
+            &[&FORGOTTEN_AFTER.as_secs_f64()],
+        )
+        .await?)
+}
+
+/// How long a node that died stays listed.
+pub const FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Node `name`, if recorded.
 pub async fn find(pool: &Pool, name: &str) -> Result<Option<NodeRecord>, StoreError> {

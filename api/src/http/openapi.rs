@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 use crate::http::problem::ApiError;
 use crate::http::routes::{
     audit, audit_export, bulk, catalog, event_socket, event_stream, events, health, identity,
-    profiles, server_actions, server_calls, server_history, server_runtime, server_sharing,
+    nodes, profiles, server_actions, server_calls, server_history, server_runtime, server_sharing,
     servers,
 };
 
@@ -99,6 +99,7 @@ answers `403`."
         identity::revoke_key,
         identity::issue_token,
         identity::me,
+        nodes::list,
     ),
     components(schemas(
         crate::audit_file::ExportFormat,
@@ -116,6 +117,7 @@ answers `403`."
         (name = "bulk", description = "One lifecycle action over many servers, with an outcome per server"),
         (name = "identity", description = "Users, API keys and tokens"),
         (name = "gateway", description = "The MCP gateway at /mcp: calls made through it, and its view of each server"),
+        (name = "nodes", description = "The berth serve processes on this database, and which one runs the servers"),
         (name = "meta", description = "This document"),
     )
 )]

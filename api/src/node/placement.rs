@@ -20,6 +20,7 @@ use super::PREFIX;
 
 /// This node's view of where servers run.
 pub struct NodePlacement {
+    here: String,
     pool: Pool,
     token: SecretString,
     client: reqwest::Client,
@@ -28,10 +29,11 @@ pub struct NodePlacement {
 }
 
 impl NodePlacement {
-    /// The placement as a node sees it, presenting `token` to the other nodes, which it
-    /// reaches with `client`.
-    pub fn new(pool: Pool, token: SecretString, client: reqwest::Client) -> Self {
+    /// The placement as node `here` sees it, presenting `token` to the other nodes, which
+    /// it reaches with `client`.
+    pub fn new(here: String, pool: Pool, token: SecretString, client: reqwest::Client) -> Self {
         Self {
+            here,
             pool,
             token,
             client,
@@ -44,13 +46,18 @@ impl NodePlacement {
         self.active.store(active, Ordering::SeqCst);
     }
 
+    /// Whether this node holds the worker lease.
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::SeqCst)
+    }
+
     /// The URL of the active worker when it is another node; `None` when this node is
     /// the active worker; an error when no node is.
     pub async fn elsewhere(&self) -> Result<Option<String>, RuntimeError> {
-        if self.active.load(Ordering::SeqCst) {
+        if self.is_active() {
             return Ok(None);
         }
-        let active = nodes::active(&self.pool)
+        let active = nodes::active(&self.pool, Some(&self.here))
             .await
             .map_err(|e| RuntimeError::Unavailable(format!("reading the nodes: {e}")))?;
         match active {

@@ -11,12 +11,12 @@ use berth_domain::catalog::Transport;
 use berth_domain::ServerId;
 use berth_infrastructure::credentials::CredentialKeys;
 use berth_infrastructure::mcp::McpSessionPool;
-use bytes::Bytes;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::placement::NodePlacement;
 use super::proxy::NodeProxy;
 use super::PREFIX;
 use crate::gateway::route::{from_sdk_response, to_sdk_request};
@@ -30,16 +30,18 @@ pub struct NodeRoutes {
     service: StreamableHttpService<NodeProxy, LocalSessionManager>,
     keys: Arc<CredentialKeys>,
     runtime: Arc<dyn ContainerRuntime>,
+    placement: Arc<NodePlacement>,
     stop: CancellationToken,
 }
 
 impl NodeRoutes {
-    /// Routes passing requests to `sessions` and `runtime`, for the nodes that present
-    /// the node token of `keys`.
+    /// Routes passing requests to `sessions` and `runtime` while this node is the active
+    /// worker (as `placement` says), for the nodes that present the node token of `keys`.
     pub fn new(
         sessions: Arc<McpSessionPool>,
         runtime: Arc<dyn ContainerRuntime>,
         keys: Arc<CredentialKeys>,
+        placement: Arc<NodePlacement>,
     ) -> Self {
         let stop = CancellationToken::new();
         let config = StreamableHttpServerConfig::default()
@@ -58,6 +60,7 @@ impl NodeRoutes {
             service,
             keys,
             runtime,
+            placement,
             stop,
         }
     }
@@ -67,36 +70,58 @@ impl NodeRoutes {
         self.stop.cancel();
     }
 
-    /// Whether the request carries the node token.
-    fn admits(&self, req: &HttpRequest) -> bool {
-        req.headers()
+    /// Why the request may not pass: it lacks the node token, or this node does not run
+    /// the servers (a node that stopped being the active worker must not answer for
+    /// them; the asking node then finds the one that does).
+    fn refusal(&self, req: &HttpRequest) -> Option<HttpResponse> {
+        let admitted = req
+            .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| self.keys.is_node_token(token))
+            .is_some_and(|token| self.keys.is_node_token(token));
+        if !admitted {
+            return Some(
+                ApiError::Unauthorized("this route is for the nodes of this installation".into())
+                    .error_response(),
+            );
+        }
+        if !self.placement.is_active() {
+            return Some(
+                ApiError::Unavailable("this node is not the active worker".into()).error_response(),
+            );
+        }
+        None
     }
 }
 
 /// Adds the node routes.
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(
-            web::resource(format!("{PREFIX}/servers/{{id}}/mcp"))
-                .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
-                .route(web::route().to(mcp)),
-        )
+        .service(web::resource(format!("{PREFIX}/servers/{{id}}/mcp")).route(web::route().to(mcp)))
         .service(web::resource(format!("{PREFIX}/servers/{{id}}/logs")).route(web::get().to(logs)));
 }
 
-fn refused() -> HttpResponse {
-    ApiError::Unauthorized("this route is for the nodes of this installation".into())
-        .error_response()
-}
-
-async fn mcp(req: HttpRequest, body: Bytes, routes: web::Data<NodeRoutes>) -> HttpResponse {
-    if !routes.admits(&req) {
-        return refused();
+async fn mcp(
+    req: HttpRequest,
+    payload: web::Payload,
+    routes: web::Data<NodeRoutes>,
+) -> HttpResponse {
+    // Checked before the body is read: nothing of an outsider's is taken in.
+    if let Some(refused) = routes.refusal(&req) {
+        return refused;
     }
+    let body = match payload.to_bytes_limited(MAX_REQUEST_BYTES).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => {
+            return ApiError::BadRequest {
+                detail: format!("the request cannot be read: {e}"),
+                errors: Vec::new(),
+            }
+            .error_response()
+        }
+        Err(_) => return HttpResponse::PayloadTooLarge().finish(),
+    };
     let uri: http::Uri = match req.uri().to_string().parse() {
         Ok(uri) => uri,
         Err(_) => {
@@ -138,8 +163,8 @@ async fn logs(
     id: web::Path<ServerId>,
     ApiQuery(query): ApiQuery<LogsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    if !routes.admits(&req) {
-        return Ok(refused());
+    if let Some(refused) = routes.refusal(&req) {
+        return Ok(refused);
     }
     let no_output = || ApiError::Conflict("this node runs no container or process for it".into());
     runtime_logs(&*routes.runtime, id.into_inner().uuid(), &query, no_output).await

@@ -1,5 +1,7 @@
 //! The bootstrap admin token: created once in `<data_dir>/admin-token` (mode 0600),
-//! reused on later starts. It is the bootstrap administrator's first API key.
+//! reused on later starts. It is the bootstrap administrator's first API key. Replicas of
+//! one installation share it: as that file in each data directory, or as
+//! `BERTH_ADMIN_TOKEN`, which then takes the file's place.
 
 use std::fs;
 use std::io::{self, Write};
@@ -11,6 +13,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// The token file's name inside the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The environment variable that may hold the token instead of the file.
+pub const ADMIN_TOKEN_ENV: &str = "BERTH_ADMIN_TOKEN";
 
 /// Every token Berth issues starts with this, so leaked ones are easy to scan for.
 pub use berth_application::identity::KEY_TAG as TOKEN_PREFIX;
@@ -30,8 +35,12 @@ pub struct EnsuredToken {
 }
 
 impl AdminToken {
-    /// The token in `<data_dir>/admin-token`, or `None` when there is no such file.
+    /// The token in `BERTH_ADMIN_TOKEN` or else `<data_dir>/admin-token`, or `None` when
+    /// neither is there.
     pub fn read(data_dir: &Path) -> io::Result<Option<SecretString>> {
+        if let Some(token) = from_env()? {
+            return Ok(Some(token));
+        }
         match read_token(&data_dir.join(ADMIN_TOKEN_FILE)) {
             Ok(token) => Ok(Some(token)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -41,8 +50,16 @@ impl AdminToken {
 
     /// Loads the token from `<data_dir>/admin-token`, creating a fresh random one
     /// (mode 0600) when the file does not exist yet.
+    /// `BERTH_ADMIN_TOKEN`, when set, is used instead and no file is written.
     pub fn ensure(data_dir: &Path) -> io::Result<EnsuredToken> {
         let path = data_dir.join(ADMIN_TOKEN_FILE);
+        if let Some(token) = from_env()? {
+            return Ok(EnsuredToken {
+                token,
+                path,
+                created: false,
+            });
+        }
         let (token, created) = match read_token(&path) {
             Ok(token) => (token, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => create_token(&path)?,
@@ -54,6 +71,33 @@ impl AdminToken {
             created,
         })
     }
+}
+
+/// The token in `BERTH_ADMIN_TOKEN`, if set.
+fn from_env() -> io::Result<Option<SecretString>> {
+    match std::env::var(ADMIN_TOKEN_ENV) {
+        Ok(value) => checked(&value).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(not_a_token()),
+    }
+}
+
+/// `value` as a token, if it has the form of the keys Berth makes: the prefix and 64
+/// hex digits (so it is as hard to guess as those).
+fn checked(value: &str) -> io::Result<SecretString> {
+    let value = value.trim();
+    let digits = value.strip_prefix(TOKEN_PREFIX).ok_or_else(not_a_token)?;
+    if digits.len() != 64 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_a_token());
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn not_a_token() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{ADMIN_TOKEN_ENV} must be `{TOKEN_PREFIX}` and 64 hex digits (deploy/keys.sh makes one)"),
+    )
 }
 
 fn read_token(path: &Path) -> io::Result<SecretString> {
@@ -130,5 +174,24 @@ mod tests {
         );
         let empty = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         assert!(matches!(AdminToken::read(empty.path()), Ok(None)));
+    }
+
+    #[test]
+    fn a_token_from_the_environment_must_look_like_one_berth_makes() {
+        let made = generate_api_key();
+        let accepted =
+            checked(&format!(" {}\n", made.expose_secret())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(accepted.expose_secret(), made.expose_secret());
+        for bad in [
+            "",
+            "berth_",
+            "secret",
+            &format!("berth_{}", "a".repeat(63)),
+            &format!("berth_{}", "g".repeat(64)),
+            &format!("other_{}", "a".repeat(64)),
+        ] {
+            let refused = checked(bad).map(|_| ()).unwrap_err();
+            assert!(refused.to_string().contains(ADMIN_TOKEN_ENV), "{refused}");
+        }
     }
 }

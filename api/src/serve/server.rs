@@ -24,6 +24,7 @@ use crate::gateway::stored_sessions::StoredSessions;
 use crate::gateway::Gateway;
 use crate::node::placement::NodePlacement;
 use crate::node::routes::NodeRoutes;
+use berth_infrastructure::feed::lock::Lease;
 use berth_infrastructure::migrations;
 use berth_infrastructure::ownership::PgStreamOwners;
 use berth_projections::Projections;
@@ -202,6 +203,7 @@ pub struct RunningServer {
     checkpointer: Option<Checkpointer>,
     live: EventFanout,
     gateway: Arc<Gateway>,
+    node_routes: Option<Arc<NodeRoutes>>,
     runtime: Arc<dyn ContainerRuntime>,
     shutdown_timeout: Duration,
     data_dir: PathBuf,
@@ -252,6 +254,9 @@ impl RunningServer {
         // not wait out its timeout.
         self.live.close();
         self.gateway.close();
+        if let Some(node_routes) = &self.node_routes {
+            node_routes.close();
+        }
         self.http.stop(true).await;
         let served = self.http_task.await;
         tracing::info!("HTTP server stopped");
@@ -317,6 +322,7 @@ pub async fn start_server(config: ServeConfig) -> anyhow::Result<RunningServer> 
             checkpointer: parts.checkpointer,
             live: parts.live,
             gateway: parts.gateway,
+            node_routes: parts.node_routes,
             runtime: parts.runtime,
             shutdown_timeout: config.shutdown_timeout,
             data_dir: config.data_dir.clone(),
@@ -342,6 +348,7 @@ struct Started {
     checkpointer: Option<Checkpointer>,
     live: EventFanout,
     gateway: Arc<Gateway>,
+    node_routes: Option<Arc<NodeRoutes>>,
     runtime: Arc<dyn ContainerRuntime>,
     pool: Pool,
 }
@@ -411,6 +418,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         .context("building the HTTP client of MCP servers")?;
     let documents = DocumentFetcher::new(outside.clone());
     let nodes = Arc::new(NodePlacement::new(
+        node.clone(),
         pool.clone(),
         credentials.node_token(),
         local.clone(),
@@ -428,6 +436,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
             sessions.clone(),
             runtime.clone(),
             credentials.clone(),
+            nodes.clone(),
         ))
     });
     let pm = ProcessManager::new(
@@ -466,7 +475,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
     let mut projection_tasks = vec![
         live_task,
         crate::http::live::memory::spawn_release_after_closing(live.clone(), shutdown_rx.clone()),
-        worker::spawn_heartbeat(pool.clone(), node.clone(), shutdown_rx.clone()),
+        worker::spawn_heartbeat(db.clone(), node.clone(), shutdown_rx.clone()),
     ];
     let checkpointer = if config.role.works() {
         // Every worker node keeps the read models (each projection's lock picks one).
@@ -483,13 +492,24 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
                 PostgresEventRepository::new(pool.clone()),
                 config.bulk.clone(),
             )),
+            sessions: StoredSessions::new(pool.clone()),
         };
+        // Taken here when free, so that a single Berth runs its servers from its first
+        // request on; otherwise this node stands by.
+        let first = Lease::try_acquire(&db, worker::WORKER_LEASE)
+            .await
+            .context("trying the worker lease")?;
+        if first.is_some() {
+            nodes.set_active(true);
+        }
         projection_tasks.push(worker::spawn(
             duties,
             db,
             pool.clone(),
             node.clone(),
             nodes.clone(),
+            sessions.clone(),
+            first,
             shutdown_rx.clone(),
         ));
         let signer =
@@ -618,6 +638,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         checkpointer,
         live,
         gateway,
+        node_routes,
         runtime,
         pool,
     })

@@ -17,6 +17,9 @@ use deadpool_postgres::Pool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::gateway::stored_sessions::StoredSessions;
+use berth_infrastructure::mcp::McpSessionPool;
+
 use crate::http::state::Pm;
 use crate::node::placement::NodePlacement;
 use crate::serve::bulk;
@@ -44,35 +47,55 @@ pub struct Duties {
     pub intervals: BackgroundIntervals,
     /// Drives bulk operations.
     pub bulk: Arc<bulk::Driver>,
+    /// The gateway sessions every node may take up, old ones forgotten now and then.
+    pub sessions: StoredSessions,
 }
 
-/// Waits for the worker lease and does the duties while it holds it, until `shutdown`.
+/// Waits for the worker lease (starting with `first`, when this node took it at start)
+/// and does the duties while it holds it, until `shutdown`.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     duties: Duties,
     db: Database,
     pool: Pool,
     node: String,
     placement: Arc<NodePlacement>,
+    sessions: Arc<McpSessionPool>,
+    first: Option<Lease>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut stop = shutdown.clone();
+        let mut held = first;
+        // Whether the lease in `held` was taken again after a failed connection, this
+        // node's sessions and servers untouched.
+        let mut regained = false;
         loop {
-            let lease = tokio::select! {
-                lease = Lease::acquire(&db, WORKER_LEASE) => lease,
-                () = stopped(&mut stop) => return,
-            };
-            let lease = match lease {
-                Ok(lease) => lease,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot take the worker lease; trying again");
-                    tokio::select! {
-                        () = tokio::time::sleep(RETRY_PAUSE) => continue,
+            let lease = match held.take() {
+                Some(lease) => lease,
+                None => {
+                    let lease = tokio::select! {
+                        lease = Lease::acquire(&db, WORKER_LEASE) => lease,
                         () = stopped(&mut stop) => return,
+                    };
+                    match lease {
+                        Ok(lease) => lease,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot take the worker lease; trying again");
+                            tokio::select! {
+                                () = tokio::time::sleep(RETRY_PAUSE) => continue,
+                                () = stopped(&mut stop) => return,
+                            }
+                        }
                     }
                 }
             };
             tracing::info!(node, "this node is the active worker");
+            if !std::mem::take(&mut regained) {
+                // Sessions opened while another node was active went through it; this
+                // node's own (a stdio server's only client) are kept across a regain.
+                sessions.close_all().await;
+            }
             placement.set_active(true);
             if let Err(e) = nodes::set_active(&pool, &node, true).await {
                 tracing::warn!(error = %e, "cannot record this node as the active worker");
@@ -83,41 +106,79 @@ pub fn spawn(
                 () = lease.lost() => true,
                 () = stopped(&mut stop) => false,
             };
-            placement.set_active(false);
             let _ = end_duties.send(true);
-            for task in tasks {
-                if tokio::time::timeout(DUTIES_STOP_TIMEOUT, task)
-                    .await
-                    .is_err()
-                {
-                    tracing::warn!("a worker duty did not stop in time");
-                }
-            }
             if !lost {
-                // Berth stops: it ends what ends with it itself.
+                // Berth stops: the duties finish their step; Berth ends what ends with it.
+                finish(tasks, DUTIES_STOP_TIMEOUT).await;
+                placement.set_active(false);
                 let _ = nodes::set_active(&pool, &node, false).await;
                 return;
+            }
+            // Another node may hold the lease within a second: stop at once, mid-step
+            // (every step is repeated safely by whoever drives next).
+            finish(tasks, Duration::ZERO).await;
+            drop(lease);
+            if let Some(again) = regain(&db).await {
+                tracing::info!(
+                    node,
+                    "the worker lease's connection failed; this node took the lease again"
+                );
+                held = Some(again);
+                regained = true;
+                continue;
             }
             tracing::warn!(
                 node,
                 "this node lost the worker lease; it stops driving the runtime and stands by"
             );
-            // The node that takes over starts these again: none may run twice.
-            duties.runtime.shutdown(duties.stop_grace).await;
-            drop(lease);
+            placement.set_active(false);
             let _ = nodes::set_active(&pool, &node, false).await;
+            // The node that takes over opens its own sessions and starts these again: no
+            // server may have two clients, or run twice.
+            sessions.close_all().await;
+            duties.runtime.shutdown(duties.stop_grace).await;
         }
     })
 }
 
+/// Waits for the duties to finish, at most `grace`, then aborts those still running.
+async fn finish(tasks: Vec<JoinHandle<()>>, grace: Duration) {
+    for task in tasks {
+        let abort = task.abort_handle();
+        if tokio::time::timeout(grace, task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// The lease again, when nobody else took it after this node's connection failed (a
+/// database restart, a network blip): tried for [`REGAIN_WINDOW`], so that a blip does
+/// not end every server this node runs. `None` when another node holds it, or the
+/// database did not answer in time.
+async fn regain(db: &Database) -> Option<Lease> {
+    let deadline = tokio::time::Instant::now() + REGAIN_WINDOW;
+    loop {
+        match Lease::try_acquire(db, WORKER_LEASE).await {
+            Ok(taken) => return taken,
+            Err(e) => tracing::debug!(error = %e, "cannot try the worker lease again yet"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(RETRY_PAUSE / 2).await;
+    }
+}
+
+/// How long a node whose lease connection failed tries to take the lease again before
+/// it gives up what it runs.
+const REGAIN_WINDOW: Duration = Duration::from_secs(5);
+
 impl Duties {
     fn start(&self, db: &Database, pool: &Pool, end: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![bulk::spawn_bulk_driver(
-            self.bulk.clone(),
-            db.clone(),
-            pool.clone(),
-            end.clone(),
-        )];
+        let mut tasks = vec![
+            bulk::spawn_bulk_driver(self.bulk.clone(), db.clone(), pool.clone(), end.clone()),
+            spawn_forgetting(self.sessions.clone(), pool.clone(), end.clone()),
+        ];
         if let Some(pm) = &self.pm {
             tasks.extend(runtimes::spawn_background(
                 pm.clone(),
@@ -131,20 +192,68 @@ impl Duties {
     }
 }
 
+/// Forgets the gateway sessions kept too long and the nodes long gone, at start and
+/// every [`FORGET_EVERY`].
+fn spawn_forgetting(
+    sessions: StoredSessions,
+    pool: Pool,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut stop = shutdown;
+        let mut rounds = tokio::time::interval(FORGET_EVERY);
+        loop {
+            tokio::select! {
+                _ = rounds.tick() => {
+                    match sessions.forget_old().await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, "old gateway sessions forgotten"),
+                        Err(e) => tracing::debug!(error = %e, "cannot forget old gateway sessions"),
+                    }
+                    match nodes::forget_gone(&pool).await {
+                        Ok(0) => {}
+                        Ok(forgotten) => tracing::info!(forgotten, "nodes gone for a day forgotten"),
+                        Err(e) => tracing::debug!(error = %e, "cannot forget nodes gone for a day"),
+                    }
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
+    })
+}
+
+/// How often old gateway sessions and nodes are forgotten.
+const FORGET_EVERY: Duration = Duration::from_secs(3600);
+
 /// Says every [`nodes::HEARTBEAT`] that node `name` is alive, until `shutdown`.
 pub fn spawn_heartbeat(
-    pool: Pool,
+    db: Database,
     name: String,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut stop = shutdown;
         let mut beats = tokio::time::interval(nodes::HEARTBEAT);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A connection of its own, opened again when it fails: the shared pool may be
+        // busy with requests while this node is perfectly alive.
+        let mut connection: Option<deadpool_postgres::tokio_postgres::Client> = None;
         loop {
             tokio::select! {
                 _ = beats.tick() => {
-                    if let Err(e) = nodes::heartbeat(&pool, &name).await {
-                        tracing::debug!(error = %e, "cannot record that this node is alive");
+                    if connection
+                        .as_ref()
+                        .is_none_or(deadpool_postgres::tokio_postgres::Client::is_closed)
+                    {
+                        connection = db.connect().await.inspect_err(|e| {
+                            tracing::debug!(error = %e, "cannot connect to record that this node is alive");
+                        }).ok();
+                    }
+                    if let Some(client) = &connection {
+                        if let Err(e) = nodes::heartbeat(client, &name).await {
+                            tracing::debug!(error = %e, "cannot record that this node is alive");
+                            connection = None;
+                        }
                     }
                 }
                 () = stopped(&mut stop) => return,

@@ -33,6 +33,7 @@ pub fn berth_command(data_dir: &Path) -> Command {
         .env_remove("DATABASE_URL")
         .env_remove("BERTH_DATABASE_URL")
         .env_remove("BERTH_MASTER_KEY")
+        .env_remove("BERTH_ADMIN_TOKEN")
         .env("NO_COLOR", "1")
         .arg("--data-dir")
         .arg(data_dir);

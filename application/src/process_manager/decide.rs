@@ -265,4 +265,50 @@ mod tests {
             assert_ne!(next_step(&server(state), None, local), Step::Relaunch);
         }
     }
+
+    #[test]
+    fn only_a_running_container_recorded_on_another_node_is_adopted() {
+        let on = |node: Option<&str>, state: ServerState| Server {
+            node: node.map(str::to_owned),
+            ..server(state)
+        };
+        let running = instance(InstanceState::Running);
+        let here = "n2";
+        assert!(adopts(
+            &on(Some("n1"), ServerState::Running),
+            Some(&running),
+            here
+        ));
+        assert!(adopts(
+            &on(None, ServerState::Running),
+            Some(&running),
+            here
+        ));
+        assert!(!adopts(
+            &on(Some(here), ServerState::Running),
+            Some(&running),
+            here
+        ));
+        // Not running, or its container gone or dead: other steps deal with it.
+        assert!(!adopts(
+            &on(Some("n1"), ServerState::Starting),
+            Some(&running),
+            here
+        ));
+        assert!(!adopts(&on(Some("n1"), ServerState::Running), None, here));
+        let exited = instance(InstanceState::Exited {
+            exit_code: Some(1),
+            oom_killed: false,
+        });
+        assert!(!adopts(
+            &on(Some("n1"), ServerState::Running),
+            Some(&exited),
+            here
+        ));
+        let deleted = Server {
+            deleted: true,
+            ..on(Some("n1"), ServerState::Running)
+        };
+        assert!(!adopts(&deleted, Some(&running), here));
+    }
 }

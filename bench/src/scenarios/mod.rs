@@ -10,6 +10,7 @@ pub mod memory;
 pub mod queries;
 pub mod rebuild;
 pub mod registered_api;
+pub mod replicas;
 pub mod runtime;
 
 use crate::Bench;
@@ -26,6 +27,7 @@ pub async fn run(name: &str, bench: &Bench<'_>) -> anyhow::Result<()> {
         "runtime" => runtime::run(bench).await,
         "gateway" => gateway::run(bench).await,
         "registered_api" => registered_api::run(bench).await,
+        "replicas" => replicas::run(bench).await,
         other => anyhow::bail!("no scenario is called {other}"),
     }
 }

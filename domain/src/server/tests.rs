@@ -720,3 +720,35 @@ fn sharing_is_bounded_and_refused_for_servers_being_deleted() {
         })
         .then_expect_error(ServerError::NotFound);
 }
+
+#[test]
+fn a_running_container_is_adopted_by_another_node_once() {
+    // `history` puts the container on node n1.
+    for state in [S::Starting, S::Running, S::Stopping] {
+        assert_eq!(
+            outcome(state, ServerCommand::RecordAdopted { node: "n2".into() }),
+            Ok(vec![E::Adopted { node: "n2".into() }])
+        );
+        // The node that runs it already: nothing to record, so a second adoption of the
+        // same takeover is refused and the log holds one. (This history's stopping
+        // server never had a container.)
+        if state == S::Stopping {
+            continue;
+        }
+        assert!(outcome(state, ServerCommand::RecordAdopted { node: "n1".into() }).is_err());
+    }
+    for state in [S::Stopped, S::Pending, S::Creating, S::Failed] {
+        assert!(outcome(state, ServerCommand::RecordAdopted { node: "n2".into() }).is_err());
+    }
+    let mut server = Server::default();
+    let mut h = history(S::Running);
+    h.push(E::Adopted { node: "n2".into() });
+    for event in h.clone() {
+        server.apply(event);
+    }
+    assert_eq!(server.node.as_deref(), Some("n2"));
+    // Stopped, it runs nowhere.
+    server.apply(E::StopRequested);
+    server.apply(E::Stopped);
+    assert_eq!(server.node, None);
+}

@@ -35,32 +35,80 @@ pub async fn advisory_lock(db: &Database, key: &str) -> Result<tokio_postgres::C
 /// The server frees the lock as soon as the holder's connection ends: at once when the
 /// holder dies (its kernel closes the socket), and within about ten seconds when its
 /// machine or network goes away (the TCP keepalive and user timeout set on the session).
-/// The holder, for its part, checks its connection every second and stops its work when
-/// a check fails, before another process can have taken the lock for long.
+/// The holder, for its part, learns at once when its connection ends (the server closed
+/// it: a restart, `pg_terminate_backend`), and checks it every second against a silent
+/// network, so it stops its work before another process can have taken the lock for long.
 pub struct Lease {
     client: tokio_postgres::Client,
+    /// Turns true when the connection has ended.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Lease {
     /// Takes lock `key`, waiting while another process holds it.
     pub async fn acquire(db: &Database, key: &str) -> Result<Self, StoreError> {
-        let client = db.connect().await?;
-        // Applies to the server's side of this connection only (ignored over a Unix
-        // socket, where a dead peer is seen at once anyway).
+        let (client, ended) = Self::connect(db).await?;
+        client
+            .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
+            .await?;
+        Ok(Self { client, ended })
+    }
+
+    /// Takes lock `key` if nobody holds it; `None` when another process does.
+    pub async fn try_acquire(db: &Database, key: &str) -> Result<Option<Self>, StoreError> {
+        let (client, ended) = Self::connect(db).await?;
+        let taken: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+                &[&key],
+            )
+            .await?
+            .get(0);
+        Ok(taken.then_some(Self { client, ended }))
+    }
+
+    /// A connection of its own whose death either side notices within seconds, and what
+    /// turns true when it has ended.
+    async fn connect(
+        db: &Database,
+    ) -> Result<(tokio_postgres::Client, tokio::sync::watch::Receiver<bool>), StoreError> {
+        let mut config = db.config().clone();
+        // This side: a standby waiting on the lock learns of a vanished server.
+        config
+            .keepalives(true)
+            .keepalives_idle(std::time::Duration::from_secs(5))
+            .keepalives_interval(std::time::Duration::from_secs(2))
+            .keepalives_retries(3);
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        let (end, ended) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "the lease's connection ended");
+            }
+            let _ = end.send(true);
+        });
+        // The server's side: it frees the lock of a holder whose machine vanished
+        // (ignored over a Unix socket, where a dead peer is seen at once anyway).
         client
             .batch_execute(
                 "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; \
                  SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000",
             )
             .await?;
-        client
-            .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
-            .await?;
-        Ok(Self { client })
+        Ok((client, ended))
     }
 
     /// Completes when the lease is lost: its connection closed or stopped answering.
     pub async fn lost(&self) {
+        let mut ended = self.ended.clone();
+        tokio::select! {
+            _ = ended.wait_for(|ended| *ended) => {}
+            () = self.unanswered() => {}
+        }
+    }
+
+    /// Completes when a check of the connection fails.
+    async fn unanswered(&self) {
         let mut checks = tokio::time::interval(LEASE_CHECK);
         checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

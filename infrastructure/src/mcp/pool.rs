@@ -120,6 +120,26 @@ impl McpSessionPool {
     }
 }
 
+impl McpSessionPool {
+    /// Ends every session: which node holds each server's session has changed (this
+    /// node became, or stopped being, the active worker), so none may be used again.
+    pub async fn close_all(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            slot.ended.cancel();
+            if let Some(upstream) = slot.current.lock().await.take() {
+                upstream.close();
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl McpSessions for McpSessionPool {
     async fn probe(

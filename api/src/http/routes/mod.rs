@@ -18,6 +18,7 @@ pub mod event_stream;
 pub mod events;
 pub mod health;
 pub mod identity;
+pub mod nodes;
 pub mod profiles;
 pub mod server_actions;
 pub mod server_calls;
@@ -174,6 +175,7 @@ pub fn api_endpoints() -> Vec<Endpoint> {
             web::route().to(identity::issue_token)
         }),
         endpoint(M::GET, "/me", || web::route().to(identity::me)),
+        endpoint(M::GET, "/nodes", || web::route().to(nodes::list)),
     ]
 }
 
