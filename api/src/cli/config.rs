@@ -183,7 +183,7 @@ pub struct FlagOverrides {
 
 /// The keys `BERTH_*` environment variables may set (`BERTH_DATA_DIR` → `data_dir`).
 /// Others, such as `BERTH_CONFIG` or `BERTH_MASTER_KEY`, are read where they are used.
-const ENV_KEYS: [&str; 25] = [
+pub const ENV_KEYS: [&str; 25] = [
     "runtime",
     "role",
     "node",

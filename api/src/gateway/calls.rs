@@ -261,18 +261,24 @@ async fn send(
     params.arguments = request.arguments;
     let redactor = Arc::clone(&listing.redactor);
     let progress = progress_relay(context, move |message| redactor.redact(message));
-    upstream
+    let answer = upstream
         .call_tool(
             params,
             listing.call_timeout,
             progress,
             context.ct.cancelled(),
         )
-        .await
-        .map_err(|e| match e {
-            UpstreamError::Cancelled => Failure::Cancelled,
-            other => Failure::Upstream(other),
-        })
+        .await;
+    if matches!(answer, Err(UpstreamError::Closed)) {
+        // A session through a node that stopped being the active worker fails per
+        // request without ending: forget it, so the next call finds the one that is.
+        use berth_application::runtime::McpSessions;
+        shared.sessions.close(listing.server_id).await;
+    }
+    answer.map_err(|e| match e {
+        UpstreamError::Cancelled => Failure::Cancelled,
+        other => Failure::Upstream(other),
+    })
 }
 
 /// Where the server's progress notifications about a call go: back to the client that

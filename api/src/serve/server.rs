@@ -496,7 +496,7 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
         };
         // Taken here when free, so that a single Berth runs its servers from its first
         // request on; otherwise this node stands by.
-        let first = Lease::try_acquire(&db, worker::WORKER_LEASE)
+        let first = Lease::try_acquire(&db, worker::WORKER_LEASE, None)
             .await
             .context("trying the worker lease")?;
         if first.is_some() {

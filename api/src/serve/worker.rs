@@ -91,12 +91,12 @@ pub fn spawn(
                 }
             };
             tracing::info!(node, "this node is the active worker");
+            placement.set_active(true);
             if !std::mem::take(&mut regained) {
                 // Sessions opened while another node was active went through it; this
                 // node's own (a stdio server's only client) are kept across a regain.
                 sessions.close_all().await;
             }
-            placement.set_active(true);
             if let Err(e) = nodes::set_active(&pool, &node, true).await {
                 tracing::warn!(error = %e, "cannot record this node as the active worker");
             }
@@ -115,10 +115,13 @@ pub fn spawn(
                 return;
             }
             // Another node may hold the lease within a second: stop at once, mid-step
-            // (every step is repeated safely by whoever drives next).
+            // (every step is repeated safely by whoever drives next), and answer for the
+            // servers no more until the lease is this node's again.
+            placement.set_active(false);
             finish(tasks, Duration::ZERO).await;
+            let former = lease.backend();
             drop(lease);
-            if let Some(again) = regain(&db).await {
+            if let Some(again) = regain(&db, former).await {
                 tracing::info!(
                     node,
                     "the worker lease's connection failed; this node took the lease again"
@@ -131,7 +134,6 @@ pub fn spawn(
                 node,
                 "this node lost the worker lease; it stops driving the runtime and stands by"
             );
-            placement.set_active(false);
             let _ = nodes::set_active(&pool, &node, false).await;
             // The node that takes over opens its own sessions and starts these again: no
             // server may have two clients, or run twice.
@@ -155,12 +157,14 @@ async fn finish(tasks: Vec<JoinHandle<()>>, grace: Duration) {
 /// database restart, a network blip): tried for [`REGAIN_WINDOW`], so that a blip does
 /// not end every server this node runs. `None` when another node holds it, or the
 /// database did not answer in time.
-async fn regain(db: &Database) -> Option<Lease> {
+async fn regain(db: &Database, former: i32) -> Option<Lease> {
     let deadline = tokio::time::Instant::now() + REGAIN_WINDOW;
     loop {
-        match Lease::try_acquire(db, WORKER_LEASE).await {
-            Ok(taken) => return taken,
-            Err(e) => tracing::debug!(error = %e, "cannot try the worker lease again yet"),
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, Lease::try_acquire(db, WORKER_LEASE, Some(former))).await {
+            Ok(Ok(taken)) => return taken,
+            Ok(Err(e)) => tracing::debug!(error = %e, "cannot try the worker lease again yet"),
+            Err(_) => return None,
         }
         if tokio::time::Instant::now() >= deadline {
             return None;
@@ -250,8 +254,9 @@ pub fn spawn_heartbeat(
                         }).ok();
                     }
                     if let Some(client) = &connection {
-                        if let Err(e) = nodes::heartbeat(client, &name).await {
-                            tracing::debug!(error = %e, "cannot record that this node is alive");
+                        let beat = tokio::time::timeout(nodes::HEARTBEAT, nodes::heartbeat(client, &name)).await;
+                        if !matches!(beat, Ok(Ok(()))) {
+                            tracing::debug!("cannot record that this node is alive");
                             connection = None;
                         }
                     }

@@ -42,21 +42,64 @@ pub struct Lease {
     client: tokio_postgres::Client,
     /// Turns true when the connection has ended.
     ended: tokio::sync::watch::Receiver<bool>,
+    /// The server process of the connection, which holds the lock.
+    backend: i32,
 }
 
 impl Lease {
     /// Takes lock `key`, waiting while another process holds it.
     pub async fn acquire(db: &Database, key: &str) -> Result<Self, StoreError> {
-        let (client, ended) = Self::connect(db).await?;
+        let (client, ended, backend) = Self::connect(db).await?;
         client
             .execute("SELECT pg_advisory_lock(hashtextextended($1, 0))", &[&key])
             .await?;
-        Ok(Self { client, ended })
+        Ok(Self {
+            client,
+            ended,
+            backend,
+        })
     }
 
-    /// Takes lock `key` if nobody holds it; `None` when another process does.
-    pub async fn try_acquire(db: &Database, key: &str) -> Result<Option<Self>, StoreError> {
-        let (client, ended) = Self::connect(db).await?;
+    /// The server process holding the lock for this lease.
+    pub fn backend(&self) -> i32 {
+        self.backend
+    }
+
+    /// Takes lock `key` if nobody holds it; `None` when another process does. When
+    /// `former` is the server process of this process's own lease that was given up as
+    /// lost (it stopped answering, yet may still hold the lock), that session is ended
+    /// first, if it still holds lock `key`, so that it is not taken for another holder.
+    pub async fn try_acquire(
+        db: &Database,
+        key: &str,
+        former: Option<i32>,
+    ) -> Result<Option<Self>, StoreError> {
+        let (client, ended, backend) = Self::connect(db).await?;
+        if let Some(former) = former {
+            client
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                     WHERE pid = $1 AND locktype = 'advisory' AND granted \
+                     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                     AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($2, 0)",
+                    &[&former, &key],
+                )
+                .await?;
+            // Its lock goes with it, but not in the same instant.
+            for _ in 0..50 {
+                let gone: bool = client
+                    .query_one(
+                        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)",
+                        &[&former],
+                    )
+                    .await?
+                    .get(0);
+                if gone {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
         let taken: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
@@ -64,14 +107,25 @@ impl Lease {
             )
             .await?
             .get(0);
-        Ok(taken.then_some(Self { client, ended }))
+        Ok(taken.then_some(Self {
+            client,
+            ended,
+            backend,
+        }))
     }
 
     /// A connection of its own whose death either side notices within seconds, and what
     /// turns true when it has ended.
     async fn connect(
         db: &Database,
-    ) -> Result<(tokio_postgres::Client, tokio::sync::watch::Receiver<bool>), StoreError> {
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::sync::watch::Receiver<bool>,
+            i32,
+        ),
+        StoreError,
+    > {
         let mut config = db.config().clone();
         // This side: a standby waiting on the lock learns of a vanished server.
         config
@@ -95,7 +149,11 @@ impl Lease {
                  SET tcp_keepalives_count = 3; SET tcp_user_timeout = 10000",
             )
             .await?;
-        Ok((client, ended))
+        let backend: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok((client, ended, backend))
     }
 
     /// Completes when the lease is lost: its connection closed or stopped answering.
