@@ -737,6 +737,7 @@ async fn a_lease_whose_connection_fails_is_taken_again_without_touching_the_serv
 async fn a_worker_that_loses_its_lease_to_a_standby_ends_what_it_ran_and_stands_by() {
     let (mut installation, first) = Installation::first(test_database().await, "all", "n1");
     let second = installation.another("all", "n2");
+    let api = installation.another("api", "a1");
     let pool = installation.pool().await;
     let (one, two) = (
         Node::of(&first, &installation.token),
@@ -753,6 +754,16 @@ async fn a_worker_that_loses_its_lease_to_a_standby_ends_what_it_ran_and_stands_
         one.get(&format!("/api/v1/servers/{id}")).await["node"],
         "n1"
     );
+    // An API node's gateway holds its session with the server through n1.
+    let through_api = Node::of(&api, &installation.token);
+    let mut mcp = McpClient::connect(
+        &format!("{}/mcp", through_api.base),
+        &through_api.token,
+        "legacy",
+    )
+    .await;
+    let answer = mcp.call("moving__echo", json!({"text": "before"})).await;
+    assert_eq!(answer["result"]["content"][0]["text"], "before", "{answer}");
     assert!(cut_the_lease(&pool).await, "the lease is held");
     assert_eq!(
         active_worker_other_than(&pool, "n1", Duration::from_secs(10))
@@ -782,6 +793,21 @@ async fn a_worker_that_loses_its_lease_to_a_standby_ends_what_it_ran_and_stands_
     assert_eq!(counts.get("ServerRunning"), Some(&2), "{counts:?}");
     // The first node, no longer active, records nothing more about it.
     assert!(!counts.contains_key("ServerAdopted"), "{counts:?}");
+    // The API node's session through n1, which answers for no server now, is given up
+    // on the first call that finds it closed; the next goes through n2.
+    let mut failed = Vec::new();
+    for _ in 0..2 {
+        let answer = mcp.call("moving__echo", json!({"text": "after"})).await;
+        if answer["result"]["content"][0]["text"] == "after" {
+            break;
+        }
+        failed.push(answer);
+    }
+    assert!(
+        failed.len() < 2,
+        "the API node kept its session through n1: {failed:?}"
+    );
+    mcp.close().await;
     // Calls through either node reach the one process, through n2.
     for node in [&one, &two] {
         let mut mcp =
@@ -790,7 +816,7 @@ async fn a_worker_that_loses_its_lease_to_a_standby_ends_what_it_ran_and_stands_
         assert_eq!(answer["result"]["content"][0]["text"], "here", "{answer}");
         mcp.close().await;
     }
-    for node in [second, first] {
+    for node in [api, second, first] {
         assert!(node.stop().success());
     }
 }

@@ -136,18 +136,6 @@ pub async fn forget_gone(pool: &Pool) -> Result<u64, StoreError> {
 /// How long a node that died stays listed.
 pub const FORGOTTEN_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// Node `name`, if recorded.
-pub async fn find(pool: &Pool, name: &str) -> Result<Option<NodeRecord>, StoreError> {
-    let client = pool.get().await?;
-    let row = client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM nodes WHERE name = $1"),
-            &[&name],
-        )
-        .await?;
-    row.as_ref().map(record).transpose()
-}
-
 fn record(row: &tokio_postgres::Row) -> Result<NodeRecord, StoreError> {
     Ok(NodeRecord {
         name: row.try_get("name")?,
