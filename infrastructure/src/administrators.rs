@@ -6,8 +6,9 @@ use deadpool_postgres::GenericClient;
 
 use crate::StoreError;
 
+/// `UserCreated` is a user stream's first event: read through the index of first events.
 const ADMINISTRATORS: &str = "SELECT aggregate_id FROM events \
-     WHERE event_type = 'UserCreated' AND aggregate_type = 'user' \
+     WHERE aggregate_type = 'user' AND sequence = 1 AND event_type = 'UserCreated' \
      AND payload->>'role' = 'admin'";
 
 /// The ids of every user created as an administrator, disabled or not.

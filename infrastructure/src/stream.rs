@@ -106,9 +106,10 @@ pub async fn stream_length<C: GenericClient>(
     Ok(row.try_get(0)?)
 }
 
-/// Streams of `aggregate_type` that have an event of type `began` and none of type
-/// `finished`, oldest first, each with its `began` event's id. Read from the store
-/// itself, so a lagging read model cannot hide one.
+/// Streams of `aggregate_type` that began with an event of type `began` (their first)
+/// and have none of type `finished`, oldest first, each with its `began` event's id.
+/// Read from the store itself, so a lagging read model cannot hide one; the first events
+/// are read through the index of streams' first events.
 pub async fn unfinished_streams<C: GenericClient>(
     client: &C,
     aggregate_type: &str,
@@ -118,7 +119,7 @@ pub async fn unfinished_streams<C: GenericClient>(
     let statement = client
         .prepare_cached(
             "SELECT b.aggregate_id, b.event_id FROM events b \
-             WHERE b.event_type = $1 AND b.aggregate_type = $2 \
+             WHERE b.aggregate_type = $2 AND b.sequence = 1 AND b.event_type = $1 \
                AND NOT EXISTS (SELECT 1 FROM events c \
                                WHERE c.aggregate_type = b.aggregate_type \
                                  AND c.aggregate_id = b.aggregate_id AND c.event_type = $3) \
