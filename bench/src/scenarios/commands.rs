@@ -6,7 +6,10 @@
 //!   the commit rate this server can give at all (the baseline);
 //! - Berth: the application's config change (`CommandBus::update_server_config`, what
 //!   `PATCH /servers/{id}` runs), through its event store;
-//! - peer: the same aggregate and command on cqrs-es's own PostgreSQL store.
+//! - peer: the same aggregate and command on cqrs-es's own PostgreSQL store, which reads
+//!   an aggregate's whole stream for each command: run with each client on one aggregate
+//!   for the whole run (as Berth's), and, to be fair to it, with short streams (a fresh
+//!   aggregate every [`SHORT_STREAM`] events).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +34,9 @@ const SCENARIO: &str = "commands";
 /// How long each writer warms up (connections opened, statements prepared, caches
 /// filled) before the measured runs.
 const WARM_UP: Duration = Duration::from_millis(500);
+
+/// Events per aggregate in the peer's short-stream runs.
+const SHORT_STREAM: u32 = 10;
 
 /// The client count the throughput targets are set at.
 const TARGET_CLIENTS: usize = 16;
@@ -165,6 +171,42 @@ async fn measure(
                 versus = versus.target(Target::RatioAtLeast(2.0));
             }
             bench.report.add(versus);
+            if !hot {
+                let mut short_run = peer_load_short(&peer, clients, duration).await.check()?;
+                let short_name = format!(
+                    "postgres-es, own aggregate, a fresh one every {SHORT_STREAM} events, \
+                     {clients} clients"
+                );
+                bench.report.add(
+                    Figure::new(
+                        SCENARIO,
+                        format!("{short_name}: commands/s"),
+                        "commands/s",
+                        short_run.per_second(),
+                        short_run.done,
+                    )
+                    .against(&label, raw_run.per_second()),
+                );
+                latency_figures(
+                    bench,
+                    &short_name,
+                    &mut short_run,
+                    &label,
+                    &mut raw_run.latencies,
+                );
+                let mut versus_short = Figure::new(
+                    SCENARIO,
+                    format!("Berth ÷ postgres-es with short streams, {clients} clients"),
+                    "commands/s",
+                    berth_run.per_second(),
+                    berth_run.done,
+                )
+                .against(short_name, short_run.per_second());
+                if clients == TARGET_CLIENTS {
+                    versus_short = versus_short.target(Target::RatioAtLeast(2.0));
+                }
+                bench.report.add(versus_short);
+            }
         }
     }
     Ok(())
@@ -298,6 +340,34 @@ async fn peer_load(
         async move {
             let id = &servers[client % servers.len()];
             peer.update(id, n, MAX_ATTEMPTS).await
+        }
+    })
+    .await
+}
+
+/// The peer's config changes with each client moving to a fresh aggregate (created by
+/// the same kind of command) every [`SHORT_STREAM`] events, so that no stream it reads
+/// back is long.
+async fn peer_load_short(peer: &Arc<PeerStore>, clients: usize, duration: Duration) -> Run {
+    let peer = Arc::clone(peer);
+    let catalog_id = Uuid::now_v7();
+    // Each client's aggregate and how many events it holds; only that client uses it.
+    let current: Arc<Vec<tokio::sync::Mutex<(String, u32)>>> = Arc::new(
+        (0..clients)
+            .map(|_| tokio::sync::Mutex::new((String::new(), SHORT_STREAM)))
+            .collect(),
+    );
+    drive(clients, duration, move |client, n| {
+        let (peer, current) = (Arc::clone(&peer), Arc::clone(&current));
+        async move {
+            let mut slot = current[client].lock().await;
+            if slot.1 >= SHORT_STREAM {
+                let fresh = usize::try_from(n).unwrap_or(usize::MAX);
+                *slot = (peer.create_server(catalog_id, fresh).await?, 1);
+                return Ok(0);
+            }
+            slot.1 += 1;
+            peer.update(&slot.0, n, MAX_ATTEMPTS).await
         }
     })
     .await
