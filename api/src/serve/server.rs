@@ -492,7 +492,9 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
                 PostgresEventRepository::new(pool.clone()),
                 config.bulk.clone(),
             )),
-            sessions: StoredSessions::new(pool.clone()),
+            gateway_sessions: StoredSessions::new(pool.clone()),
+            mcp: sessions.clone(),
+            placement: nodes.clone(),
         };
         // Taken here when free, so that a single Berth runs its servers from its first
         // request on; otherwise this node stands by.
@@ -507,8 +509,6 @@ async fn start_on(config: &ServeConfig, database: &OpenDatabase) -> anyhow::Resu
             db,
             pool.clone(),
             node.clone(),
-            nodes.clone(),
-            sessions.clone(),
             first,
             shutdown_rx.clone(),
         ));

@@ -48,19 +48,20 @@ pub struct Duties {
     /// Drives bulk operations.
     pub bulk: Arc<bulk::Driver>,
     /// The gateway sessions every node may take up, old ones forgotten now and then.
-    pub sessions: StoredSessions,
+    pub gateway_sessions: StoredSessions,
+    /// This node's MCP sessions with the servers, closed when the active worker changes.
+    pub mcp: Arc<McpSessionPool>,
+    /// Where servers run, as this node tells the others (and itself).
+    pub placement: Arc<NodePlacement>,
 }
 
 /// Waits for the worker lease (starting with `first`, when this node took it at start)
 /// and does the duties while it holds it, until `shutdown`.
-#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     duties: Duties,
     db: Database,
     pool: Pool,
     node: String,
-    placement: Arc<NodePlacement>,
-    sessions: Arc<McpSessionPool>,
     first: Option<Lease>,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
@@ -91,11 +92,11 @@ pub fn spawn(
                 }
             };
             tracing::info!(node, "this node is the active worker");
-            placement.set_active(true);
+            duties.placement.set_active(true);
             if !std::mem::take(&mut regained) {
                 // Sessions opened while another node was active went through it; this
                 // node's own (a stdio server's only client) are kept across a regain.
-                sessions.close_all().await;
+                duties.mcp.close_all().await;
             }
             if let Err(e) = nodes::set_active(&pool, &node, true).await {
                 tracing::warn!(error = %e, "cannot record this node as the active worker");
@@ -110,14 +111,14 @@ pub fn spawn(
             if !lost {
                 // Berth stops: the duties finish their step; Berth ends what ends with it.
                 finish(tasks, DUTIES_STOP_TIMEOUT).await;
-                placement.set_active(false);
+                duties.placement.set_active(false);
                 let _ = nodes::set_active(&pool, &node, false).await;
                 return;
             }
             // Another node may hold the lease within a second: stop at once, mid-step
             // (every step is repeated safely by whoever drives next), and answer for the
             // servers no more until the lease is this node's again.
-            placement.set_active(false);
+            duties.placement.set_active(false);
             finish(tasks, Duration::ZERO).await;
             let former = lease.backend();
             drop(lease);
@@ -137,7 +138,7 @@ pub fn spawn(
             let _ = nodes::set_active(&pool, &node, false).await;
             // The node that takes over opens its own sessions and starts these again: no
             // server may have two clients, or run twice.
-            sessions.close_all().await;
+            duties.mcp.close_all().await;
             duties.runtime.shutdown(duties.stop_grace).await;
         }
     })
@@ -181,7 +182,7 @@ impl Duties {
     fn start(&self, db: &Database, pool: &Pool, end: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let mut tasks = vec![
             bulk::spawn_bulk_driver(self.bulk.clone(), db.clone(), pool.clone(), end.clone()),
-            spawn_forgetting(self.sessions.clone(), pool.clone(), end.clone()),
+            spawn_forgetting(self.gateway_sessions.clone(), pool.clone(), end.clone()),
         ];
         if let Some(pm) = &self.pm {
             tasks.extend(runtimes::spawn_background(

@@ -364,7 +364,7 @@ pub(crate) async fn close(sessions: Arc<Vec<Session>>) -> anyhow::Result<()> {
 }
 
 /// A session with the gateway at `url`.
-async fn gateway_session(url: &str, key: &str) -> anyhow::Result<Session> {
+pub(crate) async fn gateway_session(url: &str, key: &str) -> anyhow::Result<Session> {
     let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(key);
     let transport = StreamableHttpClientTransport::from_config(config);
     ().serve(transport)

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use crate::load::drive;
 use crate::report::Figure;
-use crate::scenarios::gateway::{calls_through, close, gateway_sessions, running_server};
+use crate::scenarios::gateway::{calls_through, close, gateway_session, running_server};
 use crate::scenarios::http::{berth_binary, checked, patch, server_url, BenchApi};
 use crate::serve::{BerthServe, ServeOptions};
 use crate::{Bench, BenchDatabase};
@@ -119,13 +119,7 @@ async fn measure(
     let mut sessions = Vec::with_capacity(CLIENTS);
     for c in 0..CLIENTS {
         let api = &apis[c % apis.len()];
-        let opened = gateway_sessions(&api.url("/mcp"), api.admin_token(), 1).await?;
-        sessions.push(
-            Arc::try_unwrap(opened)
-                .map_err(|_| anyhow::anyhow!("a session still shared"))?
-                .pop()
-                .context("no session")?,
-        );
+        sessions.push(gateway_session(&api.url("/mcp"), api.admin_token()).await?);
     }
     let sessions = Arc::new(sessions);
     let calls = calls_through(&sessions, duration, |n| {

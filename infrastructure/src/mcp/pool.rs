@@ -38,6 +38,16 @@ struct Slot {
     ended: CancellationToken,
 }
 
+impl Slot {
+    /// Ends the session for good, and any being opened.
+    async fn end(&self) {
+        self.ended.cancel();
+        if let Some(upstream) = self.current.lock().await.take() {
+            upstream.close();
+        }
+    }
+}
+
 impl McpSessionPool {
     /// A pool reaching servers through `runtime` (those another node runs through that
     /// node, as `placement` says), those over HTTP with `http`.
@@ -132,10 +142,7 @@ impl McpSessionPool {
             .map(|(_, slot)| slot)
             .collect();
         for slot in slots {
-            slot.ended.cancel();
-            if let Some(upstream) = slot.current.lock().await.take() {
-                upstream.close();
-            }
+            slot.end().await;
         }
     }
 }
@@ -163,10 +170,7 @@ impl McpSessions for McpSessionPool {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&server_id);
         if let Some(slot) = slot {
-            slot.ended.cancel();
-            if let Some(upstream) = slot.current.lock().await.take() {
-                upstream.close();
-            }
+            slot.end().await;
         }
     }
 }
