@@ -207,9 +207,16 @@ where
     /// facts that never change once recorded (an owner, a catalog entry's id), or
     /// for checks the command itself repeats.
     pub async fn cached(&self, id: &str) -> Result<A, AggregateError<A::Error>> {
+        Ok(self.cached_at(id).await?.0)
+    }
+
+    /// The cached state of `id` and the sequence it is at when there is one, else the
+    /// stored state: for a command that has its append confirm that sequence
+    /// ([`crate::read_guard`]).
+    pub async fn cached_at(&self, id: &str) -> Result<(A, usize), AggregateError<A::Error>> {
         match self.cache.any(id) {
-            Some((aggregate, _)) => Ok(aggregate),
-            None => Ok(self.current(id).await?.0),
+            Some(cached) => Ok(cached),
+            None => self.current(id).await,
         }
     }
 }

@@ -250,6 +250,29 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
         current(&self.catalog_store, &id.to_string()).await
     }
 
+    /// A catalog entry as this process last knew it, and the sequence it was at; read
+    /// from the store only when it is not cached.
+    pub(crate) async fn cached_catalog_entry(
+        &self,
+        id: CatalogEntryId,
+    ) -> Result<(CatalogEntry, usize), AppError> {
+        self.catalog_store
+            .cached_at(&id.to_string())
+            .await
+            .map_err(AppError::from_aggregate)
+    }
+
+    /// The current state of a catalog entry and the sequence it is at.
+    pub(crate) async fn current_catalog_entry(
+        &self,
+        id: CatalogEntryId,
+    ) -> Result<(CatalogEntry, usize), AppError> {
+        self.catalog_store
+            .current(&id.to_string())
+            .await
+            .map_err(AppError::from_aggregate)
+    }
+
     /// The current state of a server, from its events.
     pub async fn load_server(&self, id: ServerId) -> Result<Server, AppError> {
         current(&self.server_store, &id.to_string()).await

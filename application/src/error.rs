@@ -11,6 +11,7 @@ use berth_domain::FieldError;
 use cqrs_es::AggregateError;
 
 use crate::ports::CipherError;
+use crate::read_guard::StaleRead;
 
 /// Why a use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,10 @@ pub enum AppError {
     /// Concurrent writers kept winning after every retry.
     #[error("the resource was changed concurrently too many times; try again")]
     Conflict,
+    /// A fact the command was decided on changed before its events were stored; nothing
+    /// was stored ([`crate::read_guard`]).
+    #[error(transparent)]
+    StaleRead(#[from] crate::read_guard::StaleRead),
     /// The database could not be reached.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -70,7 +75,10 @@ impl AppError {
             AggregateError::DeserializationError(e) => {
                 Self::Internal(format!("stored event does not deserialize: {e}"))
             }
-            AggregateError::UnexpectedError(e) => Self::Internal(e.to_string()),
+            AggregateError::UnexpectedError(e) => match e.downcast::<StaleRead>() {
+                Ok(stale) => Self::StaleRead(*stale),
+                Err(e) => Self::Internal(e.to_string()),
+            },
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod metadata;
 pub mod new_stream;
 pub mod ports;
 pub mod process_manager;
+pub mod read_guard;
 pub mod receipt;
 pub mod redaction;
 pub mod runtime;

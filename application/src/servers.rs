@@ -7,6 +7,7 @@ use berth_domain::catalog::{CatalogDefinition, CatalogEntry, RuntimeKind};
 use berth_domain::server::{ConfigChange, RestartPolicy, SealedSecret, ServerCommand};
 use berth_domain::{CatalogEntryId, FieldError, ServerId};
 use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::Aggregate;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use crate::commands::CommandBus;
 use crate::error::AppError;
 use crate::metadata::CommandMetadata;
 use crate::process_manager::pinned_definition;
+use crate::read_guard::{guarded, StreamAt};
 use crate::receipt::Receipt;
 
 /// What a caller asks for when creating a server. Secrets arrive in plaintext and are
@@ -176,14 +178,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             return Err(berth_domain::server::ServerError::NotFound.into());
         }
         let catalog_id = server.catalog_id.unwrap_or_default();
-        let entry = self.load_catalog_entry(catalog_id.into()).await?;
-        let definition = pinned_definition(&server, &entry).map_err(|reason| {
-            AppError::Invalid(vec![FieldError::new(
-                "catalog_id",
-                format!("{reason}; the server's config can no longer be changed"),
-            )])
-        })?;
-        let config = patch
+        let config: BTreeMap<_, _> = patch
             .config
             .into_iter()
             .map(|(k, v)| (k, v.map_or(ConfigChange::Remove, ConfigChange::Set)))
@@ -201,13 +196,47 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
             };
             secrets.insert(k, change);
         }
-        let command = ServerCommand::UpdateConfig {
-            schema: definition.config_schema.clone(),
-            config,
-            secrets,
-            restart_policy: patch.restart_policy,
-        };
-        self.server(id, command, metadata).await
+        // The entry as this process knows it, confirmed by the append itself: a config
+        // change reads nothing before it writes. Only when the entry moved on since (or
+        // the server is pinned to a version the cached entry does not have yet) is it
+        // read, and the change decided again.
+        let (mut entry, mut seen) = self.cached_catalog_entry(catalog_id.into()).await?;
+        let mut read_again = false;
+        loop {
+            let definition = match pinned_definition(&server, &entry) {
+                Ok(definition) => definition,
+                // The cached entry may predate the version the server is pinned to.
+                Err(_) if !read_again => {
+                    read_again = true;
+                    (entry, seen) = self.current_catalog_entry(catalog_id.into()).await?;
+                    continue;
+                }
+                Err(reason) => {
+                    return Err(AppError::Invalid(vec![FieldError::new(
+                        "catalog_id",
+                        format!("{reason}; the server's config can no longer be changed"),
+                    )]))
+                }
+            };
+            let command = ServerCommand::UpdateConfig {
+                schema: definition.config_schema.clone(),
+                config: config.clone(),
+                secrets: secrets.clone(),
+                restart_policy: patch.restart_policy,
+            };
+            let entry_seen = StreamAt {
+                aggregate_type: CatalogEntry::TYPE.to_owned(),
+                aggregate_id: catalog_id.to_string(),
+                sequence: seen,
+            };
+            match guarded(vec![entry_seen], self.server(id, command, metadata)).await {
+                Err(AppError::StaleRead(_)) if !read_again => {
+                    read_again = true;
+                    (entry, seen) = self.current_catalog_entry(catalog_id.into()).await?;
+                }
+                decided => return decided,
+            }
+        }
     }
 
     /// Moves a server to version `version` of its catalog entry (the newest when `None`);

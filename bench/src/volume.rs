@@ -225,8 +225,8 @@ pub async fn write_volume(pool: &Pool, events: usize) -> anyhow::Result<Written>
         .into_iter()
         .map(|e| entry.record(e, &metadata))
         .collect();
-    let client = pool.get().await?;
-    PostgresEventRepository::append(&client, &first)
+    let mut client = pool.get().await?;
+    PostgresEventRepository::append(&mut client, &first)
         .await
         .context("appending the catalog entry")?;
     drop(client);
@@ -283,7 +283,7 @@ async fn write_servers(
     }
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
-    PostgresEventRepository::append(&tx, &batch)
+    PostgresEventRepository::append_in_transaction(&tx, &batch)
         .await
         .context("appending server lives")?;
     tx.commit().await?;

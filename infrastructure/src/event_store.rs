@@ -1,8 +1,8 @@
 //! The PostgreSQL event repository behind cqrs-es's `PersistedEventStore`.
 //!
-//! A command's events go in as one statement (`UNNEST` of arrays), so the common append
-//! is a single round trip; commands appending at the same moment share that statement
-//! and its commit ([`crate::group_commit`]). A stale sequence collides on
+//! A command's events go in as one statement (`UNNEST` of arrays), numbered and hashed
+//! by the writer ([`crate::append`]); commands appending at the same moment share that
+//! statement and its commit ([`crate::group_commit`]). A stale sequence collides on
 //! the `(aggregate_type, aggregate_id, sequence)` unique key and is reported as an
 //! optimistic-lock conflict, which the command bus retries. A snapshot update is guarded
 //! inside the same transaction, so "conflict" is never reported for events that were in
@@ -17,9 +17,11 @@ use deadpool_postgres::Pool;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
-use uuid::Uuid;
+
+use berth_application::read_guard;
 
 use crate::announce::Announcer;
+use crate::append::append_in_transaction;
 use crate::group_commit::GroupCommitter;
 use crate::StoreError;
 
@@ -30,12 +32,6 @@ const SELECT_STREAM: &str = "SELECT aggregate_type, aggregate_id, sequence, even
 const SELECT_ALL_OF_TYPE: &str = "SELECT aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload, metadata FROM events \
      WHERE aggregate_type = $1 ORDER BY global_position";
-
-const APPEND: &str = "INSERT INTO events \
-     (event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], \
-     $7::jsonb[], $8::jsonb[]) \
-     RETURNING global_position";
 
 const SELECT_SNAPSHOT: &str = "SELECT last_sequence, current_snapshot, payload FROM snapshots \
      WHERE aggregate_type = $1 AND aggregate_id = $2";
@@ -92,62 +88,29 @@ impl PostgresEventRepository {
         rows.iter().map(serialized_event).collect()
     }
 
-    /// Appends `events` (all of one aggregate, consecutive sequences) and returns their
-    /// global positions. Usable outside cqrs-es (tests, imports).
-    pub async fn append<C: GenericClient>(
+    /// Appends `events` (all of one aggregate, consecutive sequences) in a transaction
+    /// of its own and returns their global positions. Usable outside cqrs-es (tests,
+    /// tools); commands go through the group committer instead.
+    pub async fn append(
+        client: &mut deadpool_postgres::Client,
+        events: &[SerializedEvent],
+    ) -> Result<Vec<i64>, PersistenceError> {
+        let tx = client.transaction().await.map_err(db_error)?;
+        let positions = Self::append_in_transaction(&tx, events).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(positions)
+    }
+
+    /// Appends `events` (all of one aggregate, consecutive sequences) inside the
+    /// transaction `client` is in, which the caller commits; returns their global
+    /// positions.
+    pub async fn append_in_transaction<C: GenericClient>(
         client: &C,
         events: &[SerializedEvent],
     ) -> Result<Vec<i64>, PersistenceError> {
-        append_events(client, events.iter()).await
+        let events: Vec<&SerializedEvent> = events.iter().collect();
+        append_in_transaction(client, &events, &read_guard::current()).await
     }
-}
-
-/// Appends `events` with one statement (its own transaction unless `client` is in one)
-/// and returns their global positions, in the order given. Several commands' events may
-/// go together, each command's consecutive ([`crate::group_commit`]).
-pub(crate) async fn append_events<'a, C: GenericClient>(
-    client: &C,
-    events: impl Iterator<Item = &'a SerializedEvent>,
-) -> Result<Vec<i64>, PersistenceError> {
-    let (lower, _) = events.size_hint();
-    let mut ids = Vec::with_capacity(lower);
-    let mut types = Vec::with_capacity(lower);
-    let mut agg_ids = Vec::with_capacity(lower);
-    let mut sequences = Vec::with_capacity(lower);
-    let mut event_types = Vec::with_capacity(lower);
-    let mut versions = Vec::with_capacity(lower);
-    let mut payloads = Vec::with_capacity(lower);
-    let mut metadata = Vec::with_capacity(lower);
-    for e in events {
-        ids.push(Uuid::now_v7());
-        types.push(e.aggregate_type.as_str());
-        agg_ids.push(e.aggregate_id.as_str());
-        sequences.push(i64::try_from(e.sequence).map_err(unknown)?);
-        event_types.push(e.event_type.as_str());
-        versions.push(e.event_version.as_str());
-        payloads.push(&e.payload);
-        metadata.push(&e.metadata);
-    }
-    let statement = client.prepare_cached(APPEND).await.map_err(db_error)?;
-    let rows = client
-        .query(
-            &statement,
-            &[
-                &ids,
-                &types,
-                &agg_ids,
-                &sequences,
-                &event_types,
-                &versions,
-                &payloads,
-                &metadata,
-            ],
-        )
-        .await
-        .map_err(append_error)?;
-    rows.iter()
-        .map(|r| r.try_get::<_, i64>(0).map_err(db_error))
-        .collect()
 }
 
 impl PersistedEventRepository for PostgresEventRepository {
@@ -203,11 +166,15 @@ impl PersistedEventRepository for PostgresEventRepository {
         }
         let positions = match snapshot_update {
             // One statement, its own transaction, shared with the commands running now.
-            None => self.committer.append(events).await?,
+            None => {
+                self.committer
+                    .append_guarded(events, read_guard::current())
+                    .await?
+            }
             Some((aggregate_id, payload, current_snapshot)) => {
                 let mut client = self.pool.get().await.map_err(connection_error)?;
                 let tx = client.transaction().await.map_err(db_error)?;
-                let positions = Self::append(&tx, events).await?;
+                let positions = Self::append_in_transaction(&tx, events).await?;
                 let last_sequence = events.last().map_or(0, |e| e.sequence);
                 let updated = tx
                     .execute(
@@ -285,7 +252,7 @@ fn serialized_event(row: &Row) -> Result<SerializedEvent, PersistenceError> {
     ))
 }
 
-fn append_error(e: tokio_postgres::Error) -> PersistenceError {
+pub(crate) fn append_error(e: tokio_postgres::Error) -> PersistenceError {
     if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
         PersistenceError::OptimisticLockError
     } else {
@@ -293,7 +260,7 @@ fn append_error(e: tokio_postgres::Error) -> PersistenceError {
     }
 }
 
-fn db_error(e: tokio_postgres::Error) -> PersistenceError {
+pub(crate) fn db_error(e: tokio_postgres::Error) -> PersistenceError {
     let err = StoreError::Database(e);
     if err.is_unavailable() {
         PersistenceError::ConnectionError(Box::new(err))
@@ -306,6 +273,6 @@ fn connection_error(e: deadpool_postgres::PoolError) -> PersistenceError {
     PersistenceError::ConnectionError(Box::new(StoreError::Pool(e)))
 }
 
-fn unknown(e: impl std::error::Error + Send + Sync + 'static) -> PersistenceError {
+pub(crate) fn unknown(e: impl std::error::Error + Send + Sync + 'static) -> PersistenceError {
     PersistenceError::UnknownError(Box::new(e))
 }

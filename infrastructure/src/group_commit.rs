@@ -2,24 +2,26 @@
 //! one statement, so they share one round trip, one commit and one WAL flush.
 //!
 //! Appends queue up while the writers are busy; a free writer takes everything queued
-//! (up to [`MAX_EVENTS`]) and inserts it with one `INSERT … SELECT FROM UNNEST`, which is
-//! its own transaction: all of it is committed, or none. A lone append goes alone, so a
+//! (up to [`MAX_EVENTS`]) and inserts it with one `INSERT … SELECT FROM UNNEST` in a
+//! transaction of its own ([`crate::append`]): all of it is committed, or none. A lone append goes alone, so a
 //! quiet system pays nothing for this.
 //!
 //! Each command still stands on its own. When the shared statement fails with an error
 //! PostgreSQL reports (one command lost an optimistic-concurrency race, one event breaks
-//! the hash chain), nothing of it was committed, and every command of the group is
+//! the hash chain: its predecessor is not stored; one was decided on a stream that has
+//! moved on), nothing of it was committed, and every command of the group is
 //! appended again by itself: only the command at fault gets the error. When the
 //! connection fails, whether the statement committed is unknown, so every command of the
 //! group gets the error, as a lone append would.
 
 use std::sync::{Arc, OnceLock};
 
+use berth_application::read_guard::StreamAt;
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use deadpool_postgres::Pool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::event_store::append_events;
+use crate::append::append_committed;
 
 /// The most events one shared statement carries.
 pub const MAX_EVENTS: usize = 2_000;
@@ -32,6 +34,8 @@ type Reply = oneshot::Sender<Result<Vec<i64>, PersistenceError>>;
 
 struct Pending {
     events: Vec<SerializedEvent>,
+    /// The streams the command was decided on ([`berth_application::read_guard`]).
+    guards: Vec<StreamAt>,
     reply: Reply,
 }
 
@@ -55,6 +59,16 @@ impl GroupCommitter {
     /// Appends `events` (one command's: one aggregate, consecutive sequences), possibly
     /// together with other commands' events; returns their global positions.
     pub async fn append(&self, events: &[SerializedEvent]) -> Result<Vec<i64>, PersistenceError> {
+        self.append_guarded(events, Vec::new()).await
+    }
+
+    /// Appends `events` as [`append`](Self::append) does, unless one of the streams in
+    /// `guards` has moved past the sequence given.
+    pub async fn append_guarded(
+        &self,
+        events: &[SerializedEvent],
+        guards: Vec<StreamAt>,
+    ) -> Result<Vec<i64>, PersistenceError> {
         let queue = self.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             let receiver = Arc::new(Mutex::new(receiver));
@@ -66,6 +80,7 @@ impl GroupCommitter {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             events: events.to_vec(),
+            guards,
             reply,
         };
         if queue.send(pending).is_err() {
@@ -118,12 +133,17 @@ async fn write(pool: &Pool, mut group: Vec<Pending>) {
         let pending = group
             .pop()
             .unwrap_or_else(|| unreachable!("one pending append"));
-        let result = append_events(&client, pending.events.iter()).await;
+        let events: Vec<&SerializedEvent> = pending.events.iter().collect();
+        let result = append_committed(&client, &events, &pending.guards).await;
         let _ = pending.reply.send(result);
         return;
     }
-    let all = group.iter().flat_map(|p| p.events.iter());
-    match append_events(&client, all).await {
+    let all: Vec<&SerializedEvent> = group.iter().flat_map(|p| p.events.iter()).collect();
+    let guards: Vec<StreamAt> = group
+        .iter()
+        .flat_map(|p| p.guards.iter().cloned())
+        .collect();
+    match append_committed(&client, &all, &guards).await {
         Ok(positions) => {
             let mut positions = positions.into_iter();
             for pending in group {
@@ -141,7 +161,8 @@ async fn write(pool: &Pool, mut group: Vec<Pending>) {
         Err(_) => {
             // Nothing was committed: each command on its own, so only the one at fault fails.
             for pending in group {
-                let result = append_events(&client, pending.events.iter()).await;
+                let events: Vec<&SerializedEvent> = pending.events.iter().collect();
+                let result = append_committed(&client, &events, &pending.guards).await;
                 let _ = pending.reply.send(result);
             }
         }

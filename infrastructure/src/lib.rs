@@ -3,6 +3,8 @@
 
 pub mod administrators;
 pub mod announce;
+mod append;
+pub mod chain;
 pub mod checkpoint;
 pub mod child;
 pub mod cipher;

@@ -11,9 +11,9 @@
 use std::fmt;
 
 use deadpool_postgres::Pool;
-use sha2::{Digest, Sha256};
 use tokio_postgres::Row;
 
+use crate::chain::chain_hash;
 use crate::StoreError;
 
 /// Rows read per round trip: memory stays constant whatever the log's size.
@@ -210,31 +210,4 @@ fn checked(row: &Row) -> Result<Checked, StoreError> {
         hash,
         computed,
     })
-}
-
-/// `sha256(prev_hash || canonical bytes)`, the canonical bytes being each field prefixed
-/// by its length in bytes and `:`, exactly as `events_canonical_bytes` builds them.
-fn chain_hash(prev_hash: Option<&[u8]>, fields: &[&str]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(prev_hash.unwrap_or_default());
-    for field in fields {
-        hasher.update(field.len().to_string().as_bytes());
-        hasher.update(b":");
-        hasher.update(field.as_bytes());
-    }
-    hasher.finalize().into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_canonical_bytes_are_length_prefixed() {
-        let mut expected = Sha256::new();
-        expected.update(b"ab");
-        expected.update(b"1:x2:yz0:");
-        let expected: [u8; 32] = expected.finalize().into();
-        assert_eq!(chain_hash(Some(b"ab"), &["x", "yz", ""]), expected);
-    }
 }

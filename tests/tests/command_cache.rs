@@ -4,14 +4,20 @@
 //! on a stale state; and that grouped appends tell each command its own positions.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use berth_application::servers::{LifecycleAction, NewServer, ServerConfigPatch};
 use berth_application::{Actor, AppError, CommandBus, CommandMetadata};
 use berth_domain::catalog::{CatalogDefinition, ConfigKey, Resources, RuntimeSpec, Transport};
 use berth_domain::server::ServerError;
+use berth_domain::{CatalogEntryId, ServerId};
 use berth_infrastructure::cipher::{MasterKey, MasterKeyCipher};
 use berth_infrastructure::event_store::PostgresEventRepository;
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
 use deadpool_postgres::Pool;
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -60,12 +66,21 @@ async fn server(bus: &Bus) -> Uuid {
         .register_catalog_entry(&md(), definition())
         .await
         .unwrap();
+    server_of(bus, catalog_id, "cached").await.uuid()
+}
+
+/// A server named `name` of entry `catalog_id`, created through `bus`.
+async fn server_of<R: PersistedEventRepository + Clone>(
+    bus: &CommandBus<R>,
+    catalog_id: CatalogEntryId,
+    name: &str,
+) -> ServerId {
     let (id, _) = bus
         .create_server(
             &md(),
             NewServer {
                 catalog_id,
-                name: "cached".into(),
+                name: name.into(),
                 config: BTreeMap::new(),
                 secrets: BTreeMap::new(),
                 restart_policy: Default::default(),
@@ -73,7 +88,7 @@ async fn server(bus: &Bus) -> Uuid {
         )
         .await
         .unwrap();
-    id.uuid()
+    id
 }
 
 fn level(value: &str) -> ServerConfigPatch {
@@ -273,4 +288,144 @@ async fn grouped_appends_give_every_command_its_own_positions() {
         shared_transactions > 0,
         "48 concurrent writers never shared a commit: grouping was not exercised"
     );
+}
+
+/// A repository that counts the reads the command bus makes of it.
+#[derive(Clone)]
+struct CountingReads {
+    inner: PostgresEventRepository,
+    reads: Arc<AtomicUsize>,
+}
+
+impl PersistedEventRepository for CountingReads {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_snapshot::<A>(aggregate_id).await
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, serde_json::Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        self.inner.persist::<A>(events, snapshot_update).await
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.stream_all_events::<A>().await
+    }
+}
+
+/// A config change is checked against the server's catalog entry as this process has it
+/// cached, confirmed by the append itself: once the server is known, a change is one
+/// statement and no read.
+#[tokio::test]
+async fn a_config_change_reads_nothing_before_it_writes() {
+    let db = berth_tests::test_database().await;
+    let pool = db.database().pool(4).unwrap();
+    let reads = Arc::new(AtomicUsize::new(0));
+    let bus = CommandBus::new(
+        CountingReads {
+            inner: PostgresEventRepository::new(pool.clone()),
+            reads: Arc::clone(&reads),
+        },
+        Arc::new(MasterKeyCipher::new(MasterKey::generate())),
+    );
+    let (catalog_id, _) = bus
+        .register_catalog_entry(&md(), definition())
+        .await
+        .unwrap();
+    let id = server_of(&bus, catalog_id, "counted").await;
+    reads.store(0, Ordering::SeqCst);
+    for n in 0..5 {
+        bus.update_server_config(&md(), id, level(&format!("v{n}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(reads.load(Ordering::SeqCst), 0, "reads of the store");
+    assert_eq!(stream(&pool, id.uuid()).await.len(), 6);
+}
+
+/// The catalog entry a process has cached is removed by another process: the config
+/// change decided on the cached entry is refused by its own append, decided again on the
+/// stored entry, and refused for the reason that entry gives. Nothing is recorded.
+#[tokio::test]
+async fn a_config_change_on_an_entry_another_process_removed_is_refused() {
+    let db = berth_tests::test_database().await;
+    let pool = db.database().pool(8).unwrap();
+    let (a, b) = (process(&pool), process(&pool));
+    let id = server(&a).await;
+    a.update_server_config(&md(), id.into(), level("x"))
+        .await
+        .unwrap();
+    let catalog_id = a.load_server(id.into()).await.unwrap().catalog_id.unwrap();
+    b.remove_catalog_entry(&md(), catalog_id.into())
+        .await
+        .unwrap();
+    let refused = a
+        .update_server_config(&md(), id.into(), level("y"))
+        .await
+        .unwrap_err();
+    match refused {
+        AppError::Invalid(fields) => {
+            assert_eq!(fields[0].field, "catalog_id");
+            assert!(
+                fields[0].message.contains("removed"),
+                "{}",
+                fields[0].message
+            );
+        }
+        other => panic!("refused as {other:?}"),
+    }
+    assert_eq!(stream(&pool, id).await.len(), 2, "nothing recorded");
+}
+
+/// Another process publishes a new version of the entry and creates a server on it: this
+/// process, whose cached entry predates that version, reads the entry again instead of
+/// refusing the change for a version it has not seen.
+#[tokio::test]
+async fn a_config_change_on_a_version_the_cached_entry_predates_is_decided_on_the_stored_entry() {
+    let db = berth_tests::test_database().await;
+    let pool = db.database().pool(8).unwrap();
+    let (a, b) = (process(&pool), process(&pool));
+    let (catalog_id, _) = a.register_catalog_entry(&md(), definition()).await.unwrap();
+    let mut second = definition();
+    second.description = "version 2".into();
+    b.update_catalog_entry(&md(), catalog_id, second)
+        .await
+        .unwrap();
+    let id = server_of(&b, catalog_id, "pinned-to-2").await;
+    a.update_server_config(&md(), id, level("x")).await.unwrap();
+    assert_eq!(stream(&pool, id.uuid()).await.len(), 2);
 }

@@ -207,11 +207,11 @@ async fn racing_writers_on_one_aggregate_lose_nothing_and_merge_nothing() {
 async fn a_stale_sequence_is_a_conflict_and_writes_nothing() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(4).unwrap();
-    let client = pool.get().await.unwrap();
-    PostgresEventRepository::append(&client, &[event("a", 1), event("a", 2)])
+    let mut client = pool.get().await.unwrap();
+    PostgresEventRepository::append(&mut client, &[event("a", 1), event("a", 2)])
         .await
         .unwrap();
-    let err = PostgresEventRepository::append(&client, &[event("a", 3), event("a", 2)])
+    let err = PostgresEventRepository::append(&mut client, &[event("a", 3), event("a", 2)])
         .await
         .unwrap_err();
     assert!(
@@ -233,7 +233,7 @@ async fn the_feed_never_skips_an_event_that_commits_behind_later_positions() {
     // A transaction takes a low position and holds it open while others commit after it.
     let mut held_client = pool.get().await.unwrap();
     let held = held_client.transaction().await.unwrap();
-    let held_positions = PostgresEventRepository::append(&held, &[event("held", 1)])
+    let held_positions = PostgresEventRepository::append_in_transaction(&held, &[event("held", 1)])
         .await
         .unwrap();
 
@@ -261,9 +261,9 @@ async fn the_feed_never_skips_an_event_that_commits_behind_later_positions() {
         .map(|w| {
             let pool = pool.clone();
             tokio::spawn(async move {
-                let client = pool.get().await.unwrap();
+                let mut client = pool.get().await.unwrap();
                 for seq in 1..=50 {
-                    PostgresEventRepository::append(&client, &[event(&format!("w{w}"), seq)])
+                    PostgresEventRepository::append(&mut client, &[event(&format!("w{w}"), seq)])
                         .await
                         .unwrap();
                 }
@@ -310,8 +310,8 @@ async fn the_feed_never_skips_an_event_that_commits_behind_later_positions() {
 async fn the_events_table_refuses_update_delete_and_truncate() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(2).unwrap();
-    let client = pool.get().await.unwrap();
-    PostgresEventRepository::append(&client, &[event("a", 1)])
+    let mut client = pool.get().await.unwrap();
+    PostgresEventRepository::append(&mut client, &[event("a", 1)])
         .await
         .unwrap();
     for statement in [
@@ -332,8 +332,8 @@ async fn the_events_table_refuses_update_delete_and_truncate() {
 async fn has_reached_and_cursor_translation_follow_feed_order() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(2).unwrap();
-    let client = pool.get().await.unwrap();
-    let p = PostgresEventRepository::append(&client, &[event("a", 1), event("a", 2)])
+    let mut client = pool.get().await.unwrap();
+    let p = PostgresEventRepository::append(&mut client, &[event("a", 1), event("a", 2)])
         .await
         .unwrap();
     let cp = feed::checkpoint_at_position(&client, p[0]).await.unwrap();

@@ -266,14 +266,18 @@ fn event(aggregate_id: &str, sequence: usize) -> SerializedEvent {
 async fn a_log_longer_than_one_batch_is_walked_to_the_end() {
     let db = berth_tests::test_database().await;
     let pool = db.database().pool(2).unwrap();
-    let client = pool.get().await.unwrap();
+    let mut client = pool.get().await.unwrap();
     // One stream in a single 700-event statement (the chain links rows of one INSERT),
     // another in 7 statements of 100.
     let a: Vec<_> = (1..=700).map(|s| event("a", s)).collect();
-    PostgresEventRepository::append(&client, &a).await.unwrap();
+    PostgresEventRepository::append(&mut client, &a)
+        .await
+        .unwrap();
     for chunk in (1..=700).collect::<Vec<_>>().chunks(100) {
         let b: Vec<_> = chunk.iter().map(|&s| event("b", s)).collect();
-        PostgresEventRepository::append(&client, &b).await.unwrap();
+        PostgresEventRepository::append(&mut client, &b)
+            .await
+            .unwrap();
     }
     let report = verify(&pool).await.unwrap();
     assert_eq!((report.events, report.streams), (1400, 2));

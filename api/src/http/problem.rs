@@ -257,6 +257,7 @@ impl From<AppError> for ApiError {
             AppError::Hidden(what) => Self::NotFound(what),
             AppError::Forbidden(why) => Self::Forbidden(why),
             AppError::Conflict => Self::Conflict(AppError::Conflict.to_string()),
+            AppError::StaleRead(e) => Self::Conflict(e.to_string()),
             AppError::Unavailable(cause) => Self::unavailable(cause),
             AppError::Cipher(e @ CipherError::Destroyed { .. }) => Self::Conflict(e.to_string()),
             AppError::Cipher(CipherError::Unavailable(cause)) => Self::unavailable(cause),

@@ -238,7 +238,7 @@ pub async fn write_history(
                     for _ in 0..writer.rng.gen_range(1..4) {
                         let batch = writer.next_command();
                         written += batch.len();
-                        PostgresEventRepository::append(&tx, &batch)
+                        PostgresEventRepository::append_in_transaction(&tx, &batch)
                             .await
                             .expect("append");
                     }
