@@ -234,11 +234,9 @@ async fn an_event_without_a_stored_predecessor_is_refused_alone() {
         committer.append(std::slice::from_ref(&gap)),
         futures_util::future::join_all(firsts.iter().map(|events| committer.append(events)))
     );
-    let refused = refused.expect_err("a gap in the stream");
+    let refused = format!("{:?}", refused.expect_err("a gap in the stream"));
     assert!(
-        refused
-            .to_string()
-            .contains("event 3 of test/gap has no predecessor to chain to"),
+        refused.contains("event 3 of test/gap has no predecessor to chain to"),
         "{refused}"
     );
     assert!(accepted.iter().all(Result::is_ok), "{accepted:?}");
@@ -249,47 +247,64 @@ async fn an_event_without_a_stored_predecessor_is_refused_alone() {
     );
 }
 
-/// The append's opening query looks each stream key up in the stream index, whatever
-/// the table's size when its plan was made: a plan made on a near-empty table and kept
-/// (the append's statements use generic plans) must not scan the whole table on every
-/// append once it has grown.
+/// Appends are numbered and hashed by the writer, through an opening query that looks
+/// each stream key up in the stream index whatever the table's size when its plan was
+/// made: a plan made on a near-empty table and kept (the append's statements use generic
+/// plans) must not scan the whole table once it has grown. Commands append alone and in
+/// groups (ten at once), and the trigger hashes none of their rows.
 #[tokio::test]
-async fn the_append_never_scans_the_events_table() {
+async fn appends_are_hashed_by_the_writer_and_never_scan_the_table() {
     use berth_application::read_guard::StreamAt;
     let db = test_database().await;
-    // One connection: the plans made on the first append are the ones used after.
+    // One connection: the plans made on the first appends are the ones used after.
     let pool = db.database().pool(1).expect("a pool");
+    pool.get()
+        .await
+        .expect("a connection")
+        .batch_execute("SET track_functions = 'pl'")
+        .await
+        .expect("tracking function calls");
     let committer = GroupCommitter::new(pool.clone());
     let mut rng = StdRng::seed_from_u64(11);
     committer
         .append(&[event(&mut rng, "first", 1)])
         .await
         .expect("the first append");
-    for n in 0..300 {
-        let id = format!("s{}", n % 30);
-        let sequence = n / 30 + 1;
-        let guard = StreamAt {
-            aggregate_type: "test".into(),
-            aggregate_id: "first".into(),
-            sequence: 1,
-        };
-        committer
-            .append_guarded(&[event(&mut rng, &id, sequence)], vec![guard])
-            .await
-            .expect("an append");
+    let guard = StreamAt {
+        aggregate_type: "test".into(),
+        aggregate_id: "first".into(),
+        sequence: 1,
+    };
+    for sequence in 1..=30 {
+        let commands: Vec<_> = (0..10)
+            .map(|n| vec![event(&mut rng, &format!("s{n}"), sequence)])
+            .collect();
+        let appended = futures_util::future::join_all(
+            commands
+                .iter()
+                .map(|events| committer.append_guarded(events, vec![guard.clone()])),
+        )
+        .await;
+        assert!(appended.iter().all(Result::is_ok), "{appended:?}");
     }
     let client = pool.get().await.expect("the same connection");
     client
         .execute("SELECT pg_stat_force_next_flush()", &[])
         .await
         .expect("flushing this session's statistics");
-    let scans: i64 = client
+    let row = client
         .query_one(
-            "SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'events'",
+            "SELECT (SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'events'), \
+                    (SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions \
+                     WHERE funcname = 'events_chain')",
             &[],
         )
         .await
-        .expect("the table's statistics")
-        .get(0);
+        .expect("the statistics");
+    let (scans, hashed_by_the_trigger): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!(scans, 0, "scans of the whole events table");
+    assert_eq!(hashed_by_the_trigger, 0, "events hashed by the trigger");
+    drop(client);
+    let report = verify(&pool).await.expect("verify");
+    assert_eq!((report.events, report.first_break), (301, None));
 }
