@@ -1,5 +1,5 @@
-//! Aggregates kept in memory between commands, so a command costs one round trip (the
-//! append) instead of reading its whole stream first.
+//! Aggregates kept in memory between commands, so a command costs its append alone
+//! instead of reading its whole stream first.
 //!
 //! Commands on one aggregate take turns inside the process ([`AggregateCache::turn`]),
 //! so writers in one process never race each other; they only race other processes.

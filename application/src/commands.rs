@@ -37,7 +37,7 @@ type Cached<R, A> = CachedStore<R, A>;
 /// Executes commands on Berth's aggregates. Cheap to share behind an `Arc`.
 ///
 /// Catalog entries, servers and users are kept in memory between commands
-/// ([`crate::aggregate_cache`]): a command on them is one round trip.
+/// ([`crate::aggregate_cache`]): a command on them is its append alone.
 pub struct CommandBus<R: PersistedEventRepository + Clone> {
     catalog: CqrsFramework<CatalogEntry, Cached<R, CatalogEntry>>,
     servers: CqrsFramework<Server, Cached<R, Server>>,
@@ -153,7 +153,7 @@ impl<R: PersistedEventRepository + Clone> CommandBus<R> {
     }
 
     /// Records a tool call on a stream of its own, `call_id` (made for it: the write is
-    /// one statement, with no read before it).
+    /// the append alone, with no read before it).
     pub async fn record_tool_call(
         &self,
         call_id: uuid::Uuid,

@@ -50,7 +50,7 @@ pub enum AppError {
     /// A fact the command was decided on changed before its events were stored; nothing
     /// was stored ([`crate::read_guard`]).
     #[error(transparent)]
-    StaleRead(#[from] crate::read_guard::StaleRead),
+    StaleRead(#[from] StaleRead),
     /// The database could not be reached.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),

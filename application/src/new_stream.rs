@@ -1,6 +1,6 @@
 //! An event store for streams that are new by construction (their id is made for the
 //! command that writes their first event), where loading the stream first would only
-//! ever find nothing: it skips that read, so the command is one statement, and it goes
+//! ever find nothing: it skips that read, so the command is its append alone, and it goes
 //! through the group commit like every other. An id used twice still collides on the
 //! store's unique key.
 

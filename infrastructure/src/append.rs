@@ -24,7 +24,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use crate::chain::{chain_hash, jsonb_text, rendering_agrees};
+use crate::chain::{event_hash, jsonb_text, rendering_agrees, HashedEvent};
 use crate::event_store::{append_error, db_error, unknown};
 
 /// The transaction's id and time, `$1` positions in ascending order, the stored hash (or
@@ -101,7 +101,7 @@ pub(crate) async fn append_committed<C: GenericClient>(
     events: &[&SerializedEvent],
     guards: &[StreamAt],
 ) -> Result<Vec<i64>, PersistenceError> {
-    let ready = Ready::for_append(client, events, guards).await?;
+    let ready = PreparedAppend::for_append(client, events, guards).await?;
     let params = ready.keys.params();
     let (begun, known) = tokio::join!(
         client.batch_execute(BEGIN),
@@ -141,7 +141,7 @@ pub(crate) async fn append_in_transaction<C: GenericClient>(
     events: &[&SerializedEvent],
     guards: &[StreamAt],
 ) -> Result<Vec<i64>, PersistenceError> {
-    let ready = Ready::for_append(client, events, guards).await?;
+    let ready = PreparedAppend::for_append(client, events, guards).await?;
     let row = client
         .query_one(&ready.prelude, &ready.keys.params())
         .await
@@ -155,15 +155,15 @@ pub(crate) async fn append_in_transaction<C: GenericClient>(
 }
 
 /// What an append needs before its transaction begins.
-struct Ready<'a> {
+struct PreparedAppend<'a> {
     prelude: Statement,
     insert: Statement,
-    keys: PredecessorKeys<'a>,
+    keys: OpeningParams<'a>,
     /// Whether the writer hashes the rows ([`writer_hashes`]).
     hashed_here: bool,
 }
 
-impl<'a> Ready<'a> {
+impl<'a> PreparedAppend<'a> {
     async fn for_append<C: GenericClient>(
         client: &C,
         events: &[&'a SerializedEvent],
@@ -172,15 +172,16 @@ impl<'a> Ready<'a> {
         Ok(Self {
             prelude: client.prepare_cached(PRELUDE).await.map_err(db_error)?,
             insert: client.prepare_cached(INSERT).await.map_err(db_error)?,
-            keys: PredecessorKeys::of(events, guards)?,
+            keys: OpeningParams::of(events, guards)?,
             hashed_here: writer_hashes(client).await?,
         })
     }
 }
 
-/// The stored events the batch chains to: for each event that does not follow the event
-/// before it in the batch, its stream's previous sequence (none for a first event).
-struct PredecessorKeys<'a> {
+/// The opening query's parameters: the batch's size; the stored events it chains to (for
+/// each event that does not follow the event before it in the batch, its stream's
+/// previous sequence; none for a first event); and the read guards.
+struct OpeningParams<'a> {
     /// Events in the batch.
     count: i32,
     types: Vec<&'a str>,
@@ -195,7 +196,7 @@ struct PredecessorKeys<'a> {
     guard_sequences: Vec<i64>,
 }
 
-impl<'a> PredecessorKeys<'a> {
+impl<'a> OpeningParams<'a> {
     fn of(
         events: &[&'a SerializedEvent],
         guards: &'a [StreamAt],
@@ -267,13 +268,21 @@ impl<'a> Rows<'a> {
     /// hashed unless the writer leaves that to the trigger ([`writer_hashes`]).
     fn numbered(
         events: &[&'a SerializedEvent],
-        ready: &Ready<'_>,
+        ready: &PreparedAppend<'_>,
         guards: &[StreamAt],
         known: &Row,
     ) -> Result<Self, PersistenceError> {
         let (keys, hashed_here) = (&ready.keys, ready.hashed_here);
         let stale: Option<i64> = known.try_get(4).map_err(db_error)?;
-        if let Some(guard) = stale.and_then(|n| guards.get(usize::try_from(n - 1).ok()?)) {
+        if let Some(n) = stale {
+            let guard = usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| guards.get(i))
+                .ok_or_else(|| {
+                    PersistenceError::UnknownError(
+                        format!("the store named guard {n} of {}", guards.len()).into(),
+                    )
+                })?;
             return Err(PersistenceError::UnknownError(Box::new(StaleRead {
                 aggregate_type: guard.aggregate_type.clone(),
                 aggregate_id: guard.aggregate_id.clone(),
@@ -327,21 +336,21 @@ impl<'a> Rows<'a> {
             let payload = jsonb_text(&event.payload);
             let metadata = jsonb_text(&event.metadata);
             let hash = hashed_here.then(|| {
-                chain_hash(
+                event_hash(
                     prev_hash.as_deref(),
-                    &[
-                        &rows.positions[n].to_string(),
-                        &transaction_id,
-                        &event_id.to_string(),
-                        &event.aggregate_type,
-                        &event.aggregate_id,
-                        &sequence.to_string(),
-                        &event.event_type,
-                        &event.event_version,
-                        &payload,
-                        &metadata,
-                        &recorded_at,
-                    ],
+                    &HashedEvent {
+                        position: rows.positions[n],
+                        transaction_id: &transaction_id,
+                        event_id: &event_id.to_string(),
+                        aggregate_type: &event.aggregate_type,
+                        aggregate_id: &event.aggregate_id,
+                        sequence,
+                        event_type: &event.event_type,
+                        event_version: &event.event_version,
+                        payload: &payload,
+                        metadata: &metadata,
+                        recorded_at: &recorded_at,
+                    },
                 )
                 .to_vec()
             });

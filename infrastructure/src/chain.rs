@@ -4,7 +4,7 @@
 //!
 //! The writer hashes an event before it is stored ([`crate::append`]) and `berth verify`
 //! hashes it again from the stored row ([`crate::verify`]); both go through
-//! [`chain_hash`], so they cannot drift apart. The writer renders the payload itself
+//! [`event_hash`], so they cannot drift apart. The writer renders the payload itself
 //! ([`jsonb_text`]), while `verify` takes the database's own `payload::text`: a
 //! rendering that differed from PostgreSQL's would show as a hash mismatch on the first
 //! `verify`, and the tests compare the two renderings directly. The writer also asks the
@@ -14,12 +14,57 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// An event as its hash covers it, each field in its canonical text.
+#[derive(Debug, Clone, Copy)]
+pub struct HashedEvent<'a> {
+    /// The global position.
+    pub position: i64,
+    /// The transaction it was first committed in (`origin_transaction_id` when imported).
+    pub transaction_id: &'a str,
+    /// The event id, lower-case and hyphenated.
+    pub event_id: &'a str,
+    /// The aggregate type.
+    pub aggregate_type: &'a str,
+    /// The aggregate id.
+    pub aggregate_id: &'a str,
+    /// The sequence in its stream.
+    pub sequence: i64,
+    /// The event type.
+    pub event_type: &'a str,
+    /// The event version.
+    pub event_version: &'a str,
+    /// The payload as `jsonb` text ([`jsonb_text`]).
+    pub payload: &'a str,
+    /// The metadata as `jsonb` text.
+    pub metadata: &'a str,
+    /// The time recorded, in UTC: `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+    pub recorded_at: &'a str,
+}
+
+/// The hash of `event` chained to `prev_hash` (none for a stream's first event).
+pub fn event_hash(prev_hash: Option<&[u8]>, event: &HashedEvent<'_>) -> [u8; 32] {
+    chain_hash(
+        prev_hash,
+        &[
+            &event.position.to_string(),
+            event.transaction_id,
+            event.event_id,
+            event.aggregate_type,
+            event.aggregate_id,
+            &event.sequence.to_string(),
+            event.event_type,
+            event.event_version,
+            event.payload,
+            event.metadata,
+            event.recorded_at,
+        ],
+    )
+}
+
 /// `sha256(prev_hash || canonical bytes)`, the canonical bytes being each field prefixed
-/// by its length in bytes and `:`, exactly as `events_canonical_bytes` builds them. The
-/// fields, in order: global position, transaction id, event id, aggregate type,
-/// aggregate id, sequence, event type, event version, payload and metadata as `jsonb`
-/// text, and the time recorded in UTC (`YYYY-MM-DDTHH:MM:SS.ffffffZ`).
-pub fn chain_hash(prev_hash: Option<&[u8]>, fields: &[&str]) -> [u8; 32] {
+/// by its length in bytes and `:`, exactly as `events_canonical_bytes` builds them, in
+/// the order [`event_hash`] gives.
+fn chain_hash(prev_hash: Option<&[u8]>, fields: &[&str]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.unwrap_or_default());
     for field in fields {
@@ -41,7 +86,7 @@ pub fn jsonb_text(value: &Value) -> String {
 
 /// Values that exercise every rule of [`jsonb_text`]: key order, escapes, numbers in
 /// every notation, nesting.
-pub fn rendering_samples() -> Vec<Value> {
+fn rendering_samples() -> Vec<Value> {
     vec![
         json!({"bb": [1, 2.5, {}], "a": "x\"\\\n\u{1}é", "c": null, "ab": [], "é": true}),
         json!([1e-7, -0.0, 0.1, 1.5e16, 1e300, 5e-324, 123.456, -2.5e-3, 100.0]),

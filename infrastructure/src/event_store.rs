@@ -103,7 +103,7 @@ impl PostgresEventRepository {
 
     /// Appends `events` (all of one aggregate, consecutive sequences) inside the
     /// transaction `client` is in, which the caller commits; returns their global
-    /// positions.
+    /// positions. Inside a command, its read guards apply ([`read_guard`]).
     pub async fn append_in_transaction<C: GenericClient>(
         client: &C,
         events: &[SerializedEvent],
@@ -165,7 +165,7 @@ impl PersistedEventRepository for PostgresEventRepository {
             return Ok(());
         }
         let positions = match snapshot_update {
-            // One statement, its own transaction, shared with the commands running now.
+            // Its own transaction, shared with the commands running now.
             None => {
                 self.committer
                     .append_guarded(events, read_guard::current())

@@ -1,10 +1,10 @@
 //! Group commit: the appends of commands running at the same time go into PostgreSQL as
-//! one statement, so they share one round trip, one commit and one WAL flush.
+//! one statement, so they share one transaction, one commit and one WAL flush.
 //!
 //! Appends queue up while the writers are busy; a free writer takes everything queued
 //! (up to [`MAX_EVENTS`]) and inserts it with one `INSERT … SELECT FROM UNNEST` in a
-//! transaction of its own ([`crate::append`]): all of it is committed, or none. A lone append goes alone, so a
-//! quiet system pays nothing for this.
+//! transaction of its own ([`crate::append`]): all of it is committed, or none. A lone
+//! append goes alone, so a quiet system pays nothing for this.
 //!
 //! Each command still stands on its own. When the shared statement fails with an error
 //! PostgreSQL reports (one command lost an optimistic-concurrency race, one event breaks

@@ -17,8 +17,9 @@ const SELECT_AT_POSITION: &str = concat!(
 );
 
 // Within one stream, sequence order is position order and commit order: the next
-// sequence can only be appended once the previous one is committed (the hash chain
-// trigger refuses an event whose predecessor is not stored).
+// sequence can only be appended once the previous one is committed (the writer, or the
+// hash chain trigger for a row without a hash, refuses an event whose predecessor is not
+// stored or visible to its own transaction).
 const SELECT_STREAM: &str = concat!(
     "SELECT ",
     event_columns!("o.owner"),

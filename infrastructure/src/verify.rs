@@ -13,7 +13,7 @@ use std::fmt;
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
 
-use crate::chain::chain_hash;
+use crate::chain::{event_hash, HashedEvent};
 use crate::StoreError;
 
 /// Rows read per round trip: memory stays constant whatever the log's size.
@@ -185,21 +185,21 @@ fn checked(row: &Row) -> Result<Checked, StoreError> {
             .map_err(|_| StoreError::Malformed("event row shape".into()))?;
     let prev_hash: Option<Vec<u8>> = row.try_get(11)?;
     let hash: Vec<u8> = row.try_get(12)?;
-    let computed = chain_hash(
+    let computed = event_hash(
         prev_hash.as_deref(),
-        &[
-            &position.to_string(),
-            &transaction_id,
-            &event_id,
-            &aggregate_type,
-            &aggregate_id,
-            &sequence.to_string(),
-            &event_type,
-            &event_version,
-            &payload,
-            &metadata,
-            &recorded_at,
-        ],
+        &HashedEvent {
+            position,
+            transaction_id: &transaction_id,
+            event_id: &event_id,
+            aggregate_type: &aggregate_type,
+            aggregate_id: &aggregate_id,
+            sequence,
+            event_type: &event_type,
+            event_version: &event_version,
+            payload: &payload,
+            metadata: &metadata,
+            recorded_at: &recorded_at,
+        },
     );
     Ok(Checked {
         position,

@@ -348,8 +348,8 @@ impl PersistedEventRepository for CountingReads {
 }
 
 /// A config change is checked against the server's catalog entry as this process has it
-/// cached, confirmed by the append itself: once the server is known, a change is one
-/// statement and no read.
+/// cached, confirmed by the append itself: once the server is known, a change is its
+/// append and no read.
 #[tokio::test]
 async fn a_config_change_reads_nothing_before_it_writes() {
     let db = berth_tests::test_database().await;

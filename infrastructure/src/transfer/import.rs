@@ -15,8 +15,9 @@ const LOCK_EVENTS: &str = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE";
 
 const COUNT_EVENTS: &str = "SELECT count(*), coalesce(max(global_position), 0) FROM events";
 
-/// The trigger sets `transaction_id` (this transaction), `prev_hash` and `hash`; the
-/// source's transaction id goes to `origin_transaction_id`, which the hash covers.
+/// `transaction_id` is the column's default (this transaction); no hash is sent, so the
+/// chain trigger sets `prev_hash` and `hash`. The source's transaction id goes to
+/// `origin_transaction_id`, which the hash covers.
 const INSERT: &str = "INSERT INTO events (global_position, origin_transaction_id, event_id, \
      aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, \
      recorded_at) OVERRIDING SYSTEM VALUE \
