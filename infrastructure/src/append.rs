@@ -30,12 +30,12 @@ use crate::event_store::{append_error, db_error, unknown};
 /// The transaction's id and time, `$1` positions in ascending order, the stored hash (or
 /// NULL) of each stream key in `$2`, `$3`, `$4`, in the order given, and the first of the
 /// streams in `$5`, `$6` that has moved past its sequence in `$7` (counted from 1; NULL
-/// when none has).
+/// when none has). The positions come from the identity's sequence, named once in the
+/// statement (resolved when it is planned, not looked up on every append).
 const PRELUDE: &str = "SELECT pg_current_xact_id()::text, \
      to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
-     ARRAY(SELECT nextval(q.name::regclass) \
-           FROM (SELECT pg_get_serial_sequence('events', 'global_position') AS name) q, \
-                generate_series(1, $1::int)), \
+     ARRAY(SELECT nextval('events_global_position_seq'::regclass) \
+           FROM generate_series(1, $1::int)), \
      ARRAY(SELECT e.hash \
            FROM unnest($2::text[], $3::text[], $4::bigint[]) WITH ORDINALITY AS k(t, i, s, n) \
            LEFT JOIN events e \
@@ -114,7 +114,7 @@ pub(crate) async fn append_committed<C: GenericClient>(
     }
     let rows = match known
         .map_err(db_error)
-        .and_then(|row| Rows::numbered(events, &ready, guards, &row))
+        .and_then(|row| Rows::numbered(events, &ready, &row))
     {
         Ok(rows) => rows,
         Err(e) => {
@@ -146,7 +146,7 @@ pub(crate) async fn append_in_transaction<C: GenericClient>(
         .query_one(&ready.prelude, &ready.keys.params())
         .await
         .map_err(db_error)?;
-    let rows = Rows::numbered(events, &ready, guards, &row)?;
+    let rows = Rows::numbered(events, &ready, &row)?;
     client
         .execute(&ready.insert, &rows.params())
         .await
@@ -159,6 +159,8 @@ struct PreparedAppend<'a> {
     prelude: Statement,
     insert: Statement,
     keys: OpeningParams<'a>,
+    /// The streams the commands were decided on ([`StreamAt`]).
+    guards: &'a [StreamAt],
     /// Whether the writer hashes the rows ([`writer_hashes`]).
     hashed_here: bool,
 }
@@ -173,6 +175,7 @@ impl<'a> PreparedAppend<'a> {
             prelude: client.prepare_cached(PRELUDE).await.map_err(db_error)?,
             insert: client.prepare_cached(INSERT).await.map_err(db_error)?,
             keys: OpeningParams::of(events, guards)?,
+            guards,
             hashed_here: writer_hashes(client).await?,
         })
     }
@@ -269,10 +272,9 @@ impl<'a> Rows<'a> {
     fn numbered(
         events: &[&'a SerializedEvent],
         ready: &PreparedAppend<'_>,
-        guards: &[StreamAt],
         known: &Row,
     ) -> Result<Self, PersistenceError> {
-        let (keys, hashed_here) = (&ready.keys, ready.hashed_here);
+        let (keys, guards, hashed_here) = (&ready.keys, ready.guards, ready.hashed_here);
         let stale: Option<i64> = known.try_get(4).map_err(db_error)?;
         if let Some(n) = stale {
             let guard = usize::try_from(n - 1)

@@ -6,6 +6,7 @@
 //! `/tmp`, stopped and removed when the process exits.
 
 pub mod docker;
+pub mod function_calls;
 pub mod http_fixture;
 pub mod mcp_client;
 pub mod pets_api;

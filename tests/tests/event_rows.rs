@@ -3,7 +3,7 @@
 //! go through the index of first events (`events_stream_starts`), not an index kept up to
 //! date for every event.
 
-use berth_tests::test_database;
+use berth_tests::{function_calls, test_database};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -46,10 +46,7 @@ async fn the_owner_trigger_runs_for_a_streams_first_event_only() {
     let pool = db.database().pool(1).expect("a pool");
     let mut client = pool.get().await.expect("a connection");
     let tx = client.transaction().await.expect("a transaction");
-    // Counts this transaction's calls of PL/pgSQL functions.
-    tx.batch_execute("SET LOCAL track_functions = 'pl'")
-        .await
-        .expect("tracking function calls");
+    function_calls::count_in(&tx).await;
     stream(
         &tx,
         "server",
@@ -59,14 +56,7 @@ async fn the_owner_trigger_runs_for_a_streams_first_event_only() {
         10,
     )
     .await;
-    let calls: i64 = tx
-        .query_one(
-            "SELECT coalesce(pg_stat_get_xact_function_calls('events_record_owner'::regproc), 0)",
-            &[],
-        )
-        .await
-        .expect("the calls")
-        .get(0);
+    let calls = function_calls::calls(&tx, "events_record_owner").await;
     assert_eq!(
         calls, 1,
         "the owner trigger ran for every event of the stream"

@@ -8,7 +8,7 @@ use berth_infrastructure::chain::jsonb_text;
 use berth_infrastructure::event_store::PostgresEventRepository;
 use berth_infrastructure::group_commit::GroupCommitter;
 use berth_infrastructure::verify::verify;
-use berth_tests::test_database;
+use berth_tests::{function_calls, test_database};
 use cqrs_es::persist::SerializedEvent;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -172,21 +172,13 @@ async fn the_chain_trigger_runs_only_for_rows_without_a_hash() {
     let pool = db.database().pool(1).expect("a pool");
     let mut client = pool.get().await.expect("a connection");
     let tx = client.transaction().await.expect("a transaction");
-    tx.batch_execute("SET LOCAL track_functions = 'pl'")
-        .await
-        .expect("tracking function calls");
+    function_calls::count_in(&tx).await;
     let mut rng = StdRng::seed_from_u64(7);
     let events: Vec<_> = (1..=5).map(|s| event(&mut rng, "s", s)).collect();
     PostgresEventRepository::append_in_transaction(&tx, &events)
         .await
         .expect("the writer's append");
-    let chain_calls =
-        "SELECT coalesce(pg_stat_get_xact_function_calls('events_chain'::regproc), 0)";
-    let by_the_writer: i64 = tx
-        .query_one(chain_calls, &[])
-        .await
-        .expect("the calls")
-        .get(0);
+    let by_the_writer = function_calls::calls(&tx, "events_chain").await;
     assert_eq!(
         by_the_writer, 0,
         "the trigger ran for rows the writer hashed"
@@ -199,11 +191,7 @@ async fn the_chain_trigger_runs_only_for_rows_without_a_hash() {
     )
     .await
     .expect("a row by hand");
-    let by_hand: i64 = tx
-        .query_one(chain_calls, &[])
-        .await
-        .expect("the calls")
-        .get(0);
+    let by_hand = function_calls::calls(&tx, "events_chain").await;
     assert_eq!(
         by_hand, 1,
         "the trigger chains a row that came without a hash"
